@@ -1,0 +1,106 @@
+"""Encryption of stored content at rest.
+
+Every blob gets its own AES-256-GCM data key. The data key is wrapped (RFC 3394 AES key wrap)
+with the master key from the key file, so rotating the master key means rewrapping 40 bytes
+per blob, not re-encrypting content. The caller's ``context`` (e.g. the queue id) is bound as
+associated data: a sealed blob copied to another row does not open there.
+
+Layout: MAGIC(4) | master key id(8) | wrapped data key(40) | nonce(12) | ciphertext+tag
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+
+from crypto.errors import KeyFileError, SealError
+
+MAGIC = b"XGS1"
+_KEY_ID_LEN = 8
+_WRAPPED_LEN = 40
+_NONCE_LEN = 12
+_HEADER_LEN = len(MAGIC) + _KEY_ID_LEN + _WRAPPED_LEN + _NONCE_LEN
+KEY_BYTES = 32
+
+
+@dataclass(frozen=True)
+class MasterKey:
+    key: bytes = b""
+
+    def __post_init__(self) -> None:
+        if len(self.key) != KEY_BYTES:
+            raise KeyFileError("master key must be 32 bytes")
+
+    def __repr__(self) -> str:  # never print key material
+        return f"MasterKey(id={self.key_id.hex()})"
+
+    @property
+    def key_id(self) -> bytes:
+        return hashlib.sha256(b"xgate master key id" + self.key).digest()[:_KEY_ID_LEN]
+
+    @classmethod
+    def generate(cls) -> MasterKey:
+        return cls(os.urandom(KEY_BYTES))
+
+    @classmethod
+    def load(cls, path: Path) -> MasterKey:
+        """Read a key file: 64 hex characters. Refuses files others can read."""
+        try:
+            mode = path.stat().st_mode
+            text = path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            raise KeyFileError(f"master key file not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise KeyFileError(f"master key file unreadable: {path}: {exc}") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyFileError(
+                f"master key file {path} is accessible by group or others; chmod 600 it"
+            )
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise KeyFileError(f"master key file {path}: expected 64 hex characters") from None
+        if len(raw) != KEY_BYTES:
+            raise KeyFileError(f"master key file {path}: expected 64 hex characters")
+        return cls(raw)
+
+    def write(self, path: Path) -> None:
+        """Create the key file with mode 0600; never overwrites an existing key."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(self.key.hex() + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def seal(master: MasterKey, plaintext: bytes, context: bytes) -> bytes:
+    data_key = AESGCM.generate_key(bit_length=256)
+    nonce = os.urandom(_NONCE_LEN)
+    wrapped = aes_key_wrap(master.key, data_key)
+    header = MAGIC + master.key_id + wrapped + nonce
+    # The header is authenticated too, so the key id and wrapped key cannot be swapped.
+    return header + AESGCM(data_key).encrypt(nonce, plaintext, header + context)
+
+
+def open_sealed(master: MasterKey, blob: bytes, context: bytes) -> bytes:
+    if len(blob) < _HEADER_LEN + 16 or not blob.startswith(MAGIC):
+        raise SealError("not a sealed blob or truncated")
+    header = blob[:_HEADER_LEN]
+    key_id = header[len(MAGIC) : len(MAGIC) + _KEY_ID_LEN]
+    if key_id != master.key_id:
+        raise SealError("sealed with another master key")
+    wrapped = header[len(MAGIC) + _KEY_ID_LEN : len(MAGIC) + _KEY_ID_LEN + _WRAPPED_LEN]
+    nonce = header[-_NONCE_LEN:]
+    try:
+        data_key = aes_key_unwrap(master.key, wrapped)
+        return AESGCM(data_key).decrypt(nonce, blob[_HEADER_LEN:], header + context)
+    except (InvalidUnwrap, InvalidTag):
+        raise SealError("sealed content failed authentication") from None

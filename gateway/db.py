@@ -1,0 +1,80 @@
+"""Engine and session factory.
+
+Transactions are owned by the edges (an SMTP transaction, a worker's unit of work, a request,
+a CLI command): they open ``session_scope`` and commit once. Data functions never commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from gateway.settings import Settings
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def make_engine(settings: Settings) -> Engine:
+    url = settings.database.url
+    if is_sqlite(url):
+        return _sqlite_engine(url, settings.database.echo)
+    return create_engine(url, echo=settings.database.echo, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: str, echo: bool) -> Engine:
+    engine = create_engine(
+        url,
+        echo=echo,
+        # Workers run in threads and the SMTP edge hands commits to a thread pool.
+        connect_args={"check_same_thread": False, "timeout": 30},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself (see _on_begin); pysqlite's implicit BEGIN would
+        # be DEFERRED, and a deferred transaction that reads and then writes fails at once
+        # with "database is locked" instead of waiting for the lock.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        # FULL: every commit is fsynced before we answer 250.
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        # Temporary tables and indices stay in memory, never in a temp file.
+        cur.execute("PRAGMA temp_store=MEMORY")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,180 @@
+"""The gateway's tables: the queue, its recipients, sealed content, the audit chain, staff."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from gateway.db import Base
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores none)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class MessageState(StrEnum):
+    RECEIVED = "received"
+    PROCESSING = "processing"
+    DELIVERED = "delivered"
+    HELD = "held"
+    QUARANTINED = "quarantined"
+    REJECTED = "rejected"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+
+
+# States a worker may pick up.
+RUNNABLE_STATES = (MessageState.RECEIVED, MessageState.DEFERRED)
+FINAL_STATES = (MessageState.DELIVERED, MessageState.REJECTED, MessageState.FAILED)
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class RecipientState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+def _enum(cls: type[StrEnum], name: str) -> Enum:
+    # Stored as plain strings with a CHECK constraint, so migrations stay simple.
+    return Enum(cls, name=name, native_enum=False, length=16,
+                values_callable=lambda e: [m.value for m in e])
+
+
+class Message(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    queue_id: Mapped[str] = mapped_column(String(32), unique=True)
+    direction: Mapped[Direction] = mapped_column(_enum(Direction, "direction"))
+    state: Mapped[MessageState] = mapped_column(_enum(MessageState, "message_state"))
+    mail_from: Mapped[str] = mapped_column(String(320))
+    peer: Mapped[str] = mapped_column(String(100), default="")
+    helo: Mapped[str] = mapped_column(String(255), default="")
+    auth_user: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Why the message is in its state (the last outcome's reason); never message content.
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    recipients: Mapped[list[Recipient]] = relationship(
+        back_populates="message", order_by="Recipient.id", cascade="all, delete-orphan"
+    )
+    content: Mapped[SealedContent] = relationship(
+        back_populates="message", cascade="all, delete-orphan", uselist=False
+    )
+
+    __table_args__ = (Index("ix_messages_runnable", "state", "next_attempt_at"),)
+
+
+class Recipient(Base):
+    __tablename__ = "message_recipients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(320))
+    state: Mapped[RecipientState] = mapped_column(_enum(RecipientState, "recipient_state"))
+    # The last answer of the next hop, or the reason of a local failure.
+    response: Mapped[str | None] = mapped_column(Text, nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    message: Mapped[Message] = relationship(back_populates="recipients")
+
+    __table_args__ = (UniqueConstraint("message_id", "address"),)
+
+
+class SealedContent(Base):
+    """The raw message as received, sealed with a per-message key (crypto.at_rest)."""
+
+    __tablename__ = "message_content"
+
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+    message: Mapped[Message] = relationship(back_populates="content")
+
+
+class AuditEntry(Base):
+    """One link of the append-only, hash-chained audit trail (gateway.audit)."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                     primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    queue_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    # Canonical JSON of the decision's facts and reasons; never message content.
+    detail: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """A single row naming the chain's last link; its row lock orders concurrent appends."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class StaffUser(Base):
+    """Staff who may submit mail (SMTP AUTH on the submission listener)."""
+
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,196 @@
+"""The one typed settings object.
+
+Read from a TOML file plus ``XGATE_*`` environment overrides (nested keys joined by ``__``,
+e.g. ``XGATE_DATABASE__URL``). It is built once by the edge that starts (CLI command, test)
+and passed in explicitly; nothing reads configuration from a global.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """Configuration is missing or invalid; the message names the key and what is expected."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are almost always typos; refusing them beats silently ignoring them.
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///var/xgate.db"
+    echo: bool = False
+
+
+class StorageSettings(_Section):
+    master_key_file: Path = Path("var/keys/master.key")
+
+
+class TlsSettings(_Section):
+    cert_file: Path = Path("var/tls/cert.pem")
+    key_file: Path = Path("var/tls/key.pem")
+
+
+class ListenerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+    enabled: bool = True
+
+
+class SmtpSettings(_Section):
+    hostname: str = "xgate.localhost"
+    inbound: ListenerSettings = ListenerSettings(port=2525)
+    submission: ListenerSettings = ListenerSettings(port=2587)
+    max_message_bytes: int = Field(default=52_428_800, gt=0)
+    max_recipients: int = Field(default=100, gt=0)
+    # RFC 5322: 998 characters + CRLF; aiosmtpd adds one for the transparency dot.
+    max_line_bytes: int = Field(default=1001, ge=80)
+    max_header_bytes: int = Field(default=65_536, gt=0)
+    max_connections: int = Field(default=100, gt=0)
+    timeout_seconds: float = Field(default=300, gt=0)
+
+
+class TlsPolicy(StrEnum):
+    NONE = "none"
+    OPPORTUNISTIC = "opportunistic"
+    VERIFY = "required-with-verification"
+
+
+class RelayRoute(_Section):
+    """Where mail for a destination domain goes next. ``*`` matches every domain."""
+
+    domain: str
+    host: str
+    port: int = Field(default=25, ge=1, le=65535)
+    tls: TlsPolicy = TlsPolicy.OPPORTUNISTIC
+    ca_file: Path | None = None
+    # Mail for these domains is for the office itself: recipients need no local mailbox.
+    internal: bool = False
+
+    @field_validator("domain")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.strip().lower()
+
+
+class DeliverySettings(_Section):
+    routes: list[RelayRoute] = []
+    max_lifetime_seconds: int = Field(default=5 * 24 * 3600, gt=0)
+    retry_base_seconds: float = Field(default=60, gt=0)
+    retry_max_seconds: float = Field(default=3600, gt=0)
+    connect_timeout_seconds: float = Field(default=30, gt=0)
+    # The address bounces (DSNs) and notices are sent from.
+    postmaster: str = "postmaster@xgate.localhost"
+
+
+class WorkerSettings(_Section):
+    count: int = Field(default=2, ge=1, le=64)
+    poll_interval_seconds: float = Field(default=0.5, gt=0)
+    # A message claimed by a worker that died is taken over once this much time has passed.
+    lease_seconds: float = Field(default=120, gt=0)
+
+
+class WebSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8025, ge=0, le=65535)
+
+
+class LoggingSettings(_Section):
+    level: str = "INFO"
+    json_format: bool = Field(default=True, alias="json")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class GatewaySettings(_Section):
+    # Domains this gateway receives mail for on the inbound listener.
+    local_domains: list[str] = ["jugendamt.example"]
+
+    @field_validator("local_domains")
+    @classmethod
+    def _lower_domains(cls, value: list[str]) -> list[str]:
+        return [d.strip().lower() for d in value]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="XGATE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    data_dir: Path = Path("var")
+    gateway: GatewaySettings = GatewaySettings()
+    database: DatabaseSettings = DatabaseSettings()
+    storage: StorageSettings = StorageSettings()
+    tls: TlsSettings = TlsSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    workers: WorkerSettings = WorkerSettings()
+    web: WebSettings = WebSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file, which is passed as init arguments.
+        return env_settings, init_settings
+
+    def resolve(self, path: Path) -> Path:
+        """Relative paths in the configuration are relative to the configuration's base dir."""
+        return path if path.is_absolute() else (self._base_dir / path)
+
+    _base_dir: Path = Path(".")
+
+
+def load_settings(path: Path | None, **overrides: Any) -> Settings:
+    """Read ``path`` (TOML), apply environment overrides, validate.
+
+    Raises ConfigError with one line per problem, each naming the key.
+    """
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        base = path.resolve().parent
+    data.update(overrides)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, path)) from None
+    settings._base_dir = base
+    return settings
+
+
+def format_validation_error(exc: ValidationError, path: Path | None) -> str:
+    where = f"{path}: " if path else ""
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        problem = err["msg"]
+        if err["type"] == "extra_forbidden":
+            problem = "unknown key"
+        elif err["type"] == "missing":
+            problem = "required key is missing"
+        got = err.get("input")
+        shown = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {got!r})"
+        lines.append(f"{where}invalid configuration: {key}: {problem}{shown}")
+    return "\n".join(lines)
