@@ -1,0 +1,51 @@
+"""Where a recipient's copy goes: a shared mailbox of the gateway or a relay next hop."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from gateway.pipeline.context import LocalRoute, Route
+from gateway.settings import RelayRoute
+from mailboxes.directory import find_mailbox
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def relay_route_for(address: str, routes: Sequence[RelayRoute]) -> RelayRoute | None:
+    domain = domain_of(address)
+    for route in routes:
+        if route.domain == domain:
+            return route
+    for route in routes:
+        if route.domain == "*":
+            return route
+    return None
+
+
+def resolve(session: Session, address: str, routes: Sequence[RelayRoute]) -> Route | None:
+    mailbox = find_mailbox(session, address)
+    if mailbox is not None:
+        return LocalRoute(mailbox.id, mailbox.address)
+    return relay_route_for(address, routes)
+
+
+def is_acceptable_inbound(session: Session, address: str, local_domains: Sequence[str],
+                          routes: Sequence[RelayRoute]) -> bool:
+    """Inbound (partners): only our mailboxes, or our own domains that go to the office's
+    internal mail server. Everything else would make us an open relay."""
+    if find_mailbox(session, address) is not None:
+        return True
+    if domain_of(address) not in local_domains:
+        return False
+    route = relay_route_for(address, routes)
+    return route is not None and route.internal and route.domain != "*"
+
+
+def is_acceptable_submission(session: Session, address: str,
+                             routes: Sequence[RelayRoute]) -> bool:
+    """Submission (authenticated staff): any address we have a way to deliver to."""
+    return resolve(session, address, routes) is not None

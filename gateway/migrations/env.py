@@ -1,0 +1,30 @@
+"""Alembic environment. The engine comes from our settings, never from alembic.ini."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection
+
+import gateway.models
+import mailboxes.models  # noqa: F401 - registers the mailbox tables on the metadata
+from gateway.db import Base
+
+_ = gateway.models
+target_metadata = Base.metadata
+
+
+def run_migrations(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,  # SQLite needs batch mode to alter tables
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations through gateway.migrate, which passes a connection")
+run_migrations(connection)

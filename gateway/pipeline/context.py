@@ -1,0 +1,48 @@
+"""The one typed object that flows through the stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+
+from gateway.models import Direction
+from gateway.settings import RelayRoute
+
+
+@dataclass(frozen=True)
+class LocalRoute:
+    mailbox_id: int
+    mailbox_address: str
+
+
+Route = LocalRoute | RelayRoute
+
+
+@dataclass
+class MessageContext:
+    message_id: int
+    queue_id: str
+    direction: Direction
+    mail_from: str
+    received_at: datetime
+    attempt: int
+    # The message as received. Plaintext lives only in memory.
+    raw: bytes
+    # Recipients not yet delivered or failed; stages never see finished ones again.
+    pending: list[str]
+    auth_user: str | None = None
+    # Who acts on the message, for the audit trail (the worker's id).
+    worker: str = "worker"
+    parsed: EmailMessage | None = None
+    # What will be delivered; stages that transform the message replace it.
+    content: bytes | None = None
+    # X-Xgate-* headers added at delivery, after any such header from outside was removed.
+    result_headers: dict[str, str] = field(default_factory=dict)
+    routes: dict[str, Route] = field(default_factory=dict)
+    # Facts stages establish, recorded on the audit entry of the outcome.
+    facts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def body(self) -> bytes:
+        return self.content if self.content is not None else self.raw

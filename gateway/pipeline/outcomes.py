@@ -1,0 +1,41 @@
+"""Terminal outcomes a stage may raise. The pipeline driver catches them in one place."""
+
+from __future__ import annotations
+
+from gateway.models import MessageState
+
+
+class Outcome(Exception):
+    state: MessageState = MessageState.FAILED
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Hold(Outcome):
+    """Waits for something a person must provide (consent, approval, a key)."""
+
+    state = MessageState.HELD
+
+
+class Quarantine(Outcome):
+    """Kept, unreadable to recipients, until an admin decides (infected, unparseable, ...)."""
+
+    state = MessageState.QUARANTINED
+
+
+class Reject(Outcome):
+    """Refused for good: every pending recipient fails and the sender gets a DSN."""
+
+    state = MessageState.REJECTED
+
+
+class Defer(Outcome):
+    """A transient fault: try again later."""
+
+    state = MessageState.DEFERRED
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after

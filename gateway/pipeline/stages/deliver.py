@@ -1,0 +1,121 @@
+"""Deliver to each pending recipient: file into a mailbox, or relay to the next hop.
+
+Each delivery is committed as soon as it is done, so a crash afterwards does not repeat it:
+mailbox filing is exactly-once (a unique key), relay is at-least-once only in the moment
+between the next hop's 250 and our commit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+from gateway import audit
+from gateway.db import session_scope
+from gateway.delivery.dsn import Failure
+from gateway.delivery.recipients import fail_recipients, mark_delivered, note_attempt
+from gateway.delivery.transport import Reply, TransportError
+from gateway.mime.headers import prepend_headers
+from gateway.models import Message
+from gateway.pipeline.context import LocalRoute, MessageContext
+from gateway.pipeline.outcomes import Defer
+from gateway.services import Services
+from gateway.settings import RelayRoute
+from mailboxes.store import file_message
+
+
+class DeliverStage:
+    name = "deliver"
+
+    def run(self, ctx: MessageContext, services: Services) -> None:
+        content = prepend_headers(ctx.body, ctx.result_headers)
+        failures: list[Failure] = []
+        transient: dict[str, str] = {}
+
+        for address in list(ctx.pending):
+            route = ctx.routes[address]
+            if isinstance(route, LocalRoute):
+                self._file(ctx, services, address, route, content)
+
+        by_hop: dict[tuple[str, int], list[str]] = defaultdict(list)
+        hops: dict[tuple[str, int], RelayRoute] = {}
+        for address in ctx.pending:
+            route = ctx.routes[address]
+            if isinstance(route, RelayRoute):
+                by_hop[(route.host, route.port)].append(address)
+                hops[(route.host, route.port)] = route
+        for key, addresses in by_hop.items():
+            self._relay(ctx, services, hops[key], addresses, content, failures, transient)
+
+        now = services.clock()
+        if ctx.pending and now - ctx.received_at >= timedelta(
+                seconds=services.settings.delivery.max_lifetime_seconds):
+            for address in ctx.pending:
+                last = transient.get(address, "no successful delivery attempt")
+                failures.append(Failure(address, "4.4.7",
+                                        f"delivery time expired; last error: {last}"))
+        if failures:
+            with session_scope(services.sessions) as session:
+                message = session.get_one(Message, ctx.message_id)
+                fail_recipients(session, services.master_key, services.settings,
+                                message=message, original=ctx.raw, failures=failures,
+                                actor=ctx.worker, now=now)
+            failed = {f.recipient for f in failures}
+            ctx.pending = [a for a in ctx.pending if a not in failed]
+        if ctx.pending:
+            reasons = sorted({transient.get(a, "not attempted") for a in ctx.pending})
+            raise Defer(f"{len(ctx.pending)} recipient(s) deferred: " + "; ".join(reasons))
+
+    def _file(self, ctx: MessageContext, services: Services, address: str, route: LocalRoute,
+              content: bytes) -> None:
+        now = services.clock()
+        with session_scope(services.sessions) as session:
+            filed = file_message(session, services.master_key, mailbox_id=route.mailbox_id,
+                                 message_id=ctx.message_id, mail_from=ctx.mail_from,
+                                 content=content, now=now)
+            mark_delivered(session, ctx.message_id, address, "filed in mailbox", now)
+            audit.record(session, actor=ctx.worker, action="delivered", queue_id=ctx.queue_id,
+                         detail={"recipient": address, "mailbox": route.mailbox_address,
+                                 "already_filed": not filed})
+        ctx.pending.remove(address)
+
+    def _relay(self, ctx: MessageContext, services: Services, route: RelayRoute,
+               addresses: list[str], content: bytes, failures: list[Failure],
+               transient: dict[str, str]) -> None:
+        hop = f"{route.host}:{route.port}"
+        try:
+            replies = services.transport.send(route, ctx.mail_from, addresses, content)
+        except TransportError as exc:
+            for address in addresses:
+                if exc.permanent:
+                    failures.append(Failure(address, "5.4.0", exc.reason, hop))
+                else:
+                    transient[address] = f"{hop}: {exc.reason}"
+            with session_scope(services.sessions) as session:
+                for address in addresses:
+                    note_attempt(session, ctx.message_id, address, exc.reason)
+            return
+        now = services.clock()
+        with session_scope(services.sessions) as session:
+            for address in addresses:
+                reply = replies.get(address, Reply(451, "4.3.0 no reply for recipient"))
+                if reply.ok:
+                    mark_delivered(session, ctx.message_id, address, str(reply), now)
+                    audit.record(session, actor=ctx.worker, action="delivered",
+                                 queue_id=ctx.queue_id,
+                                 detail={"recipient": address, "relay": hop,
+                                         "reply": str(reply)})
+                    ctx.pending.remove(address)
+                elif reply.permanent:
+                    failures.append(Failure(address, _status(reply, "5.0.0"), str(reply), hop))
+                else:
+                    transient[address] = f"{hop}: {reply}"
+                    note_attempt(session, ctx.message_id, address, str(reply))
+
+
+def _status(reply: Reply, default: str) -> str:
+    first = reply.text.split(" ", 1)[0]
+    parts = first.split(".")
+    if len(parts) == 3 and all(p.isdigit() for p in parts) and first[0] in "245":
+        return first
+    return default

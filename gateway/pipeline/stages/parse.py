@@ -1,0 +1,41 @@
+"""Parse the MIME structure; quarantine what cannot be parsed reliably.
+
+A structure the parser had to guess at could hide a part from the scanner, so guessing fails
+closed: the message is kept as it came and quarantined with the reason.
+"""
+
+from __future__ import annotations
+
+from email import errors, policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+from gateway.pipeline.context import MessageContext
+from gateway.pipeline.outcomes import Quarantine
+from gateway.services import Services
+
+# Defects that mean the part boundaries are not what the sender's software meant.
+STRUCTURAL_DEFECTS: tuple[type[errors.MessageDefect], ...] = (
+    errors.NoBoundaryInMultipartDefect,
+    errors.StartBoundaryNotFoundDefect,
+    errors.CloseBoundaryNotFoundDefect,
+    errors.MultipartInvariantViolationDefect,
+    errors.MissingHeaderBodySeparatorDefect,
+)
+
+
+class ParseStage:
+    name = "parse"
+
+    def run(self, ctx: MessageContext, services: Services) -> None:
+        try:
+            parsed = BytesParser(policy=policy.default).parsebytes(ctx.body)
+            problems = sorted({type(d).__name__ for part in parsed.walk() for d in part.defects
+                               if isinstance(d, STRUCTURAL_DEFECTS)})
+        except Exception as exc:  # noqa: BLE001 - any parser failure is a verdict, not a crash
+            raise Quarantine(f"unparseable message: {type(exc).__name__}") from None
+        if problems:
+            raise Quarantine("malformed MIME structure: " + ", ".join(problems))
+        assert isinstance(parsed, EmailMessage)
+        ctx.parsed = parsed
+        ctx.facts["mime_type"] = parsed.get_content_type()

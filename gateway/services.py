@@ -1,0 +1,38 @@
+"""The capabilities stages and edges use, built once from the settings and passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from crypto.at_rest import MasterKey
+from gateway.clock import Clock, system_clock
+from gateway.db import make_engine, make_session_factory
+from gateway.delivery.transport import Transport
+from gateway.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    master_key: MasterKey
+    transport: Transport
+    clock: Clock = system_clock
+
+
+def build_services(settings: Settings, *, transport: Transport | None = None,
+                   clock: Clock = system_clock) -> Services:
+    if transport is None:
+        from gateway.delivery.smtp_relay import SmtpRelayTransport
+
+        transport = SmtpRelayTransport(settings)
+    engine = make_engine(settings)
+    return Services(
+        settings=settings,
+        sessions=make_session_factory(engine),
+        master_key=MasterKey.load(settings.resolve(settings.storage.master_key_file)),
+        transport=transport,
+        clock=clock,
+    )

@@ -1,0 +1,166 @@
+"""A worker: claims a message, runs its pipeline, records the result in one transaction."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import timedelta
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from crypto.at_rest import open_sealed
+from crypto.errors import SealError
+from gateway import audit
+from gateway.db import session_scope
+from gateway.delivery.dsn import Failure, build_notice
+from gateway.delivery.recipients import fail_recipients, pending_recipients
+from gateway.models import Direction, Message, MessageState, RecipientState
+from gateway.pipeline.context import MessageContext
+from gateway.pipeline.driver import PipelineResult, StageTimer, run_pipeline
+from gateway.pipeline.outcomes import Defer, Hold, Quarantine, Reject
+from gateway.pipeline.pipelines import stages_for
+from gateway.queue import Claim, claim_next, release, renew_lease
+from gateway.services import Services
+from gateway.spool import Envelope, content_context, store_received
+
+log = logging.getLogger(__name__)
+
+
+def worker_name(index: int = 0) -> str:
+    return f"worker:{socket.gethostname()}:{os.getpid()}:{index}"
+
+
+def retry_delay(settings_base: float, settings_max: float, attempt: int) -> float:
+    """Exponential backoff: base, 2*base, 4*base ... capped."""
+    return float(min(settings_max, settings_base * (2 ** max(0, attempt - 1))))
+
+
+class Worker:
+    def __init__(self, services: Services, name: str, timer: StageTimer | None = None) -> None:
+        self.services = services
+        self.name = name
+        self.timer = timer
+
+    def run_forever(self, stop: threading.Event) -> None:
+        poll = self.services.settings.workers.poll_interval_seconds
+        while not stop.is_set():
+            try:
+                busy = self.process_one()
+            except OperationalError as exc:
+                log.warning("%s: database unavailable (%s); retrying", self.name,
+                            type(exc).__name__)
+                busy = False
+            if not busy:
+                stop.wait(poll)
+
+    def process_one(self) -> bool:
+        """Process one message if one is runnable. True if one was processed."""
+        settings = self.services.settings
+        with session_scope(self.services.sessions) as session:
+            claim = claim_next(session, self.name, self.services.clock(),
+                               settings.workers.lease_seconds)
+        if claim is None:
+            return False
+        ctx = self._load(claim)
+        if ctx is None:
+            return True
+        result = run_pipeline(ctx, stages_for(ctx.direction), self.services,
+                              after_stage=lambda: self._renew(claim), timer=self.timer)
+        self._finish(claim, ctx, result)
+        return True
+
+    def _renew(self, claim: Claim) -> None:
+        with session_scope(self.services.sessions) as session:
+            renew_lease(session, claim, self.services.clock(),
+                        self.services.settings.workers.lease_seconds)
+
+    def _load(self, claim: Claim) -> MessageContext | None:
+        with session_scope(self.services.sessions) as session:
+            message = session.get_one(Message, claim.message_id)
+            try:
+                raw = open_sealed(self.services.master_key, message.content.sealed,
+                                  content_context(message.queue_id))
+            except SealError as exc:
+                # Wrong master key or damaged storage: nothing a retry fixes by itself.
+                reason = f"stored content cannot be opened: {exc}"
+                log.error("%s: %s", claim.queue_id, reason)
+                release(session, claim, state=MessageState.FAILED, reason=reason,
+                        now=self.services.clock())
+                audit.record(session, actor=self.name, action="failed",
+                             queue_id=claim.queue_id, detail={"reason": reason})
+                return None
+            return MessageContext(
+                message_id=message.id, queue_id=message.queue_id, direction=message.direction,
+                mail_from=message.mail_from, received_at=message.received_at,
+                attempt=claim.attempt, raw=raw, auth_user=message.auth_user,
+                pending=pending_recipients(session, message.id), worker=self.name,
+            )
+
+    def _finish(self, claim: Claim, ctx: MessageContext, result: PipelineResult) -> None:
+        services = self.services
+        settings = services.settings
+        now = services.clock()
+        outcome = result.outcome
+        next_attempt = None
+        with session_scope(services.sessions) as session:
+            message = session.get_one(Message, claim.message_id)
+            if outcome is None:
+                delivered = any(r.state == RecipientState.DELIVERED for r in message.recipients)
+                state = MessageState.DELIVERED if delivered else MessageState.REJECTED
+                reason = None if delivered else "no recipient could be delivered"
+            elif isinstance(outcome, Defer):
+                state, reason = MessageState.DEFERRED, outcome.reason
+                delay = outcome.retry_after or retry_delay(
+                    settings.delivery.retry_base_seconds, settings.delivery.retry_max_seconds,
+                    claim.attempt)
+                next_attempt = now + timedelta(seconds=delay)
+            elif isinstance(outcome, Reject):
+                state, reason = MessageState.REJECTED, outcome.reason
+                pending = [r.address for r in message.recipients
+                           if r.state == RecipientState.PENDING]
+                fail_recipients(session, services.master_key, settings, message=message,
+                                original=ctx.raw, actor=self.name, now=now, failures=[
+                                    Failure(a, "5.7.1", outcome.reason) for a in pending])
+            elif isinstance(outcome, Hold | Quarantine):
+                state, reason = outcome.state, outcome.reason
+                self._notify_sender(session, message, state, outcome.reason)
+            else:
+                state, reason = MessageState.FAILED, outcome.reason
+            if not release(session, claim, state=state, reason=reason, now=now,
+                           next_attempt_at=next_attempt):
+                # Another worker took over after our lease ran out; its result counts.
+                log.warning("%s: lease lost before finishing; result discarded", claim.queue_id)
+                session.rollback()
+                return
+            detail: dict[str, object] = {"reason": reason, "stage": result.stage,
+                                         "attempt": claim.attempt}
+            detail.update(ctx.facts)
+            if next_attempt is not None:
+                detail["next_attempt_at"] = next_attempt.isoformat()
+            audit.record(session, actor=self.name, action=state.value,
+                         queue_id=claim.queue_id, detail=detail)
+        log.info("%s -> %s%s", claim.queue_id, state.value, f" ({reason})" if reason else "")
+
+    def _notify_sender(self, session: Session, message: Message, state: MessageState,
+                       reason: str) -> None:
+        if not message.mail_from:
+            return
+        settings = self.services.settings
+        what = "held" if state == MessageState.HELD else "quarantined"
+        rcpts = ", ".join(r.address for r in message.recipients)
+        text = (
+            f"Your message to {rcpts} (reference {message.queue_id}) has been {what} by the "
+            f"mail gateway and has not been delivered yet.\r\n\r\nReason: {reason}\r\n\r\n"
+            "The gateway's administrators have been informed. Please quote the reference "
+            "if you contact them.\r\n"
+        )
+        notice = build_notice(reporting_mta=settings.smtp.hostname,
+                              postmaster=settings.delivery.postmaster, to=message.mail_from,
+                              subject=f"Message {what}: reference {message.queue_id}",
+                              text=text, now=self.services.clock())
+        store_received(session, self.services.master_key, Envelope(
+            direction=Direction.OUTBOUND, mail_from="", rcpt_tos=[message.mail_from],
+            data=notice), actor=self.name, now=self.services.clock())

@@ -1,0 +1,51 @@
+"""Looking up and managing shared mailboxes."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.models import utcnow
+from mailboxes.models import Mailbox
+
+
+class MailboxError(Exception):
+    pass
+
+
+def normalise_address(address: str) -> str:
+    # Local parts are case-sensitive by the RFC, but no office wants two mailboxes that
+    # differ only in case; treat addresses case-insensitively.
+    return address.strip().lower()
+
+
+def find_mailbox(session: Session, address: str) -> Mailbox | None:
+    return session.scalars(
+        select(Mailbox).where(Mailbox.address == normalise_address(address))
+    ).one_or_none()
+
+
+def add_mailbox(session: Session, address: str, name: str, *, sensitive: bool = False) -> Mailbox:
+    address = normalise_address(address)
+    local, at, domain = address.partition("@")
+    if not local or not at or "." not in domain or " " in address:
+        raise MailboxError(f"not a valid mailbox address: {address!r}")
+    if find_mailbox(session, address) is not None:
+        raise MailboxError(f"mailbox {address} exists already")
+    mailbox = Mailbox(address=address, name=name, sensitive=sensitive, created_at=utcnow())
+    session.add(mailbox)
+    session.flush()
+    return mailbox
+
+
+def list_mailboxes(session: Session) -> list[Mailbox]:
+    return list(session.scalars(select(Mailbox).order_by(Mailbox.address)))
+
+
+def count_messages(session: Session, mailbox_id: int) -> int:
+    from mailboxes.models import StoredMessage
+
+    return session.scalar(
+        select(func.count()).select_from(StoredMessage)
+        .where(StoredMessage.mailbox_id == mailbox_id)
+    ) or 0

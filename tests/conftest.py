@@ -1,0 +1,126 @@
+"""Shared fixtures: real databases (SQLite and PostgreSQL), settings, services.
+
+Every test that takes ``database_url`` runs twice: on SQLite and on a real PostgreSQL server
+started on loopback for the run. Each test gets its own database, cloned from one migrated
+template, because the code under test commits (workers, the SMTP edge) and a rollback per test
+could not undo that.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from crypto.at_rest import MasterKey
+from gateway.clock import FakeClock
+from gateway.db import make_engine
+from gateway.delivery.transport import RecordingTransport
+from gateway.migrate import upgrade
+from gateway.services import Services, build_services
+from gateway.settings import Settings, load_settings
+from tests.support.postgres import PostgresServer
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+_counter = itertools.count()
+
+
+def _backends() -> list[str]:
+    if os.environ.get("XGATE_TEST_SKIP_POSTGRES") == "1":
+        return ["sqlite"]
+    return ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer.start()
+    admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("CREATE DATABASE xgate_template"))
+    admin.dispose()
+    engine = create_engine(server.url("xgate_template"))
+    upgrade(engine)
+    engine.dispose()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    engine = make_engine(Settings(database={"url": f"sqlite:///{path}"}))  # type: ignore[arg-type]
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(params=_backends())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "xgate.db"
+        shutil.copyfile(template, target)
+        return f"sqlite:///{target}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"t{os.getpid()}_{next(_counter)}"
+    admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE xgate_template'))
+    admin.dispose()
+    return server.url(name)
+
+
+def write_master_key(data_dir: Path) -> Path:
+    path = data_dir / "keys" / "master.key"
+    MasterKey.generate().write(path)
+    return path
+
+
+def make_settings(data_dir: Path, database_url: str, **sections: Any) -> Settings:
+    """Settings for a test: everything under ``data_dir``, listeners on free ports."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = data_dir / "keys" / "master.key"
+    if not key.exists():
+        write_master_key(data_dir)
+    base: dict[str, Any] = {
+        "data_dir": str(data_dir),
+        "database": {"url": database_url},
+        "storage": {"master_key_file": str(key)},
+        "logging": {"level": "DEBUG", "json": False},
+    }
+    for name, value in sections.items():
+        if isinstance(value, dict) and isinstance(base.get(name), dict):
+            base[name] = {**base[name], **value}
+        else:
+            base[name] = value
+    return load_settings(None, **base)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path / "var", database_url)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def transport() -> RecordingTransport:
+    return RecordingTransport()
+
+
+@pytest.fixture
+def services(settings: Settings, transport: RecordingTransport, clock: FakeClock) -> Iterator[Services]:
+    svc = build_services(settings, transport=transport, clock=clock)
+    yield svc
+    engine = svc.sessions.kw["bind"]
+    engine.dispose()
