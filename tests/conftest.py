@@ -119,7 +119,8 @@ def transport() -> RecordingTransport:
 
 
 @pytest.fixture
-def services(settings: Settings, transport: RecordingTransport, clock: FakeClock) -> Iterator[Services]:
+def services(settings: Settings, transport: RecordingTransport,
+             clock: FakeClock) -> Iterator[Services]:
     svc = build_services(settings, transport=transport, clock=clock)
     yield svc
     engine = svc.sessions.kw["bind"]

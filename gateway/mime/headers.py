@@ -48,5 +48,5 @@ def prepend_headers(data: bytes, headers: Mapping[str, str]) -> bytes:
     for name, value in headers.items():
         # Values are ours, but may quote outside facts: never let them open a new header.
         clean = " ".join(value.replace("\r", " ").replace("\n", " ").split())
-        lines.append(f"{name}: {clean}".encode("utf-8") + CRLF)
+        lines.append(f"{name}: {clean}".encode() + CRLF)
     return b"".join(lines) + data
