@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,14 @@ from sqlalchemy import create_engine, text
 from crypto.at_rest import MasterKey
 from gateway.clock import FakeClock
 from gateway.db import make_engine
+from gateway.delivery.smtp_relay import SmtpRelayTransport
 from gateway.delivery.transport import RecordingTransport
 from gateway.migrate import upgrade
 from gateway.services import Services, build_services
-from gateway.settings import Settings, load_settings
+from gateway.settings import RelayRoute, Settings, TlsPolicy, load_settings
+from tests.support.pki import TestPki, make_pki
 from tests.support.postgres import PostgresServer
+from tests.support.sink import SmtpSink
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -125,3 +128,55 @@ def services(settings: Settings, transport: RecordingTransport,
     yield svc
     engine = svc.sessions.kw["bind"]
     engine.dispose()
+
+
+# -- relay to a real SMTP sink on loopback (tests/support/sink.py) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    """A throwaway CA with server certificates, made once per run."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def make_sink() -> Iterator[Callable[..., SmtpSink]]:
+    """Start SMTP sinks (keyword arguments as SmtpSink's); all are stopped after the test."""
+    started: list[SmtpSink] = []
+
+    def start(**kwargs: Any) -> SmtpSink:
+        sink = SmtpSink(**kwargs).start()
+        started.append(sink)
+        return sink
+
+    yield start
+    for sink in started:
+        sink.stop()
+
+
+@pytest.fixture
+def sink(make_sink: Callable[..., SmtpSink]) -> SmtpSink:
+    """A plain sink: no STARTTLS, accepts everything unless told otherwise."""
+    return make_sink()
+
+
+@pytest.fixture
+def relay_services(settings: Settings, clock: FakeClock
+                   ) -> Iterator[Callable[..., Services]]:
+    """Services with the real SMTP relay; every domain routed to the given sink.
+
+    Call as ``relay_services(sink, tls=TlsPolicy.NONE, ca_file=None)``.
+    """
+    built: list[Services] = []
+
+    def build(sink: SmtpSink, tls: TlsPolicy = TlsPolicy.NONE,
+              ca_file: Path | None = None) -> Services:
+        settings.delivery.routes = [RelayRoute(domain="*", host=sink.host, port=sink.port,
+                                               tls=tls, ca_file=ca_file)]
+        svc = build_services(settings, transport=SmtpRelayTransport(settings), clock=clock)
+        built.append(svc)
+        return svc
+
+    yield build
+    for svc in built:
+        svc.sessions.kw["bind"].dispose()

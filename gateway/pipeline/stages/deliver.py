@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import timedelta
+from pathlib import Path
 
 from gateway import audit
 from gateway.db import session_scope
@@ -20,8 +21,10 @@ from gateway.models import Message
 from gateway.pipeline.context import LocalRoute, MessageContext
 from gateway.pipeline.outcomes import Defer
 from gateway.services import Services
-from gateway.settings import RelayRoute
+from gateway.settings import RelayRoute, TlsPolicy
 from mailboxes.store import file_message
+
+_HopKey = tuple[str, int, TlsPolicy, Path | None]
 
 
 class DeliverStage:
@@ -37,13 +40,16 @@ class DeliverStage:
             if isinstance(route, LocalRoute):
                 self._file(ctx, services, address, route, content)
 
-        by_hop: dict[tuple[str, int], list[str]] = defaultdict(list)
-        hops: dict[tuple[str, int], RelayRoute] = {}
+        # One session per next hop *and* TLS policy: keyed by host:port alone, a route that
+        # allows plaintext could carry mail whose own route requires verified TLS.
+        by_hop: dict[_HopKey, list[str]] = defaultdict(list)
+        hops: dict[_HopKey, RelayRoute] = {}
         for address in ctx.pending:
             route = ctx.routes[address]
             if isinstance(route, RelayRoute):
-                by_hop[(route.host, route.port)].append(address)
-                hops[(route.host, route.port)] = route
+                key = (route.host, route.port, route.tls, route.ca_file)
+                by_hop[key].append(address)
+                hops[key] = route
         for key, addresses in by_hop.items():
             self._relay(ctx, services, hops[key], addresses, content, failures, transient)
 
@@ -88,7 +94,7 @@ class DeliverStage:
         except TransportError as exc:
             for address in addresses:
                 if exc.permanent:
-                    failures.append(Failure(address, "5.4.0", exc.reason, hop))
+                    failures.append(Failure(address, "5.4.0", exc.reason, route.host))
                 else:
                     transient[address] = f"{hop}: {exc.reason}"
             with session_scope(services.sessions) as session:
@@ -107,7 +113,8 @@ class DeliverStage:
                                          "reply": str(reply)})
                     ctx.pending.remove(address)
                 elif reply.permanent:
-                    failures.append(Failure(address, _status(reply, "5.0.0"), str(reply), hop))
+                    failures.append(Failure(address, _status(reply, "5.0.0"), str(reply),
+                                            route.host))
                 else:
                     transient[address] = f"{hop}: {reply}"
                     note_attempt(session, ctx.message_id, address, str(reply))

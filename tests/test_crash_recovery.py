@@ -1,0 +1,276 @@
+"""Crashes and concurrency with real worker processes (``xgate serve worker``).
+
+A worker killed with SIGKILL leaves its message in ``processing`` with a lease; once the lease
+has expired another worker takes it over and delivers what is still pending. What was already
+committed (a mailbox copy) is not repeated, and a relay transaction the next hop never
+acknowledged is sent again, once.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from email.parser import BytesHeaderParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from gateway import audit
+from gateway.db import session_scope
+from gateway.delivery.smtp_relay import SmtpRelayTransport
+from gateway.models import AuditEntry, Direction, Message, MessageState, RecipientState
+from gateway.services import Services, build_services
+from gateway.settings import Settings
+from gateway.spool import Envelope, store_received
+from mailboxes.directory import add_mailbox
+from mailboxes.models import StoredMessage
+from mailboxes.store import messages_in, read_message
+from tests.conftest import make_settings
+from tests.support.postgres import PostgresServer
+from tests.support.sink import SmtpSink
+from tests.support.waiting import wait_until
+from tests.support.worker_process import WorkerProcess, runner_command, write_config
+
+MAILBOX = "kita@jugendamt.example"
+REMOTE = "x@partner.example"
+# Short, so a restarted worker takes over a dead worker's message quickly.
+LEASE_SECONDS = 2.0
+
+MakeSink = Callable[..., SmtpSink]
+
+
+def _message(n: int, to: str = MAILBOX) -> bytes:
+    return (f"From: a@partner.example\r\nTo: {to}\r\nSubject: Nachricht {n}\r\n"
+            f"Message-ID: <crash-{n}@partner.example>\r\n\r\nInhalt {n}\r\n").encode()
+
+
+@pytest.fixture
+def make_workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Worker processes on a config file written from the test's settings; all are stopped
+    (SIGKILL if SIGTERM does not do) when the test ends."""
+    made: list[WorkerProcess] = []
+
+    def make(settings: Settings, *, threads: int, sink: SmtpSink | None = None,
+             lease_seconds: float = LEASE_SECONDS, name: str = "worker",
+             stage_delay: float | None = None) -> WorkerProcess:
+        """``xgate serve worker``; with ``stage_delay``, the test runner that pauses after
+        each stage (tests/support/worker_process.py)."""
+        config: dict[str, Any] = {
+            "data_dir": str(settings.data_dir),
+            "database": {"url": settings.database.url},
+            "storage": {"master_key_file": str(settings.storage.master_key_file)},
+            "smtp": {"hostname": "xgate.test"},
+            "workers": {"count": threads, "lease_seconds": lease_seconds,
+                        "poll_interval_seconds": 0.1},
+            "logging": {"level": "INFO", "json": False},
+        }
+        if sink is not None:
+            config["delivery"] = {"routes": [
+                {"domain": "*", "host": sink.host, "port": sink.port, "tls": "none"}]}
+        path = write_config(tmp_path / f"{name}.toml", config)
+        command = None if stage_delay is None else runner_command(path, threads, stage_delay)
+        worker = WorkerProcess(path, tmp_path / "logs", name, command)
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.stop()
+
+
+def _services(settings: Settings) -> Services:
+    # The test process only enqueues and inspects; the real clock, as the workers use.
+    return build_services(settings, transport=SmtpRelayTransport(settings))
+
+
+@pytest.fixture
+def services_here(settings: Settings) -> Iterator[Services]:
+    services = _services(settings)
+    yield services
+    services.sessions.kw["bind"].dispose()
+
+
+def _enqueue(services: Services, messages: list[tuple[list[str], bytes]]) -> list[str]:
+    """All in one transaction, so workers see them at once."""
+    with session_scope(services.sessions) as s:
+        return [store_received(s, services.master_key, Envelope(
+            Direction.INBOUND, "a@partner.example", rcpts, data), actor="test",
+            now=services.clock()).queue_id for rcpts, data in messages]
+
+
+def _states(services: Services, queue_ids: list[str]) -> dict[str, MessageState]:
+    with session_scope(services.sessions) as s:
+        rows = s.execute(select(Message.queue_id, Message.state)
+                         .where(Message.queue_id.in_(queue_ids))).all()
+    return {queue_id: state for queue_id, state in rows}
+
+
+def _all_delivered(services: Services, queue_ids: list[str]) -> Callable[[], bool]:
+    def check() -> bool:
+        states = _states(services, queue_ids)
+        return all(states.get(q) == MessageState.DELIVERED for q in queue_ids)
+    return check
+
+
+def _mailbox(services: Services) -> int:
+    with session_scope(services.sessions) as s:
+        return add_mailbox(s, MAILBOX, "Kindertagespflege").id
+
+
+def _assert_audit_verifies(services: Services) -> None:
+    with session_scope(services.sessions) as s:
+        result = audit.verify(s)
+    assert result.ok, f"audit chain broken at {result.first_broken_seq}: {result.problem}"
+
+
+def _audit_actions(services: Services, queue_id: str) -> list[str]:
+    with session_scope(services.sessions) as s:
+        return list(s.scalars(select(AuditEntry.action).where(AuditEntry.queue_id == queue_id)
+                              .order_by(AuditEntry.seq)))
+
+
+def test_kill_during_relay_data_resumes_without_duplicates(
+        settings: Settings, services_here: Services, make_sink: MakeSink,
+        make_workers: Callable[..., WorkerProcess]) -> None:
+    services = services_here
+    sink = make_sink()
+    sink.stall_data()
+    mailbox_id = _mailbox(services)
+    data = _message(1, to=f"{MAILBOX}, {REMOTE}")
+    [queue_id] = _enqueue(services, [([MAILBOX, REMOTE], data)])
+    # One thread: a second one would take the stalled message over when the lease runs out.
+    first = make_workers(settings, threads=1, sink=sink, name="first").start()
+
+    def filed_and_stalled() -> bool:
+        with session_scope(services.sessions) as s:
+            state = s.scalar(select(Message.state).where(Message.queue_id == queue_id))
+            copies = len(messages_in(s, mailbox_id))
+        return state == MessageState.PROCESSING and copies == 1 and sink.stalled.is_set()
+
+    wait_until(filed_and_stalled, timeout=20, detail=first.log_tail,
+               what="the mailbox copy committed and the relay stalled in DATA")
+    first.kill()
+    # The sink sees the connection drop and discards the transaction it never answered.
+    wait_until(lambda: sink.aborted == 1, timeout=5,
+               what="the sink to discard the unacknowledged transaction")
+    sink.release()
+    assert sink.deliveries == []
+
+    second = make_workers(settings, threads=1, sink=sink, name="second").start()
+    wait_until(_all_delivered(services, [queue_id]), timeout=20, detail=second.log_tail,
+               what="the restarted worker to deliver the message")
+    assert second.stop() == 0
+
+    with session_scope(services.sessions) as s:
+        copies = messages_in(s, mailbox_id)
+        assert len(copies) == 1
+        assert read_message(services.master_key, copies[0]) == data
+        message = s.scalars(select(Message).where(Message.queue_id == queue_id)).one()
+        assert {r.address: r.state for r in message.recipients} == {
+            MAILBOX: RecipientState.DELIVERED, REMOTE: RecipientState.DELIVERED}
+    [delivery] = sink.deliveries
+    assert delivery.rcpt_tos == (REMOTE,)
+    assert delivery.content == data
+    actions = _audit_actions(services, queue_id)
+    assert "lease-expired" in actions
+    assert actions.count("delivered") == 3  # mailbox, relay, and the message's final state
+    _assert_audit_verifies(services)
+
+
+def test_random_kills_deliver_every_message_exactly_once(
+        settings: Settings, services_here: Services,
+        make_workers: Callable[..., WorkerProcess]) -> None:
+    services = services_here
+    mailbox_id = _mailbox(services)
+    queue_ids = _enqueue(services, [([MAILBOX], _message(n)) for n in range(20)])
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    # Each message spends ~0.3 s in the pipeline, most of it between commits: a kill at a
+    # random moment almost always interrupts one.
+    worker = make_workers(settings, threads=2, stage_delay=0.08)
+    done = _all_delivered(services, queue_ids)
+
+    def progress() -> str:
+        states = Counter(_states(services, queue_ids).values())
+        return f"seed {seed}; states {dict(states)}\n{worker.log_tail()}"
+
+    kills = 0
+    # Kill at random moments, but leave each run a chance to make progress.
+    while kills < 5 and not done():
+        worker.start().wait_ready()
+        time.sleep(rng.uniform(0.1, 1.0))
+        worker.kill()
+        kills += 1
+    worker.start().wait_ready()
+    wait_until(done, timeout=25, what="every message delivered after the kills",
+               detail=progress)
+    assert worker.stop() == 0
+    actions = Counter(a for q in queue_ids for a in _audit_actions(services, q))
+    # Evidence that the kills hit messages mid-pipeline, not only idle workers.
+    assert actions["lease-expired"] >= 1, f"no kill interrupted a message: {actions}, seed {seed}"
+
+    with session_scope(services.sessions) as s:
+        per_message = dict(s.execute(
+            select(StoredMessage.message_id, func.count())
+            .where(StoredMessage.mailbox_id == mailbox_id)
+            .group_by(StoredMessage.message_id)).all())
+        ids = dict(s.execute(select(Message.queue_id, Message.id)
+                             .where(Message.queue_id.in_(queue_ids))).all())
+    assert sorted(per_message) == sorted(ids.values()), "a message is missing from the mailbox"
+    assert set(per_message.values()) == {1}, f"duplicates: {per_message}"
+    _assert_audit_verifies(services)
+
+
+@pytest.fixture
+def pg_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Settings on a fresh PostgreSQL database (this test needs SKIP LOCKED)."""
+    if os.environ.get("XGATE_TEST_SKIP_POSTGRES") == "1":
+        pytest.skip("PostgreSQL disabled by XGATE_TEST_SKIP_POSTGRES=1")
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"crash_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE xgate_template'))
+    admin.dispose()
+    return make_settings(tmp_path / "var", server.url(name))
+
+
+def test_worker_processes_share_the_queue_without_duplicates(
+        pg_settings: Settings, make_sink: MakeSink,
+        make_workers: Callable[..., WorkerProcess]) -> None:
+    services = _services(pg_settings)
+    try:
+        sink = make_sink()
+        # A long lease: no message may be taken over while its worker is still at it.
+        workers = [make_workers(pg_settings, threads=2, sink=sink, lease_seconds=60,
+                                name=f"w{i}").start() for i in range(3)]
+        for worker in workers:
+            worker.wait_ready()
+        count = 60
+        queue_ids = _enqueue(services, [([f"m{n}@partner.example"], _message(n, "x"))
+                                        for n in range(count)])
+        wait_until(_all_delivered(services, queue_ids), timeout=25,
+                   what="all messages delivered",
+                   detail=lambda: "\n".join(w.log_tail(10) for w in workers))
+        for worker in workers:
+            assert worker.stop() == 0, worker.log_tail()
+
+        ids = Counter(BytesHeaderParser().parsebytes(d.content)["Message-ID"]
+                      for d in sink.deliveries)
+        assert len(ids) == count
+        assert set(ids.values()) == {1}, f"duplicates: {[i for i, n in ids.items() if n > 1]}"
+        assert ids.keys() == {f"<crash-{n}@partner.example>" for n in range(count)}
+        with session_scope(services.sessions) as s:
+            actors = set(s.scalars(select(AuditEntry.actor).where(
+                AuditEntry.action == "delivered", AuditEntry.queue_id.in_(queue_ids))))
+        processes = {actor.rsplit(":", 1)[0] for actor in actors}
+        assert len(processes) >= 2, f"only {processes} worked; the test shows no sharing"
+        _assert_audit_verifies(services)
+    finally:
+        services.sessions.kw["bind"].dispose()
