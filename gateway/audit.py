@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from gateway.db import table_of
 from gateway.models import AuditEntry, AuditHead, utcnow
 
 GENESIS_HASH = "0" * 64
@@ -36,19 +37,22 @@ def entry_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str,
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
+_head = table_of(AuditHead)
+# Taking the head row first serialises appenders: a row lock on PostgreSQL, the write lock on
+# SQLite (transactions there begin IMMEDIATE).
+_ADVANCE_HEAD = (update(_head).where(_head.c.id == 1).values(seq=_head.c.seq + 1)
+                 .returning(_head.c.seq, _head.c.last_hash))
+_CREATE_HEAD = insert(_head)
+_SET_HEAD_HASH = update(_head).where(_head.c.id == 1).values(last_hash=bindparam("digest"))
+_INSERT_ENTRY = insert(table_of(AuditEntry))
+
+
 def record(session: Session, *, actor: str, action: str, queue_id: str | None = None,
-           detail: Mapping[str, Any] | None = None) -> AuditEntry:
-    """Append one entry in the caller's transaction."""
-    # Taking the head row first serialises appenders: a row lock on PostgreSQL, the write
-    # lock on SQLite (transactions there begin IMMEDIATE).
-    head = session.execute(
-        update(AuditHead).where(AuditHead.id == 1)
-        .values(seq=AuditHead.seq + 1)
-        .returning(AuditHead.seq, AuditHead.last_hash)
-    ).one_or_none()
+           detail: Mapping[str, Any] | None = None) -> str:
+    """Append one entry in the caller's transaction; returns its hash."""
+    head = session.execute(_ADVANCE_HEAD).one_or_none()
     if head is None:
-        session.add(AuditHead(id=1, seq=1, last_hash=GENESIS_HASH))
-        session.flush()
+        session.execute(_CREATE_HEAD, {"id": 1, "seq": 1, "last_hash": GENESIS_HASH})
         seq, prev = 1, GENESIS_HASH
     else:
         seq, prev = head
@@ -56,11 +60,12 @@ def record(session: Session, *, actor: str, action: str, queue_id: str | None = 
     at = utcnow()
     text = canonical(detail or {})
     digest = entry_hash(prev, seq, at, actor, action, queue_id, text)
-    entry = AuditEntry(seq=seq, at=at, actor=actor, action=action, queue_id=queue_id,
-                       detail=text, prev_hash=prev, entry_hash=digest)
-    session.add(entry)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_hash=digest))
-    return entry
+    session.execute(_INSERT_ENTRY, {
+        "seq": seq, "at": at, "actor": actor, "action": action, "queue_id": queue_id,
+        "detail": text, "prev_hash": prev, "entry_hash": digest,
+    })
+    session.execute(_SET_HEAD_HASH, {"digest": digest})
+    return digest
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from gateway.settings import Settings
@@ -18,6 +18,13 @@ from gateway.settings import Settings
 
 class Base(DeclarativeBase):
     pass
+
+
+def table_of(model: type[Base]) -> Table:
+    """A mapped class's Table, typed, for Core statements on hot paths."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 def is_sqlite(url: str) -> bool:
@@ -57,9 +64,16 @@ def _sqlite_engine(url: str, echo: bool) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers need no write lock: in WAL mode they see a snapshot and block no writer.
+        if conn.get_execution_options().get(_READ_ONLY_OPTION):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+_READ_ONLY_OPTION = "xgate_read_only"
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -77,4 +91,16 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.rollback()
         raise
     finally:
+        session.close()
+
+
+@contextmanager
+def read_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A unit of work that only reads. On SQLite it does not take the write lock, so lookups
+    (recipient checks, routing) never wait behind, or hold up, writers. Never commits."""
+    session = factory(execution_options={_READ_ONLY_OPTION: True})
+    try:
+        yield session
+    finally:
+        session.rollback()
         session.close()

@@ -14,15 +14,16 @@ from sqlalchemy.orm import Session
 from crypto.at_rest import open_sealed
 from crypto.errors import SealError
 from gateway import audit
-from gateway.db import session_scope
+from gateway.db import read_scope, session_scope
 from gateway.delivery.dsn import Failure, build_notice
 from gateway.delivery.recipients import fail_recipients, pending_recipients
+from gateway.lease import LeaseKeeper
 from gateway.models import Direction, Message, MessageState, RecipientState
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.driver import PipelineResult, StageTimer, run_pipeline
 from gateway.pipeline.outcomes import Defer, Hold, Quarantine, Reject
 from gateway.pipeline.pipelines import stages_for
-from gateway.queue import Claim, claim_next, release, renew_lease
+from gateway.queue import Claim, claim_next, release
 from gateway.services import Services
 from gateway.spool import Envelope, content_context, store_received
 
@@ -67,30 +68,21 @@ class Worker:
         ctx = self._load(claim)
         if ctx is None:
             return True
-        result = run_pipeline(ctx, stages_for(ctx.direction), self.services,
-                              after_stage=lambda: self._renew(claim), timer=self.timer)
+        with LeaseKeeper(self.services, claim):
+            result = run_pipeline(ctx, stages_for(ctx.direction), self.services,
+                                  timer=self.timer)
         self._finish(claim, ctx, result)
         return True
 
-    def _renew(self, claim: Claim) -> None:
-        with session_scope(self.services.sessions) as session:
-            renew_lease(session, claim, self.services.clock(),
-                        self.services.settings.workers.lease_seconds)
-
     def _load(self, claim: Claim) -> MessageContext | None:
-        with session_scope(self.services.sessions) as session:
+        with read_scope(self.services.sessions) as session:
             message = session.get_one(Message, claim.message_id)
             try:
                 raw = open_sealed(self.services.master_key, message.content.sealed,
                                   content_context(message.queue_id))
             except SealError as exc:
                 # Wrong master key or damaged storage: nothing a retry fixes by itself.
-                reason = f"stored content cannot be opened: {exc}"
-                log.error("%s: %s", claim.queue_id, reason)
-                release(session, claim, state=MessageState.FAILED, reason=reason,
-                        now=self.services.clock())
-                audit.record(session, actor=self.name, action="failed",
-                             queue_id=claim.queue_id, detail={"reason": reason})
+                self._fail_unreadable(claim, f"stored content cannot be opened: {exc}")
                 return None
             return MessageContext(
                 message_id=message.id, queue_id=message.queue_id, direction=message.direction,
@@ -98,6 +90,14 @@ class Worker:
                 attempt=claim.attempt, raw=raw, auth_user=message.auth_user,
                 pending=pending_recipients(session, message.id), worker=self.name,
             )
+
+    def _fail_unreadable(self, claim: Claim, reason: str) -> None:
+        log.error("%s: %s", claim.queue_id, reason)
+        with session_scope(self.services.sessions) as session:
+            release(session, claim, state=MessageState.FAILED, reason=reason,
+                    now=self.services.clock())
+            audit.record(session, actor=self.name, action="failed",
+                         queue_id=claim.queue_id, detail={"reason": reason})
 
     def _finish(self, claim: Claim, ctx: MessageContext, result: PipelineResult) -> None:
         services = self.services

@@ -147,3 +147,45 @@ def test_malformed_mime_is_quarantined_with_notice(services: Services) -> None:
         notice = s.scalars(select(Message).where(Message.mail_from == "")).one()
         assert notice.recipients[0].address == "a@partner.example"
         assert s.scalars(select(Recipient)).all()
+
+
+class _SlowTransport(RecordingTransport):
+    """A next hop that takes longer than a whole lease to answer."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    def send(self, route, mail_from, recipients, data):  # type: ignore[no-untyped-def]
+        import time
+
+        time.sleep(self.seconds)
+        return super().send(route, mail_from, recipients, data)
+
+
+def test_lease_is_kept_alive_while_a_stage_runs_long(settings) -> None:  # type: ignore[no-untyped-def]
+    """A slow relay outlasting the lease must not let a second worker take over and send
+    the message again."""
+    import threading
+
+    from gateway.services import build_services
+    from gateway.settings import RelayRoute
+
+    settings.workers.lease_seconds = 0.6
+    settings.delivery.routes = [RelayRoute(domain="*", host="127.0.0.1", port=1)]
+    slow = _SlowTransport(seconds=2.0)
+    svc = build_services(settings, transport=slow)  # real clock: leases really expire
+    qid = _enqueue(svc, ["x@partner.example"])
+    first = threading.Thread(target=Worker(svc, "w1").process_one)
+    first.start()
+    import time
+
+    taken_over = False
+    deadline = time.monotonic() + 3
+    while first.is_alive() and time.monotonic() < deadline:
+        taken_over = taken_over or Worker(svc, "w2").process_one()
+        time.sleep(0.1)
+    first.join()
+    assert not taken_over
+    assert len(slow.sent) == 1
+    assert _state(svc, qid).state == MessageState.DELIVERED

@@ -38,7 +38,6 @@ StageTimer = Callable[[str, float], None]
 
 
 def run_pipeline(ctx: MessageContext, stages: Sequence[Stage], services: Services, *,
-                 after_stage: Callable[[], None] | None = None,
                  timer: StageTimer | None = None) -> PipelineResult:
     for stage in stages:
         started = time.perf_counter()
@@ -59,6 +58,4 @@ def run_pipeline(ctx: MessageContext, stages: Sequence[Stage], services: Service
         finally:
             if timer is not None:
                 timer(stage.name, time.perf_counter() - started)
-        if after_stage is not None:
-            after_stage()
     return PipelineResult(None)

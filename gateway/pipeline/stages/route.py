@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.db import session_scope
+from gateway.db import read_scope, session_scope
 from gateway.delivery.dsn import Failure
 from gateway.delivery.recipients import fail_recipients
 from gateway.delivery.routing import resolve
@@ -17,14 +17,15 @@ class RouteStage:
     def run(self, ctx: MessageContext, services: Services) -> None:
         routes = services.settings.delivery.routes
         unroutable: list[Failure] = []
-        with session_scope(services.sessions) as session:
+        with read_scope(services.sessions) as session:
             for address in ctx.pending:
                 route = resolve(session, address, routes)
                 if route is None:
                     unroutable.append(Failure(address, "5.1.2", "no route to this destination"))
                 else:
                     ctx.routes[address] = route
-            if unroutable:
+        if unroutable:
+            with session_scope(services.sessions) as session:
                 message = session.get_one(Message, ctx.message_id)
                 fail_recipients(session, services.master_key, services.settings,
                                 message=message, original=ctx.raw, failures=unroutable,
