@@ -49,3 +49,7 @@ def count_messages(session: Session, mailbox_id: int) -> int:
         select(func.count()).select_from(StoredMessage)
         .where(StoredMessage.mailbox_id == mailbox_id)
     ) or 0
+
+
+def all_addresses(session: Session) -> list[str]:
+    return list(session.scalars(select(Mailbox.address)))

@@ -33,19 +33,28 @@ def resolve(session: Session, address: str, routes: Sequence[RelayRoute]) -> Rou
     return relay_route_for(address, routes)
 
 
-def is_acceptable_inbound(session: Session, address: str, local_domains: Sequence[str],
-                          routes: Sequence[RelayRoute]) -> bool:
-    """Inbound (partners): only our mailboxes, or our own domains that go to the office's
-    internal mail server. Everything else would make us an open relay."""
-    if find_mailbox(session, address) is not None:
-        return True
+def routed_inbound(address: str, local_domains: Sequence[str],
+                   routes: Sequence[RelayRoute]) -> bool:
+    """Inbound mail for the office's own domains that goes on to its internal mail server.
+
+    Only an explicit internal route counts: the catch-all route would make us an open relay.
+    """
     if domain_of(address) not in local_domains:
         return False
     route = relay_route_for(address, routes)
     return route is not None and route.internal and route.domain != "*"
 
 
+def is_acceptable_inbound(session: Session, address: str, local_domains: Sequence[str],
+                          routes: Sequence[RelayRoute]) -> bool:
+    """Inbound (partners): only our mailboxes, or our own domains that go to the office's
+    internal mail server. Everything else would make us an open relay."""
+    return (routed_inbound(address, local_domains, routes)
+            or find_mailbox(session, address) is not None)
+
+
 def is_acceptable_submission(session: Session, address: str,
                              routes: Sequence[RelayRoute]) -> bool:
     """Submission (authenticated staff): any address we have a way to deliver to."""
-    return resolve(session, address, routes) is not None
+    return (relay_route_for(address, routes) is not None
+            or find_mailbox(session, address) is not None)

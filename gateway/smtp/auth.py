@@ -1,0 +1,132 @@
+"""SMTP AUTH (PLAIN and LOGIN) for the submission listener, checked against gateway.staff.
+
+aiosmtpd's ``authenticator`` callback is synchronous and would run argon2 and a database query
+on the event loop, stalling every other session for the length of a password hash. aiosmtpd
+also lets a handler supply its own ``auth_<MECHANISM>`` methods (they replace the built-in
+ones); these do the same SASL exchange and verify in a worker thread.
+
+aiosmtpd itself refuses AUTH before STARTTLS (``auth_require_tls``) and MAIL/RCPT/DATA before
+AUTH (``auth_required``); see gateway.smtp.server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+from base64 import b64decode
+
+from aiosmtpd.smtp import SMTP, AuthResult
+
+from gateway.db import read_scope, session_scope
+from gateway.intake import IntakeCommitter
+from gateway.services import Services
+from gateway.smtp import codes
+from gateway.smtp.handler import EdgeHandler, ListenerKind
+from gateway.smtp.protocol import format_peer
+from gateway.staff import (
+    MAX_USERNAME_LENGTH,
+    find_user,
+    needs_rehash,
+    password_matches,
+    upgrade_hash,
+)
+
+log = logging.getLogger(__name__)
+
+# Each check holds an argon2 buffer (64 MiB) and a thread; a flood of AUTH attempts waits
+# here instead of exhausting memory or the thread pool the rest of the edge needs.
+CONCURRENT_CHECKS = 4
+
+
+class SubmissionHandler(EdgeHandler):
+    def __init__(self, services: Services, committer: IntakeCommitter) -> None:
+        super().__init__(services, ListenerKind.SUBMISSION, committer)
+        self._checks = asyncio.Semaphore(CONCURRENT_CHECKS)
+
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        response = await _first_response(server, args, "")
+        if response is None:
+            return AuthResult(success=False, handled=True)
+        # RFC 4616: authzid NUL authcid NUL passwd.
+        fields = response.split(b"\x00")
+        if len(fields) != 3:
+            await server.push(codes.AUTH_MALFORMED)
+            return AuthResult(success=False, handled=True)
+        authzid, login, password = fields
+        if authzid and authzid != login:
+            # Acting on behalf of another user is not something staff may do.
+            return AuthResult(success=False, handled=False)
+        return await self._check(server, "PLAIN", login, password)
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        login = await _first_response(server, args, "Username:")
+        if login is None:
+            return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth("Password:")
+        if not isinstance(password, bytes):
+            return AuthResult(success=False, handled=True)
+        return await self._check(server, "LOGIN", login, password)
+
+    async def _check(self, server: SMTP, mechanism: str, login: bytes,
+                     password: bytes) -> AuthResult:
+        assert server.session is not None
+        where = {"listener": self.kind.value, "peer": format_peer(server.session.peer),
+                 "mechanism": mechanism}
+        try:
+            username, secret = login.decode("utf-8"), password.decode("utf-8")
+        except UnicodeDecodeError:
+            log.warning("authentication failed: credentials not UTF-8", extra=where)
+            return AuthResult(success=False, handled=False)
+        where["username"] = _loggable(username)
+        async with self._checks:
+            try:
+                ok = await asyncio.to_thread(self._verify, username, secret)
+            except Exception:
+                log.exception("authentication check failed", extra=where)
+                await server.push(codes.AUTH_TEMPORARY_FAILURE)
+                return AuthResult(success=False, handled=True)
+        if not ok:
+            log.warning("authentication failed", extra=where)
+            # handled=False: aiosmtpd answers 535 5.7.8.
+            return AuthResult(success=False, handled=False)
+        log.info("authenticated", extra=where)
+        # The user name becomes session.auth_data; see gateway.smtp.handler.authenticated_user.
+        return AuthResult(success=True, auth_data=username, message=codes.AUTH_OK)
+
+    def _verify(self, username: str, password: str) -> bool:
+        # Two short transactions around the argon2 check, not one long one: on SQLite a
+        # transaction holds the database's write lock, and every commit of the spool and the
+        # workers would wait out each password check.
+        with read_scope(self.services.sessions) as session:
+            user = find_user(session, username) if len(username) <= MAX_USERNAME_LENGTH else None
+            password_hash = user.password_hash if user is not None else None
+            enabled = user is not None and not user.disabled
+        if not password_matches(password_hash, password) or not enabled:
+            return False
+        assert password_hash is not None
+        if needs_rehash(password_hash):
+            with session_scope(self.services.sessions) as session:
+                upgrade_hash(session, username, password)
+        return True
+
+
+async def _first_response(server: SMTP, args: list[str], challenge: str) -> bytes | None:
+    """The client's first SASL response: given with the AUTH command or asked for with 334.
+
+    None if the client aborted or sent something undecodable (the reply went out already).
+    """
+    if len(args) == 1:
+        response = await server.challenge_auth(challenge)
+        return response if isinstance(response, bytes) else None
+    try:
+        return b64decode(args[1].encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        await server.push(codes.AUTH_MALFORMED)
+        return None
+
+
+def _loggable(username: str) -> str:
+    # The name comes from the client: keep log lines one line and short.
+    short = username[:64]
+    return short if short.isprintable() else repr(short)

@@ -1,0 +1,41 @@
+"""Every reply the SMTP edge itself sends, with its RFC 3463 enhanced status code.
+
+Replies that aiosmtpd produces on its own (syntax errors, SIZE over the limit, line too long,
+530 before AUTH) keep aiosmtpd's wording; these are the ones our code decides.
+
+Rule of the edge: a 5xx says the *client's* message or command is wrong and retrying the same
+thing will not help. Anything that is our fault (database, storage, a bug) is a 4xx, so the
+sender's MTA keeps the message and tries again.
+"""
+
+from __future__ import annotations
+
+# Connection level.
+TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
+
+# MAIL / RCPT.
+SENDER_OK = "250 2.1.0 Ok"
+RECIPIENT_OK = "250 2.1.5 Ok"
+BAD_SENDER_SYNTAX = "501 5.1.7 Bad sender address syntax"
+NULL_SENDER_NOT_ALLOWED = "550 5.7.1 Submission needs a sender address"
+BAD_RECIPIENT_SYNTAX = "501 5.1.3 Bad recipient address syntax"
+UNKNOWN_RECIPIENT = "550 5.1.1 Recipient address rejected: not accepted here"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+
+# DATA: the content checks, in the order they run.
+BARE_CR_OR_LF = "550 5.6.11 Message contains bare CR or bare LF; only CRLF line endings allowed"
+NUL_IN_CONTENT = "550 5.6.0 Message contains NUL characters"
+HEADERS_TOO_LARGE = "552 5.3.4 Message header block too large"
+QUEUED = "250 2.0.0 Ok: queued as {queue_id}"
+
+# AUTH (RFC 4954).
+AUTH_OK = "235 2.7.0 Authentication successful"
+AUTH_MALFORMED = "501 5.5.2 Cannot decode the authentication data"
+AUTH_TEMPORARY_FAILURE = "454 4.7.0 Temporary authentication failure"
+
+# Our own fault: never details, never a 5xx.
+TEMPORARY_FAILURE = "451 4.3.0 Temporary local problem, please try again later"
+
+
+def queued(queue_id: str) -> str:
+    return QUEUED.format(queue_id=queue_id)

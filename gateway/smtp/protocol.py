@@ -1,0 +1,135 @@
+"""aiosmtpd's SMTP protocol with the edge's hardening added.
+
+One instance per connection. What it adds to aiosmtpd 1.4.6:
+
+- a per-listener connection limit (421 and close, before the greeting);
+- the line length limit from the settings (aiosmtpd only has it as a class attribute);
+- per-connection command size limits (aiosmtpd's are a class-level dict shared by every
+  connection, which each EHLO grows and each new connection resets);
+- an explicit discard of anything the client pipelined after STARTTLS (CVE-2011-0411).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Session
+
+from gateway.smtp import codes
+
+log = logging.getLogger(__name__)
+
+
+class ConnectionLimiter:
+    """Counts one listener's open connections. Used only from the event loop's thread."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active: set[GatewaySMTP] = set()
+
+    def acquire(self, connection: GatewaySMTP) -> bool:
+        if len(self.active) >= self.limit:
+            return False
+        self.active.add(connection)
+        return True
+
+    def release(self, connection: GatewaySMTP) -> None:
+        self.active.discard(connection)
+
+    def close_all(self) -> None:
+        for connection in list(self.active):
+            connection.close()
+
+
+class _Session(Session):
+    # aiosmtpd 1.4 assigns the deprecated ``login_data`` after every successful AUTH and
+    # logs a warning each time; a plain attribute here replaces the warning property.
+    login_data: Any = None
+
+
+class GatewaySMTP(SMTP):
+    def __init__(self, handler: Any, *, limiter: ConnectionLimiter, line_length_limit: int,
+                 **kwargs: Any) -> None:
+        # Both must exist before SMTP.__init__: it sizes the StreamReader from the first and
+        # clears the second.
+        self.line_length_limit = line_length_limit
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
+        self._limiter = limiter
+        self._refused = False
+        super().__init__(handler, **kwargs)
+
+    def _create_session(self) -> Session:
+        return _Session(self.loop)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None:
+            # A new connection (not the TLS layer arriving after STARTTLS).
+            if not self._limiter.acquire(self):
+                self._refuse(transport)
+                return
+            super().connection_made(transport)
+            return
+        # STARTTLS handshake done. Whatever is still buffered arrived in plaintext *before*
+        # the handshake, pipelined after STARTTLS: executing it now would run an attacker's
+        # injected commands inside the TLS session (CVE-2011-0411). aiosmtpd 1.4.6 clears
+        # the buffer in connection_made too; clearing it here again keeps the guarantee if a
+        # future aiosmtpd stops doing that.
+        buffer = _read_buffer(self._reader)
+        if buffer:
+            log.warning("discarded commands pipelined after STARTTLS",
+                        extra={"peer": _peer(transport), "discarded_bytes": len(buffer)})
+        super().connection_made(transport)
+        _read_buffer(self._reader).clear()
+
+    def _refuse(self, transport: asyncio.BaseTransport) -> None:
+        self._refused = True
+        log.warning("connection refused: connection limit reached",
+                    extra={"peer": _peer(transport), "limit": self._limiter.limit})
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(codes.TOO_MANY_CONNECTIONS.encode("ascii") + b"\r\n")
+        transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return False
+        result: bool | None = super().eof_received()
+        return result
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            # aiosmtpd's connection_lost expects the session it never started for us; the
+            # stream protocol underneath still needs to see the end.
+            asyncio.StreamReaderProtocol.connection_lost(self, error)
+            return
+        self._limiter.release(self)
+        super().connection_lost(error)
+
+    def close(self) -> None:
+        """Close this connection (shutdown); connection_lost does the bookkeeping."""
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _read_buffer(reader: asyncio.StreamReader) -> bytearray:
+    # StreamReader has no public way to drop buffered bytes.
+    buffer: bytearray = reader._buffer  # type: ignore[attr-defined]
+    return buffer
+
+
+def _peer(transport: asyncio.BaseTransport) -> str:
+    return format_peer(transport.get_extra_info("peername"))
+
+
+def format_peer(peername: object) -> str:
+    """``host:port`` (``[v6]:port``) of a socket peer name, or "" if unknown."""
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host, port = str(peername[0]), peername[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return ""

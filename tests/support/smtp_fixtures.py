@@ -1,0 +1,85 @@
+"""Fixtures that run the real SMTP listeners on loopback for a test.
+
+Test modules import the fixtures they use (``from tests.support.smtp_fixtures import
+edge_fixture``); pytest knows them by the ``name`` given here, so a test's ``edge`` argument
+does not shadow the import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.services import Services
+from gateway.settings import ListenerSettings, TlsSettings
+from gateway.smtp.background import BackgroundListeners
+from gateway.smtp.handler import ListenerKind
+from gateway.tls import generate_self_signed
+from tests.support.smtp_client import wait_for
+
+# The certificate is issued for the loopback address the clients connect to, so clients
+# verify it for real (chain and name) instead of switching verification off.
+TLS_NAME = "127.0.0.1"
+HOSTNAME = "xgate.test"
+
+
+@dataclass
+class Edge:
+    listeners: BackgroundListeners
+    cert: Path
+
+    @property
+    def inbound(self) -> tuple[str, int]:
+        return self.listeners.addresses[ListenerKind.INBOUND]
+
+    @property
+    def submission(self) -> tuple[str, int]:
+        return self.listeners.addresses[ListenerKind.SUBMISSION]
+
+    def wait_connections(self, kind: ListenerKind, count: int) -> None:
+        """Wait until the server counts ``count`` open connections on one listener."""
+        wait_for(lambda: self.listeners.active_connections(kind) == count)
+
+    def wait_idle(self, kind: ListenerKind = ListenerKind.INBOUND) -> None:
+        """Wait until the server has seen every connection of ``kind`` end."""
+        self.wait_connections(kind, 0)
+
+
+@pytest.fixture(scope="session", name="tls_files")
+def tls_files_fixture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    generate_self_signed(cert, key, TLS_NAME)
+    return cert, key
+
+
+@pytest.fixture(name="start_edge")
+def start_edge_fixture(services: Services, tls_files: tuple[Path, Path]
+               ) -> Iterator[Callable[..., Edge]]:
+    """Start the listeners on free ports; keyword arguments override settings.smtp."""
+    running: list[BackgroundListeners] = []
+    cert, key = tls_files
+
+    def start(**smtp: Any) -> Edge:
+        settings = services.settings
+        settings.tls = TlsSettings(cert_file=cert, key_file=key)
+        settings.smtp = settings.smtp.model_copy(update={
+            "hostname": HOSTNAME, "inbound": ListenerSettings(port=0),
+            "submission": ListenerSettings(port=0), **smtp})
+        listeners = BackgroundListeners(services)
+        listeners.start()
+        running.append(listeners)
+        return Edge(listeners, cert)
+
+    yield start
+    for listeners in running:
+        listeners.stop()
+
+
+@pytest.fixture(name="edge")
+def edge_fixture(start_edge: Callable[..., Edge]) -> Edge:
+    return start_edge()
