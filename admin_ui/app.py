@@ -1,0 +1,52 @@
+"""The admin web app: health check and metrics for now; staff pages come later.
+
+Route functions only call data functions (admin_ui.health, gateway.metrics); they never query
+the database themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from admin_ui.errors import install_error_handlers
+from admin_ui.health import check_health
+from gateway.clock import Clock, system_clock
+from gateway.db import make_engine, make_session_factory
+from gateway.metrics import QueueCollector, metrics_dir, scrape_registry
+from gateway.settings import Settings
+
+
+def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
+    engine = make_engine(settings)
+    sessions = make_session_factory(engine)
+    queue_collector = QueueCollector(sessions, clock)
+    samples_dir = metrics_dir(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="xgate admin", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    install_error_handlers(app)
+
+    # Plain ``def``: FastAPI runs these in its thread pool, so blocking database calls do not
+    # stall the event loop.
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        health = check_health(sessions)
+        return JSONResponse(health.as_json(), status_code=200 if health.database_reachable
+                            else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        registry = scrape_registry(samples_dir, queue_collector)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

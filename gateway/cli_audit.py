@@ -1,0 +1,50 @@
+"""``xgate audit``: verify and read the hash-chained audit trail."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gateway import audit
+from gateway.audit_view import recent_entries
+from gateway.cli_common import command_session, positive_int, settings_from_args
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("audit", help="verify and show the audit trail",
+                                 description="Verify and show the hash-chained audit trail.")
+    sub = parser.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    verify = sub.add_parser(
+        "verify", help="check that no audit entry was altered, removed or reordered",
+        description="Recompute the hash chain over every entry. Exit status 0 if it is "
+                    "intact; 1 naming the first broken entry (its sequence number and the "
+                    "problem) if any entry was altered, removed or reordered.")
+    verify.set_defaults(handler=cmd_verify)
+    show = sub.add_parser("show", help="show the latest audit entries",
+                          description="Show the latest audit entries, oldest first.")
+    show.add_argument("--queue-id", metavar="Q", help="only entries about this message")
+    show.add_argument("--limit", type=positive_int, default=50, metavar="N",
+                      help="show at most the last N entries (default: 50)")
+    show.set_defaults(handler=cmd_show)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    with command_session(settings) as session:
+        result = audit.verify(session)
+    if result.ok:
+        print(f"audit chain intact: {result.checked} entries")
+        return 0
+    print(f"audit chain BROKEN at entry {result.first_broken_seq}: {result.problem} "
+          f"({result.checked} entries before it are intact)", file=sys.stderr)
+    return 1
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    with command_session(settings) as session:
+        entries = recent_entries(session, queue_id=args.queue_id, limit=args.limit)
+        lines = [f"#{e.seq:<6} {e.at:%Y-%m-%d %H:%M:%S}  {e.action:<14} {e.queue_id or '-':<16}"
+                 f"  {e.actor}  {e.detail}" for e in entries]
+    print("\n".join(lines) if lines else "no audit entries")
+    return 0

@@ -1,0 +1,122 @@
+"""What every CLI command needs: its settings, the database, who the operator is."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from gateway.db import is_sqlite, make_engine, make_session_factory, session_scope
+from gateway.logging_setup import configure_logging
+from gateway.migrate import alembic_config, current_revision
+from gateway.settings import Settings, load_settings
+
+DEFAULT_CONFIG = Path("var/xgate.toml")
+CONFIG_ENV = "XGATE_CONFIG"
+
+
+class CliError(Exception):
+    """A problem the operator can fix; printed as one line, without a traceback."""
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def settings_from_args(args: argparse.Namespace, *, serving: bool = False) -> Settings:
+    return load_config(Path(args.config), serving=serving)
+
+
+def load_config(path: Path, *, serving: bool = False) -> Settings:
+    """Load the configuration and set up this process's logging from it (once)."""
+    if not path.exists():
+        raise CliError(f"configuration file not found: {path} (create one with "
+                       f"'xgate init {path.parent}', or pass -c/--config or set {CONFIG_ENV})")
+    settings = load_settings(path)
+    # One-shot commands print their results; their logs show only what went wrong.
+    configure_logging(settings.logging, floor=logging.NOTSET if serving else logging.WARNING)
+    return settings
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for other backends or in-memory databases."""
+    if not is_sqlite(url):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return None
+    return Path(database)
+
+
+def head_revision(engine: Engine) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def open_database(settings: Settings, *, need_schema: bool = True,
+                  create: bool = False) -> Engine:
+    """An engine for the configured database, refusing one that is absent or not migrated.
+
+    SQLite would silently create an empty file for a mistyped path, and every command would
+    then fail with a puzzling "no such table".
+    """
+    path = sqlite_path(settings.database.url)
+    if path is not None:
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.exists():
+            raise CliError(f"database not found: {path} (run 'xgate db upgrade' to create it)")
+    engine = make_engine(settings)
+    if need_schema:
+        current = current_revision(engine)
+        head = head_revision(engine)
+        if current is None:
+            engine.dispose()
+            raise CliError("the database has no xgate schema yet (run 'xgate db upgrade')")
+        if current != head:
+            engine.dispose()
+            raise CliError(f"the database schema is at revision {current} but this version "
+                           f"needs {head} (run 'xgate db upgrade')")
+    return engine
+
+
+@contextmanager
+def command_session(settings: Settings) -> Iterator[Session]:
+    """One transaction for one CLI command: committed if the command succeeds."""
+    engine = open_database(settings)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def operator_name() -> str:
+    """Who runs the command, for the audit trail: the person behind sudo if there is one."""
+    for var in ("SUDO_USER", "USER", "LOGNAME"):
+        name = os.environ.get(var)
+        if name:
+            return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"

@@ -1,0 +1,76 @@
+"""``xgate serve``: everything in one supervised process tree, or one part alone."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from gateway.cli_common import open_database, settings_from_args
+from gateway.settings import Settings
+
+PARTS = ("smtp", "worker", "web")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve", help="run the gateway (all parts, or one part alone)",
+        description="Without PART: run the SMTP listeners, the workers and the web app, each "
+                    "as a child process that is restarted if it dies; SIGTERM or SIGINT stops "
+                    "them all. With PART: run only that part in this process (for running "
+                    "parts on separate machines that share a PostgreSQL database).")
+    serve.add_argument("part", nargs="?", choices=PARTS, metavar="PART",
+                       help="smtp (inbound and submission listeners), worker "
+                            "(workers.count threads that process the queue) or web "
+                            "(health check and metrics)")
+    serve.set_defaults(handler=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, serving=True)
+    # Refuse to start on a missing or outdated database: better than workers that fail on
+    # every poll. (The web part starts anyway and reports it on /healthz.)
+    if args.part != "web":
+        open_database(settings).dispose()
+    if args.part is None:
+        return _serve_all(Path(args.config), settings)
+    from gateway import serve_parts
+
+    runner = {"smtp": serve_parts.run_smtp, "worker": serve_parts.run_workers,
+              "web": serve_parts.run_web}[args.part]
+    return runner(settings)
+
+
+def listener_lines(settings: Settings) -> list[str]:
+    lines = []
+    for name, listener in (("inbound", settings.smtp.inbound),
+                           ("submission", settings.smtp.submission)):
+        if listener.enabled:
+            lines.append(f"smtp {name:<10} on {listener.host}:{listener.port}")
+    lines.append(f"web             on http://{settings.web.host}:{settings.web.port}/ "
+                 "(/healthz, /metrics)")
+    lines.append(f"workers         {settings.workers.count} thread(s)")
+    return lines
+
+
+def _serve_all(config: Path, settings: Settings) -> int:
+    from gateway.metrics import MULTIPROC_ENV, metrics_dir, reset_metrics_dir
+    from gateway.supervisor import Child, Supervisor
+
+    samples = metrics_dir(settings)
+    reset_metrics_dir(samples)
+    env = dict(os.environ)
+    env[MULTIPROC_ENV] = str(samples)
+    smtp_enabled = settings.smtp.inbound.enabled or settings.smtp.submission.enabled
+    parts = [p for p in PARTS if p != "smtp" or smtp_enabled]
+    base = [sys.executable, "-m", "gateway.cli", "-c", str(config.resolve()), "serve"]
+    supervisor = Supervisor([Child(part, [*base, part]) for part in parts], env)
+    supervisor.install_signal_handlers()
+    print(f"xgate serving (pid {os.getpid()}); stop with Ctrl-C or SIGTERM", flush=True)
+    for line in listener_lines(settings):
+        print(f"  {line}", flush=True)
+    status = supervisor.run()
+    print("xgate stopped" if status == 0 else "xgate stopped: a part kept failing",
+          file=sys.stderr if status else sys.stdout, flush=True)
+    return status

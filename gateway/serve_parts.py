@@ -1,0 +1,115 @@
+"""The parts ``xgate serve`` runs, each alone in its process: workers, web, SMTP.
+
+Each returns the process's exit status. They stop cleanly on SIGTERM/SIGINT, and when started
+by the supervisor they also stop if it disappears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+
+from gateway.metrics import enable_multiprocess, metrics_dir
+from gateway.settings import Settings
+from gateway.supervisor import watch_parent
+
+log = logging.getLogger(__name__)
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    def _handler(signum: int, _frame: object) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+
+
+def run_workers(settings: Settings) -> int:
+    """``settings.workers.count`` worker threads until stopped; 1 if one of them crashed."""
+    # Before any metric exists in this process, so the samples land where /metrics reads.
+    enable_multiprocess(metrics_dir(settings))
+    from gateway.metrics import StageMetrics
+    from gateway.services import build_services
+    from gateway.worker import Worker, worker_name
+
+    services = build_services(settings)
+    timer = StageMetrics()
+    stop = threading.Event()
+    crashed = threading.Event()
+    stop_on_signals(stop)
+    watch_parent(stop.set)
+
+    def _run(worker: Worker) -> None:
+        try:
+            worker.run_forever(stop)
+        except Exception:
+            # Worker.run_forever survives database outages; anything else is a bug. The
+            # process exits non-zero so the supervisor restarts it; the message the thread
+            # held is taken over by another worker once its lease expires.
+            log.exception("%s crashed; stopping this worker process", worker.name)
+            crashed.set()
+            stop.set()
+
+    threads = [threading.Thread(target=_run, name=f"worker-{i}",
+                                args=(Worker(services, worker_name(i), timer=timer),))
+               for i in range(settings.workers.count)]
+    for thread in threads:
+        thread.start()
+    log.info("%d worker(s) running", len(threads))
+    # A timed wait, so the signal handlers run promptly in this (the main) thread.
+    while not stop.wait(0.5):
+        pass
+    for thread in threads:
+        thread.join()
+    services.sessions.kw["bind"].dispose()
+    log.info("workers stopped")
+    return 1 if crashed.is_set() else 0
+
+
+def run_web(settings: Settings) -> int:
+    import uvicorn
+
+    from admin_ui.app import create_app
+
+    config = uvicorn.Config(create_app(settings), host=settings.web.host,
+                            port=settings.web.port, log_config=None, lifespan="on",
+                            server_header=False)
+    server = uvicorn.Server(config)
+
+    def _exit() -> None:
+        server.should_exit = True
+
+    watch_parent(_exit)
+    # uvicorn handles SIGTERM/SIGINT itself with a graceful shutdown.
+    server.run()
+    return 0 if server.started else 1
+
+
+def run_smtp(settings: Settings) -> int:
+    """The inbound and submission listeners (gateway.smtp) on one event loop."""
+    from gateway.services import build_services
+    from gateway.smtp.server import serve_smtp
+
+    services = build_services(settings)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+
+        def _orphaned() -> None:
+            loop.call_soon_threadsafe(stop.set)
+
+        watch_parent(_orphaned)
+        await serve_smtp(services, stop)
+
+    try:
+        asyncio.run(_main())
+    finally:
+        services.sessions.kw["bind"].dispose()
+    log.info("SMTP listeners stopped")
+    return 0

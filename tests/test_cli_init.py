@@ -1,0 +1,159 @@
+"""``xgate init``, ``db``, ``mailbox`` and ``user`` as an operator runs them: the real command
+in a subprocess, on the SQLite database that init creates."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from gateway.cli_demo import DEMO_MAILBOX
+from gateway.db import session_scope
+from gateway.staff import verify_password
+from tests.support.cli import (
+    dispose,
+    init_installation,
+    installation_services,
+    installation_settings,
+    run_xgate,
+)
+
+
+def test_init_creates_a_working_installation(tmp_path: Path) -> None:
+    inst = tmp_path / "inst"
+    result = run_xgate("init", inst)
+    assert result.returncode == 0, result.stderr
+    assert "generated master key" in result.stdout
+    config = inst / "xgate.toml"
+    assert config.read_text().startswith("# xgate configuration")
+    key = inst / "keys" / "master.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    for sub in ("keys", "tls", "metrics"):
+        assert (inst / sub).is_dir()
+    # Personal data lives here: nothing is readable by other users.
+    assert stat.S_IMODE((inst / "xgate.db").stat().st_mode) & 0o077 == 0
+    with sqlite3.connect(inst / "xgate.db") as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"messages", "audit_log", "mailboxes"} <= tables
+    current = run_xgate("-c", config, "db", "current")
+    assert current.returncode == 0 and "up to date" in current.stdout
+
+
+def test_init_again_keeps_everything(tmp_path: Path) -> None:
+    inst = tmp_path / "inst"
+    config = init_installation(inst)
+    key_before = (inst / "keys" / "master.key").read_text()
+    config.write_text(config.read_text().replace("count = 2", "count = 3"))
+    result = run_xgate("init", inst)
+    assert result.returncode == 0, result.stderr
+    for kept in ("kept existing configuration", "kept existing master key",
+                 "kept existing database"):
+        assert kept in result.stdout
+    assert (inst / "keys" / "master.key").read_text() == key_before
+    assert "count = 3" in config.read_text()
+
+
+def test_init_demo_creates_certificate_mailbox_and_user(tmp_path: Path) -> None:
+    inst = tmp_path / "inst"
+    result = run_xgate("init", inst, "--demo")
+    assert result.returncode == 0, result.stderr
+    assert (inst / "tls" / "cert.pem").is_file()
+    assert stat.S_IMODE((inst / "tls" / "key.pem").stat().st_mode) == 0o600
+    line = next(li for li in result.stdout.splitlines() if "demo staff user" in li)
+    password = line.rsplit(" ", 1)[1]
+    listing = run_xgate("-c", inst / "xgate.toml", "mailbox", "list")
+    assert DEMO_MAILBOX in listing.stdout
+    services = installation_services(installation_settings(inst / "xgate.toml"))
+    try:
+        with session_scope(services.sessions) as session:
+            assert verify_password(session, "demo", password) is not None
+    finally:
+        dispose(services)
+    again = run_xgate("init", inst, "--demo")
+    assert again.returncode == 0, again.stderr
+    assert "kept existing demo mailbox" in again.stdout
+    assert "password not shown again" in again.stdout
+    assert password not in again.stdout
+
+
+def test_db_upgrade_creates_a_missing_database(tmp_path: Path) -> None:
+    config = init_installation(tmp_path / "inst")
+    (tmp_path / "inst" / "xgate.db").unlink()
+    missing = run_xgate("-c", config, "queue", "list")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("xgate: error: database not found")
+    assert len(missing.stderr.splitlines()) == 1
+    assert not (tmp_path / "inst" / "xgate.db").exists(), "must not create an empty database"
+    upgraded = run_xgate("-c", config, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "upgraded from empty" in upgraded.stdout
+    assert "up to date" in run_xgate("-c", config, "db", "upgrade").stdout
+
+
+def test_unmigrated_database_is_reported(tmp_path: Path) -> None:
+    config = init_installation(tmp_path / "inst")
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    result = run_xgate("-c", config, "audit", "verify",
+                       env={"XGATE_DATABASE__URL": f"sqlite:///{empty}"})
+    assert result.returncode == 1
+    assert "no xgate schema" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    config = init_installation(tmp_path / "inst")
+    url = "postgresql+psycopg://xgate@127.0.0.1:1/nothing?connect_timeout=2"
+    result = run_xgate("-c", config, "queue", "list", env={"XGATE_DATABASE__URL": url})
+    assert result.returncode == 1
+    assert result.stderr.startswith("xgate: error: database unavailable")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_mailbox_add_and_list(tmp_path: Path) -> None:
+    config = init_installation(tmp_path / "inst")
+    added = run_xgate("-c", config, "mailbox", "add", "ASD@Jugendamt.example",
+                      "--name", "Allgemeiner Sozialer Dienst", "--sensitive")
+    assert added.returncode == 0, added.stderr
+    listing = run_xgate("-c", config, "mailbox", "list").stdout
+    assert "asd@jugendamt.example" in listing and "[sensitive]" in listing
+    again = run_xgate("-c", config, "mailbox", "add", "asd@jugendamt.example", "--name", "x")
+    assert again.returncode == 1
+    assert again.stderr.strip() == "xgate: error: mailbox asd@jugendamt.example exists already"
+    bad = run_xgate("-c", config, "mailbox", "add", "not-an-address", "--name", "x")
+    assert bad.returncode == 1 and "not a valid mailbox address" in bad.stderr
+
+
+def test_user_add_reads_the_password_from_stdin(tmp_path: Path) -> None:
+    config = init_installation(tmp_path / "inst")
+    password = "correct horse battery staple"
+    added = run_xgate("-c", config, "user", "add", "m.mueller", "--password-stdin",
+                      stdin=password + "\n")
+    assert added.returncode == 0, added.stderr
+    assert password not in added.stdout + added.stderr
+    services = installation_services(installation_settings(config))
+    try:
+        with session_scope(services.sessions) as session:
+            assert verify_password(session, "m.mueller", password) is not None
+    finally:
+        dispose(services)
+    short = run_xgate("-c", config, "user", "add", "kurz", "--password-stdin", stdin="abc\n")
+    assert short.returncode == 1 and "at least" in short.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["init", "--help"], ["db", "--help"], ["serve", "--help"],
+    ["queue", "retry", "--help"], ["audit", "verify", "--help"], ["mailbox", "add", "--help"],
+    ["user", "add", "--help"],
+])
+def test_every_command_has_help(argv: list[str]) -> None:
+    result = run_xgate(*argv)
+    assert result.returncode == 0
+    assert "usage: xgate" in result.stdout
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    result = run_xgate("frobnicate")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,176 @@
+"""``xgate queue list/show/retry`` in a subprocess, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from gateway import audit
+from gateway.cli_demo import DEMO_MAILBOX
+from gateway.db import session_scope
+from gateway.delivery.transport import RecordingTransport, TransportError
+from gateway.models import AuditEntry, Direction, Message, MessageState
+from gateway.services import Services
+from gateway.spool import Envelope, store_received
+from gateway.worker import Worker
+from mailboxes.directory import add_mailbox
+from tests.support.cli import (
+    db_env,
+    dispose,
+    init_installation,
+    installation_services,
+    installation_settings,
+    run_xgate,
+)
+
+BODY = b"Gutachten zu Familie M., streng vertraulich"
+MSG = (b"From: a@partner.example\r\nTo: kindertagespflege@jugendamt.example\r\n"
+       b"Subject: Stellungnahme Kind M.\r\n\r\n" + BODY + b"\r\n")
+
+
+@dataclass
+class Installed:
+    config: Path
+    env: dict[str, str]
+    services: Services
+
+    def xgate(self, *args: str, **env: str) -> tuple[int, str, str]:
+        result = run_xgate("-c", self.config, *args, env={**self.env, **env})
+        return result.returncode, result.stdout, result.stderr
+
+    def enqueue(self, rcpt: str) -> str:
+        with session_scope(self.services.sessions) as s:
+            return store_received(s, self.services.master_key, Envelope(
+                Direction.INBOUND, "a@partner.example", [rcpt], MSG),
+                actor="test", now=self.services.clock()).queue_id
+
+    def message(self, queue_id: str) -> Message:
+        with session_scope(self.services.sessions) as s:
+            return s.scalars(select(Message).where(Message.queue_id == queue_id)).one()
+
+
+@pytest.fixture
+def installed(tmp_path: Path, database_url: str) -> Iterator[Installed]:
+    config = init_installation(tmp_path / "inst")
+    # Everything for partner.example goes to a relay that the test transport fails at will.
+    settings = installation_settings(config, database_url, delivery={
+        "routes": [{"domain": "partner.example", "host": "127.0.0.1", "port": 1}]})
+    services = installation_services(settings)
+    with session_scope(services.sessions) as s:
+        add_mailbox(s, DEMO_MAILBOX, "Kindertagespflege")
+    yield Installed(config, db_env(database_url), services)
+    dispose(services)
+
+
+def _transport(services: Services) -> RecordingTransport:
+    assert isinstance(services.transport, RecordingTransport)
+    return services.transport
+
+
+def _deferred(inst: Installed) -> str:
+    qid = inst.enqueue("x@partner.example")
+    _transport(inst.services).error = TransportError("connection refused")
+    assert Worker(inst.services, "w1").process_one()
+    assert inst.message(qid).state == MessageState.DEFERRED
+    return qid
+
+
+def test_list_shows_messages_and_filters_by_state(installed: Installed) -> None:
+    delivered = installed.enqueue(DEMO_MAILBOX)
+    assert Worker(installed.services, "w1").process_one()
+    deferred = _deferred(installed)
+    code, out, err = installed.xgate("queue", "list")
+    assert code == 0, err
+    assert delivered in out and deferred in out
+    assert "connection refused" in out
+    code, out, _ = installed.xgate("queue", "list", "--state", "deferred")
+    assert deferred in out and delivered not in out
+    code, out, _ = installed.xgate("queue", "list", "--state", "held")
+    assert code == 0 and "no messages in state held" in out
+
+
+def test_show_gives_envelope_recipients_and_audit_but_no_content(installed: Installed) -> None:
+    qid = _deferred(installed)
+    code, out, err = installed.xgate("queue", "show", qid.lower())
+    assert code == 0, err
+    assert f"queue id:      {qid}" in out
+    assert "state:         deferred" in out
+    assert "x@partner.example: pending" in out
+    assert "connection refused" in out
+    assert "received" in out and "deferred" in out.split("audit trail:")[1]
+    assert BODY.decode() not in out
+    assert "Stellungnahme" not in out
+
+
+def test_show_unknown_queue_id(installed: Installed) -> None:
+    code, _, err = installed.xgate("queue", "show", "DOESNOTEXIST")
+    assert code == 1
+    assert err.strip() == "xgate: error: no message with queue id 'DOESNOTEXIST'"
+
+
+def test_retry_makes_a_deferred_message_runnable_and_records_the_operator(
+        installed: Installed) -> None:
+    qid = _deferred(installed)
+    code, out, err = installed.xgate("queue", "retry", qid, USER="alice", SUDO_USER="")
+    assert code == 0, err
+    assert "retry by alice" in out
+    message = installed.message(qid)
+    assert message.state == MessageState.RECEIVED
+    assert message.next_attempt_at <= installed.services.clock()
+    with session_scope(installed.services.sessions) as s:
+        last = s.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).one()
+        assert (last.action, last.actor, last.queue_id) == ("retry", "operator:alice", qid)
+        assert '"previous_state":"deferred"' in last.detail
+    # The next worker run picks it up at once; this time the relay answers.
+    _transport(installed.services).error = None
+    assert Worker(installed.services, "w1").process_one()
+    assert installed.message(qid).state == MessageState.DELIVERED
+    code, out, _ = installed.xgate("audit", "verify")
+    assert code == 0, out
+
+
+def test_retry_names_the_person_behind_sudo(installed: Installed) -> None:
+    qid = _deferred(installed)
+    code, out, _ = installed.xgate("queue", "retry", qid, USER="root", SUDO_USER="bob")
+    assert code == 0 and "retry by bob" in out
+
+
+@pytest.mark.parametrize("state", [MessageState.HELD, MessageState.QUARANTINED,
+                                   MessageState.FAILED])
+def test_retry_releases_held_quarantined_and_failed(installed: Installed,
+                                                    state: MessageState) -> None:
+    qid = installed.enqueue(DEMO_MAILBOX)
+    with session_scope(installed.services.sessions) as s:
+        message = s.scalars(select(Message).where(Message.queue_id == qid)).one()
+        message.state, message.reason = state, "set by the test"
+    code, _, err = installed.xgate("queue", "retry", qid)
+    assert code == 0, err
+    assert Worker(installed.services, "w1").process_one()
+    assert installed.message(qid).state == MessageState.DELIVERED
+
+
+def test_delivered_message_cannot_be_retried(installed: Installed) -> None:
+    qid = installed.enqueue(DEMO_MAILBOX)
+    assert Worker(installed.services, "w1").process_one()
+    code, _, err = installed.xgate("queue", "retry", qid)
+    assert code == 1
+    assert err.strip() == (f"xgate: error: message {qid} was delivered; a delivered message "
+                           "cannot be retried")
+    with session_scope(installed.services.sessions) as s:
+        assert not s.scalars(select(AuditEntry).where(AuditEntry.action == "retry")).all()
+        assert audit.verify(s).ok
+
+
+def test_waiting_message_needs_no_retry(installed: Installed) -> None:
+    qid = installed.enqueue(DEMO_MAILBOX)
+    code, _, err = installed.xgate("queue", "retry", qid)
+    assert code == 1 and "waits for a worker already" in err
+
+
+def test_retry_unknown_queue_id(installed: Installed) -> None:
+    code, _, err = installed.xgate("queue", "retry", "0000000000000000")
+    assert code == 1 and "no message with queue id" in err

@@ -1,0 +1,176 @@
+"""``xgate serve`` end to end: the real process tree, a message by SMTP, health, shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.cli_demo import DEMO_MAILBOX
+from gateway.db import session_scope
+from gateway.services import Services
+from mailboxes.directory import find_mailbox
+from mailboxes.store import messages_in, read_message
+from tests.support.cli import (
+    XGATE,
+    clean_env,
+    dispose,
+    init_installation,
+    installation_services,
+    installation_settings,
+)
+from tests.support.postgres import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def alive(pid: int) -> bool:
+    """Running; a zombie (exited, not yet reaped by whoever adopted it) counts as gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    inbound: int
+    web: int
+    services: Services
+    stdout: list[str] = field(default_factory=list)
+    logs: list[dict[str, object]] = field(default_factory=list)
+    raw_stderr: list[str] = field(default_factory=list)
+
+    def collect(self) -> None:
+        def out() -> None:
+            assert self.process.stdout is not None
+            for line in self.process.stdout:
+                self.stdout.append(line.rstrip("\n"))
+
+        def err() -> None:
+            assert self.process.stderr is not None
+            for line in self.process.stderr:
+                self.raw_stderr.append(line)
+                self.logs.append(json.loads(line))
+
+        for target in (out, err):
+            threading.Thread(target=target, daemon=True).start()
+
+    def child_pids(self, part: str) -> list[int]:
+        return [int(str(e["pid"])) for e in list(self.logs)
+                if e.get("logger") == "gateway.supervisor" and e.get("part") == part
+                and str(e["message"]).startswith("started")]
+
+    def mailbox_count(self) -> int:
+        with session_scope(self.services.sessions) as s:
+            mailbox = find_mailbox(s, DEMO_MAILBOX)
+            assert mailbox is not None
+            return len(messages_in(s, mailbox.id))
+
+    def send(self, subject: str) -> None:
+        body = (f"From: tagesmutter@example.org\r\nTo: {DEMO_MAILBOX}\r\n"
+                f"Subject: {subject}\r\n\r\nAnmeldung\r\n").encode()
+        with smtplib.SMTP("127.0.0.1", self.inbound, timeout=30) as smtp:
+            smtp.sendmail("tagesmutter@example.org", [DEMO_MAILBOX], body)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    config = init_installation(tmp_path / "inst", "--demo")
+    inbound, submission, web = free_port(), free_port(), free_port()
+    env = clean_env({
+        "XGATE_SMTP__INBOUND__PORT": str(inbound),
+        "XGATE_SMTP__SUBMISSION__PORT": str(submission),
+        "XGATE_WEB__PORT": str(web),
+        "XGATE_LOGGING__JSON": "true",
+        "XGATE_WORKERS__POLL_INTERVAL_SECONDS": "0.1",
+    })
+    process = subprocess.Popen([str(XGATE), "-c", str(config), "serve"], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    services = installation_services(installation_settings(config))
+    served = Served(process, inbound, web, services)
+    served.collect()
+    try:
+        wait_for(lambda: listening(inbound) and listening(submission) and listening(web),
+                 "the listeners")
+        yield served
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        dispose(services)
+
+
+def test_serve_receives_files_and_stops_cleanly(served: Served) -> None:
+    assert served.stdout[0].startswith("xgate serving")
+    assert any(f"smtp inbound    on 127.0.0.1:{served.inbound}" in li for li in served.stdout)
+    assert any(f"http://127.0.0.1:{served.web}/" in li for li in served.stdout)
+
+    served.send("Anmeldung Kindertagespflege")
+    wait_for(lambda: served.mailbox_count() == 1, "the message in the mailbox")
+    with session_scope(served.services.sessions) as s:
+        mailbox = find_mailbox(s, DEMO_MAILBOX)
+        assert mailbox is not None
+        stored = messages_in(s, mailbox.id)[0]
+        assert b"Anmeldung Kindertagespflege" in read_message(served.services.master_key,
+                                                              stored)
+    health = httpx.get(f"http://127.0.0.1:{served.web}/healthz", timeout=10)
+    assert health.status_code == 200
+    assert health.json()["queue"]["delivered"] == 1
+
+    children = [pid for part in ("smtp", "worker", "web") for pid in served.child_pids(part)]
+    assert len(children) == 3
+    served.process.send_signal(signal.SIGTERM)
+    assert served.process.wait(timeout=10) == 0
+    assert not [pid for pid in children if alive(pid)]
+    # Every log line is one JSON object; the intake names the queue id as a field.
+    queued = [e for e in served.logs if e.get("message") == "message queued"]
+    assert queued and isinstance(queued[0].get("queue_id"), str)
+    assert all("Traceback" not in line for line in served.raw_stderr)
+
+
+def test_a_part_that_dies_is_restarted(served: Served) -> None:
+    [worker] = served.child_pids("worker")
+    os.kill(worker, signal.SIGKILL)
+    wait_for(lambda: len(served.child_pids("worker")) == 2, "the worker's restart")
+    assert served.child_pids("worker")[1] != worker
+    served.send("nach dem Neustart")
+    wait_for(lambda: served.mailbox_count() == 1, "the message in the mailbox")
+    served.process.send_signal(signal.SIGINT)
+    assert served.process.wait(timeout=10) == 0
+    assert not listening(served.inbound)
+
+
+def test_children_stop_when_the_supervisor_is_killed(served: Served) -> None:
+    children = [pid for part in ("smtp", "worker", "web") for pid in served.child_pids(part)]
+    served.process.kill()
+    served.process.wait()
+    wait_for(lambda: not [pid for pid in children if alive(pid)], "orphans to stop", 15)
