@@ -55,6 +55,19 @@ class PostgresServer:
             return ["runuser", "-u", self.run_as, "--", *cmd]
         return cmd
 
+    def _run(self, *args: str) -> None:
+        # cwd: the server's own directory, which the postgres user can always enter (the
+        # checkout may sit under a directory only root can read).
+        result = subprocess.run(self._cmd(*args), cwd=self.datadir.parent,
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            log = self.datadir.parent / "log"
+            log_tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise PostgresUnavailable(
+                f"{args[0]} failed with exit {result.returncode}:\n"
+                f"{result.stdout}{result.stderr}{log_tail}"
+            )
+
     @classmethod
     def start(cls) -> PostgresServer:
         bindir = _bin_dir()
@@ -70,23 +83,35 @@ class PostgresServer:
         if run_as:
             shutil.chown(base, run_as)
         server = cls(datadir, free_port(), bindir, run_as)
-        subprocess.run(server._cmd("initdb", "-D", str(datadir), "-U", "xgate",
-                                   "--auth=trust", "-E", "UTF8", "--no-sync"),
-                       check=True, capture_output=True)
-        subprocess.run(server._cmd(
-            "pg_ctl", "-D", str(datadir), "-l", str(base / "log"), "-w", "-t", "60", "start",
-            "-o", f"-h 127.0.0.1 -p {server.port} -k {base} -c fsync=on -c max_connections=200",
-        ), check=True, capture_output=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        try:
+            server._run("initdb", "-D", str(datadir), "-U", "xgate",
+                        "--auth=trust", "-E", "UTF8", "--no-sync")
+            server._run(
+                "pg_ctl", "-D", str(datadir), "-l", str(base / "log"), "-w", "-t", "60", "start",
+                "-o", f"-h 127.0.0.1 -p {server.port} -k {base} -c fsync=on "
+                "-c max_connections=200",
+            )
+            server._wait_until_reachable(timeout=30)
+        except BaseException:
+            server.stop()
+            raise
         return server
 
+    def _wait_until_reachable(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise PostgresUnavailable(
+                        f"PostgreSQL did not accept connections on 127.0.0.1:{self.port}"
+                    ) from None
+                time.sleep(0.1)
+
     def stop(self) -> None:
-        subprocess.run(self._cmd("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "stop"),
-                       capture_output=True)
+        if self.datadir.exists():
+            subprocess.run(self._cmd("pg_ctl", "-D", str(self.datadir), "-m", "immediate", "stop"),
+                           cwd=self.datadir.parent, capture_output=True, check=False)
         shutil.rmtree(self.datadir.parent, ignore_errors=True)

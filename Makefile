@@ -1,0 +1,49 @@
+# The two commands: `make run` and `make test`. Both install what is missing first
+# (scripts/bootstrap.sh: Debian packages, .venv, the project) and are safe to repeat.
+# Everything else here is an internal step of those two.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := run
+
+VENV := .venv
+BIN := $(VENV)/bin
+# The embedded single-machine instance `make run` starts: config, SQLite, keys under var/.
+RUN_DIR := var
+PYTEST_FLAGS ?= -q -p no:cacheprovider --durations=10
+
+.PHONY: run test setup setup-test lint typecheck pytest
+
+## make run: set up, create var/ with demo data on first use, start every listener.
+run: setup
+	@echo "==> xgate init $(RUN_DIR) --demo"
+	$(BIN)/xgate init $(RUN_DIR) --demo
+	@echo "==> xgate serve (Ctrl-C stops it)"
+	exec $(BIN)/xgate -c $(RUN_DIR)/xgate.toml serve
+
+## make test: set up with test tools, then ruff, mypy and the whole pytest suite.
+# Sequential on purpose (not prerequisites), so `make -j test` cannot interleave them.
+test: setup-test
+	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory typecheck
+	@$(MAKE) --no-print-directory pytest
+
+# --- internal steps ---------------------------------------------------------------------------
+
+setup:
+	@bash scripts/bootstrap.sh
+
+setup-test:
+	@bash scripts/bootstrap.sh --extras test
+
+lint:
+	@echo "==> ruff check"
+	$(BIN)/ruff check .
+
+typecheck:
+	@echo "==> mypy (packages from pyproject.toml)"
+	$(BIN)/mypy
+
+pytest:
+	@echo "==> pytest"
+	$(BIN)/pytest $(PYTEST_FLAGS)
