@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,10 +37,21 @@ def entry_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str,
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Event:
+    """One thing to record: who or what, did which action, to which message, and why."""
+
+    actor: str
+    action: str
+    queue_id: str | None = None
+    detail: Mapping[str, Any] | None = None
+
+
 _head = table_of(AuditHead)
 # Taking the head row first serialises appenders: a row lock on PostgreSQL, the write lock on
-# SQLite (transactions there begin IMMEDIATE).
-_ADVANCE_HEAD = (update(_head).where(_head.c.id == 1).values(seq=_head.c.seq + 1)
+# SQLite (transactions there begin IMMEDIATE). Reserving n sequence numbers at once lets a
+# batch append with three statements however long it is.
+_ADVANCE_HEAD = (update(_head).where(_head.c.id == 1).values(seq=_head.c.seq + bindparam("n"))
                  .returning(_head.c.seq, _head.c.last_hash))
 _CREATE_HEAD = insert(_head)
 _SET_HEAD_HASH = update(_head).where(_head.c.id == 1).values(last_hash=bindparam("digest"))
@@ -50,22 +61,35 @@ _INSERT_ENTRY = insert(table_of(AuditEntry))
 def record(session: Session, *, actor: str, action: str, queue_id: str | None = None,
            detail: Mapping[str, Any] | None = None) -> str:
     """Append one entry in the caller's transaction; returns its hash."""
-    head = session.execute(_ADVANCE_HEAD).one_or_none()
+    return record_many(session, [Event(actor, action, queue_id, detail)])[0]
+
+
+def record_many(session: Session, events: Sequence[Event]) -> list[str]:
+    """Append entries in order, in the caller's transaction; returns their hashes."""
+    if not events:
+        return []
+    head = session.execute(_ADVANCE_HEAD, {"n": len(events)}).one_or_none()
     if head is None:
-        session.execute(_CREATE_HEAD, {"id": 1, "seq": 1, "last_hash": GENESIS_HASH})
-        seq, prev = 1, GENESIS_HASH
+        # Migration 0002 creates the head; a database without one starts the chain here.
+        session.execute(_CREATE_HEAD, {"id": 1, "seq": len(events), "last_hash": GENESIS_HASH})
+        last_seq, prev = len(events), GENESIS_HASH
     else:
-        seq, prev = head
+        last_seq, prev = head
     # Microsecond precision survives every backend, so verification recomputes the same hash.
     at = utcnow()
-    text = canonical(detail or {})
-    digest = entry_hash(prev, seq, at, actor, action, queue_id, text)
-    session.execute(_INSERT_ENTRY, {
-        "seq": seq, "at": at, "actor": actor, "action": action, "queue_id": queue_id,
-        "detail": text, "prev_hash": prev, "entry_hash": digest,
-    })
-    session.execute(_SET_HEAD_HASH, {"digest": digest})
-    return digest
+    rows = []
+    digests = []
+    for seq, event in enumerate(events, start=last_seq - len(events) + 1):
+        text = canonical(event.detail or {})
+        digest = entry_hash(prev, seq, at, event.actor, event.action, event.queue_id, text)
+        rows.append({"seq": seq, "at": at, "actor": event.actor, "action": event.action,
+                     "queue_id": event.queue_id, "detail": text, "prev_hash": prev,
+                     "entry_hash": digest})
+        digests.append(digest)
+        prev = digest
+    session.execute(_INSERT_ENTRY, rows)
+    session.execute(_SET_HEAD_HASH, {"digest": prev})
+    return digests
 
 
 @dataclass(frozen=True)
@@ -97,6 +121,9 @@ def verify(session: Session, batch: int = 5000) -> VerifyResult:
         expected_seq += 1
         checked += 1
     head = session.get(AuditHead, 1)
+    if head is None and checked:
+        return VerifyResult(False, checked, checked,
+                            "the chain's head record is missing (removed)")
     if head is not None and (head.seq != checked or head.last_hash != prev):
         return VerifyResult(False, checked, checked + 1 if head.seq > checked else head.seq,
                             f"chain ends at entry {checked} but the head names {head.seq} "

@@ -15,7 +15,13 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from gateway.db import is_sqlite, make_engine, make_session_factory, session_scope
+from gateway.db import (
+    is_sqlite,
+    make_engine,
+    make_session_factory,
+    session_scope,
+    sqlite_url_for,
+)
 from gateway.logging_setup import configure_logging
 from gateway.migrate import alembic_config, current_revision
 from gateway.settings import Settings, load_settings
@@ -68,7 +74,7 @@ def open_database(settings: Settings, *, need_schema: bool = True,
     SQLite would silently create an empty file for a mistyped path, and every command would
     then fail with a puzzling "no such table".
     """
-    path = sqlite_path(settings.database.url)
+    path = sqlite_path(sqlite_url_for(settings)) if is_sqlite(settings.database.url) else None
     if path is not None:
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from gateway.settings import Settings
@@ -34,8 +35,19 @@ def is_sqlite(url: str) -> bool:
 def make_engine(settings: Settings) -> Engine:
     url = settings.database.url
     if is_sqlite(url):
-        return _sqlite_engine(url, settings.database.echo)
+        return _sqlite_engine(sqlite_url_for(settings), settings.database.echo)
     return create_engine(url, echo=settings.database.echo, pool_pre_ping=True)
+
+
+def sqlite_url_for(settings: Settings) -> str:
+    """The SQLite URL with a relative file path taken relative to the configuration file's
+    directory, like every other path in the configuration, not to the working directory."""
+    url = make_url(settings.database.url)
+    database = url.database
+    if not database or database == ":memory:" or Path(database).is_absolute():
+        return settings.database.url
+    return url.set(database=str(settings.resolve(Path(database)))).render_as_string(
+        hide_password=False)
 
 
 def _sqlite_engine(url: str, echo: bool) -> Engine:

@@ -21,16 +21,14 @@ from datetime import datetime
 
 from gateway.db import session_scope
 from gateway.services import Services
-from gateway.spool import Prepared, Stored, store_prepared
+from gateway.spool import Arrival, Prepared, Stored, store_batch
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class _Job:
-    prepared: Prepared
-    actor: str
-    now: datetime
+    arrival: Arrival
     result: Future[Stored]
 
 
@@ -57,7 +55,7 @@ class IntakeCommitter:
         """Queue a prepared message; the future resolves once it is committed."""
         if not self._started:
             raise RuntimeError("intake committer is not running")
-        job = _Job(prepared, actor, now, Future())
+        job = _Job(Arrival(prepared, actor, now), Future())
         self._jobs.put(job)
         return job.result
 
@@ -99,5 +97,4 @@ class IntakeCommitter:
 
     def _store(self, batch: list[_Job]) -> list[Stored]:
         with session_scope(self.services.sessions) as session:
-            return [store_prepared(session, job.prepared, actor=job.actor, now=job.now)
-                    for job in batch]
+            return store_batch(session, [job.arrival for job in batch])

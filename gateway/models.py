@@ -76,7 +76,7 @@ class RecipientState(StrEnum):
 
 
 def _enum(cls: type[StrEnum], name: str) -> Enum:
-    # Stored as plain strings with a CHECK constraint, so migrations stay simple.
+    # Stored as plain strings (no native ENUM type), so adding a state needs no ALTER TYPE.
     return Enum(cls, name=name, native_enum=False, length=16,
                 values_callable=lambda e: [m.value for m in e])
 

@@ -78,50 +78,60 @@ def prepare(master: MasterKey, envelope: Envelope) -> Prepared:
     )
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """A prepared message with who received it and when."""
+
+    prepared: Prepared
+    actor: str
+    now: datetime
+
+
 def store_received(session: Session, master: MasterKey, envelope: Envelope, *,
                    actor: str, now: datetime) -> Stored:
-    return store_prepared(session, prepare(master, envelope), actor=actor, now=now)
+    return store_batch(session, [Arrival(prepare(master, envelope), actor, now)])[0]
 
 
 # Built once: statements with parameters given at execution hit SQLAlchemy's compiled cache.
 _messages = table_of(Message)
-_INSERT_MESSAGE = insert(_messages).returning(_messages.c.id)
-_INSERT_RECIPIENT = insert(table_of(Recipient))
+_INSERT_MESSAGES = insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True)
+_INSERT_RECIPIENTS = insert(table_of(Recipient))
 _INSERT_CONTENT = insert(table_of(SealedContent))
 
 
-def store_prepared(session: Session, prepared: Prepared, *, actor: str,
-                   now: datetime) -> Stored:
-    """Insert the queue row, its recipients, sealed content and audit entry.
+def store_batch(session: Session, batch: Sequence[Arrival]) -> list[Stored]:
+    """Insert queue rows, recipients, sealed content and audit entries for a batch.
 
-    Plain Core inserts: on this hot path the ORM's unit of work costs more than the commit.
+    Multi-row Core inserts: a statement per table, not per message. On this hot path the
+    cost per statement, not the commit, decides how many messages a second the edge takes.
     """
-    envelope = prepared.envelope
-    message_id: int = session.execute(_INSERT_MESSAGE, {
-        "queue_id": prepared.queue_id,
-        "direction": envelope.direction,
+    message_ids: list[int] = list(session.execute(_INSERT_MESSAGES, [{
+        "queue_id": a.prepared.queue_id,
+        "direction": a.prepared.envelope.direction,
         "state": MessageState.RECEIVED,
-        "mail_from": envelope.mail_from,
-        "peer": envelope.peer,
-        "helo": envelope.helo[:255],
-        "auth_user": envelope.auth_user,
-        "size": len(envelope.data),
-        "received_at": now,
-        "updated_at": now,
-        "next_attempt_at": now,
+        "mail_from": a.prepared.envelope.mail_from,
+        "peer": a.prepared.envelope.peer,
+        "helo": a.prepared.envelope.helo[:255],
+        "auth_user": a.prepared.envelope.auth_user,
+        "size": len(a.prepared.envelope.data),
+        "received_at": a.now,
+        "updated_at": a.now,
+        "next_attempt_at": a.now,
         "attempts": 0,
-    }).scalar_one()
-    session.execute(_INSERT_RECIPIENT, [
-        {"message_id": message_id, "address": a, "state": RecipientState.PENDING}
-        for a in prepared.recipients
+    } for a in batch]).scalars())
+    pairs = list(zip(message_ids, (a.prepared for a in batch), strict=True))
+    session.execute(_INSERT_RECIPIENTS, [
+        {"message_id": mid, "address": a, "state": RecipientState.PENDING}
+        for mid, p in pairs for a in p.recipients
     ])
-    session.execute(_INSERT_CONTENT, {"message_id": message_id, "sealed": prepared.sealed})
-    audit.record(session, actor=actor, action="received", queue_id=prepared.queue_id, detail={
-        "direction": envelope.direction.value,
-        "mail_from": envelope.mail_from,
-        "recipients": list(prepared.recipients),
-        "size": len(envelope.data),
-        "peer": envelope.peer,
-        "auth_user": envelope.auth_user,
-    })
-    return Stored(message_id, prepared.queue_id)
+    session.execute(_INSERT_CONTENT, [{"message_id": mid, "sealed": p.sealed}
+                                      for mid, p in pairs])
+    audit.record_many(session, [audit.Event(a.actor, "received", a.prepared.queue_id, {
+        "direction": a.prepared.envelope.direction.value,
+        "mail_from": a.prepared.envelope.mail_from,
+        "recipients": list(a.prepared.recipients),
+        "size": len(a.prepared.envelope.data),
+        "peer": a.prepared.envelope.peer,
+        "auth_user": a.prepared.envelope.auth_user,
+    }) for a in batch])
+    return [Stored(mid, p.queue_id) for mid, p in pairs]

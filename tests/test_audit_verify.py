@@ -97,6 +97,18 @@ def test_deleted_last_entry_is_detected(activity: tuple[Path, Services],
     assert f"entry {last}:" in out and "removed" in out
 
 
+def test_deleted_tail_and_head_are_detected(activity: tuple[Path, Services],
+                                            database_url: str) -> None:
+    """Removing the last entries together with the head that names them is tampering too."""
+    config, services = activity
+    last = _count(services)
+    _sql(services, f"DELETE FROM audit_log WHERE seq >= {last - 1}")
+    _sql(services, "DELETE FROM audit_head")
+    code, out = _verify(config, database_url)
+    assert code == 1
+    assert "head" in out and "removed" in out
+
+
 def test_deleted_middle_entry_is_detected(activity: tuple[Path, Services],
                                           database_url: str) -> None:
     config, services = activity

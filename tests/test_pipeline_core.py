@@ -171,17 +171,22 @@ def test_lease_is_kept_alive_while_a_stage_runs_long(settings) -> None:  # type:
     from gateway.services import build_services
     from gateway.settings import RelayRoute
 
-    settings.workers.lease_seconds = 0.6
+    settings.workers.lease_seconds = 1.5
     settings.delivery.routes = [RelayRoute(domain="*", host="127.0.0.1", port=1)]
-    slow = _SlowTransport(seconds=2.0)
+    slow = _SlowTransport(seconds=4.0)
     svc = build_services(settings, transport=slow)  # real clock: leases really expire
     qid = _enqueue(svc, ["x@partner.example"])
     first = threading.Thread(target=Worker(svc, "w1").process_one)
     first.start()
     import time
 
+    # Only once w1 holds the message does a claim by w2 mean a takeover.
+    deadline = time.monotonic() + 5
+    while _state(svc, qid).lease_owner != "w1":
+        assert time.monotonic() < deadline, "w1 never claimed the message"
+        time.sleep(0.02)
     taken_over = False
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 6
     while first.is_alive() and time.monotonic() < deadline:
         taken_over = taken_over or Worker(svc, "w2").process_one()
         time.sleep(0.1)
