@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import audit
-from gateway.models import RUNNABLE_STATES, Message, MessageState
+from gateway.db import table_of
+from gateway.models import RUNNABLE_STATES, Direction, Message, MessageState, SealedContent
 
 
 @dataclass(frozen=True)
@@ -26,28 +27,41 @@ class Claim:
     attempt: int
 
 
+# Prebuilt Core statements with bound parameters: the worker runs these for every message,
+# and building ORM statements anew each time cost more than executing them.
+_m = table_of(Message)
+_CLAIMABLE = (
+    select(_m.c.id, _m.c.queue_id, _m.c.attempts, _m.c.state)
+    .where(or_(
+        and_(_m.c.state.in_([s.value for s in RUNNABLE_STATES]),
+             _m.c.next_attempt_at <= bindparam("now")),
+        and_(_m.c.state == MessageState.PROCESSING.value,
+             _m.c.lease_until < bindparam("now")),
+    ))
+    .order_by(_m.c.next_attempt_at, _m.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_TAKE = (update(_m).where(_m.c.id == bindparam("mid"))
+         .values(state=MessageState.PROCESSING.value, lease_owner=bindparam("owner"),
+                 lease_until=bindparam("until"), attempts=bindparam("attempts"),
+                 updated_at=bindparam("now")))
+_HELD_BY = and_(_m.c.id == bindparam("mid"), _m.c.lease_owner == bindparam("owner"),
+                _m.c.state == MessageState.PROCESSING.value)
+_RENEW = update(_m).where(_HELD_BY).values(lease_until=bindparam("until"))
+_RELEASE = (update(_m).where(_HELD_BY)
+            .values(state=bindparam("new_state"), reason=bindparam("reason"),
+                    updated_at=bindparam("now"), lease_owner=None, lease_until=None))
+_RELEASE_RESCHEDULED = _RELEASE.values(next_attempt_at=bindparam("next_attempt"))
+
+
 def claim_next(session: Session, owner: str, now: datetime, lease_seconds: float) -> Claim | None:
-    runnable = and_(Message.state.in_(RUNNABLE_STATES), Message.next_attempt_at <= now)
-    abandoned = and_(Message.state == MessageState.PROCESSING, Message.lease_until < now)
-    row = session.execute(
-        select(Message.id, Message.queue_id, Message.attempts, Message.state)
-        .where(or_(runnable, abandoned))
-        .order_by(Message.next_attempt_at, Message.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    ).one_or_none()
+    row = session.execute(_CLAIMABLE, {"now": now}).one_or_none()
     if row is None:
         return None
     message_id, queue_id, attempts, state = row
-    session.execute(
-        update(Message).where(Message.id == message_id).values(
-            state=MessageState.PROCESSING,
-            lease_owner=owner,
-            lease_until=now + timedelta(seconds=lease_seconds),
-            attempts=attempts + 1,
-            updated_at=now,
-        )
-    )
+    session.execute(_TAKE, {"mid": message_id, "owner": owner, "attempts": attempts + 1,
+                            "until": now + timedelta(seconds=lease_seconds), "now": now})
     if state == MessageState.PROCESSING:
         audit.record(session, actor=owner, action="lease-expired", queue_id=queue_id,
                      detail={"note": "previous worker stopped; message resumed"})
@@ -55,28 +69,44 @@ def claim_next(session: Session, owner: str, now: datetime, lease_seconds: float
 
 
 def renew_lease(session: Session, claim: Claim, now: datetime, lease_seconds: float) -> bool:
-    result = session.execute(
-        update(Message)
-        .where(Message.id == claim.message_id, Message.lease_owner == claim.owner,
-               Message.state == MessageState.PROCESSING)
-        .values(lease_until=now + timedelta(seconds=lease_seconds))
-    )
+    result = session.execute(_RENEW, {"mid": claim.message_id, "owner": claim.owner,
+                                      "until": now + timedelta(seconds=lease_seconds)})
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def release(session: Session, claim: Claim, *, state: MessageState, reason: str | None,
             now: datetime, next_attempt_at: datetime | None = None) -> bool:
     """Move a claimed message to its next state. False if the lease was lost meanwhile."""
-    values: dict[str, object] = {
-        "state": state, "reason": reason, "updated_at": now,
-        "lease_owner": None, "lease_until": None,
-    }
+    params: dict[str, object] = {"mid": claim.message_id, "owner": claim.owner,
+                                 "new_state": state.value, "reason": reason, "now": now}
+    statement = _RELEASE
     if next_attempt_at is not None:
-        values["next_attempt_at"] = next_attempt_at
-    result = session.execute(
-        update(Message)
-        .where(Message.id == claim.message_id, Message.lease_owner == claim.owner,
-               Message.state == MessageState.PROCESSING)
-        .values(**values)
-    )
+        statement = _RELEASE_RESCHEDULED
+        params["next_attempt"] = next_attempt_at
+    result = session.execute(statement, params)
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A claimed message as a worker needs it: envelope facts and the sealed content."""
+
+    id: int
+    queue_id: str
+    direction: Direction
+    mail_from: str
+    received_at: datetime
+    auth_user: str | None
+    sealed: bytes
+
+
+_c = table_of(SealedContent)
+_LOAD = (select(_m.c.id, _m.c.queue_id, _m.c.direction, _m.c.mail_from, _m.c.received_at,
+                _m.c.auth_user, _c.c.sealed)
+         .join(_c, _c.c.message_id == _m.c.id)
+         .where(_m.c.id == bindparam("mid")))
+
+
+def load(session: Session, message_id: int) -> Loaded:
+    row = session.execute(_LOAD, {"mid": message_id}).one()
+    return Loaded(*row)

@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 
+from gateway.checkpoint import WalCheckpointer
 from gateway.metrics import enable_multiprocess, metrics_dir
 from gateway.settings import Settings
 from gateway.supervisor import watch_parent
@@ -36,6 +37,8 @@ def run_workers(settings: Settings) -> int:
     from gateway.worker import Worker, worker_name
 
     services = build_services(settings)
+    checkpointer = WalCheckpointer(services.sessions.kw["bind"])
+    checkpointer.start()
     timer = StageMetrics()
     stop = threading.Event()
     crashed = threading.Event()
@@ -64,6 +67,7 @@ def run_workers(settings: Settings) -> int:
         pass
     for thread in threads:
         thread.join()
+    checkpointer.stop()
     services.sessions.kw["bind"].dispose()
     log.info("workers stopped")
     return 1 if crashed.is_set() else 0
@@ -94,6 +98,8 @@ def run_smtp(settings: Settings) -> int:
     from gateway.smtp.server import serve_smtp
 
     services = build_services(settings)
+    checkpointer = WalCheckpointer(services.sessions.kw["bind"])
+    checkpointer.start()
 
     async def _main() -> None:
         stop = asyncio.Event()
@@ -110,6 +116,7 @@ def run_smtp(settings: Settings) -> int:
     try:
         asyncio.run(_main())
     finally:
+        checkpointer.stop()
         services.sessions.kw["bind"].dispose()
     log.info("SMTP listeners stopped")
     return 0

@@ -16,14 +16,18 @@ from crypto.errors import SealError
 from gateway import audit
 from gateway.db import read_scope, session_scope
 from gateway.delivery.dsn import Failure, build_notice
-from gateway.delivery.recipients import fail_recipients, pending_recipients
+from gateway.delivery.recipients import (
+    fail_recipients,
+    pending_recipients,
+    recipient_states,
+)
 from gateway.lease import LeaseKeeper
-from gateway.models import Direction, Message, MessageState, RecipientState
+from gateway.models import Direction, MessageState, RecipientState
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.driver import PipelineResult, StageTimer, run_pipeline
 from gateway.pipeline.outcomes import Defer, Hold, Quarantine, Reject
 from gateway.pipeline.pipelines import stages_for
-from gateway.queue import Claim, claim_next, release
+from gateway.queue import Claim, claim_next, load, release
 from gateway.services import Services
 from gateway.spool import Envelope, content_context, store_received
 
@@ -76,20 +80,21 @@ class Worker:
 
     def _load(self, claim: Claim) -> MessageContext | None:
         with read_scope(self.services.sessions) as session:
-            message = session.get_one(Message, claim.message_id)
-            try:
-                raw = open_sealed(self.services.master_key, message.content.sealed,
-                                  content_context(message.queue_id))
-            except SealError as exc:
-                # Wrong master key or damaged storage: nothing a retry fixes by itself.
-                self._fail_unreadable(claim, f"stored content cannot be opened: {exc}")
-                return None
-            return MessageContext(
-                message_id=message.id, queue_id=message.queue_id, direction=message.direction,
-                mail_from=message.mail_from, received_at=message.received_at,
-                attempt=claim.attempt, raw=raw, auth_user=message.auth_user,
-                pending=pending_recipients(session, message.id), worker=self.name,
-            )
+            message = load(session, claim.message_id)
+            pending = pending_recipients(session, message.id)
+        try:
+            raw = open_sealed(self.services.master_key, message.sealed,
+                              content_context(message.queue_id))
+        except SealError as exc:
+            # Wrong master key or damaged storage: nothing a retry fixes by itself.
+            self._fail_unreadable(claim, f"stored content cannot be opened: {exc}")
+            return None
+        return MessageContext(
+            message_id=message.id, queue_id=message.queue_id, direction=message.direction,
+            mail_from=message.mail_from, received_at=message.received_at,
+            attempt=claim.attempt, raw=raw, auth_user=message.auth_user,
+            pending=pending, worker=self.name,
+        )
 
     def _fail_unreadable(self, claim: Claim, reason: str) -> None:
         log.error("%s: %s", claim.queue_id, reason)
@@ -106,9 +111,9 @@ class Worker:
         outcome = result.outcome
         next_attempt = None
         with session_scope(services.sessions) as session:
-            message = session.get_one(Message, claim.message_id)
+            recipients = recipient_states(session, claim.message_id)
             if outcome is None:
-                delivered = any(r.state == RecipientState.DELIVERED for r in message.recipients)
+                delivered = any(s == RecipientState.DELIVERED for _, s in recipients)
                 state = MessageState.DELIVERED if delivered else MessageState.REJECTED
                 reason = None if delivered else "no recipient could be delivered"
             elif isinstance(outcome, Defer):
@@ -119,14 +124,14 @@ class Worker:
                 next_attempt = now + timedelta(seconds=delay)
             elif isinstance(outcome, Reject):
                 state, reason = MessageState.REJECTED, outcome.reason
-                pending = [r.address for r in message.recipients
-                           if r.state == RecipientState.PENDING]
-                fail_recipients(session, services.master_key, settings, message=message,
+                pending = [a for a, s in recipients if s == RecipientState.PENDING]
+                fail_recipients(session, services.master_key, settings, message=ctx.ref,
                                 original=ctx.raw, actor=self.name, now=now, failures=[
                                     Failure(a, "5.7.1", outcome.reason) for a in pending])
             elif isinstance(outcome, Hold | Quarantine):
                 state, reason = outcome.state, outcome.reason
-                self._notify_sender(session, message, state, outcome.reason)
+                self._notify_sender(session, ctx, [a for a, _ in recipients], state,
+                                    outcome.reason)
             else:
                 state, reason = MessageState.FAILED, outcome.reason
             if not release(session, claim, state=state, reason=reason, now=now,
@@ -144,13 +149,13 @@ class Worker:
                          queue_id=claim.queue_id, detail=detail)
         log.info("%s -> %s%s", claim.queue_id, state.value, f" ({reason})" if reason else "")
 
-    def _notify_sender(self, session: Session, message: Message, state: MessageState,
-                       reason: str) -> None:
+    def _notify_sender(self, session: Session, message: MessageContext, recipients: list[str],
+                       state: MessageState, reason: str) -> None:
         if not message.mail_from:
             return
         settings = self.services.settings
         what = "held" if state == MessageState.HELD else "quarantined"
-        rcpts = ", ".join(r.address for r in message.recipients)
+        rcpts = ", ".join(recipients)
         text = (
             f"Your message to {rcpts} (reference {message.queue_id}) has been {what} by the "
             f"mail gateway and has not been delivered yet.\r\n\r\nReason: {reason}\r\n\r\n"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from gateway.db import table_of
 from gateway.models import utcnow
 from mailboxes.models import Mailbox
 
@@ -23,6 +24,16 @@ def find_mailbox(session: Session, address: str) -> Mailbox | None:
     return session.scalars(
         select(Mailbox).where(Mailbox.address == normalise_address(address))
     ).one_or_none()
+
+
+_boxes = table_of(Mailbox)
+_ROUTE = select(_boxes.c.id, _boxes.c.address).where(_boxes.c.address == bindparam("address"))
+
+
+def mailbox_id_for(session: Session, address: str) -> tuple[int, str] | None:
+    """The id and address of the mailbox for ``address`` (a hot path: no ORM objects)."""
+    row = session.execute(_ROUTE, {"address": normalise_address(address)}).first()
+    return None if row is None else (int(row[0]), str(row[1]))
 
 
 def add_mailbox(session: Session, address: str, name: str, *, sensitive: bool = False) -> Mailbox:

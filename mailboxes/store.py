@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey, open_sealed, seal
+from gateway.db import table_of
 from mailboxes.models import StoredMessage
 
 
@@ -15,20 +16,22 @@ def stored_context(mailbox_id: int, message_id: int) -> bytes:
     return f"mailbox:{mailbox_id}:{message_id}".encode()
 
 
+_stored = table_of(StoredMessage)
+_FILED = select(_stored.c.id).where(_stored.c.mailbox_id == bindparam("box"),
+                                    _stored.c.message_id == bindparam("mid"))
+_FILE = insert(_stored)
+
+
 def file_message(session: Session, master: MasterKey, *, mailbox_id: int, message_id: int,
                  mail_from: str, content: bytes, now: datetime) -> bool:
     """File the message; False if it was filed already (a retry after a crash)."""
-    exists = session.scalar(
-        select(StoredMessage.id).where(StoredMessage.mailbox_id == mailbox_id,
-                                       StoredMessage.message_id == message_id)
-    )
-    if exists is not None:
+    if session.execute(_FILED, {"box": mailbox_id, "mid": message_id}).first() is not None:
         return False
-    session.add(StoredMessage(
-        mailbox_id=mailbox_id, message_id=message_id, mail_from=mail_from, size=len(content),
-        delivered_at=now, sealed=seal(master, content, stored_context(mailbox_id, message_id)),
-    ))
-    session.flush()
+    session.execute(_FILE, {
+        "mailbox_id": mailbox_id, "message_id": message_id, "mail_from": mail_from,
+        "size": len(content), "delivered_at": now, "seen": False,
+        "sealed": seal(master, content, stored_context(mailbox_id, message_id)),
+    })
     return True
 
 

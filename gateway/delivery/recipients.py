@@ -3,58 +3,78 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey
 from gateway import audit
+from gateway.db import table_of
 from gateway.delivery.dsn import Failure, build_dsn
-from gateway.models import Direction, Message, Recipient, RecipientState
+from gateway.models import Direction, Recipient, RecipientState
 from gateway.settings import Settings
 from gateway.spool import Envelope, store_received
 
 
+@dataclass(frozen=True)
+class MessageRef:
+    """What bounces need to know of a queue message; stages have it without a query."""
+
+    id: int
+    queue_id: str
+    mail_from: str
+    received_at: datetime
+
+
+_r = table_of(Recipient)
+_THIS_RECIPIENT = and_(_r.c.message_id == bindparam("mid"), _r.c.address == bindparam("addr"))
+_MARK_DELIVERED = update(_r).where(_THIS_RECIPIENT).values(
+    state=RecipientState.DELIVERED.value, response=bindparam("response"),
+    delivered_at=bindparam("now"))
+_NOTE_ATTEMPT = update(_r).where(_THIS_RECIPIENT).values(response=bindparam("response"))
+_MARK_FAILED = update(_r).where(_THIS_RECIPIENT).values(
+    state=RecipientState.FAILED.value, response=bindparam("response"))
+_PENDING = (select(_r.c.address)
+            .where(_r.c.message_id == bindparam("mid"),
+                   _r.c.state == RecipientState.PENDING.value)
+            .order_by(_r.c.id))
+
+
 def mark_delivered(session: Session, message_id: int, address: str, response: str,
                    now: datetime) -> None:
-    session.execute(
-        update(Recipient)
-        .where(Recipient.message_id == message_id, Recipient.address == address)
-        .values(state=RecipientState.DELIVERED, response=response, delivered_at=now)
-    )
+    session.execute(_MARK_DELIVERED, {"mid": message_id, "addr": address,
+                                      "response": response, "now": now})
 
 
 def note_attempt(session: Session, message_id: int, address: str, response: str) -> None:
-    session.execute(
-        update(Recipient)
-        .where(Recipient.message_id == message_id, Recipient.address == address)
-        .values(response=response)
-    )
+    session.execute(_NOTE_ATTEMPT, {"mid": message_id, "addr": address, "response": response})
 
 
 def pending_recipients(session: Session, message_id: int) -> list[str]:
-    return list(session.scalars(
-        select(Recipient.address)
-        .where(Recipient.message_id == message_id, Recipient.state == RecipientState.PENDING)
-        .order_by(Recipient.id)
-    ))
+    return list(session.scalars(_PENDING, {"mid": message_id}))
+
+
+_ALL = select(_r.c.address, _r.c.state).where(_r.c.message_id == bindparam("mid")).order_by(
+    _r.c.id)
+
+
+def recipient_states(session: Session, message_id: int) -> list[tuple[str, RecipientState]]:
+    return [(a, RecipientState(s)) for a, s in session.execute(_ALL, {"mid": message_id})]
 
 
 def fail_recipients(session: Session, master: MasterKey, settings: Settings, *,
-                    message: Message, original: bytes, failures: Sequence[Failure],
+                    message: MessageRef, original: bytes, failures: Sequence[Failure],
                     actor: str, now: datetime) -> str | None:
     """Mark recipients failed and queue one DSN to the sender, in the caller's transaction.
 
     Returns the DSN's queue id, or None where no DSN is sent (null sender: RFC 5321 6.1
     forbids bouncing a bounce).
     """
-    for f in failures:
-        session.execute(
-            update(Recipient)
-            .where(Recipient.message_id == message.id, Recipient.address == f.recipient)
-            .values(state=RecipientState.FAILED, response=f"{f.status} {f.diagnostic}")
-        )
+    session.execute(_MARK_FAILED, [
+        {"mid": message.id, "addr": f.recipient, "response": f"{f.status} {f.diagnostic}"}
+        for f in failures])
     dsn_queue_id: str | None = None
     if message.mail_from:
         dsn = build_dsn(

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from gateway.pipeline.context import LocalRoute, Route
 from gateway.settings import RelayRoute
-from mailboxes.directory import find_mailbox
+from mailboxes.directory import find_mailbox, mailbox_id_for
 
 
 def domain_of(address: str) -> str:
@@ -27,9 +27,9 @@ def relay_route_for(address: str, routes: Sequence[RelayRoute]) -> RelayRoute | 
 
 
 def resolve(session: Session, address: str, routes: Sequence[RelayRoute]) -> Route | None:
-    mailbox = find_mailbox(session, address)
+    mailbox = mailbox_id_for(session, address)
     if mailbox is not None:
-        return LocalRoute(mailbox.id, mailbox.address)
+        return LocalRoute(*mailbox)
     return relay_route_for(address, routes)
 
 

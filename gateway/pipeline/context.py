@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 
+from gateway.delivery.recipients import MessageRef
 from gateway.models import Direction
 from gateway.settings import RelayRoute
 
@@ -42,6 +43,10 @@ class MessageContext:
     routes: dict[str, Route] = field(default_factory=dict)
     # Facts stages establish, recorded on the audit entry of the outcome.
     facts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> MessageRef:
+        return MessageRef(self.message_id, self.queue_id, self.mail_from, self.received_at)
 
     @property
     def body(self) -> bytes:

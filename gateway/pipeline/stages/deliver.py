@@ -17,7 +17,6 @@ from gateway.delivery.dsn import Failure
 from gateway.delivery.recipients import fail_recipients, mark_delivered, note_attempt
 from gateway.delivery.transport import Reply, TransportError
 from gateway.mime.headers import prepend_headers
-from gateway.models import Message
 from gateway.pipeline.context import LocalRoute, MessageContext
 from gateway.pipeline.outcomes import Defer
 from gateway.services import Services
@@ -62,9 +61,8 @@ class DeliverStage:
                                         f"delivery time expired; last error: {last}"))
         if failures:
             with session_scope(services.sessions) as session:
-                message = session.get_one(Message, ctx.message_id)
                 fail_recipients(session, services.master_key, services.settings,
-                                message=message, original=ctx.raw, failures=failures,
+                                message=ctx.ref, original=ctx.raw, failures=failures,
                                 actor=ctx.worker, now=now)
             failed = {f.recipient for f in failures}
             ctx.pending = [a for a in ctx.pending if a not in failed]

@@ -6,7 +6,6 @@ from gateway.db import read_scope, session_scope
 from gateway.delivery.dsn import Failure
 from gateway.delivery.recipients import fail_recipients
 from gateway.delivery.routing import resolve
-from gateway.models import Message
 from gateway.pipeline.context import MessageContext
 from gateway.services import Services
 
@@ -26,9 +25,8 @@ class RouteStage:
                     ctx.routes[address] = route
         if unroutable:
             with session_scope(services.sessions) as session:
-                message = session.get_one(Message, ctx.message_id)
                 fail_recipients(session, services.master_key, services.settings,
-                                message=message, original=ctx.raw, failures=unroutable,
+                                message=ctx.ref, original=ctx.raw, failures=unroutable,
                                 actor=ctx.worker, now=services.clock())
         failed = {f.recipient for f in unroutable}
         ctx.pending = [a for a in ctx.pending if a not in failed]

@@ -1,0 +1,54 @@
+"""WAL checkpoints on SQLite, off the hot path.
+
+SQLite's automatic checkpoint runs inside whichever commit happens to cross the threshold,
+so now and then one SMTP transaction waits for a whole checkpoint (writing pages into the
+database file and fsyncing it) before its 250. Automatic checkpoints are therefore off on
+every connection (gateway.db), and each long-running process checkpoints here instead:
+PASSIVE, so it never waits for or blocks a writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+
+from sqlalchemy import Engine
+
+log = logging.getLogger(__name__)
+
+
+class WalCheckpointer:
+    def __init__(self, engine: Engine, interval: float = 1.0) -> None:
+        self.engine = engine
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        if self.engine.dialect.name == "sqlite":
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def checkpoint(self) -> None:
+        # The raw connection: through SQLAlchemy the statement would open a transaction, and
+        # ours begin IMMEDIATE, which takes the write lock this is meant not to take.
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            cursor.close()
+        finally:
+            raw.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.checkpoint()
+            except sqlite3.Error as exc:
+                # The next round tries again; the WAL only grows meanwhile.
+                log.warning("WAL checkpoint failed: %s", exc)
