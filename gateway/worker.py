@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -18,6 +18,7 @@ from gateway.db import read_scope, session_scope
 from gateway.delivery.dsn import Failure, build_notice
 from gateway.delivery.recipients import (
     fail_recipients,
+    mark_delivered,
     pending_recipients,
     recipient_states,
 )
@@ -30,6 +31,7 @@ from gateway.pipeline.pipelines import stages_for
 from gateway.queue import Claim, claim_next, load, release
 from gateway.services import Services
 from gateway.spool import Envelope, content_context, store_received
+from mailboxes.store import file_sealed
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,7 @@ class Worker:
         outcome = result.outcome
         next_attempt = None
         with session_scope(services.sessions) as session:
+            events = self._file_copies(session, ctx, now)
             recipients = recipient_states(session, claim.message_id)
             if outcome is None:
                 delivered = any(s == RecipientState.DELIVERED for _, s in recipients)
@@ -145,9 +148,23 @@ class Worker:
             detail.update(ctx.facts)
             if next_attempt is not None:
                 detail["next_attempt_at"] = next_attempt.isoformat()
-            audit.record(session, actor=self.name, action=state.value,
-                         queue_id=claim.queue_id, detail=detail)
+            events.append(audit.Event(self.name, state.value, claim.queue_id, detail))
+            audit.record_many(session, events)
         log.info("%s -> %s%s", claim.queue_id, state.value, f" ({reason})" if reason else "")
+
+    def _file_copies(self, session: Session, ctx: MessageContext,
+                     now: datetime) -> list[audit.Event]:
+        """File the mailbox copies the deliver stage sealed; their audit entries."""
+        events = []
+        for filing in ctx.filings:
+            filed = file_sealed(session, mailbox_id=filing.route.mailbox_id,
+                                message_id=ctx.message_id, mail_from=ctx.mail_from,
+                                size=filing.size, sealed=filing.sealed, now=now)
+            mark_delivered(session, ctx.message_id, filing.recipient, "filed in mailbox", now)
+            events.append(audit.Event(self.name, "delivered", ctx.queue_id, {
+                "recipient": filing.recipient, "mailbox": filing.route.mailbox_address,
+                "already_filed": not filed}))
+        return events
 
     def _notify_sender(self, session: Session, message: MessageContext, recipients: list[str],
                        state: MessageState, reason: str) -> None:

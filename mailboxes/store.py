@@ -22,17 +22,29 @@ _FILED = select(_stored.c.id).where(_stored.c.mailbox_id == bindparam("box"),
 _FILE = insert(_stored)
 
 
-def file_message(session: Session, master: MasterKey, *, mailbox_id: int, message_id: int,
-                 mail_from: str, content: bytes, now: datetime) -> bool:
-    """File the message; False if it was filed already (a retry after a crash)."""
+def seal_for_mailbox(master: MasterKey, mailbox_id: int, message_id: int,
+                     content: bytes) -> bytes:
+    return seal(master, content, stored_context(mailbox_id, message_id))
+
+
+def file_sealed(session: Session, *, mailbox_id: int, message_id: int, mail_from: str,
+                size: int, sealed: bytes, now: datetime) -> bool:
+    """File a sealed copy; False if it was filed already (a retry after a crash)."""
     if session.execute(_FILED, {"box": mailbox_id, "mid": message_id}).first() is not None:
         return False
     session.execute(_FILE, {
         "mailbox_id": mailbox_id, "message_id": message_id, "mail_from": mail_from,
-        "size": len(content), "delivered_at": now, "seen": False,
-        "sealed": seal(master, content, stored_context(mailbox_id, message_id)),
+        "size": size, "delivered_at": now, "seen": False, "sealed": sealed,
     })
     return True
+
+
+def file_message(session: Session, master: MasterKey, *, mailbox_id: int, message_id: int,
+                 mail_from: str, content: bytes, now: datetime) -> bool:
+    """Seal and file the message; False if it was filed already."""
+    return file_sealed(session, mailbox_id=mailbox_id, message_id=message_id,
+                       mail_from=mail_from, size=len(content), now=now,
+                       sealed=seal_for_mailbox(master, mailbox_id, message_id, content))
 
 
 def read_message(master: MasterKey, stored: StoredMessage) -> bytes:

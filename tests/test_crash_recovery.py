@@ -24,7 +24,14 @@ from sqlalchemy import create_engine, func, select, text
 from gateway import audit
 from gateway.db import session_scope
 from gateway.delivery.smtp_relay import SmtpRelayTransport
-from gateway.models import AuditEntry, Direction, Message, MessageState, RecipientState
+from gateway.models import (
+    AuditEntry,
+    Direction,
+    Message,
+    MessageState,
+    Recipient,
+    RecipientState,
+)
 from gateway.services import Services, build_services
 from gateway.settings import Settings
 from gateway.spool import Envelope, store_received
@@ -39,6 +46,7 @@ from tests.support.worker_process import WorkerProcess, runner_command, write_co
 
 MAILBOX = "kita@jugendamt.example"
 REMOTE = "x@partner.example"
+OTHER_REMOTE = "y@other.example"
 # Short, so a restarted worker takes over a dead worker's message quickly.
 LEASE_SECONDS = 2.0
 
@@ -57,6 +65,7 @@ def make_workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     made: list[WorkerProcess] = []
 
     def make(settings: Settings, *, threads: int, sink: SmtpSink | None = None,
+             sinks: dict[str, SmtpSink] | None = None,
              lease_seconds: float = LEASE_SECONDS, name: str = "worker",
              stage_delay: float | None = None) -> WorkerProcess:
         """``xgate serve worker``; with ``stage_delay``, the test runner that pauses after
@@ -70,9 +79,12 @@ def make_workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
                         "poll_interval_seconds": 0.1},
             "logging": {"level": "INFO", "json": False},
         }
+        routes = [{"domain": domain, "host": s.host, "port": s.port, "tls": "none"}
+                  for domain, s in (sinks or {}).items()]
         if sink is not None:
-            config["delivery"] = {"routes": [
-                {"domain": "*", "host": sink.host, "port": sink.port, "tls": "none"}]}
+            routes.append({"domain": "*", "host": sink.host, "port": sink.port, "tls": "none"})
+        if routes:
+            config["delivery"] = {"routes": routes}
         path = write_config(tmp_path / f"{name}.toml", config)
         command = None if stage_delay is None else runner_command(path, threads, stage_delay)
         worker = WorkerProcess(path, tmp_path / "logs", name, command)
@@ -138,31 +150,41 @@ def _audit_actions(services: Services, queue_id: str) -> list[str]:
 def test_kill_during_relay_data_resumes_without_duplicates(
         settings: Settings, services_here: Services, make_sink: MakeSink,
         make_workers: Callable[..., WorkerProcess]) -> None:
+    """Killed while the second of two next hops stalls in DATA: after the restart the first
+    hop, whose delivery was already committed, does not get the message again; the stalled
+    hop and the mailbox get exactly one copy each."""
     services = services_here
-    sink = make_sink()
-    sink.stall_data()
+    answering = make_sink()
+    stalling = make_sink()
+    stalling.stall_data()
     mailbox_id = _mailbox(services)
-    data = _message(1, to=f"{MAILBOX}, {REMOTE}")
-    [queue_id] = _enqueue(services, [([MAILBOX, REMOTE], data)])
+    data = _message(1, to=f"{MAILBOX}, {REMOTE}, {OTHER_REMOTE}")
+    [queue_id] = _enqueue(services, [([MAILBOX, REMOTE, OTHER_REMOTE], data)])
+    sinks = {"partner.example": answering, "other.example": stalling}
     # One thread: a second one would take the stalled message over when the lease runs out.
-    first = make_workers(settings, threads=1, sink=sink, name="first").start()
+    first = make_workers(settings, threads=1, sinks=sinks, name="first").start()
 
-    def filed_and_stalled() -> bool:
+    def relayed_once_and_stalled() -> bool:
         with session_scope(services.sessions) as s:
             state = s.scalar(select(Message.state).where(Message.queue_id == queue_id))
-            copies = len(messages_in(s, mailbox_id))
-        return state == MessageState.PROCESSING and copies == 1 and sink.stalled.is_set()
+            done = s.scalar(select(Recipient.state).join(Message).where(
+                Message.queue_id == queue_id, Recipient.address == REMOTE))
+        return (state == MessageState.PROCESSING and done == RecipientState.DELIVERED
+                and stalling.stalled.is_set())
 
-    wait_until(filed_and_stalled, timeout=20, detail=first.log_tail,
-               what="the mailbox copy committed and the relay stalled in DATA")
+    wait_until(relayed_once_and_stalled, timeout=20, detail=first.log_tail,
+               what="the first relay committed and the second stalled in DATA")
     first.kill()
     # The sink sees the connection drop and discards the transaction it never answered.
-    wait_until(lambda: sink.aborted == 1, timeout=5,
+    wait_until(lambda: stalling.aborted == 1, timeout=5,
                what="the sink to discard the unacknowledged transaction")
-    sink.release()
-    assert sink.deliveries == []
+    stalling.release()
+    assert stalling.deliveries == []
+    with session_scope(services.sessions) as s:
+        # Filed with the outcome, in one transaction: nothing was filed before the kill.
+        assert messages_in(s, mailbox_id) == []
 
-    second = make_workers(settings, threads=1, sink=sink, name="second").start()
+    second = make_workers(settings, threads=1, sinks=sinks, name="second").start()
     wait_until(_all_delivered(services, [queue_id]), timeout=20, detail=second.log_tail,
                what="the restarted worker to deliver the message")
     assert second.stop() == 0
@@ -173,13 +195,17 @@ def test_kill_during_relay_data_resumes_without_duplicates(
         assert read_message(services.master_key, copies[0]) == data
         message = s.scalars(select(Message).where(Message.queue_id == queue_id)).one()
         assert {r.address: r.state for r in message.recipients} == {
-            MAILBOX: RecipientState.DELIVERED, REMOTE: RecipientState.DELIVERED}
-    [delivery] = sink.deliveries
-    assert delivery.rcpt_tos == (REMOTE,)
-    assert delivery.content == data
+            MAILBOX: RecipientState.DELIVERED, REMOTE: RecipientState.DELIVERED,
+            OTHER_REMOTE: RecipientState.DELIVERED}
+    [once] = answering.deliveries
+    assert once.rcpt_tos == (REMOTE,)
+    [resumed] = stalling.deliveries
+    assert resumed.rcpt_tos == (OTHER_REMOTE,)
+    assert once.content == resumed.content == data
     actions = _audit_actions(services, queue_id)
     assert "lease-expired" in actions
-    assert actions.count("delivered") == 3  # mailbox, relay, and the message's final state
+    # two relays, the mailbox, and the message's final state
+    assert actions.count("delivered") == 4
     _assert_audit_verifies(services)
 
 

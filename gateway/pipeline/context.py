@@ -20,6 +20,16 @@ class LocalRoute:
 Route = LocalRoute | RelayRoute
 
 
+@dataclass(frozen=True)
+class Filing:
+    """A copy sealed for a shared mailbox, filed when the worker records the outcome."""
+
+    recipient: str
+    route: LocalRoute
+    sealed: bytes
+    size: int
+
+
 @dataclass
 class MessageContext:
     message_id: int
@@ -41,6 +51,8 @@ class MessageContext:
     # X-Xgate-* headers added at delivery, after any such header from outside was removed.
     result_headers: dict[str, str] = field(default_factory=dict)
     routes: dict[str, Route] = field(default_factory=dict)
+    # Mailbox copies to file in the same transaction that records the message's outcome.
+    filings: list[Filing] = field(default_factory=list)
     # Facts stages establish, recorded on the audit entry of the outcome.
     facts: dict[str, str] = field(default_factory=dict)
 

@@ -1,8 +1,10 @@
 """Deliver to each pending recipient: file into a mailbox, or relay to the next hop.
 
-Each delivery is committed as soon as it is done, so a crash afterwards does not repeat it:
-mailbox filing is exactly-once (a unique key), relay is at-least-once only in the moment
-between the next hop's 250 and our commit.
+A relay delivery is committed as soon as the next hop answers, so a crash afterwards does
+not repeat it (at-least-once only in the moment between the 250 and our commit). A mailbox
+copy is sealed here and filed by the worker in the one transaction that also records the
+message's outcome: filed, marked delivered and audited together or not at all, so it is
+exactly once without a transaction of its own.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from gateway.delivery.dsn import Failure
 from gateway.delivery.recipients import fail_recipients, mark_delivered, note_attempt
 from gateway.delivery.transport import Reply, TransportError
 from gateway.mime.headers import prepend_headers
-from gateway.pipeline.context import LocalRoute, MessageContext
+from gateway.pipeline.context import Filing, LocalRoute, MessageContext
 from gateway.pipeline.outcomes import Defer
 from gateway.services import Services
 from gateway.settings import RelayRoute, TlsPolicy
-from mailboxes.store import file_message
+from mailboxes.store import seal_for_mailbox
 
 _HopKey = tuple[str, int, TlsPolicy, Path | None]
 
@@ -72,15 +74,9 @@ class DeliverStage:
 
     def _file(self, ctx: MessageContext, services: Services, address: str, route: LocalRoute,
               content: bytes) -> None:
-        now = services.clock()
-        with session_scope(services.sessions) as session:
-            filed = file_message(session, services.master_key, mailbox_id=route.mailbox_id,
-                                 message_id=ctx.message_id, mail_from=ctx.mail_from,
-                                 content=content, now=now)
-            mark_delivered(session, ctx.message_id, address, "filed in mailbox", now)
-            audit.record(session, actor=ctx.worker, action="delivered", queue_id=ctx.queue_id,
-                         detail={"recipient": address, "mailbox": route.mailbox_address,
-                                 "already_filed": not filed})
+        sealed = seal_for_mailbox(services.master_key, route.mailbox_id, ctx.message_id,
+                                  content)
+        ctx.filings.append(Filing(address, route, sealed, len(content)))
         ctx.pending.remove(address)
 
     def _relay(self, ctx: MessageContext, services: Services, route: RelayRoute,
