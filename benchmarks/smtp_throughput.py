@@ -107,7 +107,7 @@ class Gateway:
             "XGATE_SMTP__INBOUND__PORT": str(self.inbound),
             "XGATE_SMTP__SUBMISSION__PORT": str(free_port()),
             "XGATE_WEB__PORT": str(free_port()),
-            "XGATE_WORKERS__COUNT": str(workers),
+            "XGATE_WORKERS__PROCESSES": str(workers),
             "XGATE_LOGGING__LEVEL": "WARNING",
         }
         subprocess.run([self.xgate, "init", str(self.var), "--demo"], check=True,
@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=500)
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating bare/xgate rounds; medians are reported, because "
                              "one round's figures swing by a third on a shared machine")

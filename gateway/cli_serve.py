@@ -22,7 +22,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "parts on separate machines that share a PostgreSQL database).")
     serve.add_argument("part", nargs="?", choices=PARTS, metavar="PART",
                        help="smtp (inbound and submission listeners), worker "
-                            "(workers.count threads that process the queue) or web "
+                            "(workers.count threads that process the queue; xgate serve starts "
+                            "workers.processes of these) or web "
                             "(health check and metrics)")
     serve.set_defaults(handler=cmd_serve)
 
@@ -50,7 +51,8 @@ def listener_lines(settings: Settings) -> list[str]:
             lines.append(f"smtp {name:<10} on {listener.host}:{listener.port}")
     lines.append(f"web             on http://{settings.web.host}:{settings.web.port}/ "
                  "(/healthz, /metrics)")
-    lines.append(f"workers         {settings.workers.count} thread(s)")
+    lines.append(f"workers         {settings.workers.processes} process(es) with "
+                 f"{settings.workers.count} thread(s) each")
     return lines
 
 
@@ -65,7 +67,14 @@ def _serve_all(config: Path, settings: Settings) -> int:
     smtp_enabled = settings.smtp.inbound.enabled or settings.smtp.submission.enabled
     parts = [p for p in PARTS if p != "smtp" or smtp_enabled]
     base = [sys.executable, "-m", "gateway.cli", "-c", str(config.resolve()), "serve"]
-    supervisor = Supervisor([Child(part, [*base, part]) for part in parts], env)
+    children = []
+    for part in parts:
+        if part == "worker":
+            children += [Child(f"worker-{n}", [*base, part])
+                         for n in range(1, settings.workers.processes + 1)]
+        else:
+            children.append(Child(part, [*base, part]))
+    supervisor = Supervisor(children, env)
     supervisor.install_signal_handlers()
     print(f"xgate serving (pid {os.getpid()}); stop with Ctrl-C or SIGTERM", flush=True)
     for line in listener_lines(settings):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import threading
 
 from gateway.checkpoint import WalCheckpointer
@@ -100,6 +101,10 @@ def run_smtp(settings: Settings) -> int:
     services = build_services(settings)
     checkpointer = WalCheckpointer(services.sessions.kw["bind"])
     checkpointer.start()
+    # The intake committer thread holds the database's write lock while it runs Python
+    # code; with the default 5 ms GIL switch interval the event loop could keep it (and so
+    # the lock, which the workers need too) waiting for that long on every switch.
+    sys.setswitchinterval(0.001)
 
     async def _main() -> None:
         stop = asyncio.Event()

@@ -92,7 +92,11 @@ class DeliverySettings(_Section):
 
 
 class WorkerSettings(_Section):
-    count: int = Field(default=2, ge=1, le=64)
+    # Worker processes that "xgate serve" starts. Processes, not threads, carry the load:
+    # a thread holding the database's write lock must not wait for the GIL behind another.
+    processes: int = Field(default=2, ge=1, le=64)
+    # Worker threads in each worker process ("xgate serve worker").
+    count: int = Field(default=1, ge=1, le=64)
     poll_interval_seconds: float = Field(default=0.5, gt=0)
     # A message claimed by a worker that died is taken over once this much time has passed.
     lease_seconds: float = Field(default=120, gt=0)

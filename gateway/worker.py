@@ -50,12 +50,15 @@ class Worker:
         self.services = services
         self.name = name
         self.timer = timer
+        self._claimed_ahead: Claim | None = None
 
     def run_forever(self, stop: threading.Event) -> None:
         poll = self.services.settings.workers.poll_interval_seconds
-        while not stop.is_set():
+        # A message claimed ahead is finished before stopping: it is this worker's already,
+        # and left alone it would wait for its lease to run out.
+        while not stop.is_set() or self._claimed_ahead is not None:
             try:
-                busy = self.process_one()
+                busy = self.process_one(claim_ahead=not stop.is_set())
             except OperationalError as exc:
                 log.warning("%s: database unavailable (%s); retrying", self.name,
                             type(exc).__name__)
@@ -63,12 +66,18 @@ class Worker:
             if not busy:
                 stop.wait(poll)
 
-    def process_one(self) -> bool:
-        """Process one message if one is runnable. True if one was processed."""
-        settings = self.services.settings
-        with session_scope(self.services.sessions) as session:
-            claim = claim_next(session, self.name, self.services.clock(),
-                               settings.workers.lease_seconds)
+    def process_one(self, *, claim_ahead: bool = False) -> bool:
+        """Process one message if one is runnable. True if one was processed.
+
+        With ``claim_ahead`` the transaction that records this message's outcome also
+        claims the next one: on SQLite every write transaction waits for the one write
+        lock the SMTP edge needs too, so a worker takes it once per message, not twice.
+        """
+        claim, self._claimed_ahead = self._claimed_ahead, None
+        if claim is None:
+            with session_scope(self.services.sessions) as session:
+                claim = claim_next(session, self.name, self.services.clock(),
+                                   self.services.settings.workers.lease_seconds)
         if claim is None:
             return False
         ctx = self._load(claim)
@@ -77,7 +86,7 @@ class Worker:
         with LeaseKeeper(self.services, claim):
             result = run_pipeline(ctx, stages_for(ctx.direction), self.services,
                                   timer=self.timer)
-        self._finish(claim, ctx, result)
+        self._claimed_ahead = self._finish(claim, ctx, result, claim_ahead=claim_ahead)
         return True
 
     def _load(self, claim: Claim) -> MessageContext | None:
@@ -106,7 +115,9 @@ class Worker:
             audit.record(session, actor=self.name, action="failed",
                          queue_id=claim.queue_id, detail={"reason": reason})
 
-    def _finish(self, claim: Claim, ctx: MessageContext, result: PipelineResult) -> None:
+    def _finish(self, claim: Claim, ctx: MessageContext, result: PipelineResult, *,
+                claim_ahead: bool = False) -> Claim | None:
+        """Record the outcome; with ``claim_ahead`` also claim the next message."""
         services = self.services
         settings = services.settings
         now = services.clock()
@@ -142,7 +153,7 @@ class Worker:
                 # Another worker took over after our lease ran out; its result counts.
                 log.warning("%s: lease lost before finishing; result discarded", claim.queue_id)
                 session.rollback()
-                return
+                return None
             detail: dict[str, object] = {"reason": reason, "stage": result.stage,
                                          "attempt": claim.attempt}
             detail.update(ctx.facts)
@@ -150,7 +161,10 @@ class Worker:
                 detail["next_attempt_at"] = next_attempt.isoformat()
             events.append(audit.Event(self.name, state.value, claim.queue_id, detail))
             audit.record_many(session, events)
+            ahead = (claim_next(session, self.name, now, settings.workers.lease_seconds)
+                     if claim_ahead else None)
         log.info("%s -> %s%s", claim.queue_id, state.value, f" ({reason})" if reason else "")
+        return ahead
 
     def _file_copies(self, session: Session, ctx: MessageContext,
                      now: datetime) -> list[audit.Event]:

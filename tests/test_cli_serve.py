@@ -32,6 +32,9 @@ from tests.support.cli import (
 )
 from tests.support.postgres import free_port
 
+# The children of "xgate serve" with the default of two worker processes.
+PARTS = ("smtp", "worker-1", "worker-2", "web")
+
 pytestmark = pytest.mark.slow
 
 
@@ -146,8 +149,8 @@ def test_serve_receives_files_and_stops_cleanly(served: Served) -> None:
     assert health.status_code == 200
     assert health.json()["queue"]["delivered"] == 1
 
-    children = [pid for part in ("smtp", "worker", "web") for pid in served.child_pids(part)]
-    assert len(children) == 3
+    children = [pid for part in PARTS for pid in served.child_pids(part)]
+    assert len(children) == len(PARTS)
     served.process.send_signal(signal.SIGTERM)
     assert served.process.wait(timeout=10) == 0
     assert not [pid for pid in children if alive(pid)]
@@ -158,10 +161,10 @@ def test_serve_receives_files_and_stops_cleanly(served: Served) -> None:
 
 
 def test_a_part_that_dies_is_restarted(served: Served) -> None:
-    [worker] = served.child_pids("worker")
+    [worker] = served.child_pids("worker-1")
     os.kill(worker, signal.SIGKILL)
-    wait_for(lambda: len(served.child_pids("worker")) == 2, "the worker's restart")
-    assert served.child_pids("worker")[1] != worker
+    wait_for(lambda: len(served.child_pids("worker-1")) == 2, "the worker's restart")
+    assert served.child_pids("worker-1")[1] != worker
     served.send("nach dem Neustart")
     wait_for(lambda: served.mailbox_count() == 1, "the message in the mailbox")
     served.process.send_signal(signal.SIGINT)
@@ -170,7 +173,8 @@ def test_a_part_that_dies_is_restarted(served: Served) -> None:
 
 
 def test_children_stop_when_the_supervisor_is_killed(served: Served) -> None:
-    children = [pid for part in ("smtp", "worker", "web") for pid in served.child_pids(part)]
+    children = [pid for part in PARTS for pid in served.child_pids(part)]
+    assert len(children) == len(PARTS)
     served.process.kill()
     served.process.wait()
     wait_for(lambda: not [pid for pid in children if alive(pid)], "orphans to stop", 15)
