@@ -6,7 +6,10 @@ One instance per connection. What it adds to aiosmtpd 1.4.6:
 - the line length limit from the settings (aiosmtpd only has it as a class attribute);
 - per-connection command size limits (aiosmtpd's are a class-level dict shared by every
   connection, which each EHLO grows and each new connection resets);
-- an explicit discard of anything the client pipelined after STARTTLS (CVE-2011-0411).
+- an explicit discard of anything the client pipelined after STARTTLS (CVE-2011-0411);
+- the DATA phase read in chunks at C speed (gateway.smtp.data_reader) and a fast path for
+  plain ``<local@domain>`` addresses: together with aiosmtpd's line loop and its RFC 5322
+  address parser they were four tenths of the edge's CPU.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import MISSING, SMTP, Session
 
 from gateway.smtp import codes
+from gateway.smtp.data_reader import read_data
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +120,64 @@ class GatewaySMTP(SMTP):
         """Close this connection (shutdown); connection_lost does the bookkeeping."""
         if self.transport is not None:
             self.transport.close()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # Most addresses are a plain dot-atom in angle brackets, for which aiosmtpd's full
+        # RFC 5322 parser returns exactly the text between them. Anything else (quoted
+        # local parts, comments, source routes, the null sender) still goes to the parser.
+        match = _PLAIN_ANGLE_ADDR.match(arg)
+        if match is None:
+            result: tuple[str | None, str | None] = super()._getaddr(arg)
+            return result
+        address = match.group(1)
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, match.group(2)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd's checks and replies before and after the data, unchanged; only the
+        # reading in between is gateway.smtp.data_reader's.
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        result = await read_data(self._reader, max_bytes=self.data_size_limit or None,
+                                 max_line=self.line_length_limit)
+        if result.closed:
+            log.info("connection lost during DATA")
+            self._writer.close()
+            return
+        if result.too_long:
+            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
+        if result.too_much or result.content is None:
+            await self.push("552 Error: Too much mail data")
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
+        # decode_data is off on our listeners: handlers get bytes.
+        self.envelope.content = result.content
+        self.envelope.original_content = result.content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
+        await self.push("250 OK" if status is MISSING else status)
+
+
+# RFC 5321 Mailbox as a dot-atom local part and a domain of letters, digits and hyphens, in
+# angle brackets, then the parameters (not a comment, which the full parser would consume).
+# Anything this does not match takes the full parser.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ANGLE_ADDR = re.compile(
+    rf"\s*<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    rf"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)>\s*+((?!\().*)\Z", re.DOTALL)
 
 
 def _read_buffer(reader: asyncio.StreamReader) -> bytearray:

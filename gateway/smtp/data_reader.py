@@ -1,0 +1,104 @@
+"""Reading the DATA phase in chunks instead of line by line.
+
+aiosmtpd reads DATA one line at a time in Python; for a 100 KB message that is about 1,300
+trips through its loop, and it was a quarter of the SMTP process's CPU. Here the terminator
+is found with ``bytes.find``, dot-unstuffing is one ``replace`` and over-long lines one regex
+search, all at C speed. The semantics stay aiosmtpd's (RFC 5321 4.5.2):
+
+- only CRLF "." CRLF ends the data; a bare LF or CR never does (no SMTP smuggling);
+- a line starting with "." loses that dot;
+- a line longer than the limit (CRLF and transparency dot included) gets 500, more data
+  than the size limit gets 552, both only after the terminator, so the session stays in
+  step with the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+TERMINATOR = b"\r\n.\r\n"
+CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class DataResult:
+    content: bytes | None = None
+    too_long: bool = False
+    too_much: bool = False
+    # The client went away before the terminator.
+    closed: bool = False
+
+
+async def read_data(reader: asyncio.StreamReader, *, max_bytes: int | None,
+                    max_line: int) -> DataResult:
+    # The reader's limit is the command line length (aiosmtpd sizes it so), and a
+    # StreamReader pauses the socket whenever it holds twice its limit: about 2 KB. Left
+    # so, every chunk of DATA would cost a pause and a resume. Raised for this phase only;
+    # commands are read with the small limit again afterwards.
+    limit: int = reader._limit  # type: ignore[attr-defined]
+    reader._limit = max(limit, 4 * CHUNK)  # type: ignore[attr-defined]
+    try:
+        return await _read(reader, max_bytes, max_line)
+    finally:
+        reader._limit = limit  # type: ignore[attr-defined]
+
+
+async def _read(reader: asyncio.StreamReader, max_bytes: int | None,
+                max_line: int) -> DataResult:
+    # The CRLF that ended the DATA command counts as the start of the first line, so an
+    # empty message (the client sends ".\r\n" at once) is found like any other terminator.
+    buffer = bytearray(b"\r\n")
+    search_from = 0
+    dropped = 0  # bytes thrown away once the message is known to be too large
+    while True:
+        end = buffer.find(TERMINATOR, search_from)
+        if end >= 0:
+            break
+        # Keep what could be the start of a terminator split across two reads.
+        search_from = max(0, len(buffer) - len(TERMINATOR) + 1)
+        if max_bytes is not None and dropped + len(buffer) - 2 > max_bytes and search_from > 2:
+            # Too large already: keep reading to the end, but only the tail in memory.
+            dropped += search_from
+            del buffer[:search_from]
+            search_from = 0
+        chunk = await reader.read(CHUNK)
+        if not chunk:
+            return DataResult(closed=True)
+        buffer += chunk
+    _give_back(reader, bytes(buffer[end + len(TERMINATOR):]))
+    if dropped:
+        return DataResult(too_much=True)
+    raw = bytes(buffer[2 : end + 2])
+    if max_bytes is not None and len(raw) > max_bytes:
+        return DataResult(too_much=True)
+    if _has_long_line(raw, max_line):
+        return DataResult(too_long=True)
+    # Transparency (RFC 5321 4.5.2): drop the first dot of every line that starts with one.
+    return DataResult(content=(b"\r\n" + raw).replace(b"\r\n.", b"\r\n")[2:])
+
+
+def _has_long_line(raw: bytes, max_line: int, window: int = 1 << 20) -> bool:
+    """Whether a line's text is longer than ``max_line`` - 2 (the limit counts the CRLF).
+
+    Split into lines at C speed, a window of about 1 MiB at a time (ending at a line
+    boundary), so a 50 MB message never becomes a million line objects at once.
+    """
+    longest = max_line - 2
+    start, size = 0, len(raw)
+    while start < size:
+        end = raw.find(b"\r\n", min(size, start + window))
+        if end < 0:
+            end = size
+        if max(map(len, raw[start:end].split(b"\r\n"))) > longest:
+            return True
+        start = end + 2
+    return False
+
+
+def _give_back(reader: asyncio.StreamReader, data: bytes) -> None:
+    """Put bytes read past the terminator (pipelined commands) back in front of the
+    reader's buffer; StreamReader has no public way to do that."""
+    if data:
+        buffer: bytearray = reader._buffer  # type: ignore[attr-defined]
+        buffer[:0] = data
