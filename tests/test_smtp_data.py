@@ -289,3 +289,34 @@ def test_storage_failure_gets_451_and_leaves_no_row(services: Services, edge: Ed
     with session_scope(services.sessions) as session:
         assert session.scalar(select(func.count()).select_from(Message)) == 0
         assert session.scalar(select(func.count()).select_from(Recipient)) == 0
+
+
+def test_slow_but_steady_upload_outlasts_the_idle_timeout(
+        services: Services, start_edge: Callable[..., Edge], mailbox: str) -> None:
+    """The timeout bounds silence, not the whole transfer: a large message on a slow line
+    keeps the session alive as long as data keeps coming."""
+    import time
+
+    edge = start_edge(timeout_seconds=1.0)
+    client = _open_data(edge)
+    message = make_message()
+    pieces = [message[i:i + 20] for i in range(0, len(message), 20)]
+    started = time.monotonic()
+    for piece in pieces:
+        client.send(piece)
+        time.sleep(0.4)
+        if time.monotonic() - started > 2.5:
+            break
+    assert time.monotonic() - started > 1.0, "the upload must take longer than the timeout"
+    client.send(b"".join(pieces[pieces.index(piece) + 1:]) + b".\r\n")
+    assert client.reply().code == 250
+    assert count_messages(services) == 1
+
+
+def test_silence_mid_data_ends_the_session_and_stores_nothing(
+        services: Services, start_edge: Callable[..., Edge], mailbox: str) -> None:
+    edge = start_edge(timeout_seconds=0.5)
+    client = _open_data(edge)
+    client.send(make_message()[:40])
+    edge.wait_idle()  # the listener closes the silent connection
+    assert count_messages(services) == 0

@@ -15,6 +15,7 @@ search, all at C speed. The semantics stay aiosmtpd's (RFC 5321 4.5.2):
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 TERMINATOR = b"\r\n.\r\n"
@@ -31,7 +32,8 @@ class DataResult:
 
 
 async def read_data(reader: asyncio.StreamReader, *, max_bytes: int | None,
-                    max_line: int) -> DataResult:
+                    max_line: int, on_progress: Callable[[], None] | None = None
+                    ) -> DataResult:
     # The reader's limit is the command line length (aiosmtpd sizes it so), and a
     # StreamReader pauses the socket whenever it holds twice its limit: about 2 KB. Left
     # so, every chunk of DATA would cost a pause and a resume. Raised for this phase only;
@@ -39,13 +41,13 @@ async def read_data(reader: asyncio.StreamReader, *, max_bytes: int | None,
     limit: int = reader._limit  # type: ignore[attr-defined]
     reader._limit = max(limit, 4 * CHUNK)  # type: ignore[attr-defined]
     try:
-        return await _read(reader, max_bytes, max_line)
+        return await _read(reader, max_bytes, max_line, on_progress)
     finally:
         reader._limit = limit  # type: ignore[attr-defined]
 
 
-async def _read(reader: asyncio.StreamReader, max_bytes: int | None,
-                max_line: int) -> DataResult:
+async def _read(reader: asyncio.StreamReader, max_bytes: int | None, max_line: int,
+                on_progress: Callable[[], None] | None) -> DataResult:
     # The CRLF that ended the DATA command counts as the start of the first line, so an
     # empty message (the client sends ".\r\n" at once) is found like any other terminator.
     buffer = bytearray(b"\r\n")
@@ -65,6 +67,8 @@ async def _read(reader: asyncio.StreamReader, max_bytes: int | None,
         chunk = await reader.read(CHUNK)
         if not chunk:
             return DataResult(closed=True)
+        if on_progress is not None:
+            on_progress()
         buffer += chunk
     _give_back(reader, bytes(buffer[end + len(TERMINATOR):]))
     if dropped:

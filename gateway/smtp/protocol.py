@@ -149,8 +149,11 @@ class GatewaySMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        # The idle timeout restarts with every chunk: it bounds silence, not how long a
+        # large message may take (aiosmtpd's own DATA loop never restarted it).
         result = await read_data(self._reader, max_bytes=self.data_size_limit or None,
-                                 max_line=self.line_length_limit)
+                                 max_line=self.line_length_limit,
+                                 on_progress=self._reset_timeout)
         if result.closed:
             log.info("connection lost during DATA")
             self._writer.close()
