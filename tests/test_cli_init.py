@@ -45,14 +45,14 @@ def test_init_again_keeps_everything(tmp_path: Path) -> None:
     inst = tmp_path / "inst"
     config = init_installation(inst)
     key_before = (inst / "keys" / "master.key").read_text()
-    config.write_text(config.read_text().replace("count = 2", "count = 3"))
+    config.write_text(config.read_text().replace("processes = 2", "processes = 3"))
     result = run_xgate("init", inst)
     assert result.returncode == 0, result.stderr
     for kept in ("kept existing configuration", "kept existing master key",
                  "kept existing database"):
         assert kept in result.stdout
     assert (inst / "keys" / "master.key").read_text() == key_before
-    assert "count = 3" in config.read_text()
+    assert "processes = 3" in config.read_text()
 
 
 def test_init_demo_creates_certificate_mailbox_and_user(tmp_path: Path) -> None:
