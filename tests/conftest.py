@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from crypto.at_rest import MasterKey
 from gateway.clock import FakeClock
@@ -43,14 +42,7 @@ def _backends() -> list[str]:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    server = PostgresServer.start()
-    admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("CREATE DATABASE xgate_template"))
-    admin.dispose()
-    engine = create_engine(server.url("xgate_template"))
-    upgrade(engine)
-    engine.dispose()
+    server = PostgresServer.start_migrated()
     yield server
     server.stop()
 
@@ -72,12 +64,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         shutil.copyfile(template, target)
         return f"sqlite:///{target}"
     server: PostgresServer = request.getfixturevalue("postgres_server")
-    name = f"t{os.getpid()}_{next(_counter)}"
-    admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE xgate_template'))
-    admin.dispose()
-    return server.url(name)
+    return server.create_database()
 
 
 def write_master_key(data_dir: Path) -> Path:

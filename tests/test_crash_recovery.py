@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from email.parser import BytesHeaderParser
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from gateway import audit
 from gateway.db import session_scope
@@ -259,12 +258,7 @@ def pg_settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     if os.environ.get("XGATE_TEST_SKIP_POSTGRES") == "1":
         pytest.skip("PostgreSQL disabled by XGATE_TEST_SKIP_POSTGRES=1")
     server: PostgresServer = request.getfixturevalue("postgres_server")
-    name = f"crash_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE xgate_template'))
-    admin.dispose()
-    return make_settings(tmp_path / "var", server.url(name))
+    return make_settings(tmp_path / "var", server.create_database())
 
 
 def test_worker_processes_share_the_queue_without_duplicates(

@@ -20,7 +20,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, inspect
 
 import gateway.models
 import mailboxes.models
@@ -51,12 +51,7 @@ def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
         url = f"sqlite:///{tmp_path / 'empty.db'}"
     else:
         server: PostgresServer = request.getfixturevalue("postgres_server")
-        name = f"mig{os.getpid()}_{next(_counter)}"
-        admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        url = server.url(name)
+        url = server.create_database(migrated=False)
     engine = make_engine(Settings(database={"url": url}))  # type: ignore[arg-type]
     assert _tables(engine) == set(), "the database should start empty"
     yield engine

@@ -8,13 +8,13 @@ from gateway import audit
 from gateway.clock import FakeClock
 from gateway.db import session_scope
 from gateway.delivery.transport import RecordingTransport, Reply, TransportError
-from gateway.models import Direction, Message, MessageState, Recipient, RecipientState
+from gateway.models import Message, MessageState, Recipient, RecipientState
 from gateway.services import Services
-from gateway.spool import Envelope, store_received
 from gateway.worker import Worker
 from mailboxes.directory import add_mailbox
 from mailboxes.models import StoredMessage
 from mailboxes.store import messages_in, read_message
+from tests.support.pipeline import enqueue, load_message
 
 MSG = (b"From: a@partner.example\r\nTo: kita@jugendamt.example\r\nSubject: Hallo\r\n"
        b"Message-ID: <1@partner.example>\r\n\r\nBody line\r\n")
@@ -22,17 +22,11 @@ MSG = (b"From: a@partner.example\r\nTo: kita@jugendamt.example\r\nSubject: Hallo
 
 def _enqueue(services: Services, rcpts: list[str], data: bytes = MSG,
              mail_from: str = "a@partner.example") -> str:
-    with session_scope(services.sessions) as s:
-        m = store_received(s, services.master_key, Envelope(
-            Direction.INBOUND, mail_from, rcpts, data), actor="test", now=services.clock())
-        return m.queue_id
+    return enqueue(services, rcpts, data, mail_from=mail_from)
 
 
 def _state(services: Services, queue_id: str) -> Message:
-    with session_scope(services.sessions) as s:
-        m = s.scalars(select(Message).where(Message.queue_id == queue_id)).one()
-        _ = list(m.recipients)
-        return m
+    return load_message(services, queue_id)
 
 
 def _mailbox(services: Services, address: str = "kita@jugendamt.example") -> int:

@@ -15,23 +15,15 @@ from gateway.models import AuditEntry, Direction, Message, MessageState, Recipie
 from gateway.services import Services
 from gateway.spool import content_context
 from gateway.worker import Worker
-from mailboxes.directory import add_mailbox
 from tests.support.smtp_client import RawSMTP, count_messages, make_message
 from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
+    MAILBOX,
     Edge,
     edge_fixture,
+    mailbox_fixture,
     start_edge_fixture,
     tls_files_fixture,
 )
-
-MAILBOX = "kita@jugendamt.example"
-
-
-@pytest.fixture
-def mailbox(services: Services) -> str:
-    with session_scope(services.sessions) as session:
-        add_mailbox(session, MAILBOX, "Kita")
-    return MAILBOX
 
 
 def _open_data(edge: Edge, rcpt: str = MAILBOX) -> RawSMTP:

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, select, text
 
 from gateway.db import is_sqlite, session_scope
-from gateway.migrate import upgrade
 from gateway.models import Message, MessageState
 from gateway.services import Services
 from gateway.worker import Worker
@@ -37,14 +36,7 @@ def own_postgres() -> Iterator[PostgresServer]:
     them (tens of seconds), and a scan of its data directory would have to leave parts out.
     Here the whole directory belongs to these tests and is scanned in full.
     """
-    server = PostgresServer.start()
-    admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("CREATE DATABASE xgate_template"))
-    admin.dispose()
-    engine = create_engine(server.url("xgate_template"))
-    upgrade(engine)
-    engine.dispose()
+    server = PostgresServer.start_migrated()
     yield server
     server.stop()
 
@@ -55,12 +47,7 @@ def database_url(database_url: str, request: pytest.FixtureRequest) -> str:
     if is_sqlite(database_url):
         return database_url
     server: PostgresServer = request.getfixturevalue("own_postgres")
-    name = f"e2e_{secrets.token_hex(4)}"
-    admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE xgate_template'))
-    admin.dispose()
-    return server.url(name)
+    return server.create_database()
 
 
 def _deliver(services: Services, edge: Edge, sender: str, message: bytes) -> tuple[int, str]:

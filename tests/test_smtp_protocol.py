@@ -16,24 +16,16 @@ from gateway.models import Message
 from gateway.services import Services
 from gateway.settings import RelayRoute
 from gateway.smtp.handler import ListenerKind
-from mailboxes.directory import add_mailbox
 from tests.support.smtp_client import RawSMTP, client_context, count_messages, make_message
 from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
+    MAILBOX,
     TLS_NAME,
     Edge,
     edge_fixture,
+    mailbox_fixture,
     start_edge_fixture,
     tls_files_fixture,
 )
-
-MAILBOX = "kita@jugendamt.example"
-
-
-@pytest.fixture
-def mailbox(services: Services) -> str:
-    with session_scope(services.sessions) as session:
-        add_mailbox(session, MAILBOX, "Kita")
-    return MAILBOX
 
 
 def _envelope(client: RawSMTP) -> None:

@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
+from gateway.db import session_scope
 from gateway.services import Services
 from gateway.settings import ListenerSettings, TlsSettings
 from gateway.smtp.background import BackgroundListeners
 from gateway.smtp.handler import ListenerKind
 from gateway.tls import generate_self_signed
+from mailboxes.directory import add_mailbox
 from tests.support.smtp_client import wait_for
 
 # The certificate is issued for the loopback address the clients connect to, so clients
@@ -83,3 +85,14 @@ def start_edge_fixture(services: Services, tls_files: tuple[Path, Path]
 @pytest.fixture(name="edge")
 def edge_fixture(start_edge: Callable[..., Edge]) -> Edge:
     return start_edge()
+
+
+# The shared mailbox most SMTP tests deliver to.
+MAILBOX = "kita@jugendamt.example"
+
+
+@pytest.fixture(name="mailbox")
+def mailbox_fixture(services: Services) -> str:
+    with session_scope(services.sessions) as session:
+        add_mailbox(session, MAILBOX, "Kita")
+    return MAILBOX
