@@ -39,14 +39,6 @@ def file_sealed(session: Session, *, mailbox_id: int, message_id: int, mail_from
     return True
 
 
-def file_message(session: Session, master: MasterKey, *, mailbox_id: int, message_id: int,
-                 mail_from: str, content: bytes, now: datetime) -> bool:
-    """Seal and file the message; False if it was filed already."""
-    return file_sealed(session, mailbox_id=mailbox_id, message_id=message_id,
-                       mail_from=mail_from, size=len(content), now=now,
-                       sealed=seal_for_mailbox(master, mailbox_id, message_id, content))
-
-
 def read_message(master: MasterKey, stored: StoredMessage) -> bytes:
     return open_sealed(master, stored.sealed, stored_context(stored.mailbox_id, stored.message_id))
 

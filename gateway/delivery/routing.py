@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from gateway.pipeline.context import LocalRoute, Route
 from gateway.settings import RelayRoute
-from mailboxes.directory import find_mailbox, mailbox_id_for
+from mailboxes.directory import mailbox_id_for
 
 
 def domain_of(address: str) -> str:
@@ -43,18 +43,3 @@ def routed_inbound(address: str, local_domains: Sequence[str],
         return False
     route = relay_route_for(address, routes)
     return route is not None and route.internal and route.domain != "*"
-
-
-def is_acceptable_inbound(session: Session, address: str, local_domains: Sequence[str],
-                          routes: Sequence[RelayRoute]) -> bool:
-    """Inbound (partners): only our mailboxes, or our own domains that go to the office's
-    internal mail server. Everything else would make us an open relay."""
-    return (routed_inbound(address, local_domains, routes)
-            or find_mailbox(session, address) is not None)
-
-
-def is_acceptable_submission(session: Session, address: str,
-                             routes: Sequence[RelayRoute]) -> bool:
-    """Submission (authenticated staff): any address we have a way to deliver to."""
-    return (relay_route_for(address, routes) is not None
-            or find_mailbox(session, address) is not None)
