@@ -12,6 +12,7 @@ from mailboxes.directory import add_mailbox, find_mailbox
 DEMO_MAILBOX = "kindertagespflege@jugendamt.example"
 DEMO_MAILBOX_NAME = "Kindertagespflege (Demo)"
 DEMO_USER = "demo"
+DEMO_SENDER = "demo@jugendamt.example"
 
 
 def create_demo(settings: Settings) -> None:
@@ -49,6 +50,7 @@ def _user(settings: Settings) -> None:
         if staff.find_user(session, DEMO_USER) is not None:
             print(f"kept existing demo staff user {DEMO_USER} (password not shown again)")
             return
-        staff.add_user(session, DEMO_USER, password)
+        staff.add_user(session, DEMO_USER, password, addresses=[DEMO_SENDER])
     print(f"created demo staff user {DEMO_USER} with password {password}")
+    print(f"  (it may submit mail as {DEMO_SENDER})")
     print("  (shown only this once; it is stored hashed)")

@@ -36,7 +36,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     uadd.add_argument("username", metavar="USERNAME")
     uadd.add_argument("--password-stdin", action="store_true",
                       help="read the password from the first line of standard input")
+    uadd.add_argument("--address", action="append", default=[], metavar="ADDRESS",
+                      help="an envelope sender this user may submit with (repeatable); a "
+                           "user without any cannot submit mail")
     uadd.set_defaults(handler=cmd_user_add)
+    uaddr = usub.add_parser("address", help="let a staff user submit with another sender",
+                            description="Add an envelope sender address a staff user may "
+                                        "submit with.")
+    uaddr.add_argument("username", metavar="USERNAME")
+    uaddr.add_argument("address", metavar="ADDRESS")
+    uaddr.set_defaults(handler=cmd_user_address)
 
 
 def cmd_mailbox_add(args: argparse.Namespace) -> int:
@@ -79,6 +88,15 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     password = read_password(args.password_stdin)
     with command_session(settings) as session:
-        staff.add_user(session, args.username, password)
-    print(f"staff user {args.username} created")
+        staff.add_user(session, args.username, password, addresses=args.address)
+    senders = ", ".join(a.lower() for a in args.address) or "none yet (see 'xgate user address')"
+    print(f"staff user {args.username} created; may submit as: {senders}")
+    return 0
+
+
+def cmd_user_address(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    with command_session(settings) as session:
+        staff.add_address(session, args.username, args.address)
+    print(f"staff user {args.username} may now submit as {args.address.lower()}")
     return 0

@@ -178,3 +178,21 @@ class StaffUser(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    addresses: Mapped[list[StaffAddress]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", order_by="StaffAddress.address")
+
+
+class StaffAddress(Base):
+    """An envelope sender a staff user may submit with. Several users may share one (a
+    team's function address); a user with none cannot submit at all."""
+
+    __tablename__ = "staff_addresses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(320))
+
+    user: Mapped[StaffUser] = relationship(back_populates="addresses")
+
+    __table_args__ = (UniqueConstraint("user_id", "address"),)

@@ -7,6 +7,7 @@ transaction.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 
@@ -15,7 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.models import StaffUser, utcnow
+from gateway.models import StaffAddress, StaffUser, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def find_user(session: Session, username: str) -> StaffUser | None:
 
 
 def add_user(session: Session, username: str, password: str, *,
-             now: datetime | None = None) -> StaffUser:
+             addresses: Sequence[str] = (), now: datetime | None = None) -> StaffUser:
     _check_username(username)
     _check_password(password)
     if find_user(session, username) is not None:
@@ -48,7 +49,28 @@ def add_user(session: Session, username: str, password: str, *,
                      created_at=now or utcnow())
     session.add(user)
     session.flush()
+    for address in addresses:
+        add_address(session, username, address)
     return user
+
+
+def add_address(session: Session, username: str, address: str) -> None:
+    """Let ``username`` submit with envelope sender ``address``."""
+    user = _existing(session, username)
+    normalised = address.strip().lower()
+    local, at, domain = normalised.partition("@")
+    if not local or not at or "." not in domain or any(c.isspace() for c in normalised):
+        raise StaffError(f"not a valid sender address: {address!r}")
+    if normalised not in {a.address for a in user.addresses}:
+        user.addresses.append(StaffAddress(address=normalised))
+        session.flush()
+
+
+def sender_addresses(session: Session, username: str) -> frozenset[str]:
+    """The envelope senders ``username`` may submit with (lower case)."""
+    return frozenset(session.scalars(
+        select(StaffAddress.address).join(StaffUser)
+        .where(StaffUser.username == username)))
 
 
 def set_password(session: Session, username: str, password: str) -> None:

@@ -41,6 +41,7 @@ from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
 USER = "m.mueller"
 PASSWORD = "correct horse battery staple"
 MAILBOX = "kita@jugendamt.example"
+SENDER = "m.mueller@jugendamt.example"
 
 
 PRODUCTION_HASHER = gateway.staff._hasher
@@ -58,7 +59,7 @@ def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def staff(services: Services) -> str:
     with session_scope(services.sessions) as session:
-        add_user(session, USER, PASSWORD)
+        add_user(session, USER, PASSWORD, addresses=[SENDER])
         add_mailbox(session, MAILBOX, "Kita")
     return USER
 
@@ -233,3 +234,26 @@ def test_submission_accepts_only_deliverable_recipients(
         # No relay route configured: only our own mailboxes are deliverable.
         assert client.rcpt("someone@partner.example")[0] == 550
         assert client.rcpt(MAILBOX)[0] == 250
+
+
+def test_staff_may_submit_only_as_their_own_senders(services: Services, edge: Edge,
+                                                    staff: str) -> None:
+    with _tls_client(edge) as client:
+        client.login(USER, PASSWORD)
+        code, text = client.docmd("MAIL", "FROM:<amtsleitung@jugendamt.example>")
+        assert (code, text) == (553, b"5.7.1 Sender address not allowed for this login")
+        # The session goes on: the user's own address, in any case, is accepted.
+        assert client.docmd("MAIL", "FROM:<M.Mueller@Jugendamt.example>")[0] == 250
+        assert client.rcpt(MAILBOX)[0] == 250
+        assert client.data(make_message(sender=SENDER))[0] == 250
+
+
+def test_a_user_without_sender_addresses_cannot_submit(services: Services,
+                                                       edge: Edge) -> None:
+    with session_scope(services.sessions) as session:
+        add_user(session, "neu", PASSWORD)
+        add_mailbox(session, MAILBOX, "Kita")
+    with _tls_client(edge) as client:
+        client.login("neu", PASSWORD)
+        assert client.docmd("MAIL", f"FROM:<{SENDER}>")[0] == 553
+        assert client.docmd("MAIL", "FROM:<neu@jugendamt.example>")[0] == 553

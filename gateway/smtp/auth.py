@@ -16,19 +16,21 @@ import binascii
 import logging
 from base64 import b64decode
 
-from aiosmtpd.smtp import SMTP, AuthResult
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.db import read_scope, session_scope
 from gateway.intake import IntakeCommitter
 from gateway.services import Services
 from gateway.smtp import codes
-from gateway.smtp.handler import EdgeHandler, ListenerKind
+from gateway.smtp.handler import EdgeHandler, ListenerKind, authenticated_user
 from gateway.smtp.protocol import format_peer
 from gateway.staff import (
     MAX_USERNAME_LENGTH,
     find_user,
     needs_rehash,
     password_matches,
+    sender_addresses,
     upgrade_hash,
 )
 
@@ -43,6 +45,38 @@ class SubmissionHandler(EdgeHandler):
     def __init__(self, services: Services, committer: IntakeCommitter) -> None:
         super().__init__(services, ListenerKind.SUBMISSION, committer)
         self._checks = asyncio.Semaphore(CONCURRENT_CHECKS)
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        """Staff may only submit as one of their own sender addresses: without this check
+        any login could send as any colleague, or as the office's function addresses."""
+        reply = await super().handle_MAIL(server, session, envelope, address, mail_options)
+        if not reply.startswith("250"):
+            return reply
+        username = authenticated_user(session)
+        if username is None:
+            # aiosmtpd requires AUTH before MAIL here; if that ever changes, fail closed.
+            envelope.mail_from = None
+            return codes.AUTH_REQUIRED
+        allowed: frozenset[str] | None = getattr(session, "sender_addresses", None)
+        if allowed is None:
+            try:
+                allowed = await asyncio.to_thread(self._sender_addresses, username)
+            except SQLAlchemyError:
+                log.exception("sender address lookup failed", extra=self._where(session))
+                envelope.mail_from = None
+                return codes.TEMPORARY_FAILURE
+            session.sender_addresses = allowed  # type: ignore[attr-defined]
+        if address.lower() not in allowed:
+            log.warning("sender address refused for login", extra={
+                **self._where(session), "user": _loggable(username), "mail_from": address})
+            envelope.mail_from = None
+            return codes.SENDER_NOT_OWNED
+        return reply
+
+    def _sender_addresses(self, username: str) -> frozenset[str]:
+        with read_scope(self.services.sessions) as session:
+            return sender_addresses(session, username)
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
         response = await _first_response(server, args, "")

@@ -39,3 +39,8 @@ TEMPORARY_FAILURE = "451 4.3.0 Temporary local problem, please try again later"
 
 def queued(queue_id: str) -> str:
     return QUEUED.format(queue_id=queue_id)
+
+# Submission: the envelope sender is not one the authenticated staff user may use.
+SENDER_NOT_OWNED = "553 5.7.1 Sender address not allowed for this login"
+# Submission: MAIL before a successful AUTH.
+AUTH_REQUIRED = "530 5.7.0 Authentication required"

@@ -53,6 +53,8 @@ class _Session(Session):
     # aiosmtpd 1.4 assigns the deprecated ``login_data`` after every successful AUTH and
     # logs a warning each time; a plain attribute here replaces the warning property.
     login_data: Any = None
+    # The envelope senders the authenticated staff user may use, looked up once per session.
+    sender_addresses: frozenset[str] | None = None
 
 
 class GatewaySMTP(SMTP):
