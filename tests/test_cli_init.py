@@ -11,7 +11,7 @@ import pytest
 
 from gateway.cli_demo import DEMO_MAILBOX
 from gateway.db import session_scope
-from gateway.staff import verify_password
+from gateway.staff import sender_addresses, verify_password
 from tests.support.cli import (
     dispose,
     init_installation,
@@ -142,10 +142,31 @@ def test_user_add_reads_the_password_from_stdin(tmp_path: Path) -> None:
     assert short.returncode == 1 and "at least" in short.stderr
 
 
+def test_user_sender_addresses_from_the_cli(tmp_path: Path) -> None:
+    config = init_installation(tmp_path / "inst")
+    added = run_xgate("-c", config, "user", "add", "m.mueller", "--password-stdin",
+                      "--address", "M.Mueller@jugendamt.example", stdin="correct horse battery\n")
+    assert added.returncode == 0, added.stderr
+    assert "may submit as: m.mueller@jugendamt.example" in added.stdout
+    more = run_xgate("-c", config, "user", "address", "m.mueller", "asd@jugendamt.example")
+    assert more.returncode == 0, more.stderr
+    bad = run_xgate("-c", config, "user", "address", "m.mueller", "not an address")
+    assert bad.returncode == 1 and "not a valid sender address" in bad.stderr
+    unknown = run_xgate("-c", config, "user", "address", "niemand", "x@jugendamt.example")
+    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+    services = installation_services(installation_settings(config))
+    try:
+        with session_scope(services.sessions) as session:
+            assert sender_addresses(session, "m.mueller") == {
+                "m.mueller@jugendamt.example", "asd@jugendamt.example"}
+    finally:
+        dispose(services)
+
+
 @pytest.mark.parametrize("argv", [
     ["--help"], ["init", "--help"], ["db", "--help"], ["serve", "--help"],
     ["queue", "retry", "--help"], ["audit", "verify", "--help"], ["mailbox", "add", "--help"],
-    ["user", "add", "--help"],
+    ["user", "add", "--help"], ["user", "address", "--help"],
 ])
 def test_every_command_has_help(argv: list[str]) -> None:
     result = run_xgate(*argv)
