@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.db import session_scope
+from gateway.db import read_scope
 from gateway.queue_stats import state_counts
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class Health:
 
 def check_health(sessions: sessionmaker[Session]) -> Health:
     try:
-        with session_scope(sessions) as session:
+        with read_scope(sessions) as session:
             counts = state_counts(session)
     except SQLAlchemyError as exc:
         # The class name says enough (connection refused, missing table ...) without leaking

@@ -30,7 +30,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def cmd_verify(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    with command_session(settings) as session:
+    with command_session(settings, read_only=True) as session:
         result = audit.verify(session)
     if result.ok:
         print(f"audit chain intact: {result.checked} entries")
@@ -42,7 +42,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    with command_session(settings) as session:
+    with command_session(settings, read_only=True) as session:
         entries = recent_entries(session, queue_id=args.queue_id, limit=args.limit)
         lines = [f"#{e.seq:<6} {e.at:%Y-%m-%d %H:%M:%S}  {e.action:<14} {e.queue_id or '-':<16}"
                  f"  {e.actor}  {e.detail}" for e in entries]

@@ -19,6 +19,7 @@ from gateway.db import (
     is_sqlite,
     make_engine,
     make_session_factory,
+    read_scope,
     session_scope,
     sqlite_url_for,
 )
@@ -95,11 +96,16 @@ def open_database(settings: Settings, *, need_schema: bool = True,
 
 
 @contextmanager
-def command_session(settings: Settings) -> Iterator[Session]:
-    """One transaction for one CLI command: committed if the command succeeds."""
+def command_session(settings: Settings, *, read_only: bool = False) -> Iterator[Session]:
+    """One transaction for one CLI command: committed if the command succeeds.
+
+    ``read_only`` commands (list, show, verify) never take SQLite's write lock, so a long
+    ``audit verify`` does not hold up the SMTP edge or the workers.
+    """
     engine = open_database(settings)
+    scope = read_scope if read_only else session_scope
     try:
-        with session_scope(make_session_factory(engine)) as session:
+        with scope(make_session_factory(engine)) as session:
             yield session
     finally:
         engine.dispose()

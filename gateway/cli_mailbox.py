@@ -59,7 +59,7 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
 
 def cmd_mailbox_list(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    with command_session(settings) as session:
+    with command_session(settings, read_only=True) as session:
         rows = [(m.address, m.name, m.sensitive, count_messages(session, m.id))
                 for m in list_mailboxes(session)]
     if not rows:

@@ -50,7 +50,7 @@ def _when(moment: datetime | None) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     state = MessageState(args.state) if args.state else None
-    with command_session(settings) as session:
+    with command_session(settings, read_only=True) as session:
         messages = list_messages(session, state, limit=args.limit)
         rows = [_list_row(m) for m in messages]
     if not rows:
@@ -73,7 +73,7 @@ def _list_row(m: Message) -> str:
 
 def cmd_show(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    with command_session(settings) as session:
+    with command_session(settings, read_only=True) as session:
         message = get_message(session, args.queue_id)
         lines = _describe(message)
         lines.append("audit trail:")

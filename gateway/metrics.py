@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.clock import Clock
-from gateway.db import session_scope
+from gateway.db import read_scope
 from gateway.queue_stats import oldest_runnable_age, state_counts
 from gateway.settings import Settings
 
@@ -80,7 +80,7 @@ class QueueCollector(Collector):
         up = GaugeMetricFamily("xgate_database_up",
                                "1 if the database answered this scrape, else 0")
         try:
-            with session_scope(self.sessions) as session:
+            with read_scope(self.sessions) as session:
                 counts = state_counts(session)
                 age = oldest_runnable_age(session, self.clock())
         except SQLAlchemyError as exc:
