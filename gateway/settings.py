@@ -7,6 +7,7 @@ and passed in explicitly; nothing reads configuration from a global.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -184,11 +185,21 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
     return settings
 
 
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """The environment variable that sets the key at ``loc`` (XGATE_SMTP__MAX_RECIPIENTS)."""
+    return "XGATE_" + "__".join(str(part).upper() for part in loc)
+
+
 def format_validation_error(exc: ValidationError, path: Path | None) -> str:
-    where = f"{path}: " if path else ""
     lines = []
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        # Name where the bad value came from: the environment wins over the file.
+        variable = env_name(err["loc"])
+        if err["loc"] and variable in os.environ:
+            where = f"environment {variable}: "
+        else:
+            where = f"{path}: " if path else ""
         problem = err["msg"]
         if err["type"] == "extra_forbidden":
             problem = "unknown key"

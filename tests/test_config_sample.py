@@ -200,6 +200,9 @@ def test_cli_reports_a_bad_environment_value(tmp_path: Path) -> None:
     result = run_xgate("-c", path, "queue", "list", env={"XGATE_WORKERS__COUNT": "lots"})
     assert result.returncode != 0
     _assert_one_clean_line(result.stderr, "workers.count")
+    # Named where the value came from, not the file that does not contain it.
+    assert "environment XGATE_WORKERS__COUNT" in result.stderr
+    assert str(path) not in result.stderr
 
 
 def test_cli_finds_its_config_through_the_environment(tmp_path: Path) -> None:
