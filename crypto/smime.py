@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 # asn1crypto ships no type information; its values are Any to mypy.
 from asn1crypto import cms, core  # type: ignore[import-untyped]
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, padding
@@ -34,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.padding import MGF1, OAEP, PKCS1v
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from crypto.cms_common import GcmParameters, identifies
 from crypto.errors import CryptoError
 
 PrivateKey = PrivateKeyTypes
@@ -104,15 +104,6 @@ _OAEP_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha384": hashes.SHA384,
     "sha512": hashes.SHA512,
 }
-
-
-class _GcmParameters(core.Sequence):  # type: ignore[misc]
-    """RFC 5084 GCMParameters; asn1crypto leaves them as an opaque Any."""
-
-    _fields = [
-        ("aes_nonce", core.OctetString),
-        ("aes_icvlen", core.Integer, {"default": 12}),
-    ]
 
 
 @dataclass(frozen=True)
@@ -213,7 +204,7 @@ def _content(envelope: cms.EnvelopedData | cms.AuthEnvelopedData) -> _Content:
     aad = b""
     if authenticated:
         try:
-            params = _GcmParameters.load(algorithm["parameters"].dump(), strict=True)
+            params = GcmParameters.load(algorithm["parameters"].dump(), strict=True)
             iv = params["aes_nonce"].native
             icv_len = params["aes_icvlen"].native
         except (ValueError, TypeError) as exc:
@@ -248,29 +239,9 @@ def _candidates(
             unsupported.add(f"key transport {transport}")
             continue
         for cert, key in recipients:
-            if isinstance(key, rsa.RSAPrivateKey) and _rid_matches(ktri["rid"], cert):
+            if isinstance(key, rsa.RSAPrivateKey) and identifies(ktri["rid"], cert):
                 matches.append((ktri, cert, key))
     return matches, unsupported
-
-
-def _rid_matches(rid: cms.RecipientIdentifier, cert: x509.Certificate) -> bool:
-    if rid.name == "issuer_and_serial_number":
-        ias = rid.chosen
-        if ias["serial_number"].native != cert.serial_number:
-            return False
-        # asn1crypto's Name equality applies the RFC 5280 comparison rules.
-        return bool(ias["issuer"] == asn1_x509.Name.load(cert.issuer.public_bytes()))
-    if rid.name == "subject_key_identifier":
-        return bool(rid.chosen.native == _subject_key_id(cert))
-    return False
-
-
-def _subject_key_id(cert: x509.Certificate) -> bytes:
-    try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except x509.ExtensionNotFound:
-        # Senders compute the RFC 5280 method-1 identifier when the extension is missing.
-        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
 
 
 def _unwrap_cek(

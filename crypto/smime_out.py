@@ -35,7 +35,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from crypto.smime import SmimeError, UnsupportedAlgorithm, _GcmParameters
+from crypto.cms_common import GcmParameters
+from crypto.smime import SmimeError, UnsupportedAlgorithm
 
 __all__ = [
     "MIN_RSA_BITS",
@@ -239,7 +240,7 @@ def _auth_enveloped(
     # No authenticated attributes, so the AAD is empty (RFC 5083 section 2.2).
     sealed = AESGCM(cek).encrypt(nonce, content, None)
     ciphertext, tag = sealed[:-_GCM_TAG_LEN], sealed[-_GCM_TAG_LEN:]
-    params = _GcmParameters({"aes_nonce": nonce, "aes_icvlen": _GCM_TAG_LEN})
+    params = GcmParameters({"aes_nonce": nonce, "aes_icvlen": _GCM_TAG_LEN})
     return cms.AuthEnvelopedData(
         {
             "version": "v0",  # RFC 5083: always 0

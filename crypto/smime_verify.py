@@ -38,7 +38,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.padding import MGF1, PSS, PKCS1v15
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from crypto.smime import MalformedMessage, SmimeError, _rid_matches
+from crypto.cms_common import identifies
+from crypto.smime import MalformedMessage, SmimeError
 
 __all__ = ["MalformedMessage", "SmimeError", "VerifyResult", "verify_smime"]
 
@@ -230,7 +231,7 @@ def _verify_signer(
     digest_name = str(info["digest_algorithm"]["algorithm"].native)
     # Filled in step by step; every early return reports as much as is known by then.
     result = VerifyResult(valid=False, reason="", content=content, digest_algorithm=digest_name)
-    signer = next((c for c in certs if _rid_matches(info["sid"], c)), None)
+    signer = next((c for c in certs if identifies(info["sid"], c)), None)
     if signer is None:
         return replace(result, reason="signer certificate not included in the message")
     result = replace(

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 
+from crypto.cms_common import GcmParameters
 from crypto.errors import CryptoError
 from crypto.smime import (
     DecryptionFailed,
@@ -33,7 +34,6 @@ from crypto.smime import (
     Recipient,
     SmimeError,
     UnsupportedAlgorithm,
-    _GcmParameters,
     decrypt_cms,
     decrypt_smime_message,
 )
@@ -386,7 +386,7 @@ def _hand_built_auth_enveloped(pki: Pki, tamper_attrs: bool) -> bytes:
                 "content_type": "data",
                 "content_encryption_algorithm": {
                     "algorithm": "aes256_gcm",
-                    "parameters": _GcmParameters({"aes_nonce": nonce, "aes_icvlen": 16}),
+                    "parameters": GcmParameters({"aes_nonce": nonce, "aes_icvlen": 16}),
                 },
                 "encrypted_content": ciphertext,
             },
