@@ -47,6 +47,9 @@ _GPG_OPTIONS = [
 
 _STATUS_PREFIX = "[GNUPG:] "
 _NO_MDC_WARNING = "message was not integrity protected"
+_MAX_OUTPUT_EXCEEDED = "exceeded --max-output limit"
+# Bound on decrypted content: above the SMTP edge's default message size limit (50 MiB).
+DEFAULT_MAX_OUTPUT = 64 * 1024 * 1024
 # Signature status keywords that mean "a signature was present but did not verify".
 _BAD_SIG_KEYWORDS = frozenset({"BADSIG", "ERRSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG"})
 
@@ -105,7 +108,11 @@ def _int_or_none(args: tuple[str, ...], index: int) -> int | None:
 class OpenPgpKeyring:
     """A GnuPG home the gateway owns, and the decrypt/verify operation on it."""
 
-    def __init__(self, home: Path, *, gpg_binary: str = "gpg") -> None:
+    def __init__(self, home: Path, *, gpg_binary: str = "gpg",
+                 max_output: int = DEFAULT_MAX_OUTPUT) -> None:
+        # A few KB of compressed ciphertext can inflate to gigabytes (a decompression
+        # bomb); gpg stops writing at this many bytes and the message is refused.
+        self.max_output = max_output
         self.home = home
         # gpg itself warns about (and agent sockets may be refused in) group/world-accessible
         # homes; create it 0700 and tighten an existing one we were pointed at.
@@ -153,7 +160,9 @@ class OpenPgpKeyring:
 
     def _run(self, data: bytes, passphrase: str | None, extra_args: list[str]) -> _Run:
         try:
-            result = self._gpg.decrypt(data, passphrase=passphrase, extra_args=extra_args)
+            result = self._gpg.decrypt(
+                data, passphrase=passphrase,
+                extra_args=["--max-output", str(self.max_output), *extra_args])
         except (OSError, ValueError):
             # python-gnupg raises ValueError for passphrases containing newlines.
             raise PgpError("decryption failed") from None
@@ -164,6 +173,10 @@ class OpenPgpKeyring:
             # Kept private to _Run and only exposed via to_result() once `complete` holds.
             output=bytes(result.data or b""),
         )
+        # gpg still reports DECRYPTION_OKAY and END_DECRYPTION when it stopped at the limit;
+        # only its exit status and this line tell. Named here so the operator knows why.
+        if _MAX_OUTPUT_EXCEEDED in run.stderr:
+            raise PgpError(f"decrypted content exceeds {self.max_output} bytes; refused")
         # Checked before the generic failure: gpg 2.2 already fails such messages, but the
         # operator needs to know *why*, and an older gpg would have returned the plaintext.
         if run.unprotected:

@@ -234,6 +234,23 @@ def test_symmetric_with_mdc_roundtrip(world: World) -> None:
         world.keyring.decrypt(message, passphrase="wrong")
 
 
+def test_decompression_bomb_is_refused(world: World, tmp_path: Path) -> None:
+    """5 MB of zeros compress to a few KB; a keyring bounded at 100 KB refuses the message
+    and returns none of it."""
+    message = gpg(
+        world.partner_home, "--pinentry-mode", "loopback", "--passphrase", "x",
+        "--symmetric", "--cipher-algo", "AES256", "--compress-algo", "zlib",
+        data=b"\0" * 5_000_000,
+    )
+    assert len(message) < 50_000
+    # Symmetric: no keys needed, so a fresh keyring with a small bound will do.
+    bounded = OpenPgpKeyring(tmp_path / "bounded", max_output=100_000)
+    with pytest.raises(PgpError, match=r"exceeds 100000 bytes"):
+        bounded.decrypt(message, passphrase="x")
+    # The same message within the default bound decrypts.
+    assert len(world.keyring.decrypt(message, passphrase="x").plaintext) == 5_000_000
+
+
 @pytest.mark.parametrize("cipher", ["AES256", "3DES"])
 def test_symmetric_without_mdc_refused(world: World, cipher: str) -> None:
     # GnuPG 2.2 ignores --disable-mdc but --rfc2440 still writes a Symmetrically Encrypted
