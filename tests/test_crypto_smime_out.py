@@ -34,6 +34,7 @@ from crypto.smime_out import (
     encrypt_mime,
     sign_mime,
 )
+from tests.support.pki import CA_KEY_USAGE
 
 ENTITY = (
     b"Content-Type: text/plain; charset=utf-8\r\n"
@@ -85,17 +86,7 @@ def _cert(
     )
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            CA_KEY_USAGE,
             critical=True,
         )
     else:
@@ -177,18 +168,23 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     )
 
 
-def _openssl(pki: Pki, name: str, message: bytes, *args: str) -> bytes:
-    """Run `openssl cms` on ``message`` (S/MIME input) and return what it writes out."""
+def _run_openssl(pki: Pki, name: str, message: bytes,
+                 *args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run `openssl cms` on ``message`` (S/MIME input); its output goes to NAME.out."""
     source = pki.directory / f"{name}.eml"
-    target = pki.directory / f"{name}.out"
     source.write_bytes(message)
-    result = subprocess.run(
-        ["openssl", "cms", *args, "-in", str(source), "-out", str(target)],
+    return subprocess.run(
+        ["openssl", "cms", *args, "-in", str(source), "-out", str(pki.directory / f"{name}.out")],
         capture_output=True,
         check=False,
     )
+
+
+def _openssl(pki: Pki, name: str, message: bytes, *args: str) -> bytes:
+    """Run `openssl cms` on ``message``, require success, and return what it writes out."""
+    result = _run_openssl(pki, name, message, *args)
     assert result.returncode == 0, result.stderr.decode(errors="replace")
-    return target.read_bytes()
+    return (pki.directory / f"{name}.out").read_bytes()
 
 
 def _openssl_decrypt(pki: Pki, name: str, message: bytes) -> bytes:
@@ -204,10 +200,18 @@ def _openssl_decrypt(pki: Pki, name: str, message: bytes) -> bytes:
     )
 
 
+# -purpose any: the test root is not an S/MIME CA by extended key usage; chain building and
+# the signature itself are still fully checked.
+def _verify_args(pki: Pki) -> tuple[str, ...]:
+    return ("-verify", "-CAfile", str(pki.ca_pem), "-purpose", "any")
+
+
 def _openssl_verify(pki: Pki, name: str, message: bytes) -> bytes:
-    # -purpose any: the test root is not an S/MIME CA by extended key usage; chain building
-    # and the signature itself are still fully checked.
-    return _openssl(pki, name, message, "-verify", "-CAfile", str(pki.ca_pem), "-purpose", "any")
+    return _openssl(pki, name, message, *_verify_args(pki))
+
+
+def _openssl_verify_fails(pki: Pki, name: str, message: bytes) -> bool:
+    return _run_openssl(pki, name, message, *_verify_args(pki)).returncode != 0
 
 
 def _cms_of(message: bytes) -> cms.ContentInfo:
@@ -294,52 +298,14 @@ def test_openssl_verifies_signature_and_returns_exact_content(pki: Pki) -> None:
 def test_signature_without_chain_fails_against_root(pki: Pki) -> None:
     # Shows the chain really matters: without the intermediate openssl cannot build a path.
     signed = sign_mime(ENTITY, pki.signer_cert, pki.signer_key)
-    source = pki.directory / "nochain.eml"
-    source.write_bytes(signed)
-    result = subprocess.run(
-        [
-            "openssl",
-            "cms",
-            "-verify",
-            "-in",
-            str(source),
-            "-CAfile",
-            str(pki.ca_pem),
-            "-purpose",
-            "any",
-            "-out",
-            str(pki.directory / "nochain.out"),
-        ],
-        capture_output=True,
-        check=False,
-    )
-    assert result.returncode != 0
+    assert _openssl_verify_fails(pki, "nochain", signed)
 
 
 def test_tampered_signed_content_fails_verification(pki: Pki) -> None:
     signed = sign_mime(ENTITY, pki.signer_cert, pki.signer_key, chain=[pki.intermediate])
     tampered = signed.replace(b"2026-17", b"2026-18", 1)
     assert tampered != signed
-    source = pki.directory / "tampered.eml"
-    source.write_bytes(tampered)
-    result = subprocess.run(
-        [
-            "openssl",
-            "cms",
-            "-verify",
-            "-in",
-            str(source),
-            "-CAfile",
-            str(pki.ca_pem),
-            "-purpose",
-            "any",
-            "-out",
-            str(pki.directory / "tampered.out"),
-        ],
-        capture_output=True,
-        check=False,
-    )
-    assert result.returncode != 0
+    assert _openssl_verify_fails(pki, "tampered", tampered)
 
 
 def test_bare_lf_entity_is_signed_in_canonical_form(pki: Pki) -> None:

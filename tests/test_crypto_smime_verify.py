@@ -27,6 +27,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from crypto.errors import CryptoError
 from crypto.smime import SmimeError
 from crypto.smime_verify import MalformedMessage, VerifyResult, verify_smime
+from tests.support.pki import CA_KEY_USAGE
 
 MESSAGE = b"Content-Type: text/plain\r\n\r\nquarterly numbers: 42, 17, 99\r\n"
 NOW = datetime.datetime.now(datetime.UTC)
@@ -98,17 +99,7 @@ def _make_ca(
             critical=True,
         )
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            CA_KEY_USAGE,
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
