@@ -11,7 +11,7 @@ import os
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -103,6 +103,42 @@ class WorkerSettings(_Section):
     lease_seconds: float = Field(default=120, gt=0)
 
 
+class OutboundPolicy(StrEnum):
+    """What a partner demands of mail the office sends it."""
+
+    REQUIRE_SMIME = "require-smime"
+    REQUIRE_OPENPGP = "require-openpgp"
+    # S/MIME or OpenPGP, whichever usable key exists (S/MIME first).
+    EITHER = "either"
+    # Only for partners explicitly marked as receiving nothing sensitive.
+    PLAINTEXT = "plaintext"
+
+
+class CryptoSettings(_Section):
+    # PEM bundle of the CA certificates that S/MIME signatures must chain to.
+    trust_anchors_file: Path | None = None
+    # CRLs (PEM or DER) checked during chain validation; a listed serial is revoked.
+    crl_files: list[Path] = []
+    # Policy for external recipients whose domain or address no partner record names.
+    # "either" fails closed: without a key the message is held, never sent in plaintext.
+    unknown_partner_outbound: OutboundPolicy = OutboundPolicy.EITHER
+    # Harvest certificates from validly signed inbound mail as *pending* keys.
+    harvest_certificates: bool = True
+    # Warn this many days before a partner's or our own key expires.
+    expiry_warning_days: int = Field(default=30, ge=1)
+    # "sequoia" decrypts in process (pysequoia); "gnupg" starts one gpg process per call.
+    openpgp_backend: Literal["sequoia", "gnupg"] = "sequoia"
+    # GnuPG home owned by the gateway (keyring management, and the "gnupg" backend).
+    gnupg_home: Path = Path("var/gnupg")
+    # Web Key Directory lookups of partners' OpenPGP keys.
+    wkd_enabled: bool = True
+    wkd_timeout_seconds: float = Field(default=10, gt=0)
+    # CA bundle for WKD's HTTPS; empty means the system's CAs.
+    wkd_ca_file: Path | None = None
+    # Host to "address:port" overrides for WKD (split-horizon DNS, and the test set-up).
+    wkd_resolve: dict[str, str] = {}
+
+
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8025, ge=0, le=65535)
@@ -138,6 +174,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     delivery: DeliverySettings = DeliverySettings()
     workers: WorkerSettings = WorkerSettings()
+    crypto: CryptoSettings = CryptoSettings()
     web: WebSettings = WebSettings()
     logging: LoggingSettings = LoggingSettings()
 
