@@ -112,3 +112,29 @@ def make_pki(directory: Path) -> TestPki:
                    "wrong-name")
     return TestPki(ca_file=ca_file, server=server, wrong_name=wrong,
                    other_ca_file=other_ca_file)
+
+
+@dataclass(frozen=True)
+class NamedPki:
+    """One fresh CA and server certificates it issued for arbitrary DNS names."""
+
+    ca_file: Path
+    # Keyed by the stem the caller chose; each certificate names exactly the given hosts.
+    certs: dict[str, CertPair]
+
+
+def make_named_pki(directory: Path, names_by_stem: dict[str, list[str]]) -> NamedPki:
+    """A new CA (ca.crt in ``directory``) and, per stem, a certificate for those DNS names.
+
+    For clients that connect to a real host name (WKD's openpgpkey.<domain>) and must check
+    the certificate against that name; make_pki's certificates only name loopback.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = _make_ca("xgate named-host test CA")
+    ca_file = directory / "ca.crt"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    certs = {
+        stem: _issue(ca, ca_key, [x509.DNSName(name) for name in names], directory, stem)
+        for stem, names in names_by_stem.items()
+    }
+    return NamedPki(ca_file=ca_file, certs=certs)
