@@ -1,4 +1,4 @@
-"""OpenPGP decryption and signature verification over a GnuPG home owned by the gateway.
+"""The GnuPG home owned by the gateway, and gpg's decryption with its status-line safety rules.
 
 gpg streams plaintext to stdout *before* it has checked the integrity code at the end of the
 message, so its output is only trusted when the status lines prove the whole operation
@@ -8,22 +8,39 @@ output and raises one uniform ``PgpError("decryption failed")``, so callers cann
 oracle out of distinct failure reasons and never see partial plaintext.
 
 Messages without integrity protection (Symmetrically Encrypted Data packets, no MDC) are the
-EFAIL vector; they are refused with a distinct, explicit error because an operator must be
-able to tell "partner uses an ancient client" from "message corrupted".
+EFAIL vector; they are refused with a distinct, explicit error (``PgpNoIntegrity``) because an
+operator must be able to tell "partner uses an ancient client" from "message corrupted".
 
 A bad signature is *not* an error here: the result says "signed, not valid" and the pipeline's
-policy decides what to do with it.
+policy decides what to do with it. ``crypto.pgp_gnupg`` builds the ``PgpBackend`` on this.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import gnupg
 
-from crypto.errors import CryptoError
+from crypto.pgp_backend import (
+    DECRYPTION_FAILED,
+    NO_INTEGRITY,
+    REASON_BAD_SIGNATURE,
+    REASON_KEY_EXPIRED,
+    REASON_KEY_REVOKED,
+    REASON_SEVERAL_SIGNATURES,
+    REASON_SIGNATURE_EXPIRED,
+    PgpNoIntegrity,
+    PgpTooLarge,
+    cipher_name,
+    reason_unknown_signer,
+)
+from crypto.pgp_backend import DEFAULT_MAX_OUTPUT as DEFAULT_MAX_OUTPUT
+from crypto.pgp_backend import PgpError as PgpError
+from crypto.pgp_backend import PgpResult as PgpResult
+from crypto.pgp_backend import StatusLine as StatusLine
 
 # Options added to every gpg invocation.
 #  --no-options: an admin-edited gpg.conf in the home (e.g. "ignore-mdc-error") must not be able
@@ -47,43 +64,35 @@ _GPG_OPTIONS = [
 
 _STATUS_PREFIX = "[GNUPG:] "
 _NO_MDC_WARNING = "message was not integrity protected"
-_MAX_OUTPUT_EXCEEDED = "exceeded --max-output limit"
-# Bound on decrypted content: above the SMTP edge's default message size limit (50 MiB).
-DEFAULT_MAX_OUTPUT = 64 * 1024 * 1024
+MAX_OUTPUT_EXCEEDED = "exceeded --max-output limit"
 # Signature status keywords that mean "a signature was present but did not verify".
 _BAD_SIG_KEYWORDS = frozenset({"BADSIG", "ERRSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG"})
+_SIG_REASONS = {
+    "BADSIG": REASON_BAD_SIGNATURE,
+    "EXPSIG": REASON_SIGNATURE_EXPIRED,
+    "EXPKEYSIG": REASON_KEY_EXPIRED,
+    "REVKEYSIG": REASON_KEY_REVOKED,
+}
+# ERRSIG's return code for "public key not available" (GPG_ERR_NO_PUBKEY).
+_ERRSIG_NO_PUBKEY = "9"
+
+# python-gnupg logs the first bytes of imported keys, scanned keys and verified data at DEBUG
+# level: secret key material and plaintext must never reach a log, whatever the log level.
+_LEAKY_DEBUG_MESSAGES = (
+    "import_keys: ", "scan_keys: ", "verify_data: ", "Wrote to temp file", "chunk: ",
+)
 
 
-class PgpError(CryptoError):
-    """An OpenPGP message could not be decrypted, or was refused (e.g. no integrity protection)."""
+class _DropDataLogs(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_LEAKY_DEBUG_MESSAGES)
 
 
-@dataclass(frozen=True)
-class StatusLine:
-    keyword: str
-    args: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PgpResult:
-    """Outcome of a successful decryption.
-
-    ``signature_valid`` is purely cryptographic validity (GOODSIG + VALIDSIG); whether the
-    signer is *trusted* for a given sender is the pipeline's decision, using
-    ``signer_fingerprint`` (the primary key's fingerprint, as returned by ``import_keys``).
-    """
-
-    plaintext: bytes
-    signed: bool
-    signature_valid: bool
-    signer_fingerprint: str | None  # primary key fingerprint; None unless the signature verified
-    signing_key_fingerprint: str | None  # the (sub)key that made the signature
-    signer_key_id: str | None  # known even for bad signatures / unknown signers
-    signature_status: str | None  # GOODSIG, BADSIG, ERRSIG, ... (the decisive keyword)
-    cipher_algo: int | None  # OpenPGP symmetric algorithm id from DECRYPTION_INFO
-    mdc_method: int | None
-    aead_algo: int | None
-    status_lines: tuple[StatusLine, ...] = field(repr=False, default=())
+def quiet_gnupg_logger() -> None:
+    """Keep python-gnupg's data-bearing debug records out of the logs (idempotent)."""
+    logger = logging.getLogger("gnupg")
+    if not any(isinstance(f, _DropDataLogs) for f in logger.filters):
+        logger.addFilter(_DropDataLogs())
 
 
 def parse_status(stderr: str) -> list[StatusLine]:
@@ -105,8 +114,14 @@ def _int_or_none(args: tuple[str, ...], index: int) -> int | None:
         return None
 
 
+@dataclass(frozen=True)
+class ImportedKey:
+    fingerprint: str  # primary key fingerprint, upper-case hex
+    has_secret: bool
+
+
 class OpenPgpKeyring:
-    """A GnuPG home the gateway owns, and the decrypt/verify operation on it."""
+    """A GnuPG home the gateway owns, and the decrypt operation on it."""
 
     def __init__(self, home: Path, *, gpg_binary: str = "gpg",
                  max_output: int = DEFAULT_MAX_OUTPUT) -> None:
@@ -114,6 +129,7 @@ class OpenPgpKeyring:
         # bomb); gpg stops writing at this many bytes and the message is refused.
         self.max_output = max_output
         self.home = home
+        quiet_gnupg_logger()
         # gpg itself warns about (and agent sockets may be refused in) group/world-accessible
         # homes; create it 0700 and tighten an existing one we were pointed at.
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -125,25 +141,41 @@ class OpenPgpKeyring:
         except (OSError, ValueError, RuntimeError) as exc:
             raise PgpError(f"cannot run gpg: {exc}") from None
 
+    @property
+    def gpg(self) -> gnupg.GPG:
+        """The python-gnupg handle on this home, with the gateway's safe options."""
+        return self._gpg
+
     def import_keys(self, armored: bytes) -> list[str]:
-        """Import (public) keys; return the fingerprints gpg reports, without duplicates."""
+        """Import keys; return the primary fingerprints gpg reports, without duplicates."""
+        return [key.fingerprint for key in self.import_keys_detailed(armored)]
+
+    def import_keys_detailed(self, data: bytes) -> list[ImportedKey]:
+        """Import keys (armored or binary, public or secret); say which carried a secret part.
+
+        gpg merges into what it already has, so importing the same key again is harmless.
+        """
         try:
-            result = self._gpg.import_keys(armored)
+            result = self._gpg.import_keys(data)
         except (OSError, ValueError):
             raise PgpError("no keys imported") from None
-        fingerprints: list[str] = []
-        for fpr in result.fingerprints:
-            if fpr and fpr not in fingerprints:
-                fingerprints.append(str(fpr))
-        if not fingerprints:
+        secret: dict[str, bool] = {}
+        for entry in result.results:
+            fpr = str(entry.get("fingerprint") or "")
+            if not fpr or not all(c in "0123456789ABCDEF" for c in fpr):
+                continue
+            # IMPORT_OK's flag 16 means "contains private key".
+            flags = _int_or_none((str(entry.get("ok") or ""),), 0) or 0
+            secret[fpr] = secret.get(fpr, False) or bool(flags & 16)
+        if not secret:
             raise PgpError("no keys imported")
-        return fingerprints
+        return [ImportedKey(fpr, has) for fpr, has in secret.items()]
 
     def decrypt(self, data: bytes, passphrase: str | None = None) -> PgpResult:
         """Decrypt (and verify, if signed) one OpenPGP message.
 
-        Raises ``PgpError("no integrity protection (MDC); refused")`` for messages without MDC
-        and ``PgpError("decryption failed")`` for every other failure.
+        Raises ``PgpNoIntegrity`` for messages without MDC, ``PgpTooLarge`` above
+        ``max_output`` and ``PgpError("decryption failed")`` for every other failure.
         """
         run = self._run(data, passphrase, [])
         if run.complete:
@@ -156,7 +188,7 @@ class OpenPgpKeyring:
             second = self._run(data, passphrase, ["--skip-verify"])
             if second.complete and not second.sig_problem:
                 return second.to_result(run)
-        raise PgpError("decryption failed")
+        raise PgpError(DECRYPTION_FAILED)
 
     def _run(self, data: bytes, passphrase: str | None, extra_args: list[str]) -> _Run:
         try:
@@ -165,7 +197,7 @@ class OpenPgpKeyring:
                 extra_args=["--max-output", str(self.max_output), *extra_args])
         except (OSError, ValueError):
             # python-gnupg raises ValueError for passphrases containing newlines.
-            raise PgpError("decryption failed") from None
+            raise PgpError(DECRYPTION_FAILED) from None
         run = _Run(
             stderr=result.stderr or "",
             returncode=result.returncode,
@@ -175,12 +207,12 @@ class OpenPgpKeyring:
         )
         # gpg still reports DECRYPTION_OKAY and END_DECRYPTION when it stopped at the limit;
         # only its exit status and this line tell. Named here so the operator knows why.
-        if _MAX_OUTPUT_EXCEEDED in run.stderr:
-            raise PgpError(f"decrypted content exceeds {self.max_output} bytes; refused")
+        if MAX_OUTPUT_EXCEEDED in run.stderr:
+            raise PgpTooLarge(f"decrypted content exceeds {self.max_output} bytes; refused")
         # Checked before the generic failure: gpg 2.2 already fails such messages, but the
         # operator needs to know *why*, and an older gpg would have returned the plaintext.
         if run.unprotected:
-            raise PgpError("no integrity protection (MDC); refused")
+            raise PgpNoIntegrity(NO_INTEGRITY)
         return run
 
 
@@ -197,6 +229,9 @@ class _Run:
         self.mdc_method = _int_or_none(info.args, 0) if info else None
         self.cipher_algo = _int_or_none(info.args, 1) if info else None
         self.aead_algo = _int_or_none(info.args, 2) if info else None
+        # DECRYPTION_KEY <subkey-fpr> <primary-fpr> <otrust> (GnuPG >= 2.2.?; absent -> None)
+        key = next((line for line in self.status if line.keyword == "DECRYPTION_KEY"), None)
+        self.recipient_fpr = key.args[1] if key and len(key.args) > 1 else None
         self.sig_problem = bool(self.keywords & _BAD_SIG_KEYWORDS)
         # gpg exits 2 (signer key unknown) even when decryption itself succeeded. A non-zero
         # exit is tolerated only when a signature problem explains it and gpg reported no
@@ -222,13 +257,15 @@ class _Run:
         # Never hand out output of a run that did not fully succeed: gpg writes plaintext
         # before it notices tampering.
         if not self.complete:
-            raise PgpError("decryption failed")
-        sig = _signature_facts(signature_run.status)
+            raise PgpError(DECRYPTION_FAILED)
+        sig = signature_facts(signature_run.status)
         return PgpResult(
             plaintext=self._output,
             cipher_algo=self.cipher_algo,
+            cipher=cipher_name(self.cipher_algo),
             mdc_method=self.mdc_method,
             aead_algo=self.aead_algo,
+            recipient_fingerprint=self.recipient_fpr,
             status_lines=tuple(signature_run.status),
             signed=sig.signed,
             signature_valid=sig.valid,
@@ -236,20 +273,23 @@ class _Run:
             signing_key_fingerprint=sig.signing_fpr,
             signer_key_id=sig.key_id,
             signature_status=sig.status,
+            signature_reason=sig.reason,
+            engine="gnupg",
         )
 
 
 @dataclass(frozen=True)
-class _SigFacts:
+class SigFacts:
     signed: bool = False
     valid: bool = False
     primary_fpr: str | None = None
     signing_fpr: str | None = None
     key_id: str | None = None
     status: str | None = None
+    reason: str | None = None
 
 
-def _signature_facts(status: list[StatusLine]) -> _SigFacts:
+def signature_facts(status: list[StatusLine]) -> SigFacts:
     """Summarise the signature status lines.
 
     Only a message with exactly one signature that gpg reports as both GOODSIG and VALIDSIG,
@@ -260,16 +300,26 @@ def _signature_facts(status: list[StatusLine]) -> _SigFacts:
     sigs = [line for line in status if line.keyword in sig_keywords]
     validsigs = [line for line in status if line.keyword == "VALIDSIG"]
     if not sigs:
-        return _SigFacts()
+        return SigFacts()
     decisive = next((s for s in sigs if s.keyword != "GOODSIG"), sigs[0])
     key_id = decisive.args[0] if decisive.args else None
     valid = len(sigs) == 1 and decisive.keyword == "GOODSIG" and len(validsigs) == 1
     signing_fpr: str | None = None
     primary_fpr: str | None = None
+    reason: str | None = None
     if valid:
         # VALIDSIG <sig-fpr> <date> <ts> <expire> <version> <reserved> <pk-algo> <hash-algo>
         #          <sig-class> [<primary-key-fpr>]
         args = validsigs[0].args
         signing_fpr = args[0] if args else None
         primary_fpr = args[9] if len(args) > 9 else signing_fpr
-    return _SigFacts(True, valid, primary_fpr, signing_fpr, key_id, decisive.keyword)
+    elif decisive.keyword == "ERRSIG":
+        # ERRSIG <keyid> <pkalgo> <hashalgo> <sig_class> <time> <rc> [<fpr>]
+        rc = decisive.args[5] if len(decisive.args) > 5 else ""
+        reason = (reason_unknown_signer(key_id) if rc == _ERRSIG_NO_PUBKEY
+                  else f"signature could not be checked (gpg error {rc or '?'})")
+    elif decisive.keyword == "GOODSIG":
+        reason = REASON_SEVERAL_SIGNATURES
+    else:
+        reason = _SIG_REASONS.get(decisive.keyword, REASON_BAD_SIGNATURE)
+    return SigFacts(True, valid, primary_fpr, signing_fpr, key_id, decisive.keyword, reason)
