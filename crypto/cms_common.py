@@ -36,3 +36,17 @@ def _subject_key_id(cert: x509.Certificate) -> bytes:
     except x509.ExtensionNotFound:
         # Senders compute the RFC 5280 method-1 identifier when the extension is missing.
         return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
+
+
+def cms_content_type(der: bytes) -> str | None:
+    """The ContentInfo's content type ("signed_data", "enveloped_data" ...), or None.
+
+    Only the outer type is read, so this is cheap and safe on garbage; the full parse with
+    its checks happens where the content is used.
+    """
+    try:
+        info = cms.ContentInfo.load(der)
+        value = info["content_type"].native
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError):
+        return None
+    return value if isinstance(value, str) else None

@@ -6,15 +6,19 @@ What pysequoia 0.1.35 can and cannot tell us, found by experiment, shapes this m
   call returns, so there is no partial output to discard. Messages with a Symmetrically
   Encrypted Data packet (no MDC) are rejected by Sequoia's policy; ``inspect_message`` refuses
   them first so the error is the same ``PgpNoIntegrity`` as with gpg.
-* It reports neither the symmetric cipher nor the key that decrypted. The recipient is known
-  because we hand in one secret key at a time; the cipher is reported only where the packet
-  states it in the clear (SEIPD v2 / AEAD); for the common SEIPD v1 it is ``None``.
-* With a certificate store, a message that is encrypted *and* compressed *and* signed (gpg's
-  default output) fails with "Unexpected message structure", and an unsigned message fails the
-  same way. So decryption runs with the store first and, when that cannot give a verdict,
-  again without it for the plaintext. Signatures inside compressed encrypted messages cannot be
-  verified in-process at all; such messages go to the ``fallback`` backend (GnuPG) if one is
-  configured, otherwise they are reported as signed but not verifiable.
+* It reports neither the symmetric cipher nor the key that decrypted, and with a certificate
+  store a message that is encrypted *and* compressed *and* signed (gpg's default output)
+  fails with "Unexpected message structure". So gpg's usual output (PKESK v3 for RSA or
+  Cv25519, SEIPD v1, AES) is not given to ``pysequoia.decrypt`` at all: ``crypto.pgp_session``
+  opens it with ``cryptography`` primitives (checking the MDC, bounding decompression), and
+  only the signed message inside goes to ``pysequoia.verify``, which handles compression.
+  That path knows the cipher and the recipient key.
+* Everything else (SEIPD v2, other ciphers or algorithms, keys it cannot read) goes to
+  ``pysequoia.decrypt`` as before: with the store first and, when that cannot give a verdict,
+  again without it for the plaintext. A signature inside such a message that is also
+  compressed cannot be verified in-process; it goes to the ``fallback`` backend (GnuPG) if one
+  is configured, otherwise it is reported as signed but not verifiable. The cipher is then
+  reported only where the packet states it in the clear (SEIPD v2 / AEAD).
 * ``pysequoia.encrypt`` falls back to *expired* encryption keys when a certificate has no live
   one; ``encrypt`` checks expiry and revocation itself first.
 * Keys made by pysequoia (``crypto.pgp_keys.generate_key``) announce RFC 9580 SEIPD v2
@@ -23,14 +27,16 @@ What pysequoia 0.1.35 can and cannot tell us, found by experiment, shapes this m
 * Only *valid* signatures are reported. Why one failed is reconstructed from the issuer ids
   Sequoia asked the store for and the certificates we hold (unknown key, expired, revoked, else
   "bad signature").
-* Output size cannot be bounded while decrypting (no streaming limit, and the GIL is held, so
-  no reader thread can cut a pipe short): ``max_output`` is enforced on the result, which keeps
-  oversized content out of the pipeline but does not cap the memory used by a decompression
-  bomb. Run workers under a memory limit.
+* On pysequoia's path, output size cannot be bounded while decrypting (no streaming limit,
+  and the GIL is held, so no reader thread can cut a pipe short): ``max_output`` is enforced
+  on the result, which keeps oversized content out of the pipeline but does not cap the
+  memory used by a decompression bomb. The in-process SEIPD v1 path does bound it while
+  decompressing; for the rest, run workers under a memory limit.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -56,18 +62,32 @@ from crypto.pgp_backend import (
     PgpResult,
     PgpSignatureResult,
     PgpTooLarge,
+    cipher_name,
     cleartext_body,
     inspect_message,
     normalise_text,
+    read_message,
     reason_unknown_signer,
 )
 from crypto.pgp_keys import has_secret_material, key_packets
+from crypto.pgp_packets import (
+    TAG_LITERAL,
+    TAG_ONE_PASS,
+    TAG_SIGNATURE,
+    PacketFormatError,
+    literal_content,
+    read_packets,
+)
+from crypto.pgp_secret_keys import DecryptionKey, decryption_keys
+from crypto.pgp_session import SessionError, open_message
 
 # pysequoia raises RuntimeError with Sequoia's message; these two come from its signature
 # verification helper. Neither is taken as proof of integrity: after either, the message is
 # decrypted again without the store, and only that run's success yields plaintext.
 _NO_VALID_SIGNATURE = "no valid signatures found"
 _UNEXPECTED_STRUCTURE = "Unexpected message structure"
+_KEY_CACHE_SIZE = 32
+_SIGNED_MESSAGE_TAGS = frozenset({TAG_LITERAL, TAG_ONE_PASS, TAG_SIGNATURE})
 REASON_NOT_VERIFIABLE = (
     "signature inside a compressed encrypted message cannot be verified in-process")
 
@@ -186,18 +206,26 @@ class SequoiaBackend(PgpBackend):
         self.max_output = max_output
         self.fallback = fallback
         self._clock = clock or (lambda: datetime.now(UTC))
+        # Parsed decryption keys by their exact bytes: building an RSA key costs ~1 ms, a
+        # noticeable share of decrypting a 100 KB message. Bounded; holds nothing the caller
+        # does not hand in on every call anyway.
+        self._keys: dict[bytes, tuple[DecryptionKey, ...]] = {}
+        self._keys_lock = threading.Lock()
 
     # --- decrypt ------------------------------------------------------------------------------
 
     def decrypt(self, data: bytes, secret_keys: Sequence[bytes],
                 verify_certs: Sequence[bytes]) -> PgpResult:
-        shape = inspect_message(data)
+        shape, binary = read_message(data)
         if shape.kind != "encrypted":
             raise PgpError(DECRYPTION_FAILED)
         if not shape.integrity_protected:
             raise PgpNoIntegrity(NO_INTEGRITY)
         wanted = set(shape.recipient_key_ids)
         index = _CertIndex(verify_certs)
+        opened = self._decrypt_in_process(binary, secret_keys, index)
+        if opened is not None:
+            return opened
         for key_bytes in secret_keys:
             tsk, primary, key_ids = _load_secret(key_bytes)
             if wanted and WILDCARD_KEY_ID not in wanted and not wanted & key_ids:
@@ -209,6 +237,69 @@ class SequoiaBackend(PgpBackend):
                 result = self._ask_fallback(data, key_bytes, verify_certs) or result
             return replace(result, cipher=result.cipher or shape.cipher)
         raise PgpError(DECRYPTION_FAILED)
+
+    def _decrypt_in_process(self, binary: bytes, secret_keys: Sequence[bytes],
+                            index: _CertIndex) -> PgpResult | None:
+        """gpg's usual output (PKESK v3 + SEIPD v1, RSA or Cv25519, AES), opened with our own
+        code (``crypto.pgp_session``) so that a signature inside compressed data can still be
+        verified in-process. None for anything it does not handle: pysequoia's turn then."""
+        keys: list[DecryptionKey] = []
+        for key_bytes in secret_keys:
+            found = self._keys.get(key_bytes)
+            if found is None:
+                found = tuple(decryption_keys(key_bytes))
+                if not found:
+                    _load_secret(key_bytes)  # PgpKeyError for what is not a secret key at all
+                with self._keys_lock:
+                    while len(self._keys) >= _KEY_CACHE_SIZE:
+                        del self._keys[next(iter(self._keys))]  # the oldest entry
+                    self._keys[key_bytes] = found
+            keys.extend(found)
+        if not keys:
+            return None
+        try:
+            opened = open_message(binary, keys, self.max_output)
+        except SessionError:
+            raise PgpError(DECRYPTION_FAILED) from None
+        if opened is None:
+            return None
+        result = self._read_opened(opened.packets, opened.key.primary_fingerprint, index)
+        return replace(result, cipher=cipher_name(opened.cipher_algorithm))
+
+    def _read_opened(self, stream: bytes, primary: str, index: _CertIndex) -> PgpResult:
+        """The result for the (integrity-checked, decompressed) packets of a message: literal
+        data, optionally with one-pass signature and signature packets around it.
+
+        Nothing here falls back to pysequoia's decryption: that would decompress again,
+        without a bound. A structure other than a plain or signed literal is refused as
+        pysequoia refused it on the old path: with the uniform error.
+        """
+        try:
+            packets = read_packets(stream)
+            literals = [p for p in packets if p.tag == TAG_LITERAL]
+            if len(literals) != 1 or {p.tag for p in packets} - _SIGNED_MESSAGE_TAGS:
+                raise PacketFormatError("not a literal or signed message")
+            content = literal_content(literals[0].body)
+        except PacketFormatError:
+            raise PgpError(DECRYPTION_FAILED) from None
+        if len(packets) == 1:
+            return self._result(content, primary, _Sig())
+        if len(content) > self.max_output:
+            raise PgpTooLarge(f"decrypted content exceeds {self.max_output} bytes; refused")
+        index.asked.clear()
+        try:
+            checked = pysequoia.verify(bytes=stream, store=index.store)
+        except RuntimeError as exc:
+            if _signature_verdict(exc) is None:
+                raise PgpError(DECRYPTION_FAILED) from None
+            sig = self._failure(index)
+        else:
+            sig = self._valid(index, checked)
+            if sig.valid:
+                content = checked.bytes or b""
+            elif not sig.signed:
+                sig = self._failure(index)
+        return self._result(content, primary, sig)
 
     def _decrypt_with(self, data: bytes, tsk: pysequoia.Tsk, primary: str,
                       index: _CertIndex) -> PgpResult | None:

@@ -44,6 +44,7 @@ __all__ = [
     "UnsupportedRecipientKey",
     "canonicalize",
     "encrypt_mime",
+    "recipient_problem",
     "sign_mime",
 ]
 
@@ -171,6 +172,15 @@ def encrypt_mime(entity: bytes, recipients: Sequence[x509.Certificate], *, gcm: 
             _base64_lines(der),
         ]
     )
+
+
+def recipient_problem(cert: x509.Certificate) -> str | None:
+    """Why ``cert`` cannot receive encrypted mail from us, or None if it can."""
+    try:
+        _recipient_key(cert)
+    except UnsupportedRecipientKey as exc:
+        return str(exc)
+    return None
 
 
 def _recipient_key(cert: x509.Certificate) -> rsa.RSAPublicKey:

@@ -151,8 +151,9 @@ def test_decrypt_gpg_encrypt_and_sign(world: World, backend: PgpBackend, signer:
     assert result.signer_key_id == signer_fpr[-16:]
     assert result.recipient_fingerprint == our_fpr
     assert result.signature_reason is None
-    # gpg names the cipher; pysequoia cannot (see crypto.pgp_sequoia), and says None.
-    assert result.cipher == ("aes256" if result.engine == "gnupg" else None)
+    # gpg names the cipher; the in-process backend opens gpg's SEIPD v1 itself and knows it.
+    assert result.cipher == "aes256"
+    assert result.engine == backend.name  # no gpg process behind the in-process backend
 
 
 def test_decrypt_uncompressed_stays_in_process(world: World, backend: PgpBackend) -> None:
@@ -163,15 +164,33 @@ def test_decrypt_uncompressed_stays_in_process(world: World, backend: PgpBackend
     assert result.engine == backend.name
 
 
-def test_sequoia_gpg_default_message_needs_the_fallback(world: World) -> None:
-    """gpg compresses by default; pysequoia cannot verify a signature inside that."""
+def test_sequoia_gpg_default_message_needs_no_fallback(world: World) -> None:
+    """gpg compresses by default; the signature inside is still verified in-process."""
     message = _encrypt(world, signer=world.rsa)
     result = SequoiaBackend().decrypt(message, [world.gw_curve], world.known())
     assert result.plaintext == PLAINTEXT
-    assert result.engine == "sequoia"
-    assert result.signed and not result.signature_valid
-    assert result.signature_reason == REASON_NOT_VERIFIABLE
-    assert result.signer_key_id == world.rsa[-16:]
+    assert result.engine == "sequoia" and result.cipher == "aes256"
+    assert result.signed and result.signature_valid
+    assert result.signer_fingerprint == world.rsa
+
+
+def test_sequoia_non_aes_compressed_message_needs_the_fallback(world: World,
+                                                               tmp_path: Path) -> None:
+    """Beyond the in-process SEIPD v1 path (AES only), pysequoia's own decryption still
+    cannot verify a signature inside compressed data: the fallback (gpg) does."""
+    message = _encrypt(world, signer=world.rsa, extra=("--cipher-algo", "CAMELLIA256"))
+    alone = SequoiaBackend().decrypt(message, [world.gw_curve], world.known())
+    assert alone.plaintext == PLAINTEXT
+    assert alone.signed and not alone.signature_valid
+    assert alone.signature_reason == REASON_NOT_VERIFIABLE
+    assert alone.signer_key_id == world.rsa[-16:]
+    backend = _make_backend("sequoia", tmp_path)
+    try:
+        helped = backend.decrypt(message, [world.gw_curve], world.known())
+    finally:
+        _kill_agents(tmp_path)
+    assert helped.plaintext == PLAINTEXT and helped.signature_valid
+    assert helped.signer_fingerprint == world.rsa and helped.engine == "gnupg"
 
 
 def test_decrypt_unsigned(world: World, backend: PgpBackend) -> None:
