@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from admin_ui.api_keys import include_keys_api
 from admin_ui.errors import install_error_handlers
 from admin_ui.health import check_health
 from gateway.clock import Clock, system_clock
@@ -35,6 +36,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app = FastAPI(title="xgate admin", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     install_error_handlers(app)
+    include_keys_api(app, sessions, clock, settings)
 
     # Plain ``def``: FastAPI runs these in its thread pool, so blocking database calls do not
     # stall the event loop.

@@ -14,8 +14,19 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from crypto.errors import CryptoError
-from gateway import cli_audit, cli_db, cli_init, cli_mailbox, cli_queue, cli_serve
+from gateway import (
+    cli_audit,
+    cli_db,
+    cli_init,
+    cli_keys,
+    cli_mailbox,
+    cli_partner,
+    cli_policy,
+    cli_queue,
+    cli_serve,
+)
 from gateway.cli_common import CONFIG_ENV, DEFAULT_CONFIG, CliError, default_config_path
+from gateway.keydir.errors import KeyDirError
 from gateway.queue_admin import QueueAdminError
 from gateway.settings import ConfigError
 from gateway.staff import StaffError
@@ -24,8 +35,8 @@ from mailboxes.directory import MailboxError
 
 Handler = Callable[[argparse.Namespace], int]
 # Expected failures: the exception's message is the whole story.
-OPERATOR_ERRORS = (CliError, ConfigError, CryptoError, QueueAdminError, MailboxError, StaffError,
-                   TlsError)
+OPERATOR_ERRORS = (CliError, ConfigError, CryptoError, KeyDirError, QueueAdminError, MailboxError,
+                   StaffError, TlsError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show a traceback for unexpected errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (cli_init, cli_db, cli_serve, cli_queue, cli_audit, cli_mailbox):
+    for module in (cli_init, cli_db, cli_serve, cli_queue, cli_audit, cli_mailbox, cli_keys,
+                   cli_partner, cli_policy):
         module.register(commands)
     return parser
 

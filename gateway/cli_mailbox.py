@@ -6,8 +6,8 @@ import argparse
 import getpass
 import sys
 
-from gateway import staff
-from gateway.cli_common import CliError, command_session, settings_from_args
+from gateway import audit, staff
+from gateway.cli_common import CliError, command_session, operator_name, settings_from_args
 from mailboxes.directory import add_mailbox, count_messages, list_mailboxes
 
 
@@ -39,7 +39,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     uadd.add_argument("--address", action="append", default=[], metavar="ADDRESS",
                       help="an envelope sender this user may submit with (repeatable); a "
                            "user without any cannot submit mail")
+    uadd.add_argument("--admin", action="store_true",
+                      help="the user may manage the key directory through the admin API")
     uadd.set_defaults(handler=cmd_user_add)
+    uadmin = usub.add_parser("admin", help="grant or revoke a staff user's admin right",
+                             description="Grant a staff user the admin right (managing the "
+                                         "key directory through the admin API), or revoke "
+                                         "it with --revoke. Recorded in the audit trail.")
+    uadmin.add_argument("username", metavar="USERNAME")
+    uadmin.add_argument("--revoke", action="store_true", help="take the right away")
+    uadmin.set_defaults(handler=cmd_user_admin)
     uaddr = usub.add_parser("address", help="let a staff user submit with another sender",
                             description="Add an envelope sender address a staff user may "
                                         "submit with.")
@@ -88,9 +97,29 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     password = read_password(args.password_stdin)
     with command_session(settings) as session:
-        staff.add_user(session, args.username, password, addresses=args.address)
+        staff.add_user(session, args.username, password, addresses=args.address,
+                       admin=args.admin)
+        if args.admin:
+            audit.record(session, actor=operator_name(), action="admin-granted",
+                         detail={"user": args.username})
     senders = ", ".join(a.lower() for a in args.address) or "none yet (see 'xgate user address')"
-    print(f"staff user {args.username} created; may submit as: {senders}")
+    role = " (admin)" if args.admin else ""
+    print(f"staff user {args.username} created{role}; may submit as: {senders}")
+    return 0
+
+
+def cmd_user_admin(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    admin = not args.revoke
+    with command_session(settings) as session:
+        before = staff.set_admin(session, args.username, admin)
+        if before != admin:
+            # Who may approve keys is itself worth a record.
+            audit.record(session, actor=operator_name(),
+                         action="admin-granted" if admin else "admin-revoked",
+                         detail={"user": args.username})
+    state = "is an admin" if admin else "is no admin"
+    print(f"staff user {args.username} {state}{' now' if before != admin else ' already'}")
     return 0
 
 

@@ -101,6 +101,8 @@ class Message(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Why the message is in its state (the last outcome's reason); never message content.
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What the stages established (crypto facts: algorithm, keys, signer, verdict), as JSON.
+    facts: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     recipients: Mapped[list[Recipient]] = relationship(
         back_populates="message", order_by="Recipient.id", cascade="all, delete-orphan"
@@ -177,6 +179,8 @@ class StaffUser(Base):
     username: Mapped[str] = mapped_column(String(255), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # May approve partner keys and manage the key directory through the admin API.
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     addresses: Mapped[list[StaffAddress]] = relationship(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import audit
@@ -51,7 +51,8 @@ _HELD_BY = and_(_m.c.id == bindparam("mid"), _m.c.lease_owner == bindparam("owne
 _RENEW = update(_m).where(_HELD_BY).values(lease_until=bindparam("until"))
 _RELEASE = (update(_m).where(_HELD_BY)
             .values(state=bindparam("new_state"), reason=bindparam("reason"),
-                    updated_at=bindparam("now"), lease_owner=None, lease_until=None))
+                    updated_at=bindparam("now"), lease_owner=None, lease_until=None,
+                    facts=func.coalesce(bindparam("facts"), _m.c.facts)))
 _RELEASE_RESCHEDULED = _RELEASE.values(next_attempt_at=bindparam("next_attempt"))
 
 
@@ -75,10 +76,15 @@ def renew_lease(session: Session, claim: Claim, now: datetime, lease_seconds: fl
 
 
 def release(session: Session, claim: Claim, *, state: MessageState, reason: str | None,
-            now: datetime, next_attempt_at: datetime | None = None) -> bool:
-    """Move a claimed message to its next state. False if the lease was lost meanwhile."""
+            now: datetime, next_attempt_at: datetime | None = None,
+            facts: str | None = None) -> bool:
+    """Move a claimed message to its next state. False if the lease was lost meanwhile.
+
+    ``facts`` (JSON) replaces the message's recorded facts; None keeps them.
+    """
     params: dict[str, object] = {"mid": claim.message_id, "owner": claim.owner,
-                                 "new_state": state.value, "reason": reason, "now": now}
+                                 "new_state": state.value, "reason": reason, "now": now,
+                                 "facts": facts}
     statement = _RELEASE
     if next_attempt_at is not None:
         statement = _RELEASE_RESCHEDULED

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from crypto.at_rest import MasterKey
+from crypto.pgp_backend import PgpBackend
 from gateway.clock import Clock, system_clock
 from gateway.db import make_engine, make_session_factory
 from gateway.delivery.transport import Transport
 from gateway.settings import Settings
+from gateway.trust import TrustStore
 
 
 @dataclass
@@ -19,7 +21,20 @@ class Services:
     sessions: sessionmaker[Session]
     master_key: MasterKey
     transport: Transport
+    pgp: PgpBackend
+    trust: TrustStore
     clock: Clock = system_clock
+
+
+def make_pgp_backend(settings: Settings) -> PgpBackend:
+    """The OpenPGP backend the settings choose; both behave the same (tested as a pair)."""
+    if settings.crypto.openpgp_backend == "gnupg":
+        from crypto.pgp_gnupg import GnupgBackend
+
+        return GnupgBackend(settings.resolve(settings.crypto.gnupg_home))
+    from crypto.pgp_sequoia import SequoiaBackend
+
+    return SequoiaBackend()
 
 
 def build_services(settings: Settings, *, transport: Transport | None = None,
@@ -34,5 +49,7 @@ def build_services(settings: Settings, *, transport: Transport | None = None,
         sessions=make_session_factory(engine),
         master_key=MasterKey.load(settings.resolve(settings.storage.master_key_file)),
         transport=transport,
+        pgp=make_pgp_backend(settings),
+        trust=TrustStore.from_settings(settings),
         clock=clock,
     )

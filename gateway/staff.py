@@ -40,13 +40,14 @@ def find_user(session: Session, username: str) -> StaffUser | None:
 
 
 def add_user(session: Session, username: str, password: str, *,
-             addresses: Sequence[str] = (), now: datetime | None = None) -> StaffUser:
+             addresses: Sequence[str] = (), now: datetime | None = None,
+             admin: bool = False) -> StaffUser:
     _check_username(username)
     _check_password(password)
     if find_user(session, username) is not None:
         raise StaffError(f"staff user {username} exists already")
     user = StaffUser(username=username, password_hash=_hasher.hash(password), disabled=False,
-                     created_at=now or utcnow())
+                     admin=admin, created_at=now or utcnow())
     session.add(user)
     session.flush()
     for address in addresses:
@@ -84,6 +85,15 @@ def set_disabled(session: Session, username: str, disabled: bool) -> None:
     user = _existing(session, username)
     user.disabled = disabled
     session.flush()
+
+
+def set_admin(session: Session, username: str, admin: bool) -> bool:
+    """Grant or revoke the admin right; returns whether it was held before."""
+    user = _existing(session, username)
+    before = user.admin
+    user.admin = admin
+    session.flush()
+    return before
 
 
 def verify_password(session: Session, username: str, password: str) -> StaffUser | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -148,15 +149,19 @@ class Worker:
                                     outcome.reason)
             else:
                 state, reason = MessageState.FAILED, outcome.reason
+            facts = dict(ctx.facts)
+            if ctx.direction == Direction.INBOUND:
+                facts.update(ctx.inbound_crypto.facts())
             if not release(session, claim, state=state, reason=reason, now=now,
-                           next_attempt_at=next_attempt):
+                           next_attempt_at=next_attempt,
+                           facts=json.dumps(facts, sort_keys=True) if facts else None):
                 # Another worker took over after our lease ran out; its result counts.
                 log.warning("%s: lease lost before finishing; result discarded", claim.queue_id)
                 session.rollback()
                 return None
             detail: dict[str, object] = {"reason": reason, "stage": result.stage,
                                          "attempt": claim.attempt}
-            detail.update(ctx.facts)
+            detail.update(facts)
             if next_attempt is not None:
                 detail["next_attempt_at"] = next_attempt.isoformat()
             events.append(audit.Event(self.name, state.value, claim.queue_id, detail))

@@ -9,6 +9,7 @@ could not undo that.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from gateway.delivery.transport import RecordingTransport
 from gateway.migrate import upgrade
 from gateway.services import Services, build_services
 from gateway.settings import RelayRoute, Settings, TlsPolicy, load_settings
+from tests.support.cli import Cli
 from tests.support.pki import TestPki, make_pki
 from tests.support.postgres import PostgresServer
 from tests.support.sink import SmtpSink
@@ -84,6 +86,10 @@ def make_settings(data_dir: Path, database_url: str, **sections: Any) -> Setting
         "database": {"url": database_url},
         "storage": {"master_key_file": str(key)},
         "logging": {"level": "DEBUG", "json": False},
+        # The gateway-core tests relay to unknown test domains; the crypto tests set the
+        # fail-closed default ("either") or partner records themselves.
+        "crypto": {"unknown_partner_outbound": "plaintext",
+                   "gnupg_home": str(data_dir / "gnupg")},
     }
     for name, value in sections.items():
         if isinstance(value, dict) and isinstance(base.get(name), dict):
@@ -167,3 +173,30 @@ def relay_services(settings: Settings, clock: FakeClock
     yield build
     for svc in built:
         svc.sessions.kw["bind"].dispose()
+
+
+# -- the xgate command in process, on a configuration of its own -----------------------------
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    # Every command configures the root logger (gateway.cli_common.load_config).
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str],
+        restore_logging: None) -> Cli:
+    key_file = tmp_path / "master.key"
+    MasterKey.generate().write(key_file)
+    config = tmp_path / "xgate.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path}"\n[database]\nurl = "{database_url}"\n'
+        f'[storage]\nmaster_key_file = "{key_file}"\n'
+        '[logging]\nlevel = "INFO"\njson = false\n'
+        '[crypto]\nexpiry_warning_days = 30\n', encoding="utf-8")
+    return Cli(config, capsys, tmp_path)

@@ -22,6 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Engine, inspect
 
+import gateway.keydir.models
 import gateway.models
 import mailboxes.models
 from gateway.db import Base, make_engine
@@ -33,8 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION_PACKAGES = ("gateway", "crypto", "scanning", "mailboxes", "admin_ui")
 _counter = itertools.count()
 
-# Both model modules must be imported so that every table is on Base.metadata.
-_MODEL_MODULES = (gateway.models, mailboxes.models)
+# Every model module must be imported so that every table is on Base.metadata.
+_MODEL_MODULES = (gateway.models, gateway.keydir.models, mailboxes.models)
 
 
 def _backends() -> list[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+import gateway.keydir.models  # registers the key directory's tables on the metadata
 import gateway.models
 import mailboxes.models  # noqa: F401 - registers the mailbox tables on the metadata
 from gateway.db import Base

@@ -8,6 +8,7 @@ from email.message import EmailMessage
 
 from gateway.delivery.recipients import MessageRef
 from gateway.models import Direction
+from gateway.pipeline.crypto_state import InboundCrypto, OutboundCrypto
 from gateway.settings import RelayRoute
 
 
@@ -53,8 +54,12 @@ class MessageContext:
     routes: dict[str, Route] = field(default_factory=dict)
     # Mailbox copies to file in the same transaction that records the message's outcome.
     filings: list[Filing] = field(default_factory=list)
-    # Facts stages establish, recorded on the audit entry of the outcome.
+    # Facts stages establish, recorded on the message and on the audit entry of the outcome.
     facts: dict[str, str] = field(default_factory=dict)
+    # A recipient's own form of the message (encrypted for it); others get ``body``.
+    outgoing: dict[str, bytes] = field(default_factory=dict)
+    inbound_crypto: InboundCrypto = field(default_factory=InboundCrypto)
+    outbound_crypto: OutboundCrypto = field(default_factory=OutboundCrypto)
 
     @property
     def ref(self) -> MessageRef:

@@ -1,26 +1,38 @@
 """The pipelines: tuples of stage names, looked up in one registry.
 
-Later features add stages here (decrypt, verify, scan, consent, sign, encrypt) without
-touching the driver.
+Later features add stages here (scan, consent) without touching the driver.
 """
 
 from __future__ import annotations
 
 from gateway.models import Direction
 from gateway.pipeline.stage import Stage
+from gateway.pipeline.stages.decrypt import DecryptStage
 from gateway.pipeline.stages.deliver import DeliverStage
+from gateway.pipeline.stages.encrypt import EncryptStage
+from gateway.pipeline.stages.inbound_policy import InboundPolicyStage
+from gateway.pipeline.stages.outbound_policy import OutboundPolicyStage
 from gateway.pipeline.stages.parse import ParseStage
+from gateway.pipeline.stages.result_headers import ResultHeadersStage
 from gateway.pipeline.stages.route import RouteStage
+from gateway.pipeline.stages.sign import SignStage
 from gateway.pipeline.stages.strip_result_headers import StripResultHeadersStage
+from gateway.pipeline.stages.verify import VerifyStage
 
 STAGES: dict[str, Stage] = {
     stage.name: stage
-    for stage in (ParseStage(), StripResultHeadersStage(), RouteStage(), DeliverStage())
+    for stage in (StripResultHeadersStage(), ParseStage(), DecryptStage(), VerifyStage(),
+                  InboundPolicyStage(), ResultHeadersStage(), RouteStage(),
+                  OutboundPolicyStage(), SignStage(), EncryptStage(), DeliverStage())
 }
 
 PIPELINES: dict[Direction, tuple[str, ...]] = {
-    Direction.INBOUND: ("strip_result_headers", "parse", "route", "deliver"),
-    Direction.OUTBOUND: ("strip_result_headers", "parse", "route", "deliver"),
+    # Decrypt before verify: partners sign, then encrypt (RFC 8551 section 3.7).
+    Direction.INBOUND: ("strip_result_headers", "parse", "decrypt", "verify", "inbound_policy",
+                        "result_headers", "route", "deliver"),
+    # Route first: mail for a shared mailbox or the internal server needs no encryption.
+    Direction.OUTBOUND: ("strip_result_headers", "parse", "route", "outbound_policy", "sign",
+                         "encrypt", "deliver"),
 }
 
 

@@ -6,11 +6,19 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+from sqlalchemy import select
+
 from crypto.at_rest import MasterKey
+from gateway import audit
+from gateway.cli import main
+from gateway.db import make_engine, make_session_factory, read_scope
 from gateway.delivery.transport import RecordingTransport
+from gateway.models import AuditEntry
 from gateway.services import Services, build_services
 from gateway.settings import Settings, load_settings
 
@@ -64,3 +72,41 @@ def master_key(settings: Settings) -> MasterKey:
 
 def dispose(services: Services) -> None:
     services.sessions.kw["bind"].dispose()
+
+
+@dataclass
+class Cli:
+    config: Path
+    capsys: pytest.CaptureFixture[str]
+    tmp: Path
+
+    def __call__(self, *args: str, ok: bool = True) -> tuple[int, str, str]:
+        code = main(["-c", str(self.config), *args])
+        out, err = self.capsys.readouterr()
+        if ok:
+            assert code == 0, err
+        return code, out, err
+
+    def fails(self, *args: str) -> str:
+        code, out, err = self(*args, ok=False)
+        assert code == 1, out
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("xgate: error: "), err
+        assert "Traceback" not in err
+        return lines[0].removeprefix("xgate: error: ")
+
+    def file(self, name: str, data: bytes) -> str:
+        path = self.tmp / name
+        path.write_bytes(data)
+        return str(path)
+
+    def audit_actions(self) -> list[tuple[str, str]]:
+        settings = load_settings(self.config)
+        engine = make_engine(settings)
+        try:
+            with read_scope(make_session_factory(engine)) as session:
+                assert audit.verify(session).ok
+                return [(e.actor, e.action) for e in session.scalars(
+                    select(AuditEntry).order_by(AuditEntry.seq))]
+        finally:
+            engine.dispose()

@@ -45,3 +45,11 @@ def drain(services: Services, limit: int = 20) -> int:
         if not worker.process_one():
             return done
     raise AssertionError(f"queue not drained after {limit} messages")
+
+
+def without_result_headers(delivered: bytes) -> bytes:
+    """What was delivered minus the X-Xgate-* result headers the gateway put on top."""
+    rest = delivered
+    while rest.lower().startswith(b"x-xgate-"):
+        rest = rest.split(b"\r\n", 1)[1]
+    return rest

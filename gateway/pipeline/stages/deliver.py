@@ -19,27 +19,39 @@ from gateway.delivery.dsn import Failure
 from gateway.delivery.recipients import fail_recipients, mark_delivered, note_attempt
 from gateway.delivery.transport import Reply, TransportError
 from gateway.mime.headers import prepend_headers
+from gateway.models import Direction
 from gateway.pipeline.context import Filing, LocalRoute, MessageContext
 from gateway.pipeline.outcomes import Defer
 from gateway.services import Services
 from gateway.settings import RelayRoute, TlsPolicy
 from mailboxes.store import seal_for_mailbox
 
-_HopKey = tuple[str, int, TlsPolicy, Path | None]
+# Next hop, its TLS policy, and which form of the message (recipients' copies differ when
+# they are encrypted for them).
+_HopKey = tuple[str, int, TlsPolicy, Path | None, int]
 
 
 class DeliverStage:
     name = "deliver"
 
     def run(self, ctx: MessageContext, services: Services) -> None:
-        content = prepend_headers(ctx.body, ctx.result_headers)
+        shared = prepend_headers(ctx.body, ctx.result_headers)
+        forms: dict[int, bytes] = {0: shared}
+
+        def form_of(address: str) -> int:
+            own = ctx.outgoing.get(address)
+            if own is None:
+                return 0
+            forms.setdefault(id(own), prepend_headers(own, ctx.result_headers))
+            return id(own)
+
         failures: list[Failure] = []
         transient: dict[str, str] = {}
 
         for address in list(ctx.pending):
             route = ctx.routes[address]
             if isinstance(route, LocalRoute):
-                self._file(ctx, services, address, route, content)
+                self._file(ctx, services, address, route, forms[form_of(address)])
 
         # One session per next hop *and* TLS policy: keyed by host:port alone, a route that
         # allows plaintext could carry mail whose own route requires verified TLS.
@@ -48,11 +60,14 @@ class DeliverStage:
         for address in ctx.pending:
             route = ctx.routes[address]
             if isinstance(route, RelayRoute):
-                key = (route.host, route.port, route.tls, route.ca_file)
+                key = (route.host, route.port, route.tls, route.ca_file, form_of(address))
                 by_hop[key].append(address)
                 hops[key] = route
+        if ctx.direction == Direction.OUTBOUND:
+            self._refuse_unprotected(ctx, by_hop)
         for key, addresses in by_hop.items():
-            self._relay(ctx, services, hops[key], addresses, content, failures, transient)
+            self._relay(ctx, services, hops[key], addresses, forms[key[4]], failures,
+                        transient)
 
         now = services.clock()
         if ctx.pending and now - ctx.received_at >= timedelta(
@@ -71,6 +86,17 @@ class DeliverStage:
         if ctx.pending:
             reasons = sorted({transient.get(a, "not attempted") for a in ctx.pending})
             raise Defer(f"{len(ctx.pending)} recipient(s) deferred: " + "; ".join(reasons))
+
+    def _refuse_unprotected(self, ctx: MessageContext, by_hop: dict[_HopKey, list[str]]) -> None:
+        """The last line of defence: no external recipient gets the plain message unless
+        the policy said so. A missing plan is a bug, and a bug must not leak plaintext."""
+        for key, addresses in by_hop.items():
+            route = ctx.routes[addresses[0]]
+            if isinstance(route, RelayRoute) and route.internal:
+                continue
+            for address in addresses:
+                if key[4] == 0 and not ctx.outbound_crypto.may_send_as_is(address):
+                    raise RuntimeError(f"no protection decided for {address}; not relayed")
 
     def _file(self, ctx: MessageContext, services: Services, address: str, route: LocalRoute,
               content: bytes) -> None:

@@ -24,18 +24,26 @@ STRUCTURAL_DEFECTS: tuple[type[errors.MessageDefect], ...] = (
 )
 
 
+def parse_checked(data: bytes) -> EmailMessage:
+    """Parse ``data``; raise Quarantine if the structure had to be guessed at.
+
+    Used on what arrived and again on what decryption and signature unwrapping produce.
+    """
+    try:
+        parsed = BytesParser(policy=policy.default).parsebytes(data)
+        problems = sorted({type(d).__name__ for part in parsed.walk() for d in part.defects
+                           if isinstance(d, STRUCTURAL_DEFECTS)})
+    except Exception as exc:  # noqa: BLE001 - any parser failure is a verdict, not a crash
+        raise Quarantine(f"unparseable message: {type(exc).__name__}") from None
+    if problems:
+        raise Quarantine("malformed MIME structure: " + ", ".join(problems))
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
 class ParseStage:
     name = "parse"
 
     def run(self, ctx: MessageContext, services: Services) -> None:
-        try:
-            parsed = BytesParser(policy=policy.default).parsebytes(ctx.body)
-            problems = sorted({type(d).__name__ for part in parsed.walk() for d in part.defects
-                               if isinstance(d, STRUCTURAL_DEFECTS)})
-        except Exception as exc:  # noqa: BLE001 - any parser failure is a verdict, not a crash
-            raise Quarantine(f"unparseable message: {type(exc).__name__}") from None
-        if problems:
-            raise Quarantine("malformed MIME structure: " + ", ".join(problems))
-        assert isinstance(parsed, EmailMessage)
-        ctx.parsed = parsed
-        ctx.facts["mime_type"] = parsed.get_content_type()
+        ctx.parsed = parse_checked(ctx.body)
+        ctx.facts["mime_type"] = ctx.parsed.get_content_type()

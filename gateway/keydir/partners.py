@@ -1,0 +1,227 @@
+"""Partner organisations, the domains and addresses that are theirs, and their policies.
+
+Data functions: they flush and record audit entries but never commit; the caller's
+``session_scope`` owns the transaction, so a change and its audit entry commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway import audit
+from gateway.keydir.addresses import check_pattern, domain_of, normalise
+from gateway.keydir.errors import Conflict, KeyDirError, NotFound
+from gateway.keydir.models import Partner, PartnerAddress
+from gateway.settings import OutboundPolicy
+
+MAX_NAME_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class PartnerPolicy:
+    """What the pipeline needs to know about the partner an address belongs to."""
+
+    id: int
+    name: str
+    outbound_policy: OutboundPolicy
+    smime_gcm: bool
+    inbound_require_encryption: bool
+    inbound_require_signature: bool
+    non_sensitive: bool
+    # The partner pattern that matched: the address itself, or its domain.
+    pattern: str
+
+
+def partner_for(session: Session, address: str) -> PartnerPolicy | None:
+    """The partner ``address`` belongs to: an exact address pattern beats a domain pattern.
+
+    Only the address's own domain matches; "x@sub.stelle.example" is not a partner of
+    "stelle.example". Subdomains are often run by someone else (a hosting provider, another
+    authority), and a policy must not reach further than the admin wrote it.
+    """
+    normalised = normalise(address)
+    if "@" not in normalised:
+        return None
+    candidates = (normalised, domain_of(normalised))
+    rows = session.execute(
+        select(Partner, PartnerAddress.pattern).join(PartnerAddress)
+        .where(PartnerAddress.pattern.in_(candidates))
+    ).all()
+    if not rows:
+        return None
+    partner, pattern = min(rows, key=lambda row: candidates.index(row[1]))
+    return PartnerPolicy(
+        id=partner.id, name=partner.name, outbound_policy=partner.outbound_policy,
+        smime_gcm=partner.smime_gcm,
+        inbound_require_encryption=partner.inbound_require_encryption,
+        inbound_require_signature=partner.inbound_require_signature,
+        non_sensitive=partner.non_sensitive, pattern=pattern)
+
+
+def find_partner(session: Session, name: str) -> Partner | None:
+    return session.scalars(select(Partner).where(Partner.name == name.strip())).one_or_none()
+
+
+def get_partner(session: Session, name: str) -> Partner:
+    partner = find_partner(session, name)
+    if partner is None:
+        raise NotFound(f"no partner {name!r}")
+    return partner
+
+
+def list_partners(session: Session) -> list[Partner]:
+    return list(session.scalars(select(Partner).order_by(Partner.name)))
+
+
+def add_partner(session: Session, name: str, *, actor: str, now: datetime,
+                patterns: Iterable[str] = (),
+                outbound_policy: OutboundPolicy = OutboundPolicy.EITHER,
+                smime_gcm: bool = False, inbound_require_encryption: bool = False,
+                inbound_require_signature: bool = False, non_sensitive: bool = False,
+                note: str = "") -> Partner:
+    name = _check_name(name)
+    if find_partner(session, name) is not None:
+        raise Conflict(f"partner {name!r} exists already")
+    _check_plaintext(name, outbound_policy, non_sensitive)
+    # Checked before anything is written, so a refused pattern leaves nothing behind.
+    wanted = [_free_pattern(session, p) for p in patterns]
+    partner = Partner(
+        name=name, outbound_policy=outbound_policy, smime_gcm=smime_gcm,
+        inbound_require_encryption=inbound_require_encryption,
+        inbound_require_signature=inbound_require_signature, non_sensitive=non_sensitive,
+        note=note, created_at=now, created_by=actor, updated_at=now, updated_by=actor)
+    session.add(partner)
+    session.flush()
+    added = [_add_pattern(session, partner, p) for p in dict.fromkeys(wanted)]
+    audit.record(session, actor=actor, action="partner-added", detail={
+        "partner": name, "patterns": added, **_policy_facts(partner)})
+    return partner
+
+
+def update_partner(session: Session, name: str, *, actor: str, now: datetime,
+                   new_name: str | None = None,
+                   outbound_policy: OutboundPolicy | None = None,
+                   smime_gcm: bool | None = None,
+                   inbound_require_encryption: bool | None = None,
+                   inbound_require_signature: bool | None = None,
+                   non_sensitive: bool | None = None,
+                   note: str | None = None) -> Partner:
+    """Change the given fields (None leaves a field as it is)."""
+    partner = get_partner(session, name)
+    before = {"name": partner.name, **_policy_facts(partner), "note": partner.note}
+    if new_name is not None and new_name.strip() != partner.name:
+        new_name = _check_name(new_name)
+        if find_partner(session, new_name) is not None:
+            raise Conflict(f"partner {new_name!r} exists already")
+        partner.name = new_name
+    final_policy = outbound_policy if outbound_policy is not None else partner.outbound_policy
+    final_non_sensitive = non_sensitive if non_sensitive is not None else partner.non_sensitive
+    _check_plaintext(partner.name, final_policy, final_non_sensitive)
+    partner.outbound_policy = final_policy
+    partner.non_sensitive = final_non_sensitive
+    if smime_gcm is not None:
+        partner.smime_gcm = smime_gcm
+    if inbound_require_encryption is not None:
+        partner.inbound_require_encryption = inbound_require_encryption
+    if inbound_require_signature is not None:
+        partner.inbound_require_signature = inbound_require_signature
+    if note is not None:
+        partner.note = note
+    after = {"name": partner.name, **_policy_facts(partner), "note": partner.note}
+    changes = {k: [before[k], after[k]] for k in before if before[k] != after[k]}
+    if changes:
+        partner.updated_at = now
+        partner.updated_by = actor
+        session.flush()
+        audit.record(session, actor=actor, action="partner-changed",
+                     detail={"partner": partner.name, "changes": changes})
+    return partner
+
+
+def delete_partner(session: Session, name: str, *, actor: str) -> None:
+    """Remove a partner and its patterns. Its keys stay, without a partner, for the record."""
+    partner = get_partner(session, name)
+    patterns = [p.pattern for p in partner.patterns]
+    session.delete(partner)
+    session.flush()
+    audit.record(session, actor=actor, action="partner-removed",
+                 detail={"partner": partner.name, "patterns": patterns})
+
+
+def add_partner_pattern(session: Session, name: str, pattern: str, *, actor: str,
+                        now: datetime) -> str:
+    partner = get_partner(session, name)
+    added = _add_pattern(session, partner, pattern)
+    _touch(partner, actor, now)
+    audit.record(session, actor=actor, action="partner-address-added",
+                 detail={"partner": partner.name, "pattern": added})
+    return added
+
+
+def remove_partner_pattern(session: Session, name: str, pattern: str, *, actor: str,
+                           now: datetime) -> None:
+    partner = get_partner(session, name)
+    wanted = normalise(pattern)
+    match = next((p for p in partner.patterns if p.pattern == wanted), None)
+    if match is None:
+        raise NotFound(f"partner {partner.name!r} has no address or domain {wanted!r}")
+    partner.patterns.remove(match)
+    _touch(partner, actor, now)
+    session.flush()
+    audit.record(session, actor=actor, action="partner-address-removed",
+                 detail={"partner": partner.name, "pattern": wanted})
+
+
+def _free_pattern(session: Session, text: str) -> str:
+    pattern = check_pattern(text)
+    owner = session.scalars(
+        select(Partner).join(PartnerAddress).where(PartnerAddress.pattern == pattern)
+    ).one_or_none()
+    if owner is not None:
+        # One address, one policy: two partners claiming it would make the lookup arbitrary.
+        raise Conflict(f"{pattern} belongs to partner {owner.name!r} already")
+    return pattern
+
+
+def _add_pattern(session: Session, partner: Partner, text: str) -> str:
+    pattern = _free_pattern(session, text)
+    partner.patterns.append(PartnerAddress(pattern=pattern))
+    session.flush()
+    return pattern
+
+
+def _touch(partner: Partner, actor: str, now: datetime) -> None:
+    partner.updated_at = now
+    partner.updated_by = actor
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise KeyDirError(f"partner name must be 1 to {MAX_NAME_LENGTH} characters")
+    if any(not ch.isprintable() for ch in name):
+        raise KeyDirError("partner name must not contain control characters")
+    return name
+
+
+def _check_plaintext(name: str, policy: OutboundPolicy, non_sensitive: bool) -> None:
+    if policy is OutboundPolicy.PLAINTEXT and not non_sensitive:
+        raise KeyDirError(
+            f"partner {name!r}: outbound policy plaintext is only allowed for a partner "
+            "marked non-sensitive")
+
+
+def _policy_facts(partner: Partner) -> dict[str, Any]:
+    return {
+        "outbound_policy": str(partner.outbound_policy),
+        "smime_gcm": partner.smime_gcm,
+        "inbound_require_encryption": partner.inbound_require_encryption,
+        "inbound_require_signature": partner.inbound_require_signature,
+        "non_sensitive": partner.non_sensitive,
+    }

@@ -1,0 +1,70 @@
+"""What the crypto stages learn about a message and hand on to later stages.
+
+Inbound: how the message was protected and who signed it; these become the X-Xgate-* result
+headers and the crypto facts on the message and in the audit trail. Outbound: each
+recipient's plan and the signed forms of the entity that the encrypt stage wraps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gateway.keydir.own_keys import OwnKeyMaterial
+    from gateway.policy.outbound import RecipientPlan
+
+
+@dataclass
+class InboundCrypto:
+    # "smime", "openpgp" or None when the message arrived unencrypted.
+    encryption: str | None = None
+    algorithm: str | None = None  # e.g. "aes256-gcm, rsaes-oaep" or "aes256"
+    decrypted_with: str | None = None  # fingerprint of our key that opened it
+    # "valid", "invalid" or None when there was no signature.
+    signature: str | None = None
+    signature_kind: str | None = None  # "smime" or "openpgp"
+    signer: str | None = None  # e-mail address(es) the signing certificate or key names
+    signer_fingerprint: str | None = None
+    signer_subject: str | None = None
+    signature_reason: str | None = None  # why not valid
+
+    @property
+    def verified(self) -> bool:
+        return self.signature == "valid"
+
+    def facts(self) -> dict[str, str]:
+        """The facts for the audit trail and the message row (no unset keys)."""
+        values = {
+            "encryption": self.encryption or "none",
+            "encryption_algorithm": self.algorithm,
+            "decrypted_with": self.decrypted_with,
+            "signature": self.signature or "none",
+            "signature_kind": self.signature_kind,
+            "signer": self.signer,
+            "signer_fingerprint": self.signer_fingerprint,
+            "signer_subject": self.signer_subject,
+            "signature_reason": self.signature_reason,
+        }
+        return {k: v for k, v in values.items() if v}
+
+
+@dataclass
+class OutboundCrypto:
+    plans: dict[str, RecipientPlan] = field(default_factory=dict)
+    smime_signer: OwnKeyMaterial | None = None
+    pgp_signer: OwnKeyMaterial | None = None
+    # The entity (Content-* headers and body) signed as multipart/signed, per format.
+    smime_signed: bytes | None = None
+    pgp_signed: bytes | None = None
+    # The sender's own client already encrypted it end to end: passed through untouched.
+    pre_encrypted: bool = False
+    # A notice or DSN of the gateway itself (null sender): no message content inside.
+    notice: bool = False
+
+    def may_send_as_is(self, address: str) -> bool:
+        """Whether ``address`` may get the message without a copy of its own."""
+        if self.pre_encrypted or self.notice:
+            return True
+        plan = self.plans.get(address)
+        return plan is not None and plan.protection.value in ("inside", "plaintext")

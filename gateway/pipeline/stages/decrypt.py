@@ -1,0 +1,148 @@
+"""Inbound: decrypt S/MIME and OpenPGP mail with the office's own keys.
+
+Every failure after the envelope was parsed ends in the same quarantine reason, "decryption
+failed", whatever went wrong inside (wrong key, flipped bit, bad padding, bad tag): distinct
+answers would make the gateway a padding oracle. What can be told before any key is used
+(not addressed to us, an algorithm we refuse, garbage instead of CMS) is named, because an
+admin needs it and an attacker learns nothing from it.
+"""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from crypto.cms_common import cms_content_type
+from crypto.openpgp import PgpError
+from crypto.pgp_mime import PgpKind, classify, open_pgp
+from crypto.smime import (
+    DecryptionFailed,
+    MalformedMessage,
+    NoMatchingRecipient,
+    Recipient,
+    SmimeError,
+    UnsupportedAlgorithm,
+    decrypt_smime_message,
+)
+from crypto.smime_out import canonicalize
+from gateway.db import read_scope
+from gateway.keydir.keys import KeyKind
+from gateway.keydir.own_keys import OwnKeyMaterial, own_keys_for
+from gateway.mime.entity import join_entity, split_entity
+from gateway.pipeline.context import MessageContext
+from gateway.pipeline.outcomes import Quarantine
+from gateway.pipeline.stages.parse import parse_checked
+from gateway.pipeline.stages.sender import sender_address
+from gateway.services import Services
+
+UNIFORM_FAILURE = "decryption failed"
+SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+_PGP_ENCRYPTED = (PgpKind.MIME_ENCRYPTED, PgpKind.INLINE_ENCRYPTED)
+
+
+def smime_kind(parsed: EmailMessage) -> str | None:
+    """"encrypted", "signed" or None for a top-level application/pkcs7-mime entity."""
+    if parsed.get_content_type() not in SMIME_TYPES:
+        return None
+    smime_type = str(parsed.get_param("smime-type", "") or "").lower()
+    if smime_type in ("enveloped-data", "authenveloped-data"):
+        return "encrypted"
+    if smime_type == "signed-data":
+        return "signed"
+    # Old clients leave smime-type out: the CMS content type tells. Anything else that
+    # claims to be S/MIME goes the decrypt path and is reported as malformed there.
+    body = parsed.get_payload(decode=True)
+    content_type = cms_content_type(body) if isinstance(body, bytes) else None
+    return "signed" if content_type == "signed_data" else "encrypted"
+
+
+class DecryptStage:
+    name = "decrypt"
+
+    def run(self, ctx: MessageContext, services: Services) -> None:
+        assert ctx.parsed is not None
+        if smime_kind(ctx.parsed) == "encrypted":
+            entity = self._smime(ctx, services)
+        elif classify(ctx.body) in _PGP_ENCRYPTED:
+            entity = self._openpgp(ctx, services)
+        else:
+            return
+        outer, _ = split_entity(ctx.body)
+        ctx.content = join_entity(outer, canonicalize(entity))
+        ctx.parsed = parse_checked(ctx.content)
+
+    def _keys(self, ctx: MessageContext, services: Services,
+              kind: KeyKind) -> list[OwnKeyMaterial]:
+        with read_scope(services.sessions) as session:
+            keys: dict[int, OwnKeyMaterial] = {}
+            for address in ctx.pending:
+                for key in own_keys_for(session, services.master_key, address, kind):
+                    keys[key.id] = key
+        if not keys:
+            raise Quarantine(f"encrypted with {kind.value}, but the gateway holds no "
+                             f"{kind.value} key for " + ", ".join(ctx.pending))
+        return list(keys.values())
+
+    def _smime(self, ctx: MessageContext, services: Services) -> bytes:
+        recipients: list[Recipient] = []
+        for key in self._keys(ctx, services, KeyKind.SMIME):
+            private = serialization.load_der_private_key(key.private, password=None)
+            recipients.append((x509.load_der_x509_certificate(key.public), private))
+        try:
+            result = decrypt_smime_message(ctx.body, recipients)
+        except NoMatchingRecipient:
+            raise Quarantine("S/MIME message is not encrypted for any key the gateway "
+                             "holds") from None
+        except UnsupportedAlgorithm as exc:
+            raise Quarantine(f"S/MIME encryption refused: {exc}") from None
+        except MalformedMessage as exc:
+            raise Quarantine(f"malformed S/MIME message: {exc}") from None
+        except (DecryptionFailed, SmimeError):
+            raise Quarantine(UNIFORM_FAILURE) from None
+        facts = ctx.inbound_crypto
+        facts.encryption = "smime"
+        facts.algorithm = f"{result.content_algorithm}, {result.key_transport}"
+        facts.decrypted_with = result.recipient_fingerprint
+        return result.plaintext
+
+    def _openpgp(self, ctx: MessageContext, services: Services) -> bytes:
+        from crypto.pgp_mime import PgpMalformed, PgpNoIntegrity
+        from gateway.keydir.keys import verification_keys
+
+        secret = [k.private for k in self._keys(ctx, services, KeyKind.OPENPGP)]
+        sender = sender_address(ctx)
+        with read_scope(services.sessions) as session:
+            certs = [k.data for k in verification_keys(session, sender, KeyKind.OPENPGP)]
+        try:
+            opened = open_pgp(ctx.body, services.pgp, secret, certs)
+        except PgpNoIntegrity:
+            raise Quarantine("OpenPGP message without integrity protection (no MDC) refused"
+                             ) from None
+        except PgpMalformed as exc:
+            raise Quarantine(f"malformed OpenPGP message: {exc}") from None
+        except PgpError:
+            raise Quarantine(UNIFORM_FAILURE) from None
+        facts = ctx.inbound_crypto
+        facts.encryption = "openpgp"
+        facts.algorithm = opened.cipher
+        facts.decrypted_with = opened.recipient_fingerprint
+        if opened.signed:
+            record_pgp_signature(ctx, opened.signature_valid, opened.signer_fingerprint,
+                                 opened.signer_emails, opened.reason, sender)
+        return opened.content
+
+
+def record_pgp_signature(ctx: MessageContext, valid: bool, fingerprint: str | None,
+                         emails: tuple[str, ...] | list[str], reason: str | None,
+                         sender: str) -> None:
+    """Note an OpenPGP signature; valid only if the key also names the sender."""
+    facts = ctx.inbound_crypto
+    facts.signature_kind = "openpgp"
+    facts.signer_fingerprint = fingerprint
+    facts.signer = ", ".join(emails) or None
+    if valid and sender.lower() not in {e.lower() for e in emails}:
+        valid, reason = False, f"signing key does not name the sender {sender}"
+    facts.signature = "valid" if valid else "invalid"
+    facts.signature_reason = None if valid else (reason or "signature does not verify")

@@ -1,0 +1,46 @@
+"""Outbound: decide each recipient's protection; hold the message if a key is missing.
+
+Runs after routing (a shared mailbox or the internal mail server needs no encryption) and
+before signing and encryption, which carry the plans out.
+"""
+
+from __future__ import annotations
+
+from crypto.pgp_mime import PgpKind, classify
+from gateway.db import read_scope
+from gateway.pipeline.context import MessageContext
+from gateway.pipeline.outcomes import Hold
+from gateway.pipeline.stages.decrypt import smime_kind
+from gateway.policy.outbound import hold_reason, plan_recipient
+from gateway.services import Services
+
+
+class OutboundPolicyStage:
+    name = "outbound_policy"
+
+    def run(self, ctx: MessageContext, services: Services) -> None:
+        assert ctx.parsed is not None
+        state = ctx.outbound_crypto
+        if smime_kind(ctx.parsed) == "encrypted" or classify(ctx.body) in (
+                PgpKind.MIME_ENCRYPTED, PgpKind.INLINE_ENCRYPTED):
+            # The sender's own client encrypted it end to end; we can neither read it nor
+            # make it safer, and wrapping it again would only confuse the recipient.
+            state.pre_encrypted = True
+            ctx.facts["encryption"] = "by the sender's client"
+            return
+        if not ctx.mail_from:
+            # The gateway's own notices and DSNs: headers and our text only, never a
+            # message's content, so they go out as they are (and are never held).
+            ctx.facts["encryption"] = "none (gateway notice)"
+            state.notice = True
+            return
+        now = services.clock()
+        with read_scope(services.sessions) as session:
+            for address in ctx.pending:
+                state.plans[address] = plan_recipient(session, services.settings, address,
+                                                      ctx.routes[address], now)
+        for address, plan in state.plans.items():
+            ctx.facts[f"plan:{address}"] = plan.protection.value
+        reason = hold_reason(list(state.plans.values()))
+        if reason:
+            raise Hold(reason)

@@ -1,0 +1,102 @@
+"""Inbound: verify S/MIME and OpenPGP signatures, then deliver the signed content.
+
+A signature counts as valid only if it verifies, chains to a configured trust anchor at the
+signing time with the right key usage (S/MIME) or comes from a key in the directory (OpenPGP),
+and names the author in the From header. Otherwise the message still goes on, marked
+"invalid" with the reason; the partner's inbound policy decides whether that is acceptable.
+
+The signature wrapper is removed: recipients see the plain content and the gateway's
+X-Xgate-* note of who signed it, which they can trust because the gateway strips any such
+header that came from outside.
+"""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives import serialization
+
+from crypto.openpgp import PgpError
+from crypto.pgp_mime import PgpKind, classify, open_pgp
+from crypto.smime import MalformedMessage
+from crypto.smime_out import canonicalize
+from crypto.smime_verify import VerifyResult, verify_smime
+from gateway.db import read_scope, session_scope
+from gateway.keydir.keys import KeyKind, harvest, verification_keys
+from gateway.mime.entity import join_entity, split_entity
+from gateway.pipeline.context import MessageContext
+from gateway.pipeline.outcomes import Defer, Quarantine
+from gateway.pipeline.stages.decrypt import record_pgp_signature, smime_kind
+from gateway.pipeline.stages.parse import parse_checked
+from gateway.pipeline.stages.sender import sender_address
+from gateway.services import Services
+from gateway.trust import TrustError
+
+_PGP_SIGNED = (PgpKind.MIME_SIGNED, PgpKind.INLINE_SIGNED)
+
+
+def _smime_detached(ctx: MessageContext) -> bool:
+    assert ctx.parsed is not None
+    return (ctx.parsed.get_content_type() == "multipart/signed" and str(
+        ctx.parsed.get_param("protocol", "") or "").lower() in (
+        "application/pkcs7-signature", "application/x-pkcs7-signature"))
+
+
+class VerifyStage:
+    name = "verify"
+
+    def run(self, ctx: MessageContext, services: Services) -> None:
+        assert ctx.parsed is not None
+        if _smime_detached(ctx) or smime_kind(ctx.parsed) == "signed":
+            entity = self._smime(ctx, services)
+        elif classify(ctx.body) in _PGP_SIGNED:
+            entity = self._openpgp(ctx, services)
+        else:
+            return
+        outer, _ = split_entity(ctx.body)
+        ctx.content = join_entity(outer, canonicalize(entity))
+        ctx.parsed = parse_checked(ctx.content)
+
+    def _smime(self, ctx: MessageContext, services: Services) -> bytes:
+        try:
+            anchors, crls = services.trust.current()
+        except TrustError as exc:
+            # A broken trust configuration must not turn into "invalid signature" verdicts
+            # on every partner's mail: it is the gateway's fault, so try again later.
+            raise Defer(f"trust anchors unavailable: {exc}") from None
+        try:
+            result = verify_smime(ctx.body, anchors, crls=crls, now=services.clock())
+        except MalformedMessage as exc:
+            raise Quarantine(f"malformed S/MIME signature: {exc}") from None
+        sender = sender_address(ctx)
+        facts = ctx.inbound_crypto
+        facts.signature_kind = "smime"
+        facts.signer = ", ".join(result.signer_emails) or None
+        facts.signer_fingerprint = result.signer_fingerprint
+        facts.signer_subject = result.signer_subject
+        valid, reason = result.valid, result.reason
+        if valid and sender not in {e.lower() for e in result.signer_emails}:
+            valid, reason = False, f"certificate does not name the sender {sender}"
+        facts.signature = "valid" if valid else "invalid"
+        facts.signature_reason = None if valid else reason
+        if valid and services.settings.crypto.harvest_certificates:
+            self._harvest(ctx, services, result)
+        return result.content
+
+    def _harvest(self, ctx: MessageContext, services: Services, result: VerifyResult) -> None:
+        signer = result.chain[0]
+        with session_scope(services.sessions) as session:
+            harvest(session, kind=KeyKind.SMIME,
+                    data=signer.public_bytes(serialization.Encoding.DER),
+                    addresses=list(result.signer_emails), queue_id=ctx.queue_id,
+                    actor=ctx.worker, now=services.clock())
+
+    def _openpgp(self, ctx: MessageContext, services: Services) -> bytes:
+        sender = sender_address(ctx)
+        with read_scope(services.sessions) as session:
+            certs = [k.data for k in verification_keys(session, sender, KeyKind.OPENPGP)]
+        try:
+            opened = open_pgp(ctx.body, services.pgp, [], certs)
+        except PgpError as exc:
+            raise Quarantine(f"malformed OpenPGP signature: {exc}") from None
+        record_pgp_signature(ctx, opened.signature_valid, opened.signer_fingerprint,
+                             opened.signer_emails, opened.reason, sender)
+        return opened.content

@@ -1,0 +1,119 @@
+"""What protection each recipient of an outbound message gets, and why.
+
+One function decides it for the pipeline's stages and for ``xgate policy explain`` alike, so
+the dry run cannot drift from what really happens. It fails closed: where encryption is
+required and no usable key exists the answer is HOLD, naming the missing key; plaintext goes
+out only to partners explicitly marked for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from cryptography import x509
+from sqlalchemy.orm import Session
+
+from crypto.smime_out import recipient_problem
+from gateway.keydir.keys import KeyKind, PartnerKeyMaterial, usable_partner_keys
+from gateway.keydir.partners import PartnerPolicy, partner_for
+from gateway.pipeline.context import LocalRoute, Route
+from gateway.settings import OutboundPolicy, RelayRoute, Settings
+
+
+class Protection(StrEnum):
+    INSIDE = "inside"  # a shared mailbox or the office's internal mail server
+    SMIME = "smime"
+    OPENPGP = "openpgp"
+    PLAINTEXT = "plaintext"
+    HOLD = "hold"
+
+
+@dataclass(frozen=True)
+class RecipientPlan:
+    recipient: str
+    protection: Protection
+    reasons: tuple[str, ...]
+    policy: OutboundPolicy | None = None
+    partner: str | None = None
+    keys: tuple[PartnerKeyMaterial, ...] = ()
+    # S/MIME: AES-256-GCM (AuthEnvelopedData) only where the partner can read it.
+    gcm: bool = False
+    # For HOLD: the key that would let the message go.
+    missing: str | None = None
+
+
+def _usable_smime(keys: Sequence[PartnerKeyMaterial]) -> tuple[list[PartnerKeyMaterial],
+                                                                list[str]]:
+    usable, problems = [], []
+    for key in keys:
+        problem = recipient_problem(x509.load_der_x509_certificate(key.data))
+        if problem is None:
+            usable.append(key)
+        else:
+            problems.append(f"certificate {key.fingerprint[:16]} unusable: {problem}")
+    return usable, problems
+
+
+def plan_recipient(session: Session, settings: Settings, address: str, route: Route,
+                   now: datetime) -> RecipientPlan:
+    if isinstance(route, LocalRoute):
+        return RecipientPlan(address, Protection.INSIDE,
+                             (f"filed in the shared mailbox {route.mailbox_address}",))
+    if isinstance(route, RelayRoute) and route.internal:
+        return RecipientPlan(address, Protection.INSIDE,
+                             (f"relayed to the office's internal mail server {route.host}",))
+    partner = partner_for(session, address)
+    policy = partner.outbound_policy if partner else settings.crypto.unknown_partner_outbound
+    reasons = [_policy_source(partner, policy)]
+    smime, problems = _usable_smime(usable_partner_keys(session, address, KeyKind.SMIME, now))
+    reasons.extend(problems)
+    pgp = usable_partner_keys(session, address, KeyKind.OPENPGP, now)
+    gcm = bool(partner and partner.smime_gcm)
+    base = RecipientPlan(address, Protection.HOLD, tuple(reasons), policy=policy,
+                         partner=partner.name if partner else None, gcm=gcm)
+
+    def smime_plan() -> RecipientPlan:
+        cipher = "AES-256-GCM" if gcm else "AES-256-CBC"
+        why = f"S/MIME, {cipher}, to certificate {smime[0].fingerprint[:16]}"
+        return replace(base, protection=Protection.SMIME, reasons=(*base.reasons, why),
+                       keys=tuple(smime))
+
+    def pgp_plan() -> RecipientPlan:
+        why = f"OpenPGP to key {pgp[0].fingerprint}"
+        return replace(base, protection=Protection.OPENPGP, reasons=(*base.reasons, why),
+                       keys=tuple(pgp))
+
+    def hold(missing: str) -> RecipientPlan:
+        why = f"held: no usable key; needs {missing}"
+        return replace(base, reasons=(*base.reasons, why), missing=missing)
+
+    if policy == OutboundPolicy.REQUIRE_SMIME:
+        return smime_plan() if smime else hold(
+            f"an approved, valid S/MIME certificate for {address}")
+    if policy == OutboundPolicy.REQUIRE_OPENPGP:
+        return pgp_plan() if pgp else hold(f"an approved, valid OpenPGP key for {address}")
+    if smime:
+        return smime_plan()
+    if pgp:
+        return pgp_plan()
+    if policy == OutboundPolicy.PLAINTEXT:
+        why = "sent unencrypted: the partner is marked non-sensitive and has no key"
+        return replace(base, protection=Protection.PLAINTEXT, reasons=(*base.reasons, why))
+    return hold(f"an approved, valid S/MIME certificate or OpenPGP key for {address}")
+
+
+def _policy_source(partner: PartnerPolicy | None, policy: OutboundPolicy) -> str:
+    if partner is None:
+        return f"no partner record: the default policy for unknown partners is {policy.value}"
+    return f"partner {partner.name!r} (matched {partner.pattern}) requires {policy.value}"
+
+
+def hold_reason(plans: Sequence[RecipientPlan]) -> str | None:
+    """One line for the sender's notice naming every missing key, or None."""
+    missing = [p.missing for p in plans if p.protection == Protection.HOLD and p.missing]
+    if not missing:
+        return None
+    return "encryption is required but no usable key exists: needs " + "; ".join(missing)

@@ -1,0 +1,33 @@
+"""Put keys, certificates and partners into a test gateway's key directory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.db import session_scope
+from gateway.keydir.keys import import_partner_keys
+from gateway.keydir.models import KeySource
+from gateway.keydir.own_keys import import_own_smime
+from gateway.keydir.partners import add_partner
+from gateway.services import Services
+from tests.support.smime_pki import Party
+
+
+def own_smime(services: Services, address: str, party: Party) -> None:
+    with session_scope(services.sessions) as s:
+        import_own_smime(s, services.master_key, address,
+                         party.key_pem.read_bytes() + party.cert_pem.read_bytes(),
+                         actor="test", now=services.clock())
+
+
+def partner_key(services: Services, data: bytes, *, approve: bool = True,
+                partner: str | None = None) -> None:
+    with session_scope(services.sessions) as s:
+        import_partner_keys(s, data, actor="test", source=KeySource.IMPORT,
+                            source_detail="test", partner=partner, approve=approve,
+                            now=services.clock())
+
+
+def partner(services: Services, name: str, *patterns: str, **policy: Any) -> None:
+    with session_scope(services.sessions) as s:
+        add_partner(s, name, actor="test", now=services.clock(), patterns=patterns, **policy)
