@@ -29,7 +29,7 @@ from mailboxes.directory import add_mailbox, mailbox_id_for
 from mailboxes.store import messages_in, read_message
 from tests.conftest import make_settings
 from tests.support import crypto_setup
-from tests.support.gpg_partner import GpgPartner
+from tests.support.gpg_partner import GpgPartner, mail_message
 from tests.support.pipeline import drain, enqueue, load_message
 
 MAILBOX = "hilfeplan@jugendamt.example"
@@ -201,7 +201,6 @@ def _quarantined(gw: Gateway, raw: bytes) -> str:
 
 def test_no_mdc_refused(gw: Gateway, world: World) -> None:
     armored = world.gpg.encrypt(TEXT, [gw.own["rsa3072"]], extra=("--rfc2440",))
-    from tests.support.gpg_partner import mail_message
 
     reason = _quarantined(gw, mail_message("text/plain", armored))
     assert reason == "OpenPGP message without integrity protection (no MDC) refused"

@@ -11,18 +11,24 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
 
+from crypto.at_rest import open_sealed
 from gateway import audit
 from gateway.db import session_scope
 from gateway.delivery.transport import RecordingTransport
-from gateway.models import Direction, MessageState
+from gateway.keydir.keys import approve_key, list_keys
+from gateway.keydir.models import KeyStatus
+from gateway.models import AuditEntry, Direction, MessageState, SealedContent
 from gateway.services import Services, build_services
 from gateway.settings import Settings
-from mailboxes.directory import add_mailbox
+from gateway.spool import content_context
+from mailboxes.directory import add_mailbox, mailbox_id_for
 from mailboxes.store import messages_in, read_message
 from tests.conftest import make_settings
 from tests.support import crypto_setup
@@ -107,7 +113,6 @@ def _receive(gw: Services, raw: bytes, rcpt: str = MAILBOX) -> tuple[str, bytes 
     qid = enqueue(gw, [rcpt], raw, mail_from=PARTNER)
     drain(gw)
     with session_scope(gw.sessions) as s:
-        from mailboxes.directory import mailbox_id_for
 
         found = mailbox_id_for(s, rcpt)
         assert found is not None
@@ -116,7 +121,6 @@ def _receive(gw: Services, raw: bytes, rcpt: str = MAILBOX) -> tuple[str, bytes 
 
 
 def _headers(content: bytes) -> dict[str, str]:
-    from email.parser import BytesHeaderParser
 
     parsed = BytesHeaderParser().parsebytes(content)
     return {k: str(v) for k, v in parsed.items() if k.lower().startswith("x-xgate-")}
@@ -182,8 +186,6 @@ def test_signed_then_encrypted_verifies(gw: Services, pki: Pki, openssl: Openssl
 @pytest.mark.parametrize("opaque", [True, False])
 def test_signed_only_verifies_and_certificate_is_harvested(
         gw: Services, pki: Pki, openssl: OpensslPartner, opaque: bool, command: str) -> None:
-    from gateway.keydir.keys import list_keys
-    from gateway.keydir.models import KeyStatus
 
     signed = openssl.sign(ENTITY, pki.partner, pki.ca, opaque=opaque, command=command)
     qid, filed = _receive(gw, mail(signed, sender=PARTNER, to=MAILBOX))
@@ -415,11 +417,7 @@ def test_outbound_without_key_is_held_and_sender_told(
     assert [rcpts for _, _, rcpts, _ in transport.sent] == [(STAFF,)]  # only the notice
     [notice] = [m for m in bounces(services) if m.recipients[0].address == STAFF]
     with session_scope(services.sessions) as s:
-        from sqlalchemy import select
 
-        from crypto.at_rest import open_sealed
-        from gateway.models import SealedContent
-        from gateway.spool import content_context
 
         sealed = s.scalars(select(SealedContent.sealed).where(
             SealedContent.message_id == notice.id)).one()
@@ -464,9 +462,30 @@ def test_outbound_mixed_recipients_each_get_their_form(
     assert b"Hilfeplan fuer Kind A." not in sent[(PARTNER,)]
     assert b"Hilfeplan" in openssl.decrypt(sent[(PARTNER,)], pki.partner)
     with session_scope(services.sessions) as s:
-        from mailboxes.directory import mailbox_id_for
 
         found = mailbox_id_for(s, MAILBOX)
         assert found is not None
         [filed] = [read_message(services.master_key, m) for m in messages_in(s, found[0])]
     assert b"Hilfeplan fuer Kind A." in filed
+
+
+def test_held_message_goes_out_when_the_key_is_approved(
+        outbound: tuple[Services, RecordingTransport], pki: Pki,
+        openssl: OpensslPartner) -> None:
+    services, transport = outbound
+    crypto_setup.partner(services, "Jugendamt B", "jugendamt-b.example",
+                         outbound_policy="require-smime")
+    crypto_setup.partner_key(services, pki.partner.der, approve=False)
+    qid = _send(services, mail(ENTITY, sender=STAFF, to=PARTNER), [PARTNER])
+    assert load_message(services, qid).state == MessageState.HELD
+    with session_scope(services.sessions) as s:
+        [key] = list_keys(s)
+        approve_key(s, key.id, "admin", services.clock())
+    drain(services)
+    assert load_message(services, qid).state == MessageState.DELIVERED
+    [data] = [d for _, _, rcpts, d in transport.sent if rcpts == (PARTNER,)]
+    assert b"Hilfeplan" in openssl.decrypt(data, pki.partner)
+    with session_scope(services.sessions) as s:
+        actions = [e.action for e in s.scalars(select(AuditEntry).where(
+            AuditEntry.queue_id == qid).order_by(AuditEntry.seq))]
+    assert actions.index("held") < actions.index("requeued") < actions.index("delivered")

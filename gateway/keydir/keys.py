@@ -259,6 +259,16 @@ def _decide(session: Session, key: PartnerKey, status: KeyStatus, actor: str,
     session.flush()
     audit.record(session, actor=actor, action=f"key-{status}", detail={
         **_facts(key), "from": str(before)})
+    if status is KeyStatus.APPROVED:
+        _release_waiting(session, key, actor, now)
+
+
+def _release_waiting(session: Session, key: PartnerKey, actor: str, now: datetime) -> None:
+    # Imported here: gateway.held needs the outbound policy, which needs this module.
+    from gateway.held import requeue_held_for
+
+    requeue_held_for(session, key.address_list, actor=actor, now=now,
+                     why=f"{key.kind} key {key.fingerprint} approved")
 
 
 def _partner_id(session: Session, owner: Partner | None,
@@ -287,6 +297,8 @@ def _store(session: Session, item: ParsedKey, partner_id: int | None, status: Ke
     audit.record(session, actor=actor, action=action, queue_id=queue_id, detail={
         **_facts(key), "source": str(source), "source_detail": source_detail,
         "addresses": list(item.addresses), "warning": item.warning})
+    if status is KeyStatus.APPROVED:
+        _release_waiting(session, key, actor, now)
     return key
 
 

@@ -111,9 +111,12 @@ def _policy_source(partner: PartnerPolicy | None, policy: OutboundPolicy) -> str
     return f"partner {partner.name!r} (matched {partner.pattern}) requires {policy.value}"
 
 
+KEY_HOLD_PREFIX = "encryption is required but no usable key exists"
+
+
 def hold_reason(plans: Sequence[RecipientPlan]) -> str | None:
     """One line for the sender's notice naming every missing key, or None."""
     missing = [p.missing for p in plans if p.protection == Protection.HOLD and p.missing]
     if not missing:
         return None
-    return "encryption is required but no usable key exists: needs " + "; ".join(missing)
+    return f"{KEY_HOLD_PREFIX}: needs " + "; ".join(missing)

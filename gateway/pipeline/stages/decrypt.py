@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 
 from crypto.cms_common import cms_content_type
 from crypto.openpgp import PgpError
-from crypto.pgp_mime import PgpKind, classify, open_pgp
+from crypto.pgp_mime import PgpKind, PgpMalformed, PgpNoIntegrity, classify, open_pgp
 from crypto.smime import (
     DecryptionFailed,
     MalformedMessage,
@@ -28,7 +28,7 @@ from crypto.smime import (
 )
 from crypto.smime_out import canonicalize
 from gateway.db import read_scope
-from gateway.keydir.keys import KeyKind
+from gateway.keydir.keys import KeyKind, verification_keys
 from gateway.keydir.own_keys import OwnKeyMaterial, own_keys_for
 from gateway.mime.entity import join_entity, split_entity
 from gateway.pipeline.context import MessageContext
@@ -108,8 +108,6 @@ class DecryptStage:
         return result.plaintext
 
     def _openpgp(self, ctx: MessageContext, services: Services) -> bytes:
-        from crypto.pgp_mime import PgpMalformed, PgpNoIntegrity
-        from gateway.keydir.keys import verification_keys
 
         secret = [k.private for k in self._keys(ctx, services, KeyKind.OPENPGP)]
         sender = sender_address(ctx)

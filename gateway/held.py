@@ -1,0 +1,42 @@
+"""Held messages that a change in the key directory may now let go.
+
+A message held because a recipient had no usable key is re-queued the moment a key naming
+that recipient is approved: the worker runs its pipeline again, and the message goes out
+encrypted (or is held again, with a fresh notice, if another recipient still lacks one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from gateway import audit
+from gateway.models import Direction, Message, MessageState, Recipient, RecipientState
+from gateway.policy.outbound import KEY_HOLD_PREFIX
+
+
+def requeue_held_for(session: Session, addresses: Iterable[str], *, actor: str,
+                     now: datetime, why: str) -> list[str]:
+    """Re-queue outbound messages held for a missing key of any of ``addresses``."""
+    wanted = sorted({a.strip().lower() for a in addresses})
+    if not wanted:
+        return []
+    rows = session.execute(
+        select(Message.id, Message.queue_id)
+        .join(Recipient, Recipient.message_id == Message.id)
+        .where(Message.state == MessageState.HELD, Message.direction == Direction.OUTBOUND,
+               Message.reason.startswith(KEY_HOLD_PREFIX),
+               Recipient.state == RecipientState.PENDING,
+               func.lower(Recipient.address).in_(wanted))
+        .distinct()).all()
+    for message_id, queue_id in rows:
+        session.execute(update(Message).where(Message.id == message_id,
+                                              Message.state == MessageState.HELD)
+                        .values(state=MessageState.DEFERRED, next_attempt_at=now,
+                                updated_at=now, reason=f"re-queued: {why}"))
+        audit.record(session, actor=actor, action="requeued", queue_id=queue_id,
+                     detail={"reason": why})
+    return [queue_id for _, queue_id in rows]
