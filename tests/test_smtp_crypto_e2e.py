@@ -1,0 +1,154 @@
+"""End to end through SMTP: encrypted mail in from a partner, encrypted mail out to one.
+
+In: openssl (S/MIME) and gpg (OpenPGP) make the partner's message, smtplib delivers it to the
+real inbound listener, a worker decrypts and verifies it, and the shared mailbox holds the
+plain message with the gateway's note. Out: a staff member submits over STARTTLS and AUTH,
+the worker signs and encrypts, the real relay delivers to an SMTP sink on loopback, and
+openssl / gpg on the partner's side decrypt and verify what arrived.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from email.parser import BytesHeaderParser
+from pathlib import Path
+
+import pytest
+
+from gateway.db import session_scope
+from gateway.delivery.smtp_relay import SmtpRelayTransport
+from gateway.keydir.models import KeyKind
+from gateway.keydir.own_keys import own_keys_for
+from gateway.keydir.own_openpgp import generate_own_openpgp
+from gateway.services import Services, build_services
+from gateway.settings import RelayRoute, Settings, TlsPolicy
+from gateway.staff import add_user
+from mailboxes.directory import add_mailbox, mailbox_id_for
+from mailboxes.store import messages_in, read_message
+from tests.conftest import make_settings
+from tests.support import crypto_setup
+from tests.support.gpg_partner import GpgPartner
+from tests.support.openssl_partner import OpensslPartner, mail
+from tests.support.pipeline import drain
+from tests.support.sink import SmtpSink
+from tests.support.smime_pki import make_ca, make_person
+from tests.support.smtp_client import client_context
+from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
+    Edge,
+    edge_fixture,
+    start_edge_fixture,
+    tls_files_fixture,
+)
+
+MAILBOX = "hilfeplan@jugendamt.example"
+STAFF = "sachbearbeitung@jugendamt.example"
+PARTNER = "fachdienst@jugendamt-b.example"
+USER, PASSWORD = "sb", "Sehr-geheimes-Passwort-1"
+ENTITY = (b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+          b"Stellungnahme zu Kind C. Vertraulich.\r\n")
+TEXT = b"Stellungnahme zu Kind C. Vertraulich."
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, sink: SmtpSink) -> Settings:
+    return make_settings(tmp_path / "var", database_url, crypto={
+        "trust_anchors_file": str(tmp_path / "ca.pem"), "unknown_partner_outbound": "either"},
+        delivery={"routes": [RelayRoute(domain="*", host=sink.host, port=sink.port,
+                                        tls=TlsPolicy.NONE).model_dump()]})
+
+
+@pytest.fixture
+def services(settings: Settings) -> Services:
+    built = build_services(settings, transport=SmtpRelayTransport(settings))
+    with session_scope(built.sessions) as s:
+        add_mailbox(s, MAILBOX, "Hilfeplanung")
+        add_user(s, USER, PASSWORD, addresses=[STAFF])
+    return built
+
+
+def _filed(services: Services) -> list[bytes]:
+    with session_scope(services.sessions) as s:
+        found = mailbox_id_for(s, MAILBOX)
+        assert found is not None
+        return [read_message(services.master_key, m) for m in messages_in(s, found[0])]
+
+
+def _submit(edge: Edge, raw: bytes) -> None:
+    with smtplib.SMTP(*edge.submission) as client:
+        client.starttls(context=client_context(edge.cert))
+        client.login(USER, PASSWORD)
+        client.sendmail(STAFF, [PARTNER], raw)
+
+
+def test_smime_both_ways_through_smtp(services: Services, edge: Edge, sink: SmtpSink,
+                                      tmp_path: Path) -> None:
+    ca = make_ca(tmp_path, "ca")
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem.read_bytes())
+    partner = make_person(tmp_path, "partner", PARTNER, ca)
+    ours = make_person(tmp_path, "ours", MAILBOX, ca)
+    staff = make_person(tmp_path, "staff", STAFF, ca)
+    crypto_setup.own_smime(services, MAILBOX, ours)
+    crypto_setup.own_smime(services, STAFF, staff)
+    crypto_setup.partner(services, "Jugendamt B", "jugendamt-b.example",
+                         outbound_policy="require-smime", smime_gcm=True,
+                         inbound_require_encryption=True, inbound_require_signature=True)
+    crypto_setup.partner_key(services, partner.der)
+    openssl = OpensslPartner(tmp_path)
+
+    # In: signed by the partner, then encrypted for the mailbox.
+    signed = openssl.sign(ENTITY, partner, ca, opaque=True)
+    sealed = openssl.encrypt(signed, ours, cipher="-aes-256-gcm",
+                             keyopt=("-keyopt", "rsa_padding_mode:oaep"))
+    with smtplib.SMTP(*edge.inbound) as client:
+        client.sendmail(PARTNER, [MAILBOX], mail(sealed, sender=PARTNER, to=MAILBOX))
+    drain(services)
+    [filed] = _filed(services)
+    assert TEXT in filed
+    headers = BytesHeaderParser().parsebytes(filed)
+    assert headers["X-Xgate-Signature"] == "valid"
+    assert str(headers["X-Xgate-Encryption"]).startswith("S/MIME aes256-gcm, rsaes-oaep")
+
+    # Out: the staff member answers; the partner's openssl reads it.
+    _submit(edge, mail(ENTITY, sender=STAFF, to=PARTNER, subject="Antwort"))
+    drain(services)
+    [delivered] = sink.deliveries
+    assert delivered.rcpt_tos == (PARTNER,) and TEXT not in delivered.content
+    content = openssl.verify(openssl.decrypt(delivered.content, partner), ca)
+    assert TEXT in content
+
+
+def test_openpgp_both_ways_through_smtp(services: Services, edge: Edge, sink: SmtpSink,
+                                        tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_bytes(make_ca(tmp_path, "ca", bits=2048).cert_pem.read_bytes())
+    with session_scope(services.sessions) as s:
+        generate_own_openpgp(s, services.master_key, MAILBOX, actor="test",
+                             now=services.clock())
+        generate_own_openpgp(s, services.master_key, STAFF, actor="test",
+                             now=services.clock())
+        [mailbox_key] = own_keys_for(s, services.master_key, MAILBOX, KeyKind.OPENPGP)
+        [staff_key] = own_keys_for(s, services.master_key, STAFF, KeyKind.OPENPGP)
+    with GpgPartner.create(tmp_path / "gpg") as gpg:
+        fpr = gpg.generate(f"Fachdienst <{PARTNER}>", "rsa3072")
+        gpg.import_keys(mailbox_key.public)
+        gpg.import_keys(staff_key.public)
+        crypto_setup.partner(services, "Jugendamt B", "jugendamt-b.example",
+                             outbound_policy="require-openpgp")
+        crypto_setup.partner_key(services, gpg.export_public(fpr))
+
+        raw = gpg.pgp_mime_encrypted(ENTITY, [mailbox_key.fingerprint], signer=fpr)
+        raw = raw.replace(b"From: asd@partner.example", f"From: {PARTNER}".encode(), 1)
+        with smtplib.SMTP(*edge.inbound) as client:
+            client.sendmail(PARTNER, [MAILBOX], raw)
+        drain(services)
+        [filed] = _filed(services)
+        assert TEXT in filed
+        headers = BytesHeaderParser().parsebytes(filed)
+        assert headers["X-Xgate-Signature"] == "valid" and fpr in headers["X-Xgate-Signer"]
+
+        _submit(edge, mail(ENTITY, sender=STAFF, to=PARTNER, subject="Antwort"))
+        drain(services)
+        [delivered] = sink.deliveries
+        content = delivered.content
+        armored = content[content.index(b"-----BEGIN PGP MESSAGE-----"):]
+        outcome = gpg.decrypt(armored[: armored.index(b"-----END PGP MESSAGE-----") + 25])
+        assert outcome.has("GOODSIG") and TEXT in outcome.stdout, outcome.stderr
