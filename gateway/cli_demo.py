@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import secrets
 
+from crypto.at_rest import MasterKey
 from gateway import staff, tls
-from gateway.cli_common import command_session
+from gateway.cli_common import command_session, operator_name
+from gateway.demo_keys import create_demo_keys
 from gateway.settings import Settings
 from mailboxes.directory import add_mailbox, find_mailbox
 
@@ -19,6 +21,7 @@ def create_demo(settings: Settings) -> None:
     _certificate(settings)
     _mailbox(settings)
     _user(settings)
+    _keys(settings)
 
 
 def _certificate(settings: Settings) -> None:
@@ -54,3 +57,18 @@ def _user(settings: Settings) -> None:
     print(f"created demo staff user {DEMO_USER} with password {password}")
     print(f"  (it may submit mail as {DEMO_SENDER})")
     print("  (shown only this once; it is stored hashed)")
+
+
+def _keys(settings: Settings) -> None:
+    master_key = MasterKey.load(settings.resolve(settings.storage.master_key_file))
+    with command_session(settings) as session:
+        ca_pem, made = create_demo_keys(session, master_key, [DEMO_MAILBOX, DEMO_SENDER],
+                                        actor=operator_name())
+    for line in made:
+        print(f"created demo key: {line}")
+    if ca_pem is not None:
+        path = settings.resolve(settings.data_dir) / "keys" / "demo-ca.pem"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(ca_pem)
+        print(f"  (S/MIME certificates issued by a throwaway demo CA, {path}; its private "
+              "key was discarded)")

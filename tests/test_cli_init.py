@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli_demo import DEMO_MAILBOX
+from gateway.cli_demo import DEMO_MAILBOX, DEMO_SENDER
 from gateway.db import session_scope
+from gateway.keydir.own_keys import list_own_keys
 from gateway.staff import sender_addresses, verify_password
 from tests.support.cli import (
     dispose,
@@ -69,8 +70,16 @@ def test_init_demo_creates_certificate_mailbox_and_user(tmp_path: Path) -> None:
     try:
         with session_scope(services.sessions) as session:
             assert verify_password(session, "demo", password) is not None
+            # Demo keys: S/MIME and OpenPGP for the mailbox and the demo sender, sealed.
+            kinds = {(k.address, k.kind.value) for k in list_own_keys(session)}
+            assert kinds == {(a, kind) for a in (DEMO_MAILBOX, DEMO_SENDER)
+                             for kind in ("smime", "openpgp")}
     finally:
         dispose(services)
+    assert (inst / "keys" / "demo-ca.pem").is_file()
+    explained = run_xgate("-c", inst / "xgate.toml", "policy", "explain", "--from",
+                          "partner@elsewhere.example", "--to", DEMO_MAILBOX)
+    assert "smime-encrypted mail is decrypted (tries 1 own key(s)" in explained.stdout
     again = run_xgate("init", inst, "--demo")
     assert again.returncode == 0, again.stderr
     assert "kept existing demo mailbox" in again.stdout
