@@ -18,6 +18,7 @@ from admin_ui.errors import install_error_handlers
 from admin_ui.health import check_health
 from gateway.clock import Clock, system_clock
 from gateway.db import make_engine, make_session_factory
+from gateway.keydir.expiry import ExpiryWatch, KeyExpiryCollector
 from gateway.metrics import QueueCollector, metrics_dir, scrape_registry
 from gateway.settings import Settings
 
@@ -26,11 +27,16 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     engine = make_engine(settings)
     sessions = make_session_factory(engine)
     queue_collector = QueueCollector(sessions, clock)
+    warn_days = settings.crypto.expiry_warning_days
+    expiry_collector = KeyExpiryCollector(sessions, clock, warn_days)
+    expiry_watch = ExpiryWatch(sessions, clock, warn_days)
     samples_dir = metrics_dir(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        expiry_watch.start()
         yield
+        expiry_watch.stop()
         engine.dispose()
 
     app = FastAPI(title="xgate admin", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -48,7 +54,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
 
     @app.get("/metrics")
     def metrics() -> Response:
-        registry = scrape_registry(samples_dir, queue_collector)
+        registry = scrape_registry(samples_dir, queue_collector, expiry_collector)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -102,10 +102,12 @@ class QueueCollector(Collector):
         )
 
 
-def scrape_registry(directory: Path, queue: Collector) -> CollectorRegistry:
-    """A registry for one scrape: the workers' files merged, plus the queue figures."""
+def scrape_registry(directory: Path, *live: Collector) -> CollectorRegistry:
+    """A registry for one scrape: the workers' files merged, plus figures read live from the
+    database (the queue, expiring keys)."""
     registry = CollectorRegistry()
     if directory.is_dir():
         MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
-    registry.register(queue)
+    for collector in live:
+        registry.register(collector)
     return registry

@@ -7,18 +7,21 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy.orm import Session, sessionmaker
 
+from admin_ui.app import create_app
 from crypto.at_rest import MasterKey
 from gateway.clock import FakeClock
 from gateway.db import make_engine, make_session_factory, session_scope
 from gateway.keydir import keys, partners
-from gateway.keydir.expiry import KeyExpiryCollector, check_expiry, expiring
+from gateway.keydir.expiry import ExpiryWatch, KeyExpiryCollector, check_expiry, expiring
 from gateway.keydir.keys import KeySource, import_partner_keys
 from gateway.keydir.models import KeyKind
 from gateway.keydir.own_keys import import_own_smime, retire_own_key
 from gateway.settings import Settings
+from tests.support.waiting import wait_until
 from tests.test_keydir_certs import key_pem, make_cert, pem, rsa_key, utcnow
 
 NOW = utcnow()
@@ -102,3 +105,20 @@ def test_gauge_counts_expiring_keys(sessions: sessionmaker[Session],
     assert 'xgate_keys_expiring{kind="smime",owner="partner"} 1.0' in text
     assert 'xgate_keys_expiring{kind="smime",owner="own"} 1.0' in text
     assert 'xgate_keys_expiring{kind="openpgp",owner="partner"} 0.0' in text
+
+
+def test_expiry_watch_warns_at_start_and_the_web_app_exports_the_gauge(
+        settings: Settings, populated: dict[str, int], caplog: pytest.LogCaptureFixture,
+        sessions: sessionmaker[Session]) -> None:
+    caplog.set_level(logging.WARNING, logger="gateway.keydir.expiry")
+    watch = ExpiryWatch(sessions, FakeClock(NOW), 30, interval=3600)
+    watch.start()
+    try:
+        wait_until(lambda: len([r for r in caplog.records
+                                if r.name == "gateway.keydir.expiry"]) == 2,
+                   timeout=10, what="the first expiry round")
+    finally:
+        watch.stop()
+    with TestClient(create_app(settings, clock=FakeClock(NOW))) as client:
+        text = client.get("/metrics").text
+    assert 'xgate_keys_expiring{kind="smime",owner="partner"} 1.0' in text

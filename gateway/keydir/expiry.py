@@ -8,6 +8,7 @@ Both need a person to act weeks ahead, so the check warns ``warn_days`` in advan
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -111,3 +112,41 @@ class KeyExpiryCollector(Collector):
         for (owner, kind), count in counts.items():
             gauge.add_metric([owner, kind.value], count)
         yield gauge
+
+
+class ExpiryWatch:
+    """Logs the expiry warnings periodically (every ``interval`` seconds, first at start).
+
+    Runs in the admin web process, which exists once per installation, so each warning is
+    logged once per round and not once per worker.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, warn_days: int,
+                 interval: float = 6 * 3600) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.warn_days = warn_days
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="key-expiry", daemon=True)
+
+    def check_once(self) -> list[ExpiringKey]:
+        try:
+            with read_scope(self.sessions) as session:
+                return check_expiry(session, self.clock(), self.warn_days)
+        except SQLAlchemyError as exc:
+            log.warning("key expiry check: database unavailable: %s", type(exc).__name__)
+            return []
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.check_once()
+            self._stop.wait(self.interval)
