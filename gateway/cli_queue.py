@@ -6,6 +6,7 @@ Output shows envelopes, states and reasons, never message content.
 from __future__ import annotations
 
 import argparse
+import json
 from datetime import datetime
 
 from gateway.audit_view import entries_for_message
@@ -101,6 +102,9 @@ def _describe(m: Message) -> list[str]:
     ]
     if m.lease_owner:
         lines.append(f"claimed by:    {m.lease_owner} until {_when(m.lease_until)} UTC")
+    if m.facts:
+        lines.append("facts:")
+        lines.extend(f"  {name}: {value}" for name, value in sorted(json.loads(m.facts).items()))
     lines.append("recipients:")
     for r in m.recipients:
         done = f" at {_when(r.delivered_at)} UTC" if r.delivered_at else ""

@@ -106,6 +106,15 @@ def test_show_gives_envelope_recipients_and_audit_but_no_content(installed: Inst
     assert "Stellungnahme" not in out
 
 
+def test_show_gives_the_crypto_facts(installed: Installed) -> None:
+    qid = installed.enqueue(DEMO_MAILBOX)
+    assert Worker(installed.services, "w1").process_one()
+    code, out, err = installed.xgate("queue", "show", qid)
+    assert code == 0, err
+    facts = out.split("facts:")[1].split("recipients:")[0]
+    assert "  encryption: none" in facts and "  signature: none" in facts
+
+
 def test_show_unknown_queue_id(installed: Installed) -> None:
     code, _, err = installed.xgate("queue", "show", "DOESNOTEXIST")
     assert code == 1
