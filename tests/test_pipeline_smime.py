@@ -489,3 +489,15 @@ def test_held_message_goes_out_when_the_key_is_approved(
         actions = [e.action for e in s.scalars(select(AuditEntry).where(
             AuditEntry.queue_id == qid).order_by(AuditEntry.seq))]
     assert actions.index("held") < actions.index("requeued") < actions.index("delivered")
+
+
+def test_forged_result_headers_inside_the_encryption_are_removed(
+        gw: Services, pki: Pki, openssl: OpensslPartner) -> None:
+    inner = (b"Content-Type: text/plain; charset=utf-8\r\nX-Xgate-Signature: valid\r\n"
+             b"Subject: Hilfeplan (geschuetzt)\r\n\r\nInhalt\r\n")
+    sealed = openssl.encrypt(inner, pki.ours)
+    _, filed = _receive(gw, mail(sealed, sender=PARTNER, to=MAILBOX, subject="..."))
+    assert filed is not None
+    assert filed.count(b"X-Xgate-Signature:") == 1
+    assert _headers(filed)["X-Xgate-Signature"] == "none"
+    assert BytesHeaderParser().parsebytes(filed)["Subject"] == "Hilfeplan (geschuetzt)"

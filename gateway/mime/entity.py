@@ -40,11 +40,22 @@ def split_entity(message: bytes) -> tuple[list[bytes], bytes]:
 
 
 def join_entity(outer: list[bytes], entity: bytes) -> bytes:
-    """The outer header fields, MIME-Version, then the entity: a complete message."""
+    """The outer header fields, MIME-Version, then the entity: a complete message.
+
+    Header fields inside the entity other than Content-* are protected headers (a client
+    that encrypts Subject, From and To puts the real ones inside, RFC 7508 and the LAMPS
+    header-protection draft): they replace the outer fields of the same name, which are
+    often placeholders such as "Subject: ...", instead of appearing twice.
+    """
     entity_block, body = split_header_block(entity)
     fields = [f for f in header_fields(entity_block) if field_name(f) != "mime-version"]
-    kept = [f for f in outer if not _is_entity_field(field_name(f))]
-    return CRLF.join([*kept, b"MIME-Version: 1.0", *fields]) + CRLF + CRLF + body
+    protected = [f for f in fields if not _is_entity_field(field_name(f))]
+    replaced = {field_name(f) for f in protected}
+    kept = [f for f in outer
+            if not _is_entity_field(field_name(f)) and field_name(f) not in replaced]
+    content = [f for f in fields if _is_entity_field(field_name(f))]
+    return (CRLF.join([*kept, *protected, b"MIME-Version: 1.0", *content])
+            + CRLF + CRLF + body)
 
 
 def header_value(message: bytes, name: str) -> str | None:

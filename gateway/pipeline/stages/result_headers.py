@@ -6,7 +6,9 @@ X-Xgate-* header that came from outside before any stage ran.
 
 from __future__ import annotations
 
+from gateway.mime.headers import remove_headers
 from gateway.pipeline.context import MessageContext
+from gateway.pipeline.stages.strip_result_headers import is_result_header
 from gateway.services import Services
 
 _KIND_NAMES = {"smime": "S/MIME", "openpgp": "OpenPGP"}
@@ -16,6 +18,9 @@ class ResultHeadersStage:
     name = "result_headers"
 
     def run(self, ctx: MessageContext, services: Services) -> None:
+        # Decryption can bring header fields from inside the encrypted entity (protected
+        # headers) up to the top: strip forged notes a second time, now that we see them.
+        ctx.content = remove_headers(ctx.body, is_result_header)
         crypto = ctx.inbound_crypto
         headers = ctx.result_headers
         headers["X-Xgate-Queue-Id"] = ctx.queue_id
