@@ -48,6 +48,7 @@ class PartnerCreate(_Body):
     patterns: list[str] = Field(min_length=1)
     outbound_policy: OutboundPolicy = OutboundPolicy.EITHER
     smime_gcm: bool = False
+    openpgp_inline: bool = False
     inbound_require_encryption: bool = False
     inbound_require_signature: bool = False
     non_sensitive: bool = False
@@ -61,6 +62,7 @@ class PartnerUpdate(_Body):
     patterns: list[str] | None = Field(default=None, min_length=1)
     outbound_policy: OutboundPolicy | None = None
     smime_gcm: bool | None = None
+    openpgp_inline: bool | None = None
     inbound_require_encryption: bool | None = None
     inbound_require_signature: bool | None = None
     non_sensitive: bool | None = None
@@ -158,7 +160,7 @@ def keys_router(sessions: sessionmaker[Session], clock: Clock,
             return partner_view(partners.add_partner(
                 session, body.name, actor=admin.username, now=clock(),
                 patterns=body.patterns, outbound_policy=body.outbound_policy,
-                smime_gcm=body.smime_gcm,
+                smime_gcm=body.smime_gcm, openpgp_inline=body.openpgp_inline,
                 inbound_require_encryption=body.inbound_require_encryption,
                 inbound_require_signature=body.inbound_require_signature,
                 non_sensitive=body.non_sensitive, note=body.note))
@@ -175,6 +177,7 @@ def keys_router(sessions: sessionmaker[Session], clock: Clock,
             partner = partners.update_partner(
                 session, name, actor=admin.username, now=now, new_name=body.name,
                 outbound_policy=body.outbound_policy, smime_gcm=body.smime_gcm,
+                openpgp_inline=body.openpgp_inline,
                 inbound_require_encryption=body.inbound_require_encryption,
                 inbound_require_signature=body.inbound_require_signature,
                 non_sensitive=body.non_sensitive, note=body.note)

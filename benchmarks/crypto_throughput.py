@@ -19,6 +19,8 @@ ratio baseline_time / stage_time. Goals from the issue: S/MIME stage >= 0.70 of 
 primitive; OpenPGP stage faster than one gpg process per message (ratio > 1).
 
     python benchmarks/crypto_throughput.py [--rounds N] [--messages M] [--sizes B,B] [--json]
+    .venv/bin/py-spy record -o /tmp/smime.svg -- .venv/bin/python \
+        benchmarks/crypto_throughput.py --formats smime --sizes 1048576
 
 Everything runs in one process on one core (the stages are what one worker does per message);
 the gateway's database is a migrated SQLite file in a temporary directory.
@@ -601,15 +603,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved stage/baseline rounds; medians are reported, "
                              "because one round's figures swing on a shared machine")
-    parser.add_argument("--messages", type=int, default=8,
+    parser.add_argument("--messages", type=int, default=16,
                         help="distinct messages per size and format, each timed once a round")
     parser.add_argument("--sizes", default="102400,1048576",
                         help="clear entity sizes in bytes, comma-separated")
+    parser.add_argument("--formats", default="smime,openpgp",
+                        help="smime, openpgp or both (e.g. to profile one with py-spy)")
     parser.add_argument("--json", action="store_true",
                         help="print machine-readable results instead of the tables")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.messages < 1:
         parser.error("--rounds and --messages must be at least 1")
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    if not formats or set(formats) - {"smime", "openpgp"}:
+        parser.error("--formats takes smime, openpgp or both")
 
     def log(text: str) -> None:
         print(f"[setup] {text}", file=sys.stderr, flush=True)
@@ -623,7 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         world = build_world(work, log, homes)
         cases: list[Case] = []
         for size in (int(s) for s in args.sizes.split(",")):
-            for protocol in ("smime", "openpgp"):
+            for protocol in formats:
                 log(f"{args.messages} {protocol} messages of {size // 1024} KB")
                 case = make_case(protocol, size, args.messages, world)
                 warm_up(case, world)

@@ -124,6 +124,28 @@ def seal_pgp_mime(entity: bytes, backend: PgpBackend, recipients: Sequence[bytes
     ])
 
 
+def seal_pgp_inline(entity: bytes, backend: PgpBackend, recipients: Sequence[bytes],
+                    signer: bytes | None) -> bytes | None:
+    """A text/plain entity whose body is the armored, encrypted (and signed) text.
+
+    Only for a single text/plain part: inline PGP cannot carry structure or attachments, so
+    for anything else this returns None and the caller sends PGP/MIME. The charset stays on
+    the part, so the recipient's client reads the decrypted bytes as the sender wrote them.
+    """
+    part = message_from_bytes(entity, policy=compat32)
+    if part.is_multipart() or part.get_content_type() != "text/plain":
+        return None
+    text = part.get_payload(decode=True)
+    if not isinstance(text, bytes):
+        return None
+    charset = str(part.get_param("charset", "us-ascii") or "us-ascii")
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,40}", charset):
+        charset = "utf-8"
+    armored = canonicalize(backend.encrypt(canonicalize(text), recipients, signer, armor=True))
+    return (f"Content-Type: text/plain; charset={charset}\r\n".encode()
+            + b"Content-Transfer-Encoding: 7bit\r\n\r\n" + armored.rstrip(_CRLF) + b"\r\n")
+
+
 def sign_pgp_mime(entity: bytes, backend: PgpBackend, signer: bytes) -> bytes:
     """An RFC 3156 multipart/signed entity: ``entity`` (CRLF) and a detached signature.
 

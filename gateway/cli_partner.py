@@ -37,6 +37,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                           "--non-sensitive)")
     add.add_argument("--gcm", action="store_true",
                      help="the partner reads AES-256-GCM S/MIME (else AES-256-CBC is sent)")
+    add.add_argument("--pgp-inline", action="store_true",
+                     help="send OpenPGP as inline PGP where the message is plain text (for "
+                          "clients without PGP/MIME); PGP/MIME otherwise")
     add.add_argument("--require-encryption", action="store_true",
                      help="refuse unencrypted mail from the partner")
     add.add_argument("--require-signature", action="store_true",
@@ -55,6 +58,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     change.add_argument("--outbound", choices=_POLICIES)
     flag = argparse.BooleanOptionalAction
     change.add_argument("--gcm", action=flag, default=None)
+    change.add_argument("--pgp-inline", action=flag, default=None)
     change.add_argument("--require-encryption", action=flag, default=None)
     change.add_argument("--require-signature", action=flag, default=None)
     change.add_argument("--non-sensitive", action=flag, default=None)
@@ -99,6 +103,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             session, args.name, actor=actor_of(args), now=system_clock(),
             patterns=[*args.domain, *args.address],
             outbound_policy=OutboundPolicy(args.outbound), smime_gcm=args.gcm,
+            openpgp_inline=args.pgp_inline,
             inbound_require_encryption=args.require_encryption,
             inbound_require_signature=args.require_signature,
             non_sensitive=args.non_sensitive, note=args.note)
@@ -116,7 +121,8 @@ def cmd_set(args: argparse.Namespace) -> int:
         partner = partners.update_partner(
             session, args.name, actor=actor, now=now, new_name=args.rename,
             outbound_policy=OutboundPolicy(args.outbound) if args.outbound else None,
-            smime_gcm=args.gcm, inbound_require_encryption=args.require_encryption,
+            smime_gcm=args.gcm, openpgp_inline=args.pgp_inline,
+            inbound_require_encryption=args.require_encryption,
             inbound_require_signature=args.require_signature,
             non_sensitive=args.non_sensitive, note=args.note)
         name = partner.name
@@ -177,6 +183,7 @@ def _print_partner(view: dict[str, object]) -> None:
     rows = [("name", view["name"]), ("addresses", ", ".join(patterns) or "-"),
             ("outbound", view["outbound_policy"]),
             ("S/MIME GCM", yes[bool(view["smime_gcm"])]),
+            ("inline PGP", yes[bool(view["openpgp_inline"])]),
             ("inbound needs", _inbound(view)),
             ("non-sensitive", yes[bool(view["non_sensitive"])]),
             ("note", view["note"] or "-"),

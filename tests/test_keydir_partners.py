@@ -53,7 +53,7 @@ def test_exact_address_beats_domain_and_subdomains_do_not_match(session: Session
     assert domain.outbound_policy is OutboundPolicy.REQUIRE_SMIME and domain.smime_gcm
     assert exact == PartnerPolicy(
         id=exact.id if exact else 0, name="Beratungsstelle",
-        outbound_policy=OutboundPolicy.REQUIRE_OPENPGP, smime_gcm=False,
+        outbound_policy=OutboundPolicy.REQUIRE_OPENPGP, smime_gcm=False, openpgp_inline=False,
         inbound_require_encryption=False, inbound_require_signature=True,
         non_sensitive=False, pattern="beratung@jugendamt-b.example")
     assert partner_for(session, "x@sub.jugendamt-b.example") is None

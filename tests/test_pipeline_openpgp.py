@@ -250,3 +250,23 @@ def test_outbound_sealed_for_gpg(gw: Gateway, world: World) -> None:
     assert TEXT in outcome.stdout
     validsig = outcome.args("VALIDSIG")
     assert validsig is not None and staff_key.fingerprint in validsig
+
+
+def test_outbound_inline_for_a_partner_that_needs_it(gw: Gateway, world: World) -> None:
+    services = gw.services
+    crypto_setup.partner(services, "ASD", "partner.example", outbound_policy="require-openpgp",
+                         openpgp_inline=True)
+    raw = (f"From: {STAFF}\r\nTo: {PARTNER}\r\nSubject: Gutachten\r\n"
+           "Message-ID: <o2@jugendamt.example>\r\n").encode() + ENTITY
+    enqueue(services, [PARTNER], raw, mail_from=STAFF, direction=Direction.OUTBOUND)
+    drain(services)
+    [(_, _, _, data)] = gw.transport.sent
+    assert _headers(data)["X-Xgate-Encryption"] == "OpenPGP inline"
+    parsed = BytesParser(policy=policy.default).parsebytes(data)
+    assert parsed.get_content_type() == "text/plain"
+    assert parsed.get_content_charset() == "utf-8"
+    body = parsed.get_payload(decode=True)
+    assert isinstance(body, bytes) and body.startswith(b"-----BEGIN PGP MESSAGE-----")
+    outcome = world.gpg.decrypt(body)
+    assert outcome.has("DECRYPTION_OKAY") and outcome.has("GOODSIG"), outcome.stderr
+    assert TEXT in outcome.stdout

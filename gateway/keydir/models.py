@@ -65,6 +65,9 @@ class Partner(Base):
     # AES-256-GCM (AuthEnvelopedData) only where the partner said its clients read it;
     # otherwise AES-256-CBC, which every S/MIME client understands.
     smime_gcm: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Inline PGP (an armored text/plain body) for partners whose clients cannot read
+    # PGP/MIME; used only for single-part text messages, PGP/MIME otherwise.
+    openpgp_inline: Mapped[bool] = mapped_column(Boolean, default=False)
     inbound_require_encryption: Mapped[bool] = mapped_column(Boolean, default=False)
     inbound_require_signature: Mapped[bool] = mapped_column(Boolean, default=False)
     # The only partners that may be sent plaintext (gateway.keydir.partners enforces it).

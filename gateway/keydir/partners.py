@@ -31,6 +31,7 @@ class PartnerPolicy:
     name: str
     outbound_policy: OutboundPolicy
     smime_gcm: bool
+    openpgp_inline: bool
     inbound_require_encryption: bool
     inbound_require_signature: bool
     non_sensitive: bool
@@ -58,7 +59,7 @@ def partner_for(session: Session, address: str) -> PartnerPolicy | None:
     partner, pattern = min(rows, key=lambda row: candidates.index(row[1]))
     return PartnerPolicy(
         id=partner.id, name=partner.name, outbound_policy=partner.outbound_policy,
-        smime_gcm=partner.smime_gcm,
+        smime_gcm=partner.smime_gcm, openpgp_inline=partner.openpgp_inline,
         inbound_require_encryption=partner.inbound_require_encryption,
         inbound_require_signature=partner.inbound_require_signature,
         non_sensitive=partner.non_sensitive, pattern=pattern)
@@ -82,7 +83,8 @@ def list_partners(session: Session) -> list[Partner]:
 def add_partner(session: Session, name: str, *, actor: str, now: datetime,
                 patterns: Iterable[str] = (),
                 outbound_policy: OutboundPolicy = OutboundPolicy.EITHER,
-                smime_gcm: bool = False, inbound_require_encryption: bool = False,
+                smime_gcm: bool = False, openpgp_inline: bool = False,
+                inbound_require_encryption: bool = False,
                 inbound_require_signature: bool = False, non_sensitive: bool = False,
                 note: str = "") -> Partner:
     name = _check_name(name)
@@ -93,6 +95,7 @@ def add_partner(session: Session, name: str, *, actor: str, now: datetime,
     wanted = [_free_pattern(session, p) for p in patterns]
     partner = Partner(
         name=name, outbound_policy=outbound_policy, smime_gcm=smime_gcm,
+        openpgp_inline=openpgp_inline,
         inbound_require_encryption=inbound_require_encryption,
         inbound_require_signature=inbound_require_signature, non_sensitive=non_sensitive,
         note=note, created_at=now, created_by=actor, updated_at=now, updated_by=actor)
@@ -108,6 +111,7 @@ def update_partner(session: Session, name: str, *, actor: str, now: datetime,
                    new_name: str | None = None,
                    outbound_policy: OutboundPolicy | None = None,
                    smime_gcm: bool | None = None,
+                   openpgp_inline: bool | None = None,
                    inbound_require_encryption: bool | None = None,
                    inbound_require_signature: bool | None = None,
                    non_sensitive: bool | None = None,
@@ -127,6 +131,8 @@ def update_partner(session: Session, name: str, *, actor: str, now: datetime,
     partner.non_sensitive = final_non_sensitive
     if smime_gcm is not None:
         partner.smime_gcm = smime_gcm
+    if openpgp_inline is not None:
+        partner.openpgp_inline = openpgp_inline
     if inbound_require_encryption is not None:
         partner.inbound_require_encryption = inbound_require_encryption
     if inbound_require_signature is not None:
@@ -221,6 +227,7 @@ def _policy_facts(partner: Partner) -> dict[str, Any]:
     return {
         "outbound_policy": str(partner.outbound_policy),
         "smime_gcm": partner.smime_gcm,
+        "openpgp_inline": partner.openpgp_inline,
         "inbound_require_encryption": partner.inbound_require_encryption,
         "inbound_require_signature": partner.inbound_require_signature,
         "non_sensitive": partner.non_sensitive,

@@ -28,6 +28,7 @@ def partner_view(partner: Partner) -> dict[str, Any]:
         "patterns": [p.pattern for p in partner.patterns],
         "outbound_policy": partner.outbound_policy.value,
         "smime_gcm": partner.smime_gcm,
+        "openpgp_inline": partner.openpgp_inline,
         "inbound_require_encryption": partner.inbound_require_encryption,
         "inbound_require_signature": partner.inbound_require_signature,
         "non_sensitive": partner.non_sensitive,

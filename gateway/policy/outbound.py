@@ -41,6 +41,8 @@ class RecipientPlan:
     keys: tuple[PartnerKeyMaterial, ...] = ()
     # S/MIME: AES-256-GCM (AuthEnvelopedData) only where the partner can read it.
     gcm: bool = False
+    # OpenPGP: inline PGP where the message is plain text (the partner's client needs it).
+    inline: bool = False
     # For HOLD: the key that would let the message go.
     missing: str | None = None
 
@@ -73,7 +75,8 @@ def plan_recipient(session: Session, settings: Settings, address: str, route: Ro
     pgp = usable_partner_keys(session, address, KeyKind.OPENPGP, now)
     gcm = bool(partner and partner.smime_gcm)
     base = RecipientPlan(address, Protection.HOLD, tuple(reasons), policy=policy,
-                         partner=partner.name if partner else None, gcm=gcm)
+                         partner=partner.name if partner else None, gcm=gcm,
+                         inline=bool(partner and partner.openpgp_inline))
 
     def smime_plan() -> RecipientPlan:
         cipher = "AES-256-GCM" if gcm else "AES-256-CBC"

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 from cryptography import x509
 
-from crypto.pgp_mime import seal_pgp_mime
+from crypto.pgp_mime import seal_pgp_inline, seal_pgp_mime
 from crypto.smime_out import encrypt_mime
 from gateway.mime.entity import join_entity, split_entity
 from gateway.mime.headers import prepend_headers
@@ -28,11 +28,11 @@ class EncryptStage:
         if state.pre_encrypted:
             return
         outer, entity = split_entity(ctx.body)
-        groups: dict[tuple[Protection, bool], list[RecipientPlan]] = defaultdict(list)
+        groups: dict[tuple[Protection, bool, bool], list[RecipientPlan]] = defaultdict(list)
         for plan in state.plans.values():
             if plan.protection != Protection.INSIDE:
-                groups[(plan.protection, plan.gcm)].append(plan)
-        for (protection, gcm), plans in groups.items():
+                groups[(plan.protection, plan.gcm, plan.inline)].append(plan)
+        for (protection, gcm, inline), plans in groups.items():
             if protection == Protection.SMIME:
                 certs = [x509.load_der_x509_certificate(k.data) for p in plans for k in p.keys]
                 inner = state.smime_signed or entity
@@ -41,9 +41,11 @@ class EncryptStage:
                 signed = state.smime_signer.fingerprint if state.smime_signer else None
             elif protection == Protection.OPENPGP:
                 signer = state.pgp_signer.private if state.pgp_signer else None
-                sealed = seal_pgp_mime(entity, services.pgp,
-                                       [k.data for p in plans for k in p.keys], signer)
-                note = "OpenPGP"
+                keys = [k.data for p in plans for k in p.keys]
+                as_inline = (seal_pgp_inline(entity, services.pgp, keys, signer)
+                             if inline else None)
+                sealed = as_inline or seal_pgp_mime(entity, services.pgp, keys, signer)
+                note = "OpenPGP inline" if as_inline else "OpenPGP"
                 signed = state.pgp_signer.fingerprint if state.pgp_signer else None
             else:
                 sealed = state.smime_signed or state.pgp_signed or entity
