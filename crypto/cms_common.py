@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import binascii
+import email.parser
+import email.policy
+from email.message import Message
+
 from asn1crypto import cms, core  # type: ignore[import-untyped]
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -50,3 +55,39 @@ def cms_content_type(der: bytes) -> str | None:
     except (ValueError, TypeError, KeyError, IndexError, OverflowError):
         return None
     return value if isinstance(value, str) else None
+
+
+def entity_headers(raw_mime: bytes) -> Message:
+    """The entity's header fields only; its body is left unparsed.
+
+    A megabyte of base64 is thousands of lines, and the email package's full parse of them
+    costs several times the decryption itself; the headers are all a CMS entity needs.
+    """
+    # Only the header block goes to the parser: even in headers-only mode it would read and
+    # split every line of the body.
+    end = raw_mime.find(b"\r\n\r\n")
+    head = raw_mime if end < 0 else raw_mime[: end + 4]
+    return email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(head)
+
+
+def entity_body(raw_mime: bytes, headers: Message) -> bytes:
+    """The decoded body of a single-part entity (base64, or 7bit/8bit/binary as is)."""
+    end = raw_mime.find(b"\r\n\r\n")
+    skip = 4
+    if end < 0 or (0 <= raw_mime.find(b"\n\n") < end):
+        end, skip = raw_mime.find(b"\n\n"), 2
+    body = raw_mime[end + skip:] if end >= 0 else b""
+    encoding = str(headers.get("Content-Transfer-Encoding", "7bit")).strip().lower()
+    if encoding == "base64":
+        # Non-strict: line breaks and other characters outside the alphabet are skipped,
+        # as MIME requires of a decoder (RFC 2045 6.8).
+        try:
+            return binascii.a2b_base64(body)
+        except binascii.Error as exc:
+            raise ValueError(f"bad base64 body: {exc}") from None
+    if encoding in ("7bit", "8bit", "binary"):
+        return body
+    # quoted-printable or anything unusual: let the email package decode it.
+    parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw_mime)
+    decoded = parsed.get_payload(decode=True)
+    return decoded if isinstance(decoded, bytes) else b""

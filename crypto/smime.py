@@ -17,8 +17,6 @@ padding yields altered plaintext, and a wrong key yields valid padding with prob
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.padding import MGF1, OAEP, PKCS1v
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from crypto.cms_common import GcmParameters, identifies
+from crypto.cms_common import GcmParameters, entity_body, entity_headers, identifies
 from crypto.errors import CryptoError
 
 PrivateKey = PrivateKeyTypes
@@ -149,7 +147,7 @@ def decrypt_cms(der: bytes, recipients: Sequence[Recipient]) -> DecryptResult:
 
 def decrypt_smime_message(raw_mime: bytes, recipients: Sequence[Recipient]) -> DecryptResult:
     """Decrypt an RFC 8551 application/pkcs7-mime entity (headers plus encoded body)."""
-    entity = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw_mime)
+    entity = entity_headers(raw_mime)
     # x-pkcs7-mime is the pre-RFC 5751 spelling that OpenSSL's `smime` command still emits.
     if entity.get_content_type() not in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
         raise MalformedMessage(
@@ -160,8 +158,11 @@ def decrypt_smime_message(raw_mime: bytes, recipients: Sequence[Recipient]) -> D
     # signed-data or compressed-data entity gets a clear error instead of a CMS type error.
     if smime_type and smime_type not in ("enveloped-data", "authenveloped-data"):
         raise MalformedMessage(f"S/MIME entity is {smime_type}, not encrypted")
-    body = entity.get_payload(decode=True)
-    if not isinstance(body, bytes) or not body:
+    try:
+        body = entity_body(raw_mime, entity)
+    except ValueError as exc:
+        raise MalformedMessage(f"S/MIME entity body: {exc}") from None
+    if not body:
         raise MalformedMessage("S/MIME entity has no body")
     return decrypt_cms(body, recipients)
 

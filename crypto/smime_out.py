@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 from collections.abc import Sequence
 
 # asn1crypto ships no type information; its values are Any to mypy.
@@ -35,6 +34,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from crypto.canonical import canonicalize
 from crypto.cms_common import GcmParameters
 from crypto.smime import SmimeError, UnsupportedAlgorithm
 
@@ -64,15 +64,6 @@ class UnsupportedRecipientKey(UnsupportedAlgorithm):
 
 class SigningError(SmimeError):
     """The signature could not be made (signer key type, or key and certificate disagree)."""
-
-
-def canonicalize(entity: bytes) -> bytes:
-    """Return ``entity`` with every line ending as CRLF (RFC 8551 section 3.1.1).
-
-    Signatures and the receiver's view must agree byte for byte; mail transport turns line
-    endings into CRLF, so we sign and encrypt exactly that form.
-    """
-    return re.sub(rb"\r\n|\r|\n", b"\r\n", entity)
 
 
 def sign_mime(

@@ -38,7 +38,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.padding import MGF1, PSS, PKCS1v15
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from crypto.cms_common import identifies
+from crypto.canonical import canonicalize
+from crypto.cms_common import entity_body, entity_headers, identifies
 from crypto.smime import MalformedMessage, SmimeError
 
 __all__ = ["MalformedMessage", "SmimeError", "VerifyResult", "verify_smime"]
@@ -99,19 +100,26 @@ def verify_smime(
     current = now if now is not None else datetime.datetime.now(datetime.UTC)
     if current.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    entity = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw_mime)
-    content_type = entity.get_content_type()
+    headers = entity_headers(raw_mime)
+    content_type = headers.get_content_type()
     if content_type == "multipart/signed":
+        entity = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw_mime)
         content, der = _detached_parts(raw_mime, entity)
         signed_data = _parse_signed_data(der)
         if signed_data["encap_content_info"]["content"].native is not None:
             # Two candidate contents would leave it ambiguous which one was vouched for.
             raise MalformedMessage("multipart/signed signature carries its own content")
     elif content_type in _OPAQUE_TYPES:
-        smime_type = str(entity.get_param("smime-type", "") or "").lower()
+        smime_type = str(headers.get_param("smime-type", "") or "").lower()
         if smime_type and smime_type != "signed-data":
             raise MalformedMessage(f"S/MIME entity is {smime_type}, not signed-data")
-        signed_data = _parse_signed_data(_decoded_body(entity))
+        try:
+            body = entity_body(raw_mime, headers)
+        except ValueError as exc:
+            raise MalformedMessage(f"S/MIME entity body: {exc}") from None
+        if not body:
+            raise MalformedMessage("S/MIME entity has no body")
+        signed_data = _parse_signed_data(body)
         inner = signed_data["encap_content_info"]["content"].native
         if not isinstance(inner, bytes):
             raise MalformedMessage("opaque signed-data has no encapsulated content")
@@ -164,7 +172,7 @@ def _detached_parts(raw_mime: bytes, entity: Message) -> tuple[bytes, bytes]:
     signed = raw_mime[first.end() : second.start()]
     # RFC 8551 3.1.1: the signature is over the canonical (CRLF) form; transports and mbox
     # storage often turn CRLF into LF, which must not break the signature.
-    canonical = re.sub(rb"\r?\n", b"\r\n", signed)
+    canonical = canonicalize(signed)
     return canonical, _decoded_body(signature)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -11,6 +11,7 @@ from crypto.pgp_backend import PgpBackend
 from gateway.clock import Clock, system_clock
 from gateway.db import make_engine, make_session_factory
 from gateway.delivery.transport import Transport
+from gateway.own_key_cache import OwnKeyLookup, PrivateKeyCache
 from gateway.settings import Settings
 from gateway.trust import TrustStore
 
@@ -24,6 +25,11 @@ class Services:
     pgp: PgpBackend
     trust: TrustStore
     clock: Clock = system_clock
+    private_keys: PrivateKeyCache = field(default_factory=PrivateKeyCache)
+    own_keys: OwnKeyLookup = field(default_factory=OwnKeyLookup)
+    # Fingerprints of partner keys known to the directory (rows are never deleted, so a
+    # fingerprint once seen stays known): saves the harvest check a query per message.
+    known_partner_keys: set[str] = field(default_factory=set)
 
 
 def make_pgp_backend(settings: Settings) -> PgpBackend:

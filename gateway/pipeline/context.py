@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from email.message import EmailMessage
+from email import policy
+from email.message import EmailMessage, Message
+from email.parser import BytesHeaderParser
 
 from gateway.delivery.recipients import MessageRef
+from gateway.mime.headers import split_header_block
 from gateway.models import Direction
 from gateway.pipeline.crypto_state import InboundCrypto, OutboundCrypto
 from gateway.settings import RelayRoute
@@ -68,3 +71,20 @@ class MessageContext:
     @property
     def body(self) -> bytes:
         return self.content if self.content is not None else self.raw
+
+    def headers(self) -> Message:
+        """The top-level header fields of ``body``: the full parse if a stage made one,
+        else the header block alone (cheap, where a stage only needs to look at headers)."""
+        if self.parsed is not None:
+            return self.parsed
+        body = self.body
+        cached = self._headers
+        if cached is not None and cached[0] is body:
+            return cached[1]
+        # Only the header block: the parser would otherwise read every line of the body.
+        block, _ = split_header_block(body)
+        headers = BytesHeaderParser(policy=policy.default).parsebytes(block + b"\r\n\r\n")
+        self._headers = (body, headers)
+        return headers
+
+    _headers: tuple[bytes, Message] | None = field(default=None, repr=False)

@@ -12,7 +12,7 @@ from gateway.pipeline.stages.deliver import DeliverStage
 from gateway.pipeline.stages.encrypt import EncryptStage
 from gateway.pipeline.stages.inbound_policy import InboundPolicyStage
 from gateway.pipeline.stages.outbound_policy import OutboundPolicyStage
-from gateway.pipeline.stages.parse import ParseStage
+from gateway.pipeline.stages.parse import ParseStage, ReparseStage
 from gateway.pipeline.stages.result_headers import ResultHeadersStage
 from gateway.pipeline.stages.route import RouteStage
 from gateway.pipeline.stages.sign import SignStage
@@ -22,14 +22,15 @@ from gateway.pipeline.stages.verify import VerifyStage
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (StripResultHeadersStage(), ParseStage(), DecryptStage(), VerifyStage(),
+                  ReparseStage(),
                   InboundPolicyStage(), ResultHeadersStage(), RouteStage(),
                   OutboundPolicyStage(), SignStage(), EncryptStage(), DeliverStage())
 }
 
 PIPELINES: dict[Direction, tuple[str, ...]] = {
     # Decrypt before verify: partners sign, then encrypt (RFC 8551 section 3.7).
-    Direction.INBOUND: ("strip_result_headers", "parse", "decrypt", "verify", "inbound_policy",
-                        "result_headers", "route", "deliver"),
+    Direction.INBOUND: ("strip_result_headers", "parse", "decrypt", "verify", "reparse",
+                        "inbound_policy", "result_headers", "route", "deliver"),
     # Route first: mail for a shared mailbox or the internal server needs no encryption.
     Direction.OUTBOUND: ("strip_result_headers", "parse", "route", "outbound_policy", "sign",
                          "encrypt", "deliver"),

@@ -9,12 +9,13 @@ admin needs it and an attacker learns nothing from it.
 
 from __future__ import annotations
 
-from email.message import EmailMessage
+import time
+from email.message import Message
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from crypto.cms_common import cms_content_type
+from crypto.canonical import canonicalize
+from crypto.cms_common import cms_content_type, entity_body
 from crypto.openpgp import PgpError
 from crypto.pgp_mime import PgpKind, PgpMalformed, PgpNoIntegrity, classify, open_pgp
 from crypto.smime import (
@@ -26,14 +27,12 @@ from crypto.smime import (
     UnsupportedAlgorithm,
     decrypt_smime_message,
 )
-from crypto.smime_out import canonicalize
 from gateway.db import read_scope
 from gateway.keydir.keys import KeyKind, verification_keys
 from gateway.keydir.own_keys import OwnKeyMaterial, own_keys_for
 from gateway.mime.entity import join_entity, split_entity
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Quarantine
-from gateway.pipeline.stages.parse import parse_checked
 from gateway.pipeline.stages.sender import sender_address
 from gateway.services import Services
 
@@ -42,19 +41,21 @@ SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 _PGP_ENCRYPTED = (PgpKind.MIME_ENCRYPTED, PgpKind.INLINE_ENCRYPTED)
 
 
-def smime_kind(parsed: EmailMessage) -> str | None:
+def smime_kind(headers: Message, raw: bytes) -> str | None:
     """"encrypted", "signed" or None for a top-level application/pkcs7-mime entity."""
-    if parsed.get_content_type() not in SMIME_TYPES:
+    if headers.get_content_type() not in SMIME_TYPES:
         return None
-    smime_type = str(parsed.get_param("smime-type", "") or "").lower()
+    smime_type = str(headers.get_param("smime-type", "") or "").lower()
     if smime_type in ("enveloped-data", "authenveloped-data"):
         return "encrypted"
     if smime_type == "signed-data":
         return "signed"
     # Old clients leave smime-type out: the CMS content type tells. Anything else that
     # claims to be S/MIME goes the decrypt path and is reported as malformed there.
-    body = parsed.get_payload(decode=True)
-    content_type = cms_content_type(body) if isinstance(body, bytes) else None
+    try:
+        content_type = cms_content_type(entity_body(raw, headers))
+    except ValueError:
+        content_type = None
     return "signed" if content_type == "signed_data" else "encrypted"
 
 
@@ -62,36 +63,44 @@ class DecryptStage:
     name = "decrypt"
 
     def run(self, ctx: MessageContext, services: Services) -> None:
-        assert ctx.parsed is not None
-        if smime_kind(ctx.parsed) == "encrypted":
+        if smime_kind(ctx.headers(), ctx.body) == "encrypted":
             entity = self._smime(ctx, services)
         elif classify(ctx.body) in _PGP_ENCRYPTED:
             entity = self._openpgp(ctx, services)
         else:
             return
-        outer, _ = split_entity(ctx.body)
-        ctx.content = join_entity(outer, canonicalize(entity))
-        ctx.parsed = parse_checked(ctx.content)
+        replace_content(ctx, entity)
 
-    def _keys(self, ctx: MessageContext, services: Services,
-              kind: KeyKind) -> list[OwnKeyMaterial]:
-        with read_scope(services.sessions) as session:
-            keys: dict[int, OwnKeyMaterial] = {}
-            for address in ctx.pending:
-                for key in own_keys_for(session, services.master_key, address, kind):
-                    keys[key.id] = key
+    def _keys(self, ctx: MessageContext, services: Services, kind: KeyKind, *,
+              fresh: bool = False) -> list[OwnKeyMaterial]:
+        keys: dict[int, OwnKeyMaterial] = {}
+        now = time.monotonic()
+        for address in ctx.pending:
+            def load(address: str = address) -> list[OwnKeyMaterial]:
+                with read_scope(services.sessions) as session:
+                    return own_keys_for(session, services.master_key, address, kind)
+            for key in services.own_keys.get(address, kind.value, now, load, fresh=fresh):
+                keys[key.id] = key
+        if not keys and not fresh:
+            return self._keys(ctx, services, kind, fresh=True)
         if not keys:
             raise Quarantine(f"encrypted with {kind.value}, but the gateway holds no "
                              f"{kind.value} key for " + ", ".join(ctx.pending))
         return list(keys.values())
 
+    def _recipients(self, ctx: MessageContext, services: Services, *,
+                    fresh: bool = False) -> list[Recipient]:
+        return [(x509.load_der_x509_certificate(key.public), services.private_keys.load(key))
+                for key in self._keys(ctx, services, KeyKind.SMIME, fresh=fresh)]
+
     def _smime(self, ctx: MessageContext, services: Services) -> bytes:
-        recipients: list[Recipient] = []
-        for key in self._keys(ctx, services, KeyKind.SMIME):
-            private = serialization.load_der_private_key(key.private, password=None)
-            recipients.append((x509.load_der_x509_certificate(key.public), private))
         try:
-            result = decrypt_smime_message(ctx.body, recipients)
+            try:
+                result = decrypt_smime_message(ctx.body, self._recipients(ctx, services))
+            except NoMatchingRecipient:
+                # Perhaps a key imported since the keys were last looked up: look again.
+                result = decrypt_smime_message(
+                    ctx.body, self._recipients(ctx, services, fresh=True))
         except NoMatchingRecipient:
             raise Quarantine("S/MIME message is not encrypted for any key the gateway "
                              "holds") from None
@@ -130,6 +139,17 @@ class DecryptStage:
             record_pgp_signature(ctx, opened.signature_valid, opened.signer_fingerprint,
                                  opened.signer_emails, opened.reason, sender)
         return opened.content
+
+
+def replace_content(ctx: MessageContext, entity: bytes) -> None:
+    """Put the opened ``entity`` under the message's outer headers.
+
+    The new content is parsed in full (and quarantined if malformed) by the stage after
+    verify, once, instead of after each layer that is taken off.
+    """
+    outer, _ = split_entity(ctx.body)
+    ctx.content = join_entity(outer, canonicalize(entity))
+    ctx.parsed = None
 
 
 def record_pgp_signature(ctx: MessageContext, valid: bool, fingerprint: str | None,

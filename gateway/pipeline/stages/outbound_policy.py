@@ -19,9 +19,8 @@ class OutboundPolicyStage:
     name = "outbound_policy"
 
     def run(self, ctx: MessageContext, services: Services) -> None:
-        assert ctx.parsed is not None
         state = ctx.outbound_crypto
-        if smime_kind(ctx.parsed) == "encrypted" or classify(ctx.body) in (
+        if smime_kind(ctx.headers(), ctx.body) == "encrypted" or classify(ctx.body) in (
                 PgpKind.MIME_ENCRYPTED, PgpKind.INLINE_ENCRYPTED):
             # The sender's own client encrypted it end to end; we can neither read it nor
             # make it safer, and wrapping it again would only confuse the recipient.

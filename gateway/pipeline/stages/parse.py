@@ -47,3 +47,15 @@ class ParseStage:
     def run(self, ctx: MessageContext, services: Services) -> None:
         ctx.parsed = parse_checked(ctx.body)
         ctx.facts["mime_type"] = ctx.parsed.get_content_type()
+
+
+class ReparseStage:
+    """Parse again what decryption and signature checks produced (they leave it unparsed),
+    with the same check: a malformed inner structure is quarantined like an outer one."""
+
+    name = "reparse"
+
+    def run(self, ctx: MessageContext, services: Services) -> None:
+        if ctx.parsed is None:
+            ctx.parsed = parse_checked(ctx.body)
+            ctx.facts["inner_mime_type"] = ctx.parsed.get_content_type()

@@ -14,9 +14,8 @@ def sender_address(ctx: MessageContext) -> str:
     that is what a signer must match. With no usable From (none, several, garbled) the
     envelope sender stands in; an empty result matches no key and no partner.
     """
-    if ctx.parsed is not None:
-        values = ctx.parsed.get_all("From") or []
-        addresses = [addr for _, addr in getaddresses([str(v) for v in values]) if addr]
-        if len(addresses) == 1 and "@" in addresses[0]:
-            return addresses[0].lower()
+    values = ctx.headers().get_all("From") or []
+    addresses = [addr for _, addr in getaddresses([str(v) for v in values]) if addr]
+    if len(addresses) == 1 and "@" in addresses[0]:
+        return addresses[0].lower()
     return ctx.mail_from.lower()

@@ -10,7 +10,6 @@ signature, and the facts say it was unsigned.
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from crypto.pgp_mime import sign_pgp_mime
 from crypto.smime_out import sign_mime
@@ -41,7 +40,7 @@ class SignStage:
         smime_wanted = wanted & {Protection.SMIME, Protection.PLAINTEXT}
         if state.smime_signer and smime_wanted:
             signer = state.smime_signer
-            key = serialization.load_der_private_key(signer.private, password=None)
+            key = services.private_keys.load(signer)
             state.smime_signed = sign_mime(entity, x509.load_der_x509_certificate(signer.public),
                                            key)
             ctx.facts["signed_smime"] = signer.fingerprint

@@ -17,15 +17,12 @@ from cryptography.hazmat.primitives import serialization
 from crypto.openpgp import PgpError
 from crypto.pgp_mime import PgpKind, classify, open_pgp
 from crypto.smime import MalformedMessage
-from crypto.smime_out import canonicalize
 from crypto.smime_verify import VerifyResult, verify_smime
 from gateway.db import read_scope, session_scope
-from gateway.keydir.keys import KeyKind, harvest, verification_keys
-from gateway.mime.entity import join_entity, split_entity
+from gateway.keydir.keys import KeyKind, find_key, harvest, verification_keys
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Defer, Quarantine
-from gateway.pipeline.stages.decrypt import record_pgp_signature, smime_kind
-from gateway.pipeline.stages.parse import parse_checked
+from gateway.pipeline.stages.decrypt import record_pgp_signature, replace_content, smime_kind
 from gateway.pipeline.stages.sender import sender_address
 from gateway.services import Services
 from gateway.trust import TrustError
@@ -34,9 +31,9 @@ _PGP_SIGNED = (PgpKind.MIME_SIGNED, PgpKind.INLINE_SIGNED)
 
 
 def _smime_detached(ctx: MessageContext) -> bool:
-    assert ctx.parsed is not None
-    return (ctx.parsed.get_content_type() == "multipart/signed" and str(
-        ctx.parsed.get_param("protocol", "") or "").lower() in (
+    headers = ctx.headers()
+    return (headers.get_content_type() == "multipart/signed" and str(
+        headers.get_param("protocol", "") or "").lower() in (
         "application/pkcs7-signature", "application/x-pkcs7-signature"))
 
 
@@ -44,16 +41,13 @@ class VerifyStage:
     name = "verify"
 
     def run(self, ctx: MessageContext, services: Services) -> None:
-        assert ctx.parsed is not None
-        if _smime_detached(ctx) or smime_kind(ctx.parsed) == "signed":
+        if _smime_detached(ctx) or smime_kind(ctx.headers(), ctx.body) == "signed":
             entity = self._smime(ctx, services)
         elif classify(ctx.body) in _PGP_SIGNED:
             entity = self._openpgp(ctx, services)
         else:
             return
-        outer, _ = split_entity(ctx.body)
-        ctx.content = join_entity(outer, canonicalize(entity))
-        ctx.parsed = parse_checked(ctx.content)
+        replace_content(ctx, entity)
 
     def _smime(self, ctx: MessageContext, services: Services) -> bytes:
         try:
@@ -83,6 +77,15 @@ class VerifyStage:
 
     def _harvest(self, ctx: MessageContext, services: Services, result: VerifyResult) -> None:
         signer = result.chain[0]
+        fingerprint = result.signer_fingerprint
+        if fingerprint in services.known_partner_keys:
+            return
+        if fingerprint:
+            # Nearly always known already: look before taking the write lock for nothing.
+            with read_scope(services.sessions) as session:
+                if find_key(session, KeyKind.SMIME, fingerprint) is not None:
+                    services.known_partner_keys.add(fingerprint)
+                    return
         with session_scope(services.sessions) as session:
             harvest(session, kind=KeyKind.SMIME,
                     data=signer.public_bytes(serialization.Encoding.DER),
