@@ -8,6 +8,9 @@ with ``gpg --decrypt`` / ``gpg --verify``. Every test that involves a backend ru
 
 from __future__ import annotations
 
+import base64
+import quopri
+import random
 import re
 import shutil
 from collections.abc import Iterator
@@ -15,9 +18,12 @@ from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import Message
 from email.policy import compat32
+from email.utils import collapse_rfc2231_value
 
 import pytest
 
+import crypto.canonical
+import crypto.pgp_mime
 from crypto.pgp_backend import (
     DECRYPTION_FAILED,
     REASON_BAD_SIGNATURE,
@@ -132,6 +138,194 @@ def test_classify(world: World) -> None:
     assert classify(attached) is None
 
 
+def _reference_kind(raw: bytes) -> PgpKind | None:
+    """What ``classify`` answered when it parsed the whole message with ``email``."""
+    msg = _parse(raw)
+    ctype = msg.get_content_type()
+    if ctype in ("multipart/encrypted", "multipart/signed"):
+        value = msg.get_param("protocol")
+        protocol = "" if value is None else str(collapse_rfc2231_value(value)).strip().lower()
+        return {("multipart/encrypted", "application/pgp-encrypted"): PgpKind.MIME_ENCRYPTED,
+                ("multipart/signed", "application/pgp-signature"): PgpKind.MIME_SIGNED,
+                }.get((ctype, protocol))
+    return _reference_inline(msg)
+
+
+def _reference_inline(msg: Message) -> PgpKind | None:
+    if msg.is_multipart():
+        if msg.get_content_type() not in ("multipart/mixed", "multipart/alternative",
+                                           "multipart/related"):
+            return None
+        for part in msg.get_payload():
+            assert isinstance(part, Message)
+            found = _reference_inline(part)
+            if found:
+                return found
+        return None
+    if (msg.get_content_type() != "text/plain" or str(
+            msg.get("Content-Disposition") or "").strip().lower().startswith("attachment")):
+        return None
+    text = msg.get_payload(decode=True)
+    assert isinstance(text, bytes)
+    if re.search(rb"^-----BEGIN PGP MESSAGE-----", text, re.MULTILINE):
+        return PgpKind.INLINE_ENCRYPTED
+    if re.search(rb"^-----BEGIN PGP SIGNED MESSAGE-----", text, re.MULTILINE):
+        return PgpKind.INLINE_SIGNED
+    return None
+
+
+_EDGE_CASES = [
+    b"",
+    b"\r\n",
+    b"-----BEGIN PGP MESSAGE-----\r\n",  # a header-less body line: no header block
+    b"Content-Type: text/plain\r\n\r\nx\n-----BEGIN PGP SIGNED MESSAGE-----\r\n",
+    b"Content-Type: text/plain\r\n\r\nx\r-----BEGIN PGP MESSAGE-----\r\n",  # CR: no line start
+    b"Content-Type: text/plain\nX: 1\n-----BEGIN PGP MESSAGE-----\n",  # no blank line
+    b"Content-Type: text/plain\r\nX: 1\r\nFrom me\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n",
+    b"From me\r\nContent-Type: application/pdf\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n",
+    b"Content-Type: text/plain\r\nContent-Disposition: attachment; filename=\xc3\xa4.asc\r\n"
+    b"\r\n-----BEGIN PGP MESSAGE-----\r\n",  # 8-bit field: an email.header.Header
+    b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    + base64.encodebytes(b"-----BEGIN PGP MESSAGE-----\n").replace(b"\n", b"\r\n"),
+    b"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    b"x=\r\n-----BEGIN PGP MESSAGE-----\r\n",  # a soft line break: not at a line start
+    b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted"\r\n\r\n',
+    b"Content-Type: multipart/signed; protocol*=us-ascii''application%2Fpgp-signature;"
+    b" boundary=b\r\n\r\n",
+    b'Content-Type: multipart/signed;\r\n protocol="application/pkcs7-signature"\r\n\r\n',
+    b"Content-Type: multipart/mixed\r\n\r\n--b\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n",
+    b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b--\r\n--b\r\n\r\n"
+    b"-----BEGIN PGP MESSAGE-----\r\n",  # closed before it opened: not a multipart
+    b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n--b--\r\n"
+    b"-----BEGIN PGP MESSAGE-----\r\n",  # consecutive delimiters open one part
+    b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b \t\r\n\r\n"
+    b"-----BEGIN PGP SIGNED MESSAGE-----",  # padding, and no closing delimiter
+    b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--bb\r\n\r\n"
+    b"-----BEGIN PGP MESSAGE-----\r\n--b--\r\n",  # --bb is not a delimiter of b
+    b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx--b\r\n"
+    b"-----BEGIN PGP MESSAGE-----\r\n--b--\r\n",  # --b within a line
+    b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n"
+    b"-----BEGIN PGP MESSAGE-----\r\n",  # armor in the epilogue
+    b"Content-Type: multipart/mixed; boundary=b\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n"
+    b"--b\r\n\r\nx\r\n--b--\r\n",  # armor in the preamble
+    b"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n"
+    b"Content-Type: multipart/alternative; boundary=o\r\n\r\n--o\r\n\r\n"
+    b"-----BEGIN PGP MESSAGE-----\r\n--o--\r\n--o--\r\n",  # inner = outer boundary
+    b"Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n"
+    b"Content-Type: multipart/related; boundary=i\r\n\r\n--i\r\n"
+    b"Content-Type: text/html\r\n\r\nx\r\n--o\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n"
+    b"--i--\r\n--o--\r\n",  # an outer delimiter ends the inner multipart
+    b"Content-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n"
+    b"Content-Type: message/rfc822\r\n\r\nContent-Type: text/plain\r\n\r\n"
+    b"-----BEGIN PGP MESSAGE-----\r\n--m--\r\n",  # forwarded
+    b"Content-Type: multipart/mixed;\r\n boundary=\"a\r\n b\"\r\n\r\n--a\r\n b\r\n\r\n"
+    b"-----BEGIN PGP MESSAGE-----\r\n",  # a boundary folded over two lines
+    b"Content-Type: multipart/mixed; boundary*=utf-8''%C3%A4\r\n\r\n--\xc3\xa4\r\n\r\n"
+    b"-----BEGIN PGP MESSAGE-----\r\n",
+    b"Content-Type: multipart/mixed; boundary=b\n\n--b\rFrom x\rContent-Type: text/plain\r"
+    b"From y\r\r-----BEGIN PGP MESSAGE-----\r--b--",
+]
+
+
+def _random_message(rng: random.Random, depth: int = 0) -> bytes:
+    """A MIME entity from pieces that have tripped parsers: odd line ends, missing blank
+    lines, stray and consecutive delimiters, envelope lines, encoded armor."""
+    eol = rng.choice([b"\r\n"] * 5 + [b"\n", b"\r"])
+    fields: list[bytes] = []
+    if rng.random() < 0.1:
+        fields.append(b"From someone")
+    boundary = rng.choice(["b", "bb", "o"])
+    types = ["text/plain", "text/html", "application/octet-stream", "message/rfc822", "text"]
+    if depth < 3:
+        types += [f"multipart/{sub}; boundary={boundary}"
+                  for sub in ("mixed", "alternative", "related", "digest", "encrypted")] * 2
+        types += [f'multipart/signed; protocol="application/pgp-signature"; boundary={boundary}',
+                  f'multipart/encrypted; protocol="application/pgp-encrypted"; boundary={boundary}']
+    ctype = rng.choice(types)
+    if rng.random() < 0.9:
+        fields.append(f"Content-Type: {ctype}".encode())
+    cte = rng.choice(["", "", "base64", "quoted-printable", "7bit"])
+    if cte:
+        fields.append(f"Content-Transfer-Encoding: {cte}".encode())
+    if rng.random() < 0.15:
+        fields.append(b"Content-Disposition: attachment")
+    if rng.random() < 0.1:
+        fields.append(b"From someone")
+    head = eol.join(fields) + eol + (eol if rng.random() < 0.9 else b"")
+    if ctype.startswith("multipart/") and "boundary" in ctype:
+        body = b""
+        for _ in range(rng.randint(0, 3)):
+            body += b"--" + boundary.encode() + rng.choice([b"", b"", b"--", b" "]) + eol
+            body += _random_message(rng, depth + 1) + eol
+        if rng.random() < 0.8:
+            body += b"--" + boundary.encode() + b"--" + eol
+    elif ctype == "message/rfc822" and depth < 3:
+        body = _random_message(rng, depth + 1)
+    else:
+        body = eol.join(rng.choice([b"-----BEGIN PGP MESSAGE-----", b"x", b"",
+                                    b"-----BEGIN PGP SIGNED MESSAGE-----", b"--b", b"--o--"])
+                        for _ in range(rng.randint(0, 4)))
+        if cte == "base64":
+            body = base64.encodebytes(body).replace(b"\n", eol)
+        elif cte == "quoted-printable":
+            body = quopri.encodestring(body)
+    raw = bytearray(head + body)
+    for _ in range(rng.randint(0, 2) if depth == 0 else 0):
+        at = rng.randint(0, len(raw))
+        raw[at:at] = rng.choice([b"\r", b"\n", b"--", b" ", b"From ", b"--b\r\n", b"\xff"])
+    return bytes(raw)
+
+
+def test_classify_answers_as_a_full_parse() -> None:
+    """Classification reads header blocks and finds parts by their delimiters instead of
+    parsing the whole message; every answer must still be the full parse's."""
+    rng = random.Random(3156)
+    corpus = _EDGE_CASES + [_random_message(rng) for _ in range(3000)]
+    for raw in corpus:
+        assert classify(raw) is _reference_kind(raw), raw
+
+
+def test_an_8bit_content_disposition_does_not_break_classify() -> None:
+    raw = (b"Content-Type: text/plain\r\nContent-Disposition: inline; filename=\xc3\xa4.txt"
+           b"\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n")
+    assert classify(raw) is PgpKind.INLINE_ENCRYPTED
+
+
+def test_classify_does_not_parse_large_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(raw: bytes, **kwargs: object) -> Message:
+        raise AssertionError("a full parse")
+
+    monkeypatch.setattr(crypto.pgp_mime, "message_from_bytes", refuse)
+    attachment = base64.encodebytes(bytes(range(256)) * 8192).replace(b"\n", b"\r\n")
+    mixed = mail_message('multipart/mixed; boundary="m"',
+                         b"--m\r\nContent-Type: text/plain\r\n\r\nHallo\r\n--m\r\n"
+                         b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64"
+                         b"\r\n\r\n" + attachment + b"--m--\r\n")
+    encrypted = _pgp_mime([("application/pgp-encrypted", b"Version: 1"),
+                           ("application/octet-stream", b"-----BEGIN PGP MESSAGE-----\r\n\r\n"
+                            + attachment + b"-----END PGP MESSAGE-----")])
+    assert classify(mixed) is None
+    assert classify(encrypted) is PgpKind.MIME_ENCRYPTED
+    assert classify(mail_message("application/pdf", attachment)) is None
+
+
+def test_find_dashed_is_find(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(2046)
+    for _ in range(20000):
+        monkeypatch.setattr(crypto.pgp_mime, "_FIND_WINDOW", rng.randint(1, 9))
+        data = bytes(rng.choice(b"-ab\r\n") for _ in range(rng.randint(0, 30)))
+        needle = b"-" + bytes(rng.choice(b"-ab") for _ in range(rng.randint(0, 3)))
+        pos = rng.randint(0, len(data))
+        end = rng.randint(pos, len(data))
+        assert crypto.pgp_mime._find_dashed(data, needle, pos, end) == data.find(
+            needle, pos, end), (data, needle, pos, end)
+
+
+def test_canonicalize_is_the_shared_one() -> None:
+    assert canonicalize is crypto.canonical.canonicalize
+    assert canonicalize(b"a\nb\r\nc\rd") == b"a\r\nb\r\nc\r\nd"
+
+
 # --- PGP/MIME from the partner -----------------------------------------------------------------
 
 
@@ -159,6 +353,18 @@ def test_open_pgp_mime_encrypted_unsigned_lf_line_endings(world: World,
     opened = open_pgp(raw, backend, [world.gw], world.certs)
     assert opened.content == ENTITY
     assert not opened.signed and opened.signer_emails == ()
+
+
+def test_open_pgp_mime_encrypted_without_a_full_parse(world: World, backend: PgpBackend,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = world.partner.pgp_mime_encrypted(ENTITY, [world.gw_fpr], signer=world.rsa)
+
+    def refuse(raw: bytes, **kwargs: object) -> Message:
+        raise AssertionError("a full parse")
+
+    monkeypatch.setattr(crypto.pgp_mime, "message_from_bytes", refuse)
+    opened = open_pgp(raw, backend, [world.gw], world.certs)
+    assert opened.content == ENTITY and opened.signature_valid
 
 
 def test_open_signed_then_encrypted_as_two_mime_layers(world: World,
