@@ -139,6 +139,38 @@ class CryptoSettings(_Section):
     wkd_resolve: dict[str, str] = {}
 
 
+class ScanningSettings(_Section):
+    # Scanning is never skipped: with it unreachable, mail waits (fail closed).
+    # An external clamd by unix socket or TCP; with neither, "xgate serve" runs its own.
+    clamd_socket: Path | None = None
+    clamd_host: str | None = None
+    clamd_port: int = Field(default=3310, ge=1, le=65535)
+    timeout_seconds: float = Field(default=60, gt=0)
+    max_concurrent_scans: int = Field(default=4, ge=1, le=64)
+    # Log an error and raise xgate_scanner_failing once clamd has failed this long.
+    alert_after_seconds: float = Field(default=300, gt=0)
+    # The managed clamd: its socket (under data_dir), where signatures come from, its limits.
+    managed_socket: Path = Path("clamd/clamd.sock")
+    signature_dirs: list[Path] = [Path("/var/lib/clamav")]
+    # Used (loudly) when signature_dirs hold no database, as on offline machines.
+    test_signatures_dir: Path | None = None
+    clamd_max_scan_size_mb: int = Field(default=400, ge=1)
+    clamd_max_file_size_mb: int = Field(default=100, ge=1)
+    clamd_max_recursion: int = Field(default=16, ge=1)
+    clamd_max_scan_time_seconds: int = Field(default=120, ge=1)
+    # The gateway's own limits, checked before ClamAV (which answers OK for what it cannot
+    # open): over any of them a message is UNSCANNABLE and quarantined.
+    max_uncompressed_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    max_compression_ratio: int = Field(default=100, ge=1)
+    max_archive_members: int = Field(default=1000, ge=1)
+    max_archive_depth: int = Field(default=5, ge=1)
+    max_mime_parts: int = Field(default=500, ge=1)
+    max_mime_depth: int = Field(default=20, ge=1)
+    # Attachment types quarantined whatever ClamAV says, recognised by content.
+    blocked_types: list[Literal["executable", "script", "office-macro"]] = [
+        "executable", "script", "office-macro"]
+
+
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8025, ge=0, le=65535)
@@ -175,6 +207,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     workers: WorkerSettings = WorkerSettings()
     crypto: CryptoSettings = CryptoSettings()
+    scanning: ScanningSettings = ScanningSettings()
     web: WebSettings = WebSettings()
     logging: LoggingSettings = LoggingSettings()
 

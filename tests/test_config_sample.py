@@ -97,7 +97,8 @@ def test_sample_values_are_the_defaults(tmp_path: Path) -> None:
     path = tmp_path / "xgate.toml"
     path.write_text(sample_config())
     paths: dict[str, object] = {"data_dir": True, "storage": True, "tls": True,
-                                "database": True, "crypto": {"gnupg_home"}}
+                                "database": True, "crypto": {"gnupg_home"},
+                                "scanning": {"managed_socket"}}
     loaded = load_settings(path).model_dump(exclude=paths)
     assert loaded == Settings().model_dump(exclude=paths)
 
