@@ -22,6 +22,7 @@ from gateway import (
     cli_mailbox,
     cli_partner,
     cli_policy,
+    cli_quarantine,
     cli_queue,
     cli_serve,
 )
@@ -32,11 +33,12 @@ from gateway.settings import ConfigError
 from gateway.staff import StaffError
 from gateway.tls import TlsError
 from mailboxes.directory import MailboxError
+from scanning.errors import ScanningError
 
 Handler = Callable[[argparse.Namespace], int]
 # Expected failures: the exception's message is the whole story.
 OPERATOR_ERRORS = (CliError, ConfigError, CryptoError, KeyDirError, QueueAdminError, MailboxError,
-                   StaffError, TlsError)
+                   ScanningError, StaffError, TlsError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show a traceback for unexpected errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (cli_init, cli_db, cli_serve, cli_queue, cli_audit, cli_mailbox, cli_keys,
-                   cli_partner, cli_policy):
+                   cli_partner, cli_policy, cli_quarantine):
         module.register(commands)
     return parser
 

@@ -10,7 +10,12 @@ from pathlib import Path
 from gateway.cli_common import open_database, settings_from_args
 from gateway.settings import Settings
 
-PARTS = ("smtp", "worker", "web")
+PARTS = ("clamd", "smtp", "worker", "web")
+
+
+def managed_clamd_wanted(settings: Settings) -> bool:
+    """No external clamd configured: xgate serve runs its own (the embedded default)."""
+    return settings.scanning.clamd_socket is None and settings.scanning.clamd_host is None
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,7 +26,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     "them all. With PART: run only that part in this process (for running "
                     "parts on separate machines that share a PostgreSQL database).")
     serve.add_argument("part", nargs="?", choices=PARTS, metavar="PART",
-                       help="smtp (inbound and submission listeners), worker "
+                       help="clamd (the managed virus scanner, when no external clamd is "
+                            "configured), smtp (inbound and submission listeners), worker "
                             "(workers.count threads that process the queue; xgate serve starts "
                             "workers.processes of these) or web "
                             "(health check and metrics)")
@@ -32,14 +38,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, serving=True)
     # Refuse to start on a missing or outdated database: better than workers that fail on
     # every poll. (The web part starts anyway and reports it on /healthz.)
-    if args.part != "web":
+    if args.part not in ("web", "clamd"):
         open_database(settings).dispose()
     if args.part is None:
         return _serve_all(Path(args.config), settings)
     from gateway import serve_parts
 
-    runner = {"smtp": serve_parts.run_smtp, "worker": serve_parts.run_workers,
-              "web": serve_parts.run_web}[args.part]
+    runner = {"clamd": serve_parts.run_clamd, "smtp": serve_parts.run_smtp,
+              "worker": serve_parts.run_workers, "web": serve_parts.run_web}[args.part]
     return runner(settings)
 
 
@@ -53,6 +59,17 @@ def listener_lines(settings: Settings) -> list[str]:
                  "(/healthz, /metrics)")
     lines.append(f"workers         {settings.workers.processes} process(es) with "
                  f"{settings.workers.count} thread(s) each")
+    if managed_clamd_wanted(settings):
+        from scanning.managed import select_signatures
+
+        test_only = select_signatures(settings).test_only
+        lines.append("clamd           managed, " + (
+            "WITH TEST SIGNATURES ONLY: real malware is not detected" if test_only
+            else "with the system's signatures"))
+    else:
+        where = settings.scanning.clamd_socket or (
+            f"{settings.scanning.clamd_host}:{settings.scanning.clamd_port}")
+        lines.append(f"clamd           external, {where}")
     return lines
 
 
@@ -65,7 +82,14 @@ def _serve_all(config: Path, settings: Settings) -> int:
     env = dict(os.environ)
     env[MULTIPROC_ENV] = str(samples)
     smtp_enabled = settings.smtp.inbound.enabled or settings.smtp.submission.enabled
-    parts = [p for p in PARTS if p != "smtp" or smtp_enabled]
+    if managed_clamd_wanted(settings):
+        from scanning.managed import select_signatures
+
+        # Fails here, with the reason, when there is no signature database at all: better
+        # than a clamd child that dies again and again.
+        select_signatures(settings)
+    parts = [p for p in PARTS if (p != "smtp" or smtp_enabled)
+             and (p != "clamd" or managed_clamd_wanted(settings))]
     base = [sys.executable, "-m", "gateway.cli", "-c", str(config.resolve()), "serve"]
     children = []
     for part in parts:

@@ -74,6 +74,16 @@ def run_workers(settings: Settings) -> int:
     return 1 if crashed.is_set() else 0
 
 
+def run_clamd(settings: Settings) -> int:
+    """The managed clamd (when no external clamd is configured), until SIGTERM."""
+    from scanning.managed import run_clamd as run_managed_clamd
+
+    stop = threading.Event()
+    stop_on_signals(stop)
+    watch_parent(stop.set)
+    return run_managed_clamd(settings, stop)
+
+
 def run_web(settings: Settings) -> int:
     import uvicorn
 

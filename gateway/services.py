@@ -12,8 +12,11 @@ from gateway.clock import Clock, system_clock
 from gateway.db import make_engine, make_session_factory
 from gateway.delivery.transport import Transport
 from gateway.own_key_cache import OwnKeyLookup, PrivateKeyCache
+from gateway.scanner_health import ScannerHealth
 from gateway.settings import Settings
 from gateway.trust import TrustStore
+from scanning.clamd_client import ClamdClient
+from scanning.scanner import MessageScanner
 
 
 @dataclass
@@ -24,6 +27,8 @@ class Services:
     transport: Transport
     pgp: PgpBackend
     trust: TrustStore
+    scanner: MessageScanner
+    scanner_health: ScannerHealth
     clock: Clock = system_clock
     private_keys: PrivateKeyCache = field(default_factory=PrivateKeyCache)
     own_keys: OwnKeyLookup = field(default_factory=OwnKeyLookup)
@@ -57,5 +62,7 @@ def build_services(settings: Settings, *, transport: Transport | None = None,
         transport=transport,
         pgp=make_pgp_backend(settings),
         trust=TrustStore.from_settings(settings),
+        scanner=MessageScanner(ClamdClient.from_settings(settings), settings.scanning),
+        scanner_health=ScannerHealth(settings.scanning.alert_after_seconds, clock),
         clock=clock,
     )

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -145,12 +145,18 @@ class ScanningSettings(_Section):
     clamd_socket: Path | None = None
     clamd_host: str | None = None
     clamd_port: int = Field(default=3310, ge=1, le=65535)
-    timeout_seconds: float = Field(default=60, gt=0)
+    # Longer than clamd_max_scan_time_seconds, so clamd's own limit answers first (the
+    # message is then unscannable) instead of our timeout (the message would wait forever).
+    timeout_seconds: float = Field(default=150, gt=0)
     max_concurrent_scans: int = Field(default=4, ge=1, le=64)
     # Log an error and raise xgate_scanner_failing once clamd has failed this long.
     alert_after_seconds: float = Field(default=300, gt=0)
     # The managed clamd: its socket (under data_dir), where signatures come from, its limits.
     managed_socket: Path = Path("clamd/clamd.sock")
+    # clamd writes every scanned stream, and what it unpacks, to its TemporaryDirectory:
+    # it must be memory (a tmpfs), or plaintext would touch the disk. Unset: a directory of
+    # its own under /dev/shm. The managed clamd refuses to start on anything but a tmpfs.
+    managed_temporary_dir: Path | None = None
     signature_dirs: list[Path] = [Path("/var/lib/clamav")]
     # Used (loudly) when signature_dirs hold no database, as on offline machines.
     test_signatures_dir: Path | None = None
@@ -169,6 +175,16 @@ class ScanningSettings(_Section):
     # Attachment types quarantined whatever ClamAV says, recognised by content.
     blocked_types: list[Literal["executable", "script", "office-macro"]] = [
         "executable", "script", "office-macro"]
+
+    @model_validator(mode="after")
+    def _timeout_after_scan_time(self) -> ScanningSettings:
+        if self.timeout_seconds <= self.clamd_max_scan_time_seconds:
+            raise ValueError(
+                f"timeout_seconds ({self.timeout_seconds:g}) must be longer than "
+                f"clamd_max_scan_time_seconds ({self.clamd_max_scan_time_seconds})")
+        if self.clamd_socket is not None and self.clamd_host is not None:
+            raise ValueError("set clamd_socket or clamd_host, not both")
+        return self
 
 
 class WebSettings(_Section):

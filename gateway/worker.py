@@ -146,7 +146,10 @@ class Worker:
             elif isinstance(outcome, Hold | Quarantine):
                 state, reason = outcome.state, outcome.reason
                 self._notify_sender(session, ctx, [a for a, _ in recipients], state,
-                                    outcome.reason)
+                                    outcome.notice)
+                if isinstance(outcome, Quarantine) and ctx.direction == Direction.INBOUND:
+                    self._notify_recipients(session, ctx, [a for a, _ in recipients],
+                                            outcome.reason)
             else:
                 state, reason = MessageState.FAILED, outcome.reason
             facts = dict(ctx.facts)
@@ -189,7 +192,6 @@ class Worker:
                        state: MessageState, reason: str) -> None:
         if not message.mail_from:
             return
-        settings = self.services.settings
         what = "held" if state == MessageState.HELD else "quarantined"
         rcpts = ", ".join(recipients)
         text = (
@@ -198,10 +200,29 @@ class Worker:
             "The gateway's administrators have been informed. Please quote the reference "
             "if you contact them.\r\n"
         )
+        self._store_notice(session, message.mail_from,
+                           f"Message {what}: reference {message.queue_id}", text)
+
+    def _notify_recipients(self, session: Session, message: MessageContext,
+                           recipients: list[str], reason: str) -> None:
+        """Tell the office's own recipients (shared mailboxes, staff) what was kept from
+        them and why; they are inside, so the full reason is theirs to see."""
+        sender = message.mail_from or "<>"
+        for address in recipients:
+            text = (
+                f"A message from {sender} to {address} (reference {message.queue_id}) was "
+                f"quarantined by the mail gateway and has not been delivered.\r\n\r\n"
+                f"Reason: {reason}\r\n\r\nThe administrators can release it (two of "
+                "them must agree, after a fresh scan) or delete it.\r\n"
+            )
+            self._store_notice(session, address,
+                               f"Quarantined for you: reference {message.queue_id}", text)
+
+    def _store_notice(self, session: Session, to: str, subject: str, text: str) -> None:
+        settings = self.services.settings
         notice = build_notice(reporting_mta=settings.smtp.hostname,
-                              postmaster=settings.delivery.postmaster, to=message.mail_from,
-                              subject=f"Message {what}: reference {message.queue_id}",
-                              text=text, now=self.services.clock())
+                              postmaster=settings.delivery.postmaster, to=to,
+                              subject=subject, text=text, now=self.services.clock())
         store_received(session, self.services.master_key, Envelope(
-            direction=Direction.OUTBOUND, mail_from="", rcpt_tos=[message.mail_from],
+            direction=Direction.OUTBOUND, mail_from="", rcpt_tos=[to],
             data=notice), actor=self.name, now=self.services.clock())

@@ -26,6 +26,7 @@ from gateway.delivery.transport import RecordingTransport
 from gateway.migrate import upgrade
 from gateway.services import Services, build_services
 from gateway.settings import RelayRoute, Settings, TlsPolicy, load_settings
+from tests.support.clamd import shared_clamd
 from tests.support.cli import Cli
 from tests.support.pki import TestPki, make_pki
 from tests.support.postgres import PostgresServer
@@ -90,6 +91,8 @@ def make_settings(data_dir: Path, database_url: str, **sections: Any) -> Setting
         # fail-closed default ("either") or partner records themselves.
         "crypto": {"unknown_partner_outbound": "plaintext",
                    "gnupg_home": str(data_dir / "gnupg")},
+        # One real clamd for the whole session, with the test signatures.
+        "scanning": {"clamd_socket": str(shared_clamd().socket_path)},
     }
     for name, value in sections.items():
         if isinstance(value, dict) and isinstance(base.get(name), dict):

@@ -78,6 +78,9 @@ def make_workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
             "workers": {"count": threads, "lease_seconds": lease_seconds,
                         "poll_interval_seconds": 0.1},
             "logging": {"level": "INFO", "json": False},
+            "crypto": {"unknown_partner_outbound":
+                       settings.crypto.unknown_partner_outbound.value},
+            "scanning": {"clamd_socket": str(settings.scanning.clamd_socket)},
         }
         routes = [{"domain": domain, "host": s.host, "port": s.port, "tls": "none"}
                   for domain, s in (sinks or {}).items()]

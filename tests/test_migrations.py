@@ -24,6 +24,7 @@ from sqlalchemy import Engine, inspect
 
 import gateway.keydir.models
 import gateway.models
+import gateway.quarantine_models
 import mailboxes.models
 from gateway.db import Base, make_engine
 from gateway.migrate import alembic_config, current_revision, downgrade, upgrade
@@ -35,7 +36,8 @@ PRODUCTION_PACKAGES = ("gateway", "crypto", "scanning", "mailboxes", "admin_ui")
 _counter = itertools.count()
 
 # Every model module must be imported so that every table is on Base.metadata.
-_MODEL_MODULES = (gateway.models, gateway.keydir.models, mailboxes.models)
+_MODEL_MODULES = (gateway.models, gateway.keydir.models, gateway.quarantine_models,
+                  mailboxes.models)
 
 
 def _backends() -> list[Any]:

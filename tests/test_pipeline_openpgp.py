@@ -113,7 +113,8 @@ def _receive(gw: Gateway, raw: bytes) -> tuple[str, bytes | None]:
     with session_scope(services.sessions) as s:
         found = mailbox_id_for(s, MAILBOX)
         assert found is not None
-        filed = [read_message(services.master_key, m) for m in messages_in(s, found[0])]
+        filed = [read_message(services.master_key, m) for m in messages_in(s, found[0])
+                 if m.mail_from]  # not the gateway's own notices
     return qid, (filed[-1] if filed else None)
 
 

@@ -116,7 +116,8 @@ def _receive(gw: Services, raw: bytes, rcpt: str = MAILBOX) -> tuple[str, bytes 
 
         found = mailbox_id_for(s, rcpt)
         assert found is not None
-        filed = [read_message(gw.master_key, m) for m in messages_in(s, found[0])]
+        filed = [read_message(gw.master_key, m) for m in messages_in(s, found[0])
+                 if m.mail_from]  # not the gateway's own notices
     return qid, (filed[-1] if filed else None)
 
 

@@ -8,9 +8,12 @@ from gateway.models import MessageState
 class Outcome(Exception):
     state: MessageState = MessageState.FAILED
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, notice: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        # What the sender is told, where the reason holds internal detail (a signature
+        # name, a limit) that is the admins' business, not an outside sender's.
+        self.notice = notice if notice is not None else reason
 
 
 class Hold(Outcome):

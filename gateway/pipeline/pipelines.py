@@ -1,6 +1,6 @@
 """The pipelines: tuples of stage names, looked up in one registry.
 
-Later features add stages here (scan, consent) without touching the driver.
+Later features add stages here (consent) without touching the driver.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from gateway.pipeline.stages.outbound_policy import OutboundPolicyStage
 from gateway.pipeline.stages.parse import ParseStage, ReparseStage
 from gateway.pipeline.stages.result_headers import ResultHeadersStage
 from gateway.pipeline.stages.route import RouteStage
+from gateway.pipeline.stages.scan import ScanStage
 from gateway.pipeline.stages.sign import SignStage
 from gateway.pipeline.stages.strip_result_headers import StripResultHeadersStage
 from gateway.pipeline.stages.verify import VerifyStage
@@ -22,18 +23,20 @@ from gateway.pipeline.stages.verify import VerifyStage
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (StripResultHeadersStage(), ParseStage(), DecryptStage(), VerifyStage(),
-                  ReparseStage(),
+                  ReparseStage(), ScanStage(),
                   InboundPolicyStage(), ResultHeadersStage(), RouteStage(),
                   OutboundPolicyStage(), SignStage(), EncryptStage(), DeliverStage())
 }
 
 PIPELINES: dict[Direction, tuple[str, ...]] = {
     # Decrypt before verify: partners sign, then encrypt (RFC 8551 section 3.7).
-    Direction.INBOUND: ("strip_result_headers", "parse", "decrypt", "verify", "reparse",
+    # Scan what decryption produced: inside the controlled zone, before anyone reads it.
+    Direction.INBOUND: ("strip_result_headers", "parse", "decrypt", "verify", "reparse", "scan",
                         "inbound_policy", "result_headers", "route", "deliver"),
     # Route first: mail for a shared mailbox or the internal server needs no encryption.
-    Direction.OUTBOUND: ("strip_result_headers", "parse", "route", "outbound_policy", "sign",
-                         "encrypt", "deliver"),
+    # Scan before signing and encrypting: the gateway never seals malware for a partner.
+    Direction.OUTBOUND: ("strip_result_headers", "parse", "route", "scan", "outbound_policy",
+                         "sign", "encrypt", "deliver"),
 }
 
 

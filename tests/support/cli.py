@@ -21,6 +21,7 @@ from gateway.delivery.transport import RecordingTransport
 from gateway.models import AuditEntry
 from gateway.services import Services, build_services
 from gateway.settings import Settings, load_settings
+from tests.support.clamd import shared_clamd
 
 XGATE = Path(sys.executable).with_name("xgate")
 
@@ -48,13 +49,17 @@ def init_installation(directory: Path, *extra: str) -> Path:
 
 
 def db_env(database_url: str) -> dict[str, str]:
-    return {"XGATE_DATABASE__URL": database_url}
+    """Environment for an xgate process on the test's database, scanning with the session's
+    clamd (an installation's own managed clamd is not running in these tests)."""
+    return {"XGATE_DATABASE__URL": database_url,
+            "XGATE_SCANNING__CLAMD_SOCKET": str(shared_clamd().socket_path)}
 
 
 def installation_settings(config: Path, database_url: str | None = None,
                           **overrides: Any) -> Settings:
     if database_url is not None:
         overrides["database"] = {"url": database_url}
+    overrides.setdefault("scanning", {"clamd_socket": str(shared_clamd().socket_path)})
     return load_settings(config, **overrides)
 
 

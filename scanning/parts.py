@@ -1,0 +1,398 @@
+"""Every leaf part of a message, decoded, for the scanner; and the MIME limits.
+
+ClamAV sees what the gateway hands it, so the gateway hands it each leaf part decoded from
+base64, quoted-printable or uuencode (including uuencoded blocks inside plain text bodies and
+the parts of attached messages and of opaque-signed S/MIME), and the whole decoded message as
+one stream besides (``decoded_message``).
+
+Limits: every MIME entity counts as a part, containers and the top-level one included; depth
+is the number of containers (multiparts, attached messages, opaque-signed S/MIME) around an
+entity, 0 for the top level. Walking is iterative (an explicit stack), so no nesting reaches
+Python's recursion limit here. The stdlib parser itself does recurse, once per nesting level,
+and reads every line against every enclosing boundary: it fails with RecursionError near 1,000
+levels and slows down long before. ``check_raw_structure`` therefore measures parts and depth
+on the raw bytes, in linear time and before the parser runs, and the parse stage should call it
+first.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email import policy as email_policy
+from email.message import Message
+from email.parser import BytesHeaderParser, BytesParser
+from typing import Protocol
+
+from asn1crypto import cms  # type: ignore[import-untyped]
+
+_SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+_UU_ENCODINGS = ("x-uuencode", "uuencode", "uue", "x-uue")
+# Only the Content-Type header of a raw entity matters to the structure check; a header block
+# larger than this is cut off there (the SMTP edge bounds headers far below it anyway).
+_MAX_RAW_HEADER = 256 * 1024
+
+
+class _ScanningLimits(Protocol):
+    """The fields of ``gateway.settings.ScanningSettings`` used here."""
+
+    @property
+    def max_mime_parts(self) -> int: ...
+    @property
+    def max_mime_depth(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class MimeLimits:
+    max_parts: int = 500
+    max_depth: int = 20
+
+    @classmethod
+    def from_settings(cls, scanning: _ScanningLimits) -> MimeLimits:
+        return cls(max_parts=scanning.max_mime_parts, max_depth=scanning.max_mime_depth)
+
+
+class TooComplex(Exception):
+    """The message breaks a MIME limit or hides a part that cannot be read: UNSCANNABLE."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Part:
+    """One decoded leaf part.
+
+    ``path`` names it for people and logs: the IMAP-style section, then the disposition and
+    file name if there are any, else the content type ("1.2 attachment report.pdf"). Parts cut
+    out of a uuencoded text body are ``<section>.uu<n>``.
+    """
+
+    path: str
+    content_type: str
+    filename: str | None
+    data: bytes
+    section: str = ""
+
+
+# --- the structure of raw bytes, before parsing -----------------------------------------------
+
+_LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)?")
+_NEXT_DASHES = re.compile(rb"(?:\r\n|\r|\n)--")
+# What the stdlib's feedparser takes for a header line; the first other line ends the block.
+_HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")
+
+
+@dataclass
+class _OpenMultipart:
+    delimiter: bytes  # "--" + boundary
+    depth: int
+    digest: bool
+
+
+def check_raw_structure(raw: bytes, limits: MimeLimits) -> str | None:
+    """Why the raw message ``raw`` breaks the MIME limits, or None; linear time.
+
+    Follows boundaries as the stdlib parser does (lines split at CR, LF or CRLF; a boundary
+    line closes every multipart opened inside it), so what it measures is what the parser
+    would build.
+    """
+    stack: list[_OpenMultipart] = []
+    parts = 1
+    depth = 0
+    in_headers = True
+    default_type = "text/plain"
+    header = bytearray()
+    pos = 0
+    size = len(raw)
+    while pos < size:
+        if not in_headers:
+            if not stack:
+                return None  # a leaf body with nothing open around it: nothing more to find
+            if not raw.startswith(b"--", pos):
+                found = _NEXT_DASHES.search(raw, pos)
+                if found is None:
+                    return None
+                pos = found.end() - 2
+        match = _LINE.match(raw, pos)
+        assert match is not None  # the pattern matches the empty string too
+        line = match.group()
+        pos = match.end()
+        if not line:
+            break
+        if line.startswith(b"--") and stack:
+            stripped = line.rstrip(b"\r\n").rstrip(b" \t")
+            hit = _boundary_hit(stripped, stack)
+            if hit is not None:
+                index, closing = hit
+                opened = stack[index]
+                del stack[index + (0 if closing else 1):]
+                if closing:
+                    in_headers = False
+                    continue
+                parts += 1
+                depth = opened.depth + 1
+                if parts > limits.max_parts:
+                    return f"more than {limits.max_parts} MIME parts"
+                if depth > limits.max_depth:
+                    return f"MIME nesting deeper than {limits.max_depth} levels"
+                in_headers = True
+                default_type = "message/rfc822" if opened.digest else "text/plain"
+                header.clear()
+                continue
+        if not in_headers:
+            continue
+        if line.strip(b"\r\n") and _HEADER_LINE.match(line):
+            if len(header) < _MAX_RAW_HEADER:
+                header += line
+            continue
+        # The header block ended: what it declares decides what the body is.
+        in_headers = False
+        entity = BytesHeaderParser(policy=email_policy.default).parsebytes(bytes(header))
+        header.clear()
+        content_type = entity.get_content_type() if entity.get("content-type") \
+            else default_type
+        if content_type.startswith("multipart/"):
+            boundary = entity.get_boundary()
+            if boundary is not None:
+                stack.append(_OpenMultipart(
+                    b"--" + boundary.encode("ascii", "surrogateescape"), depth,
+                    content_type == "multipart/digest"))
+        elif content_type.startswith("message/") and content_type != "message/delivery-status":
+            # An attached message: its own header block starts right here.
+            parts += 1
+            depth += 1
+            if parts > limits.max_parts:
+                return f"more than {limits.max_parts} MIME parts"
+            if depth > limits.max_depth:
+                return f"MIME nesting deeper than {limits.max_depth} levels"
+            in_headers = True
+            default_type = "text/plain"
+        if line.strip(b"\r\n"):
+            # A line that is no header ends the block and, as in the parser, is read again as
+            # the first line of what follows (it may be the first boundary).
+            pos = match.start()
+    return None
+
+
+def _boundary_hit(stripped: bytes, stack: list[_OpenMultipart]) -> tuple[int, bool] | None:
+    # The innermost multipart first, as the parser's stack of boundary matchers has it.
+    for index in range(len(stack) - 1, -1, -1):
+        delimiter = stack[index].delimiter
+        if stripped == delimiter:
+            return index, False
+        if stripped == delimiter + b"--":
+            return index, True
+    return None
+
+
+# --- the parsed tree --------------------------------------------------------------------------
+
+
+@dataclass
+class _Node:
+    entity: Message
+    section: str  # "" for the top level
+    depth: int
+    # An attached message's body that is not multipart is its section + ".1" (IMAP numbering).
+    wrapped: bool = False
+
+
+def leaf_parts(message: Message, limits: MimeLimits) -> Iterator[Part]:
+    """The decoded leaf parts of ``message``, in document order.
+
+    Raises ``TooComplex`` before yielding anything if the parsed tree breaks a limit; parts that
+    only decoding reveals (opaque-signed content, uuencoded blocks) count too and may raise it
+    later, so a caller that gets TooComplex must discard what it scanned so far.
+    """
+    counter = _Counter(limits)
+    for _ in _nodes(message, counter, decode=False):
+        pass
+    yield from _decoded_leaves(message, _Counter(limits))
+
+
+def decoded_message(message: Message, limits: MimeLimits, max_bytes: int) -> bytes:
+    """All decoded leaf parts one after another, to be scanned as one stream.
+
+    Joined without separators: a signature split across two parts is found in the join.
+    Raises ``TooComplex`` when the result would exceed ``max_bytes``.
+    """
+    joined = bytearray()
+    for part in leaf_parts(message, limits):
+        if len(joined) + len(part.data) > max_bytes:
+            raise TooComplex(f"decoded message larger than {max_bytes} bytes")
+        joined += part.data
+    return bytes(joined)
+
+
+class _Counter:
+    def __init__(self, limits: MimeLimits) -> None:
+        self.limits = limits
+        self.parts = 0
+
+    def add(self, depth: int) -> None:
+        self.parts += 1
+        if self.parts > self.limits.max_parts:
+            raise TooComplex(f"more than {self.limits.max_parts} MIME parts")
+        if depth > self.limits.max_depth:
+            raise TooComplex(f"MIME nesting deeper than {self.limits.max_depth} levels")
+
+
+def _nodes(message: Message, counter: _Counter, *, decode: bool) -> Iterator[_Node]:
+    """Every leaf entity, depth first, with an explicit stack; containers are counted."""
+    stack = [_Node(message, "", 0)]
+    while stack:
+        node = stack.pop()
+        counter.add(node.depth)
+        entity = node.entity
+        content_type = entity.get_content_type()
+        children: list[_Node] = []
+        if entity.is_multipart() and content_type != "message/delivery-status":
+            payload = entity.get_payload()
+            assert isinstance(payload, list)
+            if content_type.startswith("message/"):
+                children = [_Node(inner, node.section, node.depth + 1, wrapped=True)
+                            for inner in payload if isinstance(inner, Message)]
+            else:
+                prefix = f"{node.section}." if node.section else ""
+                children = [_Node(sub, f"{prefix}{number}", node.depth + 1)
+                            for number, sub in enumerate(payload, 1)
+                            if isinstance(sub, Message)]
+        elif decode and _is_opaque_signed(entity, content_type):
+            inner = _opaque_signed_content(entity, counter, node.depth)
+            if inner is not None:
+                children = [_Node(inner, _leaf_section(node), node.depth + 1, wrapped=True)]
+        if children:
+            stack.extend(reversed(children))
+        else:
+            yield node
+
+
+def _leaf_section(node: _Node) -> str:
+    if not node.section:
+        return "1"
+    return f"{node.section}.1" if node.wrapped else node.section
+
+
+def _decoded_leaves(message: Message, counter: _Counter) -> Iterator[Part]:
+    for node in _nodes(message, counter, decode=True):
+        entity = node.entity
+        section = _leaf_section(node)
+        content_type = entity.get_content_type()
+        filename = entity.get_filename()
+        data = decode_body(entity)
+        label = " ".join(filter(None, (section, entity.get_content_disposition(), filename)))
+        yield Part(label if filename else f"{label} {content_type}", content_type, filename,
+                   data, section)
+        if content_type == "text/plain":
+            for number, (name, block) in enumerate(uuencoded_blocks(data), 1):
+                counter.add(node.depth + 1)
+                uu_section = f"{section}.uu{number}"
+                yield Part(f"{uu_section} attachment {name}", "application/octet-stream",
+                           name, block, uu_section)
+
+
+def decode_body(entity: Message) -> bytes:
+    """The body of a leaf entity with its Content-Transfer-Encoding undone."""
+    encoding = str(entity.get("content-transfer-encoding", "")).strip().lower()
+    if encoding in _UU_ENCODINGS:
+        raw = entity.get_payload(decode=False)
+        text = raw.encode("ascii", "surrogateescape") if isinstance(raw, str) else b""
+        blocks = list(uuencoded_blocks(text))
+        return blocks[0][1] if blocks else text
+    if entity.is_multipart():
+        # message/delivery-status: blocks of fields, which the parser keeps as messages.
+        payload = entity.get_payload()
+        assert isinstance(payload, list)
+        return b"".join(block.as_bytes() for block in payload if isinstance(block, Message))
+    # base64 and quoted-printable: the stdlib decodes them leniently, as mail clients do;
+    # 7bit, 8bit and binary bodies come back as the bytes that arrived.
+    data = entity.get_payload(decode=True)
+    return data if isinstance(data, bytes) else b""
+
+
+# --- uuencode ---------------------------------------------------------------------------------
+
+_UU_BEGIN = re.compile(rb"^begin(?:-base64)? +[0-7]{1,4} +([^\r\n]+?)[ \t]*\r?$", re.MULTILINE)
+_UU_END = re.compile(rb"^end[ \t]*\r?$", re.MULTILINE)
+
+
+def uuencoded_blocks(text: bytes) -> Iterator[tuple[str, bytes]]:
+    """The ``begin <mode> <name>`` ... ``end`` blocks in ``text``, decoded.
+
+    Lenient like uudecode: a missing ``end`` takes the rest of the text, broken lines are cut
+    to the length their first character announces.
+    """
+    pos = 0
+    while (begin := _UU_BEGIN.search(text, pos)) is not None:
+        name = begin.group(1).decode("utf-8", "replace")
+        end = _UU_END.search(text, begin.end())
+        stop = end.start() if end is not None else len(text)
+        yield name, _uudecode(text[begin.end():stop])
+        pos = end.end() if end is not None else len(text)
+
+
+def _uudecode(body: bytes) -> bytes:
+    out = bytearray()
+    for line in body.splitlines():
+        if not line.strip() or line.strip() == b"`":
+            continue
+        try:
+            out += binascii.a2b_uu(line)
+        except binascii.Error:
+            # Encoders that pad lines oddly: the first character says how many bytes follow.
+            count = (((line[0] - 32) & 63) * 4 + 5) // 3
+            try:
+                out += binascii.a2b_uu(line[:count])
+            except binascii.Error:
+                continue
+    return bytes(out)
+
+
+# --- opaque-signed S/MIME ---------------------------------------------------------------------
+
+
+def _is_opaque_signed(entity: Message, content_type: str) -> bool:
+    if content_type == "application/octet-stream":
+        # Some clients label S/MIME by its file name only.
+        filename = (entity.get_filename() or "").lower()
+        return filename.endswith(".p7m")
+    if content_type not in _SMIME_TYPES:
+        return False
+    smime_type = str(entity.get_param("smime-type", "") or "").lower()
+    # Old clients leave smime-type out; the CMS content type then tells (checked on reading).
+    return smime_type in ("signed-data", "")
+
+
+def _opaque_signed_content(entity: Message, counter: _Counter, depth: int) -> Message | None:
+    """The MIME entity an opaque-signed part carries, parsed; None if it is not signed-data.
+
+    Signatures are the verify stage's business; here only the content matters, because it
+    would otherwise reach ClamAV as DER around base64 text that it cannot look into.
+    """
+    declared = str(entity.get_param("smime-type", "") or "").lower() == "signed-data"
+    try:
+        info = cms.ContentInfo.load(decode_body(entity))
+        if info["content_type"].native != "signed_data":
+            if declared:
+                raise TooComplex("opaque-signed S/MIME part is not signed-data")
+            return None
+        content = info["content"]["encap_content_info"]["content"].native
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+        if declared:
+            raise TooComplex("unreadable opaque-signed S/MIME part") from exc
+        return None
+    if not isinstance(content, bytes):
+        raise TooComplex("opaque-signed S/MIME part without content")
+    # The inner entity is parsed here, so it gets the raw check the parse stage gives a
+    # message: with what is left of the budget, and nested below this part.
+    remaining = MimeLimits(max_parts=max(counter.limits.max_parts - counter.parts, 1),
+                           max_depth=max(counter.limits.max_depth - depth - 1, 0))
+    reason = check_raw_structure(content, remaining)
+    if reason is not None:
+        raise TooComplex(f"{reason} (inside opaque-signed S/MIME)")
+    parsed: Message = BytesParser(policy=entity.policy).parsebytes(content)
+    return parsed
