@@ -26,6 +26,7 @@ from gateway.cli_common import (
 )
 from gateway.clock import system_clock
 from gateway.db import make_session_factory
+from gateway.models import MessageState
 from gateway.quarantine import (
     REQUIRED_APPROVALS,
     QuarantineView,
@@ -321,7 +322,9 @@ def _rescan_label(view: QuarantineView) -> str:
 
 
 def _list_row(v: QuarantineView) -> str:
-    approvals = f"{len(v.pending_approvals)}/{REQUIRED_APPROVALS}"
+    # Held messages are released by their own rules (consent, key), not by this quarantine.
+    approvals = (f"{len(v.pending_approvals)}/{REQUIRED_APPROVALS}"
+                 if v.state == MessageState.QUARANTINED else "-")
     line = (f"{v.queue_id:<16}  {v.state.value:<11}  {_when(v.received_at):<19}  "
             f"{approvals:<9}  {_rescan_label(v):<10}  {v.sender or '<>'} -> "
             f"{', '.join(v.recipients)}")
@@ -340,9 +343,10 @@ def _describe(v: QuarantineView) -> list[str]:
         f"from:          {v.sender or '<>'}",
         f"to:            {', '.join(v.recipients)}",
         f"received:      {_when(v.received_at)} UTC",
-        f"approvals:     {len(v.pending_approvals)} of {REQUIRED_APPROVALS}"
-        + (f" ({', '.join(v.pending_approvals)})" if v.pending_approvals else ""),
     ]
+    if v.state == MessageState.QUARANTINED:
+        lines.append(f"approvals:     {len(v.pending_approvals)} of {REQUIRED_APPROVALS}"
+                     + (f" ({', '.join(v.pending_approvals)})" if v.pending_approvals else ""))
     if v.needs_admin:
         lines.append("note:          now clean — needs an admin")
     lines.append("decisions:" + ("" if v.decisions else " none"))

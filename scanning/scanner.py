@@ -19,8 +19,8 @@ from email.message import Message
 
 from gateway.settings import ScanningSettings
 from scanning.clamd_client import ClamdAnswer, ClamdClient
-from scanning.content_types import blocked_type
-from scanning.limits import ArchiveLimits, check_archive
+from scanning.content_types import blocked_in_archive, blocked_type
+from scanning.limits import ArchiveLimits, ArchiveRejected, check_archive
 from scanning.parts import MimeLimits, Part, TooComplex, check_raw_structure, leaf_parts
 from scanning.verdict import ScanResult, Verdict
 
@@ -69,9 +69,19 @@ class MessageScanner:
         blocked = blocked_type(part.data, part.filename, self.settings.blocked_types)
         if blocked is not None:
             return ScanResult(Verdict.BLOCKED, blocked, part.path)
-        over = check_archive(part.data, part.filename or part.path, self.archive_limits)
+        name = part.filename or part.path
+        over = check_archive(part.data, name, self.archive_limits)
         if over is not None:
             return ScanResult(Verdict.UNSCANNABLE, over, part.path)
+        # Executables and scripts mostly arrive zipped: look inside (within the limits just
+        # checked, so this pass is bounded too).
+        try:
+            inside = blocked_in_archive(part.data, name, self.settings.blocked_types,
+                                        self.archive_limits)
+        except ArchiveRejected as exc:
+            return ScanResult(Verdict.UNSCANNABLE, exc.reason, part.path)
+        if inside is not None:
+            return ScanResult(Verdict.BLOCKED, inside, part.path)
         return None
 
     def _stream(self, data: bytes) -> Callable[[], ClamdAnswer]:

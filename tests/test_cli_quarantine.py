@@ -191,6 +191,9 @@ def test_list_show_and_json(setup: Setup) -> None:
     assert f"queue id:      {infected}" in out
     assert "approvals:     1 of 2 (alice)" in out
     assert "release-approval" in out and "alice: false positive" in out
+    # Held messages are not released by two admins here: no approvals to count.
+    _, out, _ = setup.cli("quarantine", "show", held)
+    assert "state:         held" in out and "approvals:" not in out
 
 
 def test_rescan_marks_for_an_admin_with_a_progress_bar(setup: Setup) -> None:

@@ -252,3 +252,12 @@ def test_fail_closed_while_clamd_is_down(gw: Services, clock: FakeClock,
     assert {load_message(gw, q).state for q in qids} == {MessageState.DELIVERED}
     assert len(_filed(gw)) == 3
     assert not gw.scanner_health.alerting
+
+
+def test_blocked_executable_inside_a_zip(gw: Services) -> None:
+    pe = b"MZ" + b"\x90" * 58 + (64).to_bytes(4, "little") + b"PE\x00\x00" + b"\x00" * 200
+    message = _verdict(gw, _multipart(TEXT, _attachment(_zip("rechnung.pdf.exe", pe),
+                                                        "post.zip")))
+    assert message.state == MessageState.QUARANTINED
+    assert message.reason is not None and message.reason.startswith("blocked: ")
+    assert "rechnung.pdf.exe" in message.reason

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.settings import Settings
 from scanning.limits import (
@@ -596,3 +598,47 @@ def test_cabinet_counts_names_and_sets_are_checked() -> None:
     assert check_archive(cab(["a"], flags=2), "a.cab", LIMITS) == \
         "a.cab: cabinet is one of a set of several"
     assert "declares" in (check_archive(cab(["a"], size=300 * MiB), "a.cab", LIMITS) or "")
+
+
+# --- damaged input --------------------------------------------------------------------------
+
+
+def _seeds() -> list[bytes]:
+    text = b"Hilfeplan " * 300
+    return [
+        ZIPCRYPTO_ZIP, PLAIN_7Z, CONTENT_ENC_7Z, M30_7Z, ZEROS_7Z, rar5(1), rar4(0),
+        cab(["a", "b"]),
+        make_zip({"a.txt": text, "b/c.zip": make_zip({"d": text})}),
+        make_zip({"a": text}, zipfile.ZIP_BZIP2), make_zip({"a": text}, zipfile.ZIP_LZMA),
+        make_tar([tarfile.TarInfo("a.txt")], {"a.txt": text}, "w:gz"),
+        make_tar([tarfile.TarInfo("a.txt")], {"a.txt": text}, "w:xz"),
+        bz2.compress(text), nested_bomb(2, copies=2, leaf_size=2 * MiB),
+    ]
+
+
+SEEDS = _seeds()
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.sampled_from(SEEDS),
+       edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255),
+                                st.sampled_from(["set", "cut", "insert"])), max_size=6))
+def test_damaged_archives_give_a_reason_or_none_never_an_error(
+        seed: bytes, edits: list[tuple[float, int, str]]) -> None:
+    data = bytearray(seed)
+    for where, value, how in edits:
+        at = int(where * len(data))
+        if how == "set" and data:
+            data[at] = value
+        elif how == "cut":
+            del data[at:at + value // 8 + 1]
+        else:
+            data[at:at] = bytes([value]) * (value // 16 + 1)
+    damaged = bytes(data)
+    reason = check_archive(damaged, "x", LIMITS)
+    assert reason is None or isinstance(reason, str)
+    try:
+        for _ in iter_members(damaged, "x", LIMITS):
+            pass
+    except ArchiveRejected as exc:
+        assert exc.reason
