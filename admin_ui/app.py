@@ -48,7 +48,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     # stall the event loop.
     @app.get("/healthz")
     def healthz() -> JSONResponse:
-        health = check_health(sessions)
+        health = check_health(sessions, settings)
         return JSONResponse(health.as_json(), status_code=200 if health.database_reachable
                             else 503)
 

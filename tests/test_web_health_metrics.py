@@ -90,10 +90,25 @@ def test_healthz_reports_database_and_queue(installed: tuple[Settings, Services]
         response = httpx.get(f"{url}/healthz")
     assert response.status_code == 200
     body = response.json()
-    assert body["status"] == "ok"
+    # The test clamd has only the test signatures: said loudly, as "degraded".
+    assert body["status"] == "degraded"
+    assert body["scanner"]["reachable"] is True
+    assert body["scanner"]["real_signatures"] is False
+    assert "WITHOUT REAL VIRUS SIGNATURES" in body["scanner"]["warning"]
     assert body["database"] == {"reachable": True}
     assert body["queue"]["received"] == 2
     assert body["queue"]["delivered"] == 0
+
+
+def test_healthz_reports_an_unreachable_scanner(installed: tuple[Settings, Services],
+                                                tmp_path: Path) -> None:
+    settings, _ = installed
+    settings.scanning.clamd_socket = tmp_path / "nobody-listens.sock"
+    with serving(settings) as url:
+        body = httpx.get(f"{url}/healthz").json()
+    assert body["status"] == "degraded"
+    assert body["scanner"]["reachable"] is False
+    assert "nobody-listens.sock" in body["scanner"]["problem"]
 
 
 def test_metrics_reflect_the_queue(installed: tuple[Settings, Services]) -> None:
