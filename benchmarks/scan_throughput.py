@@ -639,6 +639,8 @@ class Amavisd:
     def __init__(self, workdir: Path, clamd_socket: Path, sink: Sink) -> None:
         import pwd
 
+        # amavisd drops to its own user at once: it must reach its home and read our file.
+        workdir.chmod(0o755)
         self.home = workdir / "amavis"
         for sub in ("", "tmp", "db", "quarantine"):
             (self.home / sub).mkdir(exist_ok=True)
@@ -907,10 +909,16 @@ def print_size(result: SizeResult, rounds: int, concurrency: int) -> None:
     sys.stdout.flush()
 
 
+def _load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def versions(ctx: dict[str, Any]) -> dict[str, str]:
     return {"clamd": ctx["clamd_version"], "signatures": ctx["signatures"],
             "amavisd": ctx.get("amavisd_version", "not run"),
-            "python": platform.python_version(), "cpus": str(os.cpu_count())}
+            "python": platform.python_version(), "cpus": str(os.cpu_count()),
+            # Other work on the machine moves every figure; the ratios less so.
+            "load average at start/end": f"{ctx['load_start']} / {ctx['load_end']}"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -966,7 +974,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx: dict[str, Any] = {"clamd_socket": socket_path, "clamd_version": clamd_version,
                                "signatures": signatures, "scanner": scanner,
                                "stub_scanner": stub_scanner, "pool": pool,
-                               "relays": {}, "relay_notes": {}}
+                               "relays": {}, "relay_notes": {}, "load_start": _load()}
         log(f"clamd: {clamd_version}, signatures {signatures}")
 
         if not (args.skip_amavis and args.skip_e2e):
@@ -1007,6 +1015,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             count = args.messages if k == 0 else args.large_messages
             results.append(run_size(size, count, args.rounds, ctx, args.identical_bytes))
         elapsed = time.monotonic() - started
+        ctx["load_end"] = _load()
 
     if args.json:
         print(json.dumps({
