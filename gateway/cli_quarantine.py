@@ -14,7 +14,7 @@ import importlib
 import json
 import sys
 from datetime import datetime
-from typing import Any, TextIO, cast
+from typing import Any, TextIO
 
 from crypto.at_rest import MasterKey
 from gateway.cli_common import (
@@ -26,7 +26,7 @@ from gateway.cli_common import (
 )
 from gateway.clock import system_clock
 from gateway.db import make_session_factory
-from gateway.models import MessageState
+from gateway.models import Direction, MessageState
 from gateway.quarantine import (
     REQUIRED_APPROVALS,
     QuarantineView,
@@ -190,22 +190,10 @@ def cmd_rescan(args: argparse.Namespace) -> int:
 
 
 def rescanner_for(settings: Settings) -> Rescanner:
-    """The real scanner, from ``scanning.scanner.make_rescanner(settings)``.
+    """The real re-scanner: the pipeline's opening stages, then the scanner."""
+    from gateway.rescan import make_rescanner
 
-    Imported only when needed: listing, showing and deleting work on an installation (or a
-    checkout) without the scanner.
-    """
-    try:
-        module = importlib.import_module(SCANNER_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != SCANNER_MODULE:
-            raise
-        raise CliError("virus scanning is not available in this installation "
-                       f"({SCANNER_MODULE} is missing); cannot re-scan") from None
-    factory = getattr(module, "make_rescanner", None)
-    if factory is None:
-        raise CliError(f"{SCANNER_MODULE} has no make_rescanner; cannot re-scan")
-    return cast(Rescanner, factory(settings))
+    return make_rescanner(settings)
 
 
 def _scanning_errors() -> tuple[type[Exception], ...]:
@@ -235,11 +223,12 @@ class _CliRescanner:
             self._scanner = rescanner_for(self._settings)
         return self
 
-    def __call__(self, content: bytes, /) -> ScanOutcome:
+    def __call__(self, content: bytes, direction: Direction, recipients: list[str], /
+                 ) -> ScanOutcome:
         try:
             scanner = self.ready()._scanner
             assert scanner is not None
-            return scanner(content)
+            return scanner(content, direction, recipients)
         except _scanning_errors() as exc:
             raise CliError(f"virus scanner unavailable: {exc}") from None
 

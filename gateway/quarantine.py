@@ -28,6 +28,7 @@ from gateway import audit
 from gateway.clock import Clock, system_clock
 from gateway.db import read_scope, session_scope
 from gateway.models import (
+    Direction,
     Message,
     MessageState,
     Recipient,
@@ -69,9 +70,11 @@ class ScanOutcome(Protocol):
 
 
 class Rescanner(Protocol):
-    """Scans a message's raw content (as received) again, in memory."""
+    """Scans a message's stored content again, in memory: as the pipeline would, so an
+    encrypted message is decrypted first (hence the direction and the recipients)."""
 
-    def __call__(self, content: bytes, /) -> ScanOutcome: ...
+    def __call__(self, content: bytes, direction: Direction, recipients: list[str], /
+                 ) -> ScanOutcome: ...
 
 
 @dataclass(frozen=True)
@@ -300,10 +303,15 @@ def rescan_all(sessions: sessionmaker[Session], master_key: MasterKey, rescanner
         with read_scope(sessions) as session:
             sealed = session.scalar(
                 select(SealedContent.sealed).where(SealedContent.message_id == message_id))
+            direction = session.scalar(select(Message.direction)
+                                       .where(Message.id == message_id))
+            recipients = list(session.scalars(select(Recipient.address).where(
+                Recipient.message_id == message_id)))
         # Scanning happens outside any transaction: on SQLite a write transaction would
         # hold up the SMTP edge and the workers for as long as clamd takes.
-        verdict, detail = (_scan(sealed, queue_id, master_key, rescanner)
-                           if sealed is not None else (None, ""))
+        verdict, detail = (_scan(sealed, queue_id, direction, recipients, master_key,
+                                 rescanner)
+                           if sealed is not None and direction is not None else (None, ""))
         with session_scope(sessions) as session:
             state = session.scalar(select(Message.state).where(Message.id == message_id)
                                    .with_for_update())
@@ -445,16 +453,17 @@ def _scan_stored(session: Session, message: Message, master_key: MasterKey,
         select(SealedContent.sealed).where(SealedContent.message_id == message.id))
     if sealed is None:
         return RescanVerdict.UNREADABLE, "the stored content is missing"
-    return _scan(sealed, message.queue_id, master_key, rescanner)
+    return _scan(sealed, message.queue_id, message.direction,
+                 [r.address for r in message.recipients], master_key, rescanner)
 
 
-def _scan(sealed: bytes, queue_id: str, master_key: MasterKey,
-          rescanner: Rescanner) -> tuple[RescanVerdict, str]:
+def _scan(sealed: bytes, queue_id: str, direction: Direction, recipients: list[str],
+          master_key: MasterKey, rescanner: Rescanner) -> tuple[RescanVerdict, str]:
     try:
         content = open_sealed(master_key, sealed, content_context(queue_id))
     except SealError as exc:
         return RescanVerdict.UNREADABLE, f"stored content cannot be opened: {exc}"
-    outcome = rescanner(content)
+    outcome = rescanner(content, direction, recipients)
     return (RescanVerdict.CLEAN if outcome.clean else RescanVerdict.NOT_CLEAN), outcome.detail
 
 

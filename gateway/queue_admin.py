@@ -13,8 +13,8 @@ from gateway.models import Message, MessageState
 
 # States an operator may send back to the workers. Delivered and rejected messages are done
 # (a rejected one was bounced to its sender already); a processing one belongs to a worker.
-RETRYABLE_STATES = (MessageState.DEFERRED, MessageState.FAILED, MessageState.HELD,
-                    MessageState.QUARANTINED)
+# Not QUARANTINED: a quarantined message leaves only by two admins (xgate quarantine).
+RETRYABLE_STATES = (MessageState.DEFERRED, MessageState.FAILED, MessageState.HELD)
 
 
 class QueueAdminError(Exception):
@@ -66,4 +66,7 @@ def _why_not(message: Message) -> str:
                 "(the sender has to send it again)")
     if state == MessageState.PROCESSING:
         return f"message {qid} is being processed by {message.lease_owner}; try again later"
+    if state == MessageState.QUARANTINED:
+        return (f"message {qid} is quarantined; it is released only by two admins "
+                "(xgate quarantine release)")
     return f"message {qid} is {state.value} and waits for a worker already; nothing to retry"

@@ -148,9 +148,8 @@ def test_retry_names_the_person_behind_sudo(installed: Installed) -> None:
     assert code == 0 and "retry by bob" in out
 
 
-@pytest.mark.parametrize("state", [MessageState.HELD, MessageState.QUARANTINED,
-                                   MessageState.FAILED])
-def test_retry_releases_held_quarantined_and_failed(installed: Installed,
+@pytest.mark.parametrize("state", [MessageState.HELD, MessageState.FAILED])
+def test_retry_releases_held_and_failed(installed: Installed,
                                                     state: MessageState) -> None:
     qid = installed.enqueue(DEMO_MAILBOX)
     with session_scope(installed.services.sessions) as s:
@@ -160,6 +159,17 @@ def test_retry_releases_held_quarantined_and_failed(installed: Installed,
     assert code == 0, err
     assert Worker(installed.services, "w1").process_one()
     assert installed.message(qid).state == MessageState.DELIVERED
+
+
+def test_quarantined_message_is_not_released_by_retry(installed: Installed) -> None:
+    qid = installed.enqueue(DEMO_MAILBOX)
+    with session_scope(installed.services.sessions) as s:
+        message = s.scalars(select(Message).where(Message.queue_id == qid)).one()
+        message.state, message.reason = MessageState.QUARANTINED, "set by the test"
+    code, _, err = installed.xgate("queue", "retry", qid)
+    assert code == 1
+    assert "released only by two admins" in err
+    assert installed.message(qid).state == MessageState.QUARANTINED
 
 
 def test_delivered_message_cannot_be_retried(installed: Installed) -> None:

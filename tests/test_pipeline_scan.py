@@ -20,6 +20,7 @@ from gateway.clock import FakeClock
 from gateway.db import session_scope
 from gateway.delivery.transport import RecordingTransport
 from gateway.models import Direction, Message, MessageState, SealedContent
+from gateway.quarantine import ReleaseResult
 from gateway.services import Services
 from gateway.spool import content_context
 from mailboxes.directory import add_mailbox, mailbox_id_for
@@ -261,3 +262,53 @@ def test_blocked_executable_inside_a_zip(gw: Services) -> None:
     assert message.state == MessageState.QUARANTINED
     assert message.reason is not None and message.reason.startswith("blocked: ")
     assert "rechnung.pdf.exe" in message.reason
+
+
+def _admins(gw: Services) -> None:
+    from gateway.staff import add_user
+
+    with session_scope(gw.sessions) as s:
+        for name in ("alice", "bob"):
+            add_user(s, name, f"{name}-sehr-geheim-123", admin=True)
+
+
+def _approve(gw: Services, queue_id: str, admin: str) -> ReleaseResult:
+    from gateway.quarantine import approve_release
+    from gateway.rescan import PipelineRescanner
+
+    with session_scope(gw.sessions) as s:
+        return approve_release(s, queue_id, admin=admin, reason=f"checked by {admin}",
+                               now=gw.clock(), master_key=gw.master_key,
+                               rescan=PipelineRescanner(gw))
+
+
+def test_released_blocked_attachment_goes_out_after_two_admins(gw: Services) -> None:
+    from gateway.quarantine import QuarantineError, ReleaseOutcome
+
+    _admins(gw)
+    pe = b"MZ" + b"\x90" * 58 + (64).to_bytes(4, "little") + b"PE\x00\x00" + b"\x00" * 200
+    message = _verdict(gw, _multipart(TEXT, _attachment(pe, "tool.exe")))
+    assert message.state == MessageState.QUARANTINED
+    first = _approve(gw, message.queue_id, "alice")
+    assert first.outcome == ReleaseOutcome.APPROVAL_RECORDED
+    with pytest.raises(QuarantineError, match="second, different admin"):
+        _approve(gw, message.queue_id, "alice")
+    assert load_message(gw, message.queue_id).state == MessageState.QUARANTINED
+    second = _approve(gw, message.queue_id, "bob")
+    assert second.outcome == ReleaseOutcome.RELEASED
+    drain(gw)
+    released = load_message(gw, message.queue_id)
+    assert released.state == MessageState.DELIVERED
+    assert released.facts is not None and "released from quarantine" in released.facts
+
+
+def test_infected_message_is_not_released_even_by_two_admins(gw: Services) -> None:
+    from gateway.quarantine import ReleaseOutcome
+
+    _admins(gw)
+    message = _verdict(gw, _multipart(TEXT, _attachment(_zip("a.com", EICAR), "a.zip")))
+    _approve(gw, message.queue_id, "alice")
+    refused = _approve(gw, message.queue_id, "bob")
+    assert refused.outcome == ReleaseOutcome.REFUSED
+    assert EICAR_NAME in refused.detail
+    assert load_message(gw, message.queue_id).state == MessageState.QUARANTINED

@@ -69,7 +69,8 @@ class SignatureScanner:
         EICAR: "Eicar-Signature", FALSE_POSITIVE: "Doc.Macro.Heuristic"})
     scanned: list[bytes] = field(default_factory=list)
 
-    def __call__(self, content: bytes, /) -> Outcome:
+    def __call__(self, content: bytes, direction: Direction, recipients: list[str], /
+                 ) -> Outcome:
         self.scanned.append(content)
         for pattern, name in self.signatures.items():
             if pattern in content:
@@ -427,7 +428,7 @@ def test_rescan_all_keeps_what_it_recorded_when_the_scanner_fails(q: Q) -> None:
 
     seen: list[bytes] = []
 
-    def flaky(content: bytes, /) -> Outcome:
+    def flaky(content: bytes, direction: Direction, recipients: list[str], /) -> Outcome:
         seen.append(content)
         if len(seen) == 2:
             raise Broken("clamd went away")

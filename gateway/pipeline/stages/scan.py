@@ -15,6 +15,7 @@ from gateway.pipeline.stages.parse import parse_checked
 from gateway.quarantine import is_released
 from gateway.services import Services
 from scanning.errors import ScannerUnavailable
+from scanning.verdict import Verdict
 
 SENDER_NOTICE = ("the message did not pass the gateway's content check (virus scan and "
                  "attachment policy) and is kept for review by the administrators")
@@ -26,11 +27,6 @@ class ScanStage:
     def run(self, ctx: MessageContext, services: Services) -> None:
         with read_scope(services.sessions) as session:
             released = is_released(session, ctx.message_id)
-        if released:
-            # Two admins released it after a clean re-scan (gateway.quarantine): the
-            # decision stands, even where the type policy would block it again.
-            ctx.facts["scan"] = "released from quarantine by two admins"
-            return
         parsed = ctx.parsed if ctx.parsed is not None else parse_checked(ctx.body)
         try:
             result = services.scanner.scan(parsed, ctx.body)
@@ -39,5 +35,10 @@ class ScanStage:
             raise Defer(f"virus scanner unavailable: {exc}") from None
         services.scanner_health.succeeded()
         ctx.facts["scan"] = result.detail
+        if released and result.verdict != Verdict.INFECTED:
+            # Two admins released it after a re-scan (gateway.quarantine): their decision
+            # stands for the type policy and the limits; malware still stops it.
+            ctx.facts["scan"] += "; released from quarantine by two admins"
+            return
         if not result.clean:
             raise Quarantine(result.detail, notice=SENDER_NOTICE)
