@@ -141,7 +141,8 @@ class CryptoSettings(_Section):
 
 class ScanningSettings(_Section):
     # Scanning is never skipped: with it unreachable, mail waits (fail closed).
-    # An external clamd by unix socket or TCP; with neither, "xgate serve" runs its own.
+    # An external clamd by unix socket or TCP (the socket wins if both are set); with
+    # neither, "xgate serve" runs its own.
     clamd_socket: Path | None = None
     clamd_host: str | None = None
     clamd_port: int = Field(default=3310, ge=1, le=65535)
@@ -182,8 +183,6 @@ class ScanningSettings(_Section):
             raise ValueError(
                 f"timeout_seconds ({self.timeout_seconds:g}) must be longer than "
                 f"clamd_max_scan_time_seconds ({self.clamd_max_scan_time_seconds})")
-        if self.clamd_socket is not None and self.clamd_host is not None:
-            raise ValueError("set clamd_socket or clamd_host, not both")
         return self
 
 

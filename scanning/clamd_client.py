@@ -203,12 +203,10 @@ class ClamdClient:
 
     @classmethod
     def from_settings(cls, settings: ClientSettings) -> ClamdClient:
-        """The configured external clamd, or else the managed one's socket."""
+        """The configured external clamd (its socket, else TCP), or else the managed one's
+        socket."""
         scanning = settings.scanning
-        if scanning.clamd_socket is not None and scanning.clamd_host is not None:
-            raise ValueError("scanning.clamd_socket and scanning.clamd_host are both set; "
-                             "set one of them (or neither, for the managed clamd)")
-        if scanning.clamd_host is not None:
+        if scanning.clamd_host is not None and scanning.clamd_socket is None:
             return cls(host=scanning.clamd_host, port=scanning.clamd_port,
                        timeout=scanning.timeout_seconds,
                        max_concurrent=scanning.max_concurrent_scans)

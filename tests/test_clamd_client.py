@@ -370,8 +370,8 @@ def test_from_settings_picks_external_or_managed(clamd: RunningClamd) -> None:
     tcp = ClamdClient.from_settings(external)
     assert (tcp.host, tcp.port, tcp.socket_path) == ("127.0.0.1", 3399, None)
     external.scanning.clamd_socket = Path("/run/clamav/clamd.ctl")
-    with pytest.raises(ValueError, match="both set"):
-        ClamdClient.from_settings(external)
+    both = ClamdClient.from_settings(external)  # the socket wins
+    assert (both.socket_path, both.host) == (Path("/run/clamav/clamd.ctl"), None)
 
 
 def test_tcp_connection_refused_is_unavailable() -> None:
