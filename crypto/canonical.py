@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 
 _CRLF = b"\r\n"
@@ -20,3 +22,24 @@ def canonicalize(data: bytes) -> bytes:
     if b"\r" not in data:
         return data.replace(b"\n", _CRLF)
     return _ANY_EOL.sub(_CRLF, data)
+
+
+_B64_LINE = 76  # RFC 2045 6.8: encoded lines of at most 76 characters
+
+
+def mime_boundary(content: bytes, prefix: bytes) -> bytes:
+    """A multipart boundary that does not occur in ``content``.
+
+    144 random bits cannot plausibly occur in the content, but a collision would silently
+    cut a part short, so it is checked anyway.
+    """
+    while True:
+        boundary = prefix + base64.b32encode(os.urandom(18)).rstrip(b"=").lower()
+        if boundary not in content:
+            return boundary
+
+
+def base64_lines(data: bytes) -> bytes:
+    """``data`` base64-encoded in CRLF-terminated lines of 76 characters."""
+    text = base64.b64encode(data)
+    return b"".join(text[i : i + _B64_LINE] + _CRLF for i in range(0, len(text), _B64_LINE))

@@ -14,8 +14,6 @@ base64/quoted-printable bodies), as for S/MIME: a relay re-encoding a signed par
 
 from __future__ import annotations
 
-import base64
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -28,6 +26,7 @@ from email.utils import collapse_rfc2231_value
 from enum import Enum
 from io import BytesIO
 
+from crypto.canonical import base64_lines, mime_boundary
 from crypto.canonical import canonicalize as canonicalize
 from crypto.pgp_backend import PgpBackend as PgpBackend
 from crypto.pgp_backend import PgpError as PgpError
@@ -48,7 +47,6 @@ _DECODED_CTES = frozenset({"quoted-printable", "base64", "x-uuencode", "uuencode
 _EOL = re.compile(rb"\r\n|\r|\n")
 _TRAILING_EOL = re.compile(rb"(?:\r\n|\r|\n)\Z")
 _HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")
-_B64_LINE = 76
 _FIND_WINDOW = 65536
 _ASCII = frozenset({"us-ascii", "ascii", "ansi_x3.4-1968"})
 
@@ -121,7 +119,7 @@ def seal_pgp_mime(entity: bytes, backend: PgpBackend, recipients: Sequence[bytes
                   signer: bytes | None) -> bytes:
     """An RFC 3156 multipart/encrypted entity holding ``entity``, signed inside if ``signer``."""
     armored = canonicalize(backend.encrypt(canonicalize(entity), recipients, signer, armor=True))
-    boundary = _boundary(armored)
+    boundary = mime_boundary(armored, b"----xgate-pgp-")
     return b"".join([
         b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";\r\n',
         b' boundary="' + boundary + b'"\r\n',
@@ -173,7 +171,7 @@ def sign_pgp_mime(entity: bytes, backend: PgpBackend, signer: bytes) -> bytes:
     content = canonicalize(entity)
     signature = canonicalize(backend.sign_detached(content, signer))
     micalg = "pgp-" + signature_hash_algorithm(signature)
-    boundary = _boundary(content + signature)
+    boundary = mime_boundary(content + signature, b"----xgate-pgp-")
     # RFC 2046: the CRLF before a delimiter belongs to the delimiter, so the signed part is
     # exactly ``content``, which therefore gets an extra CRLF after it.
     return b"".join([
@@ -560,7 +558,7 @@ def _text_charset(text: bytes, declared: str) -> str:
 
 def _text_entity(text: bytes, charset: str) -> bytes:
     return (f'Content-Type: text/plain; charset="{charset}"\r\n'
-            "Content-Transfer-Encoding: base64\r\n\r\n").encode() + _base64_lines(
+            "Content-Transfer-Encoding: base64\r\n\r\n").encode() + base64_lines(
                 canonicalize(text))
 
 
@@ -570,7 +568,7 @@ def _replace_part(msg: Message, part: Message, text: bytes, charset: str) -> byt
         del part[name]
     part["Content-Type"] = f'text/plain; charset="{charset}"'
     part["Content-Transfer-Encoding"] = "base64"
-    part.set_payload(_base64_lines(canonicalize(text)).decode("ascii"))
+    part.set_payload(base64_lines(canonicalize(text)).decode("ascii"))
     for name in {key.lower() for key in msg.keys()}:
         if not name.startswith("content-"):
             del msg[name]
@@ -618,17 +616,3 @@ def _raw_parts(body: bytes, boundary: bytes) -> list[bytes]:
             return parts
         current = pos = line_end + 2
     raise PgpMalformed("multipart without its closing delimiter (truncated?)")
-
-
-def _boundary(content: bytes) -> bytes:
-    # 144 random bits cannot plausibly occur in the content, but a collision would silently
-    # cut a part short, so it is checked anyway.
-    while True:
-        boundary = b"----xgate-pgp-" + base64.b32encode(os.urandom(18)).rstrip(b"=").lower()
-        if boundary not in content:
-            return boundary
-
-
-def _base64_lines(data: bytes) -> bytes:
-    text = base64.b64encode(data)
-    return b"".join(text[i : i + _B64_LINE] + _CRLF for i in range(0, len(text), _B64_LINE))

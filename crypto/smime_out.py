@@ -18,7 +18,6 @@ Order: callers that sign and encrypt should sign first and encrypt the signed en
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import Sequence
 
@@ -34,7 +33,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from crypto.canonical import canonicalize
+from crypto.canonical import base64_lines, canonicalize, mime_boundary
 from crypto.cms_common import GcmParameters
 from crypto.smime import SmimeError, UnsupportedAlgorithm
 
@@ -54,7 +53,6 @@ MIN_RSA_BITS = 2048
 _CEK_LEN = 32  # AES-256 for both modes
 _GCM_NONCE_LEN = 12  # RFC 5084 recommends 12 octets
 _GCM_TAG_LEN = 16  # the longest ICV; RFC 5084 allows 12..16
-_B64_LINE = 76  # RFC 2045 section 6.8 line limit for base64
 
 
 class UnsupportedRecipientKey(UnsupportedAlgorithm):
@@ -96,7 +94,7 @@ def sign_mime(
         serialization.Encoding.DER,
         [pkcs7.PKCS7Options.DetachedSignature, pkcs7.PKCS7Options.Binary],
     )
-    boundary = _boundary(content)
+    boundary = mime_boundary(content, b"----xgate-signed-")
     # We write the multipart ourselves instead of using Encoding.SMIME, which announces the
     # legacy "application/x-pkcs7-signature" and would re-canonicalise the content.
     # RFC 2046: the CRLF before a delimiter belongs to the delimiter, so "content" is
@@ -116,7 +114,7 @@ def sign_mime(
             b'Content-Disposition: attachment; filename="smime.p7s"\r\n',
             b"Content-Description: S/MIME Cryptographic Signature\r\n",
             b"\r\n",
-            _base64_lines(signature),
+            base64_lines(signature),
             b"\r\n--" + boundary + b"--\r\n",
         ]
     )
@@ -160,7 +158,7 @@ def encrypt_mime(entity: bytes, recipients: Sequence[x509.Certificate], *, gcm: 
             b'Content-Disposition: attachment; filename="smime.p7m"\r\n',
             b"Content-Description: S/MIME Encrypted Message\r\n",
             b"\r\n",
-            _base64_lines(der),
+            base64_lines(der),
         ]
     )
 
@@ -277,17 +275,3 @@ def _enveloped(
             },
         }
     )
-
-
-def _boundary(content: bytes) -> bytes:
-    # 144 random bits cannot plausibly occur in the content, but a collision would silently
-    # cut the signed part short, so it is checked anyway.
-    while True:
-        boundary = b"----xgate-signed-" + base64.b32encode(os.urandom(18)).rstrip(b"=").lower()
-        if boundary not in content:
-            return boundary
-
-
-def _base64_lines(data: bytes) -> bytes:
-    text = base64.b64encode(data)
-    return b"".join(text[i : i + _B64_LINE] + b"\r\n" for i in range(0, len(text), _B64_LINE))
