@@ -28,6 +28,8 @@ Everything runs in one process on one core (the stages are what one worker does 
 the gateway's database is a migrated SQLite file in a temporary directory.
 """
 
+# ruff: noqa: E402 - the repository root goes on sys.path before the project imports below
+
 from __future__ import annotations
 
 import argparse
@@ -51,13 +53,13 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: python benchmarks/crypto_throughput.py
+    sys.path.insert(0, str(ROOT))
+
 import cryptography
-from cryptography import x509
 from cryptography.hazmat.backends.openssl.backend import backend as openssl_backend
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from crypto.at_rest import MasterKey
 from gateway.db import make_engine, session_scope
@@ -75,6 +77,7 @@ from gateway.pipeline.stages.verify import VerifyStage
 from gateway.services import Services, build_services
 from gateway.settings import load_settings
 from mailboxes.directory import add_mailbox
+from tests.support.smime_pki import Party, make_ca, make_person
 
 MAILBOX = "hilfeplan@jugendamt.example"
 PARTNER = "asd@partner.example"
@@ -92,71 +95,7 @@ def _crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-# --- the throwaway S/MIME PKI (as tests/support/smime_pki.py, only what is needed here) --------
-
-
-@dataclass(frozen=True)
-class Party:
-    cert: x509.Certificate
-    key: rsa.RSAPrivateKey
-    cert_pem: Path
-    key_pem: Path
-
-
-def _write_party(directory: Path, name: str, cert: x509.Certificate,
-                 key: rsa.RSAPrivateKey) -> Party:
-    cert_pem, key_pem = directory / f"{name}.pem", directory / f"{name}.key"
-    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    key_pem.chmod(0o600)
-    return Party(cert, key, cert_pem, key_pem)
-
-
-def make_ca(directory: Path) -> Party:
-    key = rsa.generate_private_key(65537, 3072)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Benchmark Test CA")])
-    start = _now()
-    cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(start - 30 * DAY).not_valid_after(start + 365 * DAY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=False, content_commitment=False, key_encipherment=False,
-            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-            encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
-        .sign(key, hashes.SHA256()))
-    return _write_party(directory, "ca", cert, key)
-
-
-def make_person(directory: Path, name: str, address: str, ca: Party) -> Party:
-    """An RSA-3072 certificate for ``address`` that may sign and receive encrypted mail."""
-    key = rsa.generate_private_key(65537, 3072)
-    public = key.public_key()
-    start = _now()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
-                                 x509.NameAttribute(NameOID.EMAIL_ADDRESS, address)]))
-        .issuer_name(ca.cert.subject).public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start - DAY).not_valid_after(start + 200 * DAY)
-        .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(address)]), critical=False)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=True, key_encipherment=True,
-            data_encipherment=False, key_agreement=False, key_cert_sign=False,
-            crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]),
-                       critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-            ca.key.public_key()), critical=False)
-        .sign(ca.key, hashes.SHA256()))
-    return _write_party(directory, name, cert, key)
+# --- the throwaway S/MIME PKI: the test suite's (tests/support/smime_pki.py) ---------------
 
 
 # --- the real tools as the partner (and, for the baseline, as the gateway) ---------------------
@@ -323,7 +262,7 @@ def build_world(work: Path, log: Callable[[str], None], homes: list[Gpg]) -> Wor
     pki_dir = work / "pki"
     pki_dir.mkdir()
     log("S/MIME PKI: RSA-3072 CA, own and partner certificates")
-    ca = make_ca(pki_dir)
+    ca = make_ca(pki_dir, "ca")
     ours = make_person(pki_dir, "hilfeplan", MAILBOX, ca)
     partner = make_person(pki_dir, "partner", PARTNER, ca)
 
