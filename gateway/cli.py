@@ -27,6 +27,7 @@ from gateway import (
     cli_serve,
 )
 from gateway.cli_common import CONFIG_ENV, DEFAULT_CONFIG, CliError, default_config_path
+from gateway.consent.errors import ConsentError
 from gateway.keydir.errors import KeyDirError
 from gateway.queue_admin import QueueAdminError
 from gateway.settings import ConfigError
@@ -37,8 +38,8 @@ from scanning.errors import ScanningError
 
 Handler = Callable[[argparse.Namespace], int]
 # Expected failures: the exception's message is the whole story.
-OPERATOR_ERRORS = (CliError, ConfigError, CryptoError, KeyDirError, QueueAdminError, MailboxError,
-                   ScanningError, StaffError, TlsError)
+OPERATOR_ERRORS = (CliError, ConfigError, ConsentError, CryptoError, KeyDirError, QueueAdminError,
+                   MailboxError, ScanningError, StaffError, TlsError)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,6 +33,7 @@ def run_workers(settings: Settings) -> int:
     """``settings.workers.count`` worker threads until stopped; 1 if one of them crashed."""
     # Before any metric exists in this process, so the samples land where /metrics reads.
     enable_multiprocess(metrics_dir(settings))
+    from gateway.consent.holds import HoldExpiry
     from gateway.metrics import StageMetrics
     from gateway.services import build_services
     from gateway.worker import Worker, worker_name
@@ -40,6 +41,8 @@ def run_workers(settings: Settings) -> int:
     services = build_services(settings)
     checkpointer = WalCheckpointer(services.sessions.kw["bind"])
     checkpointer.start()
+    hold_expiry = HoldExpiry(settings, services.sessions, services.master_key, services.clock)
+    hold_expiry.start()
     timer = StageMetrics()
     stop = threading.Event()
     crashed = threading.Event()
@@ -69,6 +72,7 @@ def run_workers(settings: Settings) -> int:
     for thread in threads:
         thread.join()
     checkpointer.stop()
+    hold_expiry.stop()
     services.sessions.kw["bind"].dispose()
     log.info("workers stopped")
     return 1 if crashed.is_set() else 0

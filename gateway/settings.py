@@ -12,6 +12,7 @@ import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -186,6 +187,49 @@ class ScanningSettings(_Section):
         return self
 
 
+# The consent gate's defaults. The categories are the terms on the office's release forms.
+DEFAULT_CONSENT_CATEGORIES = ["Hilfeplan", "psychologisches Gutachten", "ärztlicher Bericht",
+                              "Schulbericht", "Familiengerichtsentscheidung", "Stellungnahme",
+                              "Sonstiges"]
+DEFAULT_CATEGORY_ALIASES = {"Gutachten": "psychologisches Gutachten",
+                            "Arztbericht": "ärztlicher Bericht",
+                            "FamG": "Familiengerichtsentscheidung"}
+DEFAULT_LEGAL_BASES = ["§ 8a SGB VIII", "§ 4 KKG", "§ 50 SGB VIII"]
+
+
+class ConsentSettings(_Section):
+    # The catalogue of information categories a release can cover.
+    categories: list[str] = DEFAULT_CONSENT_CATEGORIES
+    # Short forms accepted in subject tags and headers, e.g. [Gutachten].
+    category_aliases: dict[str, str] = DEFAULT_CATEGORY_ALIASES
+    # Legal bases that allow a transfer without consent (with justification and approval).
+    legal_bases: list[str] = DEFAULT_LEGAL_BASES
+    # The zone in which "valid until" dates are read (the office's calendar day).
+    timezone: str = "Europe/Berlin"
+    # A report held for want of consent is returned to its sender after this many days.
+    hold_expiry_days: int = Field(default=14, ge=1)
+    # Largest signed release document (scan) accepted.
+    max_document_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _aliases_name_categories(self) -> ConsentSettings:
+        if not self.categories or any(not c.strip() for c in self.categories):
+            raise ValueError("categories must be a non-empty list of names")
+        unknown = sorted(set(self.category_aliases.values()) - set(self.categories))
+        if unknown:
+            raise ValueError(f"category_aliases point at unknown categories: {unknown}")
+        return self
+
+
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8025, ge=0, le=65535)
@@ -223,6 +267,7 @@ class Settings(BaseSettings):
     workers: WorkerSettings = WorkerSettings()
     crypto: CryptoSettings = CryptoSettings()
     scanning: ScanningSettings = ScanningSettings()
+    consent: ConsentSettings = ConsentSettings()
     web: WebSettings = WebSettings()
     logging: LoggingSettings = LoggingSettings()
 

@@ -24,6 +24,10 @@ def uncommented(text: str) -> str:
     return "\n".join(_COMMENTED_SETTING.sub(r"\1", line) for line in text.splitlines())
 
 
+# Settings typed as dict[str, str]: their keys are data (host names, aliases), not settings.
+_FREE_FORM_TABLES = {"crypto.wkd_resolve", "consent.category_aliases"}
+
+
 def _model_of(annotation: Any) -> type[BaseModel] | None:
     """The model inside ``Model``, ``list[Model]`` or ``Model | None``; None for scalars."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -52,7 +56,7 @@ def toml_keys(data: dict[str, Any], prefix: str = "") -> set[str]:
     for name, value in data.items():
         key = prefix + name
         keys.add(key)
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key not in _FREE_FORM_TABLES:
             keys |= toml_keys(value, key + ".")
         elif isinstance(value, list):
             for item in value:

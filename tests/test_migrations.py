@@ -22,6 +22,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Engine, inspect
 
+import gateway.consent.models
 import gateway.keydir.models
 import gateway.models
 import gateway.quarantine_models
@@ -36,7 +37,7 @@ PRODUCTION_PACKAGES = ("gateway", "crypto", "scanning", "mailboxes", "admin_ui")
 _counter = itertools.count()
 
 # Every model module must be imported so that every table is on Base.metadata.
-_MODEL_MODULES = (gateway.models, gateway.keydir.models, gateway.quarantine_models,
+_MODEL_MODULES = (gateway.models, gateway.consent.models, gateway.keydir.models, gateway.quarantine_models,
                   mailboxes.models)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+import gateway.consent.models  # registers the consent gate's tables on the metadata
 import gateway.keydir.models  # registers the key directory's tables on the metadata
 import gateway.models
 import gateway.quarantine_models  # registers the quarantine's tables on the metadata

@@ -7,6 +7,7 @@ signatures and changes what the recipient sees; editing the header block in plac
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from email.header import Header
 
 CRLF = b"\r\n"
 
@@ -43,10 +44,35 @@ def remove_headers(data: bytes, drop: Callable[[str], bool]) -> bytes:
     return CRLF.join(kept) + CRLF + CRLF + body
 
 
+def header_field(name: str, value: str) -> bytes:
+    """One header field, CRLF-terminated, safe to put into a message.
+
+    Values are ours, but may quote outside facts: line breaks are folded away so they can
+    never open a new header. Non-ASCII text (a category "ärztlicher Bericht", a signer's
+    name) is RFC 2047-encoded, because header fields must stay 7-bit on the way.
+    """
+    clean = " ".join(value.replace("\r", " ").replace("\n", " ").split())
+    if not clean.isascii():
+        clean = Header(clean, "utf-8", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {clean}".encode("ascii") + CRLF
+
+
 def prepend_headers(data: bytes, headers: Mapping[str, str]) -> bytes:
-    lines = []
-    for name, value in headers.items():
-        # Values are ours, but may quote outside facts: never let them open a new header.
-        clean = " ".join(value.replace("\r", " ").replace("\n", " ").split())
-        lines.append(f"{name}: {clean}".encode() + CRLF)
-    return b"".join(lines) + data
+    return b"".join(header_field(n, v) for n, v in headers.items()) + data
+
+
+def replace_header(data: bytes, name: str, value: str) -> bytes:
+    """Set header ``name`` to ``value`` where it stands (the first one; others removed)."""
+    block, body = split_header_block(data)
+    wanted = name.lower()
+    fields: list[bytes] = []
+    placed = False
+    for field in header_fields(block):
+        if field_name(field) != wanted:
+            fields.append(field)
+        elif not placed:
+            fields.append(header_field(name, value)[:-2])
+            placed = True
+    if not placed:
+        fields.insert(0, header_field(name, value)[:-2])
+    return CRLF.join(fields) + CRLF + CRLF + body

@@ -8,8 +8,10 @@ from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 
+from gateway.consent.classify import ConsentRequest
 from gateway.delivery.recipients import MessageRef
-from gateway.mime.headers import split_header_block
+from gateway.mime.entity import split_entity
+from gateway.mime.headers import prepend_headers, split_header_block
 from gateway.models import Direction
 from gateway.pipeline.crypto_state import InboundCrypto, OutboundCrypto
 from gateway.settings import RelayRoute
@@ -62,6 +64,14 @@ class MessageContext:
     # A recipient's own form of the message (encrypted for it); others get ``body``.
     outgoing: dict[str, bytes] = field(default_factory=dict)
     inbound_crypto: InboundCrypto = field(default_factory=InboundCrypto)
+    # Outbound: the consent the sender's X-Xgate-* fields ask for (taken before stripping).
+    consent_request: ConsentRequest = field(default_factory=ConsentRequest)
+    # Outbound: header fields that travel *inside* the signature and encryption (the case
+    # and release of a handover), never on the outer, readable envelope.
+    protected_headers: dict[str, str] = field(default_factory=dict)
+    # Outbound: the releases (id, version) the consent gate relied on; checked again just
+    # before the message leaves.
+    consent_used: tuple[tuple[int, int], ...] = ()
     outbound_crypto: OutboundCrypto = field(default_factory=OutboundCrypto)
 
     @property
@@ -71,6 +81,14 @@ class MessageContext:
     @property
     def body(self) -> bytes:
         return self.content if self.content is not None else self.raw
+
+    def protected_entity(self) -> tuple[list[bytes], bytes]:
+        """Outer header fields and the MIME entity to sign or encrypt, carrying the
+        ``protected_headers`` inside it (RFC 7508-style protected header fields)."""
+        outer, entity = split_entity(self.body)
+        if self.protected_headers:
+            entity = prepend_headers(entity, self.protected_headers)
+        return outer, entity
 
     def headers(self) -> Message:
         """The top-level header fields of ``body``: the full parse if a stage made one,

@@ -1,12 +1,13 @@
 """The pipelines: tuples of stage names, looked up in one registry.
 
-Later features add stages here (consent) without touching the driver.
+Features add stages here without touching the driver.
 """
 
 from __future__ import annotations
 
 from gateway.models import Direction
 from gateway.pipeline.stage import Stage
+from gateway.pipeline.stages.consent import ConsentStage
 from gateway.pipeline.stages.decrypt import DecryptStage
 from gateway.pipeline.stages.deliver import DeliverStage
 from gateway.pipeline.stages.encrypt import EncryptStage
@@ -24,7 +25,7 @@ STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (StripResultHeadersStage(), ParseStage(), DecryptStage(), VerifyStage(),
                   ReparseStage(), ScanStage(),
-                  InboundPolicyStage(), ResultHeadersStage(), RouteStage(),
+                  InboundPolicyStage(), ResultHeadersStage(), RouteStage(), ConsentStage(),
                   OutboundPolicyStage(), SignStage(), EncryptStage(), DeliverStage())
 }
 
@@ -35,8 +36,10 @@ PIPELINES: dict[Direction, tuple[str, ...]] = {
                         "inbound_policy", "result_headers", "route", "deliver"),
     # Route first: mail for a shared mailbox or the internal server needs no encryption.
     # Scan before signing and encrypting: the gateway never seals malware for a partner.
-    Direction.OUTBOUND: ("strip_result_headers", "parse", "route", "scan", "outbound_policy",
-                         "sign", "encrypt", "deliver"),
+    # Consent before the key policy: a report nobody may receive waits for consent, not for
+    # a key, and nothing is signed in the office's name that must not go.
+    Direction.OUTBOUND: ("strip_result_headers", "parse", "route", "scan", "consent",
+                         "outbound_policy", "sign", "encrypt", "deliver"),
 }
 
 

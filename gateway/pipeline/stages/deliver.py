@@ -14,7 +14,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from gateway import audit
-from gateway.db import session_scope
+from gateway.consent.records import still_current
+from gateway.db import read_scope, session_scope
 from gateway.delivery.dsn import Failure
 from gateway.delivery.recipients import fail_recipients, mark_delivered, note_attempt
 from gateway.delivery.transport import Reply, TransportError
@@ -35,6 +36,14 @@ class DeliverStage:
     name = "deliver"
 
     def run(self, ctx: MessageContext, services: Services) -> None:
+        if ctx.consent_used:
+            with read_scope(services.sessions) as session:
+                current = still_current(session, ctx.consent_used, services.clock())
+            if not current:
+                # Changed since the consent stage looked: run the whole pipeline again
+                # rather than send on a release that may no longer cover the report.
+                raise Defer("a release this report relies on changed; checking again",
+                            retry_after=0)
         shared = prepend_headers(ctx.body, ctx.result_headers)
         forms: dict[int, bytes] = {0: shared}
 

@@ -13,7 +13,7 @@ from cryptography import x509
 
 from crypto.pgp_mime import seal_pgp_inline, seal_pgp_mime
 from crypto.smime_out import encrypt_mime
-from gateway.mime.entity import join_entity, split_entity
+from gateway.mime.entity import join_entity
 from gateway.mime.headers import prepend_headers
 from gateway.pipeline.context import MessageContext
 from gateway.policy.outbound import Protection, RecipientPlan
@@ -27,7 +27,7 @@ class EncryptStage:
         state = ctx.outbound_crypto
         if state.pre_encrypted:
             return
-        outer, entity = split_entity(ctx.body)
+        outer, entity = ctx.protected_entity()
         groups: dict[tuple[Protection, bool, bool], list[RecipientPlan]] = defaultdict(list)
         for plan in state.plans.values():
             if plan.protection != Protection.INSIDE:

@@ -11,6 +11,7 @@ from gateway.pipeline.context import MessageContext
 from gateway.pipeline.stages.strip_result_headers import is_result_header
 from gateway.services import Services
 
+_HANDOVER_FIELDS = ("Case", "Category", "Release", "Legal-Basis")
 _KIND_NAMES = {"smime": "S/MIME", "openpgp": "OpenPGP"}
 
 
@@ -18,6 +19,7 @@ class ResultHeadersStage:
     name = "result_headers"
 
     def run(self, ctx: MessageContext, services: Services) -> None:
+        handover = _handover(ctx)
         # Decryption can bring header fields from inside the encrypted entity (protected
         # headers) up to the top: strip forged notes a second time, now that we see them.
         ctx.content = remove_headers(ctx.body, is_result_header)
@@ -43,3 +45,22 @@ class ResultHeadersStage:
             headers["X-Xgate-Signer"] = who + ")"
         if crypto.signature_reason:
             headers["X-Xgate-Signature-Reason"] = crypto.signature_reason
+        headers.update(handover)
+
+
+def _handover(ctx: MessageContext) -> dict[str, str]:
+    """A partner gateway's case handover: the case and the release it was sent under.
+
+    Read only from inside the encryption (every such field outside was stripped before
+    decryption), and passed on under our own names, X-Xgate-Handover-*, so it is clear these
+    are the sender's statements; X-Xgate-Signature says whether the sender is verified.
+    """
+    if not ctx.inbound_crypto.encryption:
+        return {}
+    headers = ctx.headers()
+    found = {}
+    for field in _HANDOVER_FIELDS:
+        value = headers.get(f"X-Xgate-{field}")
+        if value is not None and str(value).strip():
+            found[f"X-Xgate-Handover-{field}"] = str(value)[:500]
+    return found

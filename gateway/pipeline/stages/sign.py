@@ -16,7 +16,6 @@ from crypto.smime_out import sign_mime
 from gateway.db import read_scope
 from gateway.keydir.keys import KeyKind
 from gateway.keydir.own_keys import signing_key_for
-from gateway.mime.entity import split_entity
 from gateway.pipeline.context import MessageContext
 from gateway.policy.outbound import Protection
 from gateway.services import Services
@@ -36,7 +35,7 @@ class SignStage:
                                                  KeyKind.SMIME, now)
             state.pgp_signer = signing_key_for(session, services.master_key, ctx.mail_from,
                                                KeyKind.OPENPGP, now)
-        _, entity = split_entity(ctx.body)
+        _, entity = ctx.protected_entity()
         smime_wanted = wanted & {Protection.SMIME, Protection.PLAINTEXT}
         if state.smime_signer and smime_wanted:
             signer = state.smime_signer

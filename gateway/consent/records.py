@@ -1,0 +1,365 @@
+"""Recording releases from confidentiality: add, change (a new version), revoke, read.
+
+Every change appends a version and an audit entry in the same transaction; no stored
+version is ever updated. The sealed scan of the signed form is stored once and referenced
+by every version that relies on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from crypto.at_rest import MasterKey, open_sealed, seal
+from gateway import audit
+from gateway.consent.classify import canonical_category
+from gateway.consent.errors import ConsentConflict, ConsentError, ConsentNotFound
+from gateway.consent.models import ConsentDocument, ConsentRelease, ConsentVersion
+from gateway.keydir.partners import find_partner
+from gateway.policy.consent import Grantor, RecipientRef, Release, normalise_case
+from gateway.settings import ConsentSettings
+
+GRANTOR_ROLES = ("parent", "guardian", "young person", "other")
+_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+MAX_CASE_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class Document:
+    """A signed release form as uploaded: the bytes live only in memory until sealed."""
+
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ReleaseInput:
+    """What a caseworker records; validated against the settings before anything is stored."""
+
+    case: str
+    data_subjects: tuple[str, ...]
+    grantor_name: str
+    grantor_role: str
+    categories: tuple[str, ...]
+    recipients: tuple[RecipientRef, ...]
+    purpose: str
+    valid_from: date
+    valid_until: date
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class VersionView:
+    """One stored version with its bookkeeping, for the CLI, the API and the audit."""
+
+    release: Release
+    recorded_by: str
+    recorded_at: datetime
+    revoked_by: str | None
+    note: str
+    document: DocumentInfo | None
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    id: int
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+
+
+def _document_context(sha256: str) -> bytes:
+    # Binds each sealed blob to the digest stored beside it: a blob moved to another row
+    # does not open.
+    return b"xgate consent document\x00" + sha256.encode()
+
+
+def validate(session: Session, data: ReleaseInput, settings: ConsentSettings) -> ReleaseInput:
+    """The input with categories in catalogue spelling; ConsentError naming the first fault."""
+    case = " ".join(data.case.split())
+    if not case:
+        raise ConsentError("the case reference (Aktenzeichen) is required")
+    if len(case) > MAX_CASE_LENGTH:
+        raise ConsentError(f"the case reference is longer than {MAX_CASE_LENGTH} characters")
+    subjects = tuple(" ".join(s.split()) for s in data.data_subjects if s.strip())
+    if not subjects:
+        raise ConsentError("name at least one data subject (the child or young person)")
+    if not data.grantor_name.strip():
+        raise ConsentError("name the person who granted the release")
+    if data.grantor_role not in GRANTOR_ROLES:
+        raise ConsentError(f"unknown grantor role {data.grantor_role!r}; one of: "
+                           + ", ".join(GRANTOR_ROLES))
+    categories: list[str] = []
+    for name in data.categories:
+        category = canonical_category(name, settings)
+        if category is None:
+            raise ConsentError(f"unknown category {name!r}; the catalogue has: "
+                               + ", ".join(settings.categories))
+        if category not in categories:
+            categories.append(category)
+    if not categories:
+        raise ConsentError("name at least one category of information")
+    if not data.recipients:
+        raise ConsentError("name at least one recipient: a partner or an address")
+    recipients: list[RecipientRef] = []
+    for ref in data.recipients:
+        value = ref.value.strip()
+        if ref.kind == "address":
+            if not _ADDRESS.match(value):
+                raise ConsentError(f"not an e-mail address: {value!r}")
+            value = value.lower()
+        else:
+            partner = find_partner(session, value)
+            if partner is None:
+                raise ConsentError(f"no partner {value!r} in the key directory")
+            value = partner.name
+        recipient = RecipientRef(ref.kind, value)
+        if recipient not in recipients:
+            recipients.append(recipient)
+    if not data.purpose.strip():
+        raise ConsentError("state the purpose the release was given for")
+    if data.valid_from > data.valid_until:
+        raise ConsentError(f"valid from {data.valid_from} is after valid until "
+                           f"{data.valid_until}")
+    return replace(data, case=case, data_subjects=subjects, grantor_name=data.grantor_name.strip(),
+                   categories=tuple(categories), recipients=tuple(recipients),
+                   purpose=data.purpose.strip(), note=data.note.strip())
+
+
+def _store_document(session: Session, master_key: MasterKey, document: Document,
+                    settings: ConsentSettings, actor: str, now: datetime) -> ConsentDocument:
+    if not document.data:
+        raise ConsentError("the release document is empty")
+    if len(document.data) > settings.max_document_bytes:
+        raise ConsentError(f"the release document is larger than "
+                           f"{settings.max_document_bytes} bytes")
+    digest = hashlib.sha256(document.data).hexdigest()
+    row = ConsentDocument(
+        filename=(document.filename.strip() or "release")[:255],
+        content_type=(document.content_type.strip() or "application/octet-stream")[:100],
+        size=len(document.data), sha256=digest,
+        sealed=seal(master_key, document.data, _document_context(digest)),
+        uploaded_by=actor, uploaded_at=now)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _row(release_id: int, version: int, data: ReleaseInput, *, recorded_by: str,
+         recorded_at: datetime, document_id: int | None, revoked_at: datetime | None = None,
+         revoked_by: str | None = None) -> ConsentVersion:
+    return ConsentVersion(
+        release_id=release_id, version=version, case_ref=data.case,
+        case_key=normalise_case(data.case),
+        data_subjects=json.dumps(list(data.data_subjects), ensure_ascii=False),
+        grantor_name=data.grantor_name, grantor_role=data.grantor_role,
+        categories=json.dumps(list(data.categories), ensure_ascii=False),
+        recipients=json.dumps([{"kind": r.kind, "value": r.value} for r in data.recipients],
+                              ensure_ascii=False),
+        purpose=data.purpose, valid_from=data.valid_from, valid_until=data.valid_until,
+        revoked_at=revoked_at, revoked_by=revoked_by, document_id=document_id,
+        recorded_by=recorded_by, recorded_at=recorded_at, note=data.note)
+
+
+def to_release(row: ConsentVersion) -> Release:
+    recipients = tuple(RecipientRef(r["kind"], r["value"]) for r in json.loads(row.recipients))
+    return Release(
+        id=row.release_id, version=row.version, case=row.case_ref,
+        data_subjects=tuple(json.loads(row.data_subjects)),
+        granted_by=Grantor(row.grantor_name, row.grantor_role),  # type: ignore[arg-type]
+        categories=frozenset(json.loads(row.categories)), recipients=recipients,
+        purpose=row.purpose, valid_from=row.valid_from, valid_until=row.valid_until,
+        revoked_at=row.revoked_at)
+
+
+def _input_of(release: Release, note: str) -> ReleaseInput:
+    return ReleaseInput(case=release.case, data_subjects=release.data_subjects,
+                        grantor_name=release.granted_by.name,
+                        grantor_role=release.granted_by.role,
+                        categories=tuple(sorted(release.categories)),
+                        recipients=release.recipients, purpose=release.purpose,
+                        valid_from=release.valid_from, valid_until=release.valid_until,
+                        note=note)
+
+
+def _audit_detail(row: ConsentVersion) -> dict[str, object]:
+    # No data subjects' names and no purpose in the audit trail: it is read by more people
+    # than the case file, and the release id leads to the record for those who may see it.
+    return {"release": row.release_id, "version": row.version, "case": row.case_ref,
+            "categories": json.loads(row.categories),
+            "recipients": [r["value"] for r in json.loads(row.recipients)],
+            "valid_from": row.valid_from.isoformat(),
+            "valid_until": row.valid_until.isoformat(),
+            "document": row.document_id}
+
+
+def add_release(session: Session, master_key: MasterKey, settings: ConsentSettings,
+                data: ReleaseInput, *, document: Document | None, actor: str,
+                now: datetime) -> VersionView:
+    """Record a new release (version 1)."""
+    clean = validate(session, data, settings)
+    release = ConsentRelease(created_by=actor, created_at=now)
+    session.add(release)
+    session.flush()
+    stored = (_store_document(session, master_key, document, settings, actor, now)
+              if document is not None else None)
+    row = _row(release.id, 1, clean, recorded_by=actor, recorded_at=now,
+               document_id=stored.id if stored else None)
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=actor, action="consent-added", detail=_audit_detail(row))
+    return _view(session, row)
+
+
+def _latest_row(session: Session, release_id: int) -> ConsentVersion:
+    row = session.scalars(select(ConsentVersion).where(ConsentVersion.release_id == release_id)
+                          .order_by(ConsentVersion.version.desc()).limit(1)).first()
+    if row is None:
+        raise ConsentNotFound(f"no release {release_id}")
+    return row
+
+
+def _append(session: Session, row: ConsentVersion) -> None:
+    session.add(row)
+    try:
+        # A savepoint, so a concurrent change shows as a conflict, not a broken session.
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise ConsentConflict(f"release {row.release_id} was changed at the same time; "
+                              "look at it again and repeat the change") from None
+
+
+def change_release(session: Session, master_key: MasterKey, settings: ConsentSettings,
+                   release_id: int, data: ReleaseInput, *, document: Document | None,
+                   actor: str, now: datetime, expected_version: int | None = None
+                   ) -> VersionView:
+    """Record a new version of a release; the old versions stay as they were."""
+    latest = _latest_row(session, release_id)
+    if expected_version is not None and latest.version != expected_version:
+        raise ConsentConflict(f"release {release_id} is at version {latest.version}, "
+                              f"not {expected_version}; look at it again")
+    if latest.revoked_at is not None:
+        raise ConsentConflict(f"release {release_id} was revoked; record a new release "
+                              "instead")
+    if not data.note.strip():
+        raise ConsentError("say why the release is changed (the note)")
+    clean = validate(session, data, settings)
+    if normalise_case(clean.case) != latest.case_key:
+        raise ConsentError("a release cannot move to another case; record a new release")
+    stored = (_store_document(session, master_key, document, settings, actor, now)
+              if document is not None else None)
+    row = _row(release_id, latest.version + 1, clean, recorded_by=actor, recorded_at=now,
+               document_id=stored.id if stored else latest.document_id)
+    _append(session, row)
+    audit.record(session, actor=actor, action="consent-changed",
+                 detail={**_audit_detail(row), "note": clean.note})
+    return _view(session, row)
+
+
+def revoke_release(session: Session, release_id: int, *, actor: str, reason: str,
+                   now: datetime, revoked_at: datetime | None = None) -> VersionView:
+    """Record a revocation as a new version; ``revoked_at`` defaults to now.
+
+    A revocation dated in the past (the person withdrew by letter last week) is allowed; one
+    in the future is not, because a revocation takes effect when it is made.
+    """
+    if not reason.strip():
+        raise ConsentError("say how the revocation was received (the reason)")
+    at = revoked_at or now
+    if at.utcoffset() is None:
+        raise ConsentError("the revocation time needs a time zone")
+    if at > now:
+        raise ConsentError("a revocation cannot be dated in the future")
+    latest = _latest_row(session, release_id)
+    if latest.revoked_at is not None:
+        raise ConsentConflict(f"release {release_id} was already revoked at "
+                              f"{latest.revoked_at.isoformat()}")
+    data = _input_of(to_release(latest), reason.strip())
+    row = _row(release_id, latest.version + 1, data, recorded_by=actor, recorded_at=now,
+               document_id=latest.document_id, revoked_at=at, revoked_by=actor)
+    _append(session, row)
+    audit.record(session, actor=actor, action="consent-revoked",
+                 detail={**_audit_detail(row), "revoked_at": at.isoformat(),
+                         "reason": reason.strip()})
+    return _view(session, row)
+
+
+def _view(session: Session, row: ConsentVersion) -> VersionView:
+    info = None
+    if row.document_id is not None:
+        doc = session.get(ConsentDocument, row.document_id)
+        if doc is not None:
+            info = DocumentInfo(doc.id, doc.filename, doc.content_type, doc.size, doc.sha256)
+    return VersionView(release=to_release(row), recorded_by=row.recorded_by,
+                       recorded_at=row.recorded_at, revoked_by=row.revoked_by, note=row.note,
+                       document=info)
+
+
+def history(session: Session, release_id: int) -> list[VersionView]:
+    """Every version of a release, oldest first."""
+    rows = session.scalars(select(ConsentVersion).where(ConsentVersion.release_id == release_id)
+                           .order_by(ConsentVersion.version)).all()
+    if not rows:
+        raise ConsentNotFound(f"no release {release_id}")
+    return [_view(session, r) for r in rows]
+
+
+def latest_versions(session: Session, *, case: str | None = None) -> list[VersionView]:
+    """The current version of every release (of one case), newest release first."""
+    newest = (select(ConsentVersion.release_id, func.max(ConsentVersion.version).label("v"))
+              .group_by(ConsentVersion.release_id).subquery())
+    query = (select(ConsentVersion)
+             .join(newest, (ConsentVersion.release_id == newest.c.release_id)
+                   & (ConsentVersion.version == newest.c.v))
+             .order_by(ConsentVersion.release_id.desc()))
+    if case is not None:
+        query = query.where(ConsentVersion.case_key == normalise_case(case))
+    return [_view(session, r) for r in session.scalars(query).all()]
+
+
+def releases_for_case(session: Session, case: str) -> list[Release]:
+    """Every version of every release of ``case``: the decision picks the newest itself."""
+    rows = session.scalars(select(ConsentVersion)
+                           .where(ConsentVersion.case_key == normalise_case(case))).all()
+    return [to_release(r) for r in rows]
+
+
+def open_document(session: Session, master_key: MasterKey, release_id: int,
+                  version: int | None = None) -> tuple[DocumentInfo, bytes]:
+    """The scan a version relies on (the latest by default), unsealed in memory."""
+    views = history(session, release_id)
+    chosen = views[-1] if version is None else next(
+        (v for v in views if v.release.version == version), None)
+    if chosen is None:
+        raise ConsentNotFound(f"release {release_id} has no version {version}")
+    if chosen.document is None:
+        raise ConsentNotFound(f"release {release_id} v{chosen.release.version} has no "
+                              "document")
+    doc = session.get(ConsentDocument, chosen.document.id)
+    assert doc is not None  # the foreign key guarantees it
+    return chosen.document, open_sealed(master_key, doc.sealed, _document_context(doc.sha256))
+
+
+def still_current(session: Session, used: Iterable[tuple[int, int]], now: datetime) -> bool:
+    """Are the versions a decision relied on still the newest, and not revoked?
+
+    Checked just before a report leaves: a revocation recorded while it was being signed
+    and encrypted must still stop it.
+    """
+    for release_id, version in used:
+        latest = _latest_row(session, release_id)
+        if latest.version != version or (latest.revoked_at is not None
+                                         and latest.revoked_at <= now):
+            return False
+    return True

@@ -1,0 +1,141 @@
+"""Outbound: may this report leave? The consent gate (releases from confidentiality).
+
+Runs after scanning and before the key policy, signing and encryption: a report nobody may
+receive is held before anyone hunts for a key for it, and nothing is signed in the office's
+name that must not go. Only mail leaving the office is gated; shared mailboxes and the
+internal mail server are inside.
+"""
+
+from __future__ import annotations
+
+from gateway.consent.classify import Classification, classify
+from gateway.consent.gate import evaluate, recipient_facts
+from gateway.consent.holds import (
+    CASE_FACT,
+    CONSENT_HOLD_PREFIX,
+    STATUTORY_HOLD_PREFIX,
+    approvers_of,
+)
+from gateway.consent.records import releases_for_case
+from gateway.db import read_scope
+from gateway.mime.headers import replace_header
+from gateway.pipeline.context import MessageContext, Route
+from gateway.pipeline.outcomes import Hold, Reject
+from gateway.policy.consent import Decision, Verdict, normalise_case
+from gateway.services import Services
+from gateway.settings import RelayRoute
+from mailboxes.directory import find_mailbox
+
+_HOW_TO_RELEASE = ("It goes out by itself as soon as a release from confidentiality that "
+                   "covers it is recorded. Please quote the reference.")
+
+
+def leaves_office(route: Route) -> bool:
+    return isinstance(route, RelayRoute) and not route.internal
+
+
+def _listing(decisions: dict[str, Decision]) -> str:
+    return "; ".join(f"{address}: {', '.join(d.reasons)}" for address, d in decisions.items())
+
+
+class ConsentStage:
+    name = "consent"
+
+    def run(self, ctx: MessageContext, services: Services) -> None:
+        if not ctx.mail_from:
+            return  # the gateway's own notices carry no one's data
+        external = [a for a in ctx.pending if leaves_office(ctx.routes[a])]
+        if not external:
+            return
+        settings = services.settings.consent
+        subject = ctx.headers().get("Subject")
+        with read_scope(services.sessions) as session:
+            mailbox = find_mailbox(session, ctx.mail_from)
+            found = classify(ctx.consent_request, str(subject) if subject else None,
+                             sensitive_mailbox=bool(mailbox and mailbox.sensitive),
+                             settings=settings)
+            if not found.sensitive:
+                return
+            self._record_classification(ctx, found)
+            if found.problems:
+                problems = "; ".join(found.problems)
+                raise Hold(CONSENT_HOLD_PREFIX + problems,
+                           notice=f"This is a sensitive report, but the gateway cannot tell "
+                                  f"which consent it needs: {problems}. Send it again with "
+                                  "the missing details.")
+            assert found.case is not None and found.category is not None
+            releases = releases_for_case(session, found.case)
+            approvals = approvers_of(session, ctx.message_id)
+            facts = {a: recipient_facts(session, case=found.case, category=found.category,
+                                        recipient=a, sender=ctx.mail_from,
+                                        legal_basis=found.legal_basis,
+                                        justification=found.justification,
+                                        approvals=approvals) for a in external}
+        now = services.clock()
+        decisions = {a: evaluate(f, releases, settings, now) for a, f in facts.items()}
+        for address, decision in decisions.items():
+            ctx.facts[f"consent:{address}"] = f"{decision.verdict.value}: " + "; ".join(
+                decision.reasons)
+        self._conclude(ctx, found, decisions)
+
+    def _record_classification(self, ctx: MessageContext, found: Classification) -> None:
+        ctx.facts["consent:source"] = found.source or ""
+        if found.case:
+            ctx.facts["consent:case"] = found.case
+            ctx.facts[CASE_FACT] = normalise_case(found.case)
+        if found.category:
+            ctx.facts["consent:category"] = found.category
+        if found.legal_basis:
+            ctx.facts["consent:legal_basis"] = found.legal_basis
+
+    def _conclude(self, ctx: MessageContext, found: Classification,
+                  decisions: dict[str, Decision]) -> None:
+        by_verdict: dict[Verdict, dict[str, Decision]] = {}
+        for address, decision in decisions.items():
+            by_verdict.setdefault(decision.verdict, {})[address] = decision
+        if Verdict.DENY in by_verdict:
+            denied = by_verdict[Verdict.DENY]
+            ctx.facts["consent:verdict"] = Verdict.DENY.value
+            # Final: the person withdrew or let lapse their consent. The sender learns why
+            # from the bounce; a new release needs a new message.
+            raise Reject(CONSENT_HOLD_PREFIX + "denied: " + _listing(denied))
+        if Verdict.HOLD in by_verdict:
+            held = by_verdict[Verdict.HOLD]
+            ctx.facts["consent:verdict"] = Verdict.HOLD.value
+            listing = _listing(held)
+            raise Hold(CONSENT_HOLD_PREFIX + listing,
+                       notice=f"No release from confidentiality covers this report for case "
+                              f"{found.case} ({found.category}): {listing}. {_HOW_TO_RELEASE}")
+        waiting = {a: d for a, d in by_verdict.get(Verdict.STATUTORY, {}).items()
+                   if not d.ready}
+        if waiting:
+            ctx.facts["consent:verdict"] = Verdict.STATUTORY.value
+            listing = _listing(waiting)
+            raise Hold(f"{STATUTORY_HOLD_PREFIX} on {found.legal_basis}: {listing}",
+                       notice=f"This report is to go on the legal basis {found.legal_basis} "
+                              f"without consent: {listing}. A second person has to approve "
+                              "it (xgate consent approve, with the reference); it goes out "
+                              "once approved.")
+        self._allow(ctx, found, decisions)
+
+    def _allow(self, ctx: MessageContext, found: Classification,
+               decisions: dict[str, Decision]) -> None:
+        used = tuple(sorted({ref for d in decisions.values() for ref in d.used}))
+        statutory = any(d.verdict == Verdict.STATUTORY for d in decisions.values())
+        ctx.consent_used = used
+        ctx.facts["consent:verdict"] = (Verdict.STATUTORY if statutory
+                                        else Verdict.ALLOW).value
+        if used:
+            ctx.facts["consent:releases"] = ", ".join(f"{i} v{v}" for i, v in used)
+        assert found.case is not None and found.category is not None
+        protected = {"X-Xgate-Case": found.case, "X-Xgate-Category": found.category}
+        if used:
+            protected["X-Xgate-Release"] = ", ".join(f"{i} v{v}" for i, v in used)
+        if statutory and found.legal_basis:
+            protected["X-Xgate-Legal-Basis"] = found.legal_basis
+        ctx.protected_headers.update(protected)
+        if found.clean_subject is not None:
+            # The tag is the office's filing note; the recipient gets the case in the
+            # protected X-Xgate-Case field instead, not on the readable envelope.
+            ctx.content = replace_header(ctx.body, "Subject", found.clean_subject)
+            ctx.parsed = None
