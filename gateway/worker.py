@@ -133,7 +133,8 @@ class Worker:
                 reason = None if delivered else "no recipient could be delivered"
             elif isinstance(outcome, Defer):
                 state, reason = MessageState.DEFERRED, outcome.reason
-                delay = outcome.retry_after or retry_delay(
+                # An explicit 0 means "at once" (a re-check), not "use the backoff".
+                delay = outcome.retry_after if outcome.retry_after is not None else retry_delay(
                     settings.delivery.retry_base_seconds, settings.delivery.retry_max_seconds,
                     claim.attempt)
                 next_attempt = now + timedelta(seconds=delay)
