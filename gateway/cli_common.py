@@ -1,4 +1,5 @@
-"""What every CLI command needs: its settings, the database, who the operator is."""
+"""What every CLI command needs: its settings, the database, who the operator is, and proof
+that the staff user a command acts as is really at the keyboard."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import getpass
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +28,7 @@ from gateway.db import (
 from gateway.logging_setup import configure_logging
 from gateway.migrate import alembic_config, current_revision
 from gateway.settings import Settings, load_settings
+from gateway.staff import find_user, password_matches
 
 DEFAULT_CONFIG = Path("var/xgate.toml")
 CONFIG_ENV = "XGATE_CONFIG"
@@ -132,3 +135,39 @@ def operator_name() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return f"uid:{os.getuid()}"
+
+
+def authenticate(settings: Settings, username: str, from_stdin: bool, *,
+                 admin_only: bool = False) -> None:
+    """Make sure the person acting knows ``username``'s password (an active staff user).
+
+    Commands that record a decision in someone's name (a release approval, a consent
+    record) or reveal something take the name and the password, so one person at the
+    console cannot act as another, or be both pairs of eyes, by typing two names.
+
+    Checked in a read-only transaction of its own: argon2 takes a while, and on SQLite a write
+    transaction would hold the database's write lock all that time.
+    """
+    password = read_password(username, from_stdin)
+    with command_session(settings, read_only=True) as session:
+        user = find_user(session, username)
+        ok = password_matches(user.password_hash if user else None, password)
+        if not ok or user is None or user.disabled:
+            # One message for every failure: it does not tell which user names exist.
+            raise CliError(f"authentication as {username} failed")
+        # Only after the password: the admin right is not revealed to whoever guesses names.
+        if admin_only and not user.admin:
+            raise CliError(f"staff user {username} is not an admin; this needs an admin")
+
+
+def read_password(username: str, from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass(f"password of {username}: ")
+    else:
+        raise CliError(f"no terminal to ask for the password of {username}; "
+                       "give it on standard input with --password-stdin")
+    if not password:
+        raise CliError("the password must not be empty")
+    return password

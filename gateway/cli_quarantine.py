@@ -9,7 +9,6 @@ the command is recorded in the audit trail as well.
 from __future__ import annotations
 
 import argparse
-import getpass
 import importlib
 import json
 import sys
@@ -19,6 +18,7 @@ from typing import Any, TextIO
 from crypto.at_rest import MasterKey
 from gateway.cli_common import (
     CliError,
+    authenticate,
     command_session,
     open_database,
     operator_name,
@@ -40,7 +40,6 @@ from gateway.quarantine import (
     show,
 )
 from gateway.settings import Settings
-from gateway.staff import find_user, password_matches
 
 SCANNER_MODULE = "scanning.scanner"
 
@@ -132,7 +131,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_release(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    _authenticate(settings, args.admin, args.password_stdin)
+    authenticate(settings, args.admin, args.password_stdin, admin_only=True)
     with command_session(settings) as session:
         result = approve_release(session, args.queue_id, admin=args.admin, reason=args.reason,
                                  now=system_clock(), master_key=_master_key(settings),
@@ -155,7 +154,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    _authenticate(settings, args.admin, args.password_stdin)
+    authenticate(settings, args.admin, args.password_stdin, admin_only=True)
     with command_session(settings) as session:
         message = delete(session, args.queue_id, admin=args.admin, reason=args.reason,
                          now=system_clock(), operator=operator_name())
@@ -231,34 +230,6 @@ class _CliRescanner:
             return scanner(content, direction, recipients)
         except _scanning_errors() as exc:
             raise CliError(f"virus scanner unavailable: {exc}") from None
-
-
-def _authenticate(settings: Settings, admin: str, from_stdin: bool) -> None:
-    """Make sure the person acting knows the admin's password.
-
-    Checked in a read-only transaction of its own: argon2 takes a while, and on SQLite a write
-    transaction would hold the database's write lock all that time.
-    """
-    password = _read_password(admin, from_stdin)
-    with command_session(settings, read_only=True) as session:
-        user = find_user(session, admin)
-        ok = password_matches(user.password_hash if user else None, password)
-        if not ok or user is None or user.disabled:
-            # One message for every failure: it does not tell which user names exist.
-            raise CliError(f"authentication as {admin} failed")
-
-
-def _read_password(admin: str, from_stdin: bool) -> str:
-    if from_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    elif sys.stdin.isatty():
-        password = getpass.getpass(f"password of {admin}: ")
-    else:
-        raise CliError(f"no terminal to ask for the password of {admin}; "
-                       "give it on standard input with --password-stdin")
-    if not password:
-        raise CliError("the password must not be empty")
-    return password
 
 
 def _master_key(settings: Settings) -> MasterKey:

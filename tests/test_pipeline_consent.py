@@ -88,7 +88,8 @@ def send(services: Services, raw: bytes, to: str = PARTNER) -> str:
 
 def facts(services: Services, queue_id: str) -> dict[str, str]:
     message = load_message(services, queue_id)
-    return json.loads(message.facts or "{}")
+    loaded: dict[str, str] = json.loads(message.facts or "{}")
+    return loaded
 
 
 def text_of(data: bytes) -> str:
