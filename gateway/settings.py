@@ -206,6 +206,8 @@ class ConsentSettings(_Section):
     legal_bases: list[str] = DEFAULT_LEGAL_BASES
     # The zone in which "valid until" dates are read (the office's calendar day).
     timezone: str = "Europe/Berlin"
+    # Told (by a notice with the reference) when a transfer on a legal basis awaits approval.
+    approvers: list[str] = []
     # A report held for want of consent is returned to its sender after this many days.
     hold_expiry_days: int = Field(default=14, ge=1)
     # Largest signed release document (scan) accepted.

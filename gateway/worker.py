@@ -148,6 +148,11 @@ class Worker:
                 state, reason = outcome.state, outcome.reason
                 self._notify_sender(session, ctx, [a for a, _ in recipients], state,
                                     outcome.notice)
+                if isinstance(outcome, Hold) and outcome.inform:
+                    for address in outcome.inform:
+                        self._store_notice(session, address,
+                                           f"Approval needed: reference {ctx.queue_id}",
+                                           outcome.inform_text)
                 if isinstance(outcome, Quarantine) and ctx.direction == Direction.INBOUND:
                     self._notify_recipients(session, ctx, [a for a, _ in recipients],
                                             outcome.reason)

@@ -280,8 +280,12 @@ STATUTORY = {"X-Xgate-Case": CASE, "X-Xgate-Category": "Stellungnahme",
 
 def test_statutory_transfer_needs_a_second_person(office: Services,
                                                  transport: RecordingTransport) -> None:
+    office.settings.consent.approvers = [COLLEAGUE]
     qid = send(office, report("Meldung", headers=STATUTORY))
     drain(office)
+    [request] = [d for _, _, r, d in transport.sent if r == (COLLEAGUE,)]
+    assert f"xgate consent approve {qid}" in text_of(request)
+    assert "akute Gefährdung" in text_of(request)
     message = load_message(office, qid)
     assert message.state == MessageState.HELD
     assert message.reason is not None

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.consent.holds import HeldReport
+from gateway.consent.holds import STATUTORY_HOLD_PREFIX, HeldReport
 from gateway.consent.records import VersionView
 from gateway.policy.consent import Decision, Release, local_date
 
@@ -57,4 +57,4 @@ def held_json(report: HeldReport) -> dict[str, Any]:
             "recipients": list(report.recipients), "case": facts.get("consent:case"),
             "category": facts.get("consent:category"),
             "legal_basis": facts.get("consent:legal_basis"),
-            "awaiting_approval": report.reason.startswith("consent: statutory transfer")}
+            "awaiting_approval": report.reason.startswith(STATUTORY_HOLD_PREFIX)}

@@ -21,6 +21,14 @@ class Hold(Outcome):
 
     state = MessageState.HELD
 
+    def __init__(self, reason: str, *, notice: str | None = None,
+                 inform: tuple[str, ...] = (), inform_text: str = "") -> None:
+        super().__init__(reason, notice=notice)
+        # Inside the office, the people who must act (the approvers of a statutory
+        # transfer) and what they are told; the sender gets ``notice`` as always.
+        self.inform = inform
+        self.inform_text = inform_text
+
 
 class Quarantine(Outcome):
     """Kept, unreadable to recipients, until an admin decides (infected, unparseable, ...)."""

@@ -76,7 +76,7 @@ class ConsentStage:
         for address, decision in decisions.items():
             ctx.facts[f"consent:{address}"] = f"{decision.verdict.value}: " + "; ".join(
                 decision.reasons)
-        self._conclude(ctx, found, decisions)
+        self._conclude(ctx, found, decisions, tuple(settings.approvers))
 
     def _record_classification(self, ctx: MessageContext, found: Classification) -> None:
         ctx.facts["consent:source"] = found.source or ""
@@ -89,7 +89,7 @@ class ConsentStage:
             ctx.facts["consent:legal_basis"] = found.legal_basis
 
     def _conclude(self, ctx: MessageContext, found: Classification,
-                  decisions: dict[str, Decision]) -> None:
+                  decisions: dict[str, Decision], approvers: tuple[str, ...]) -> None:
         by_verdict: dict[Verdict, dict[str, Decision]] = {}
         for address, decision in decisions.items():
             by_verdict.setdefault(decision.verdict, {})[address] = decision
@@ -115,8 +115,21 @@ class ConsentStage:
                        notice=f"This report is to go on the legal basis {found.legal_basis} "
                               f"without consent: {listing}. A second person has to approve "
                               "it (xgate consent approve, with the reference); it goes out "
-                              "once approved.")
+                              "once approved.",
+                       inform=approvers,
+                       inform_text=self._approval_request(ctx, found, listing))
         self._allow(ctx, found, decisions)
+
+    @staticmethod
+    def _approval_request(ctx: MessageContext, found: Classification, listing: str) -> str:
+        return (f"{ctx.mail_from} wants to send a report without consent, on the legal basis "
+                f"{found.legal_basis} (reference {ctx.queue_id}).\r\n\r\n"
+                f"Case: {found.case}\r\nCategory: {found.category}\r\n"
+                f"Recipients: {', '.join(ctx.pending)}\r\n"
+                f"Justification: {found.justification or '(none given)'}\r\n"
+                f"State: {listing}\r\n\r\n"
+                "It leaves only when a second person, not the sender, approves it: "
+                f"xgate consent approve {ctx.queue_id} --by NAME --reason TEXT, or the API.\r\n")
 
     def _allow(self, ctx: MessageContext, found: Classification,
                decisions: dict[str, Decision]) -> None:
