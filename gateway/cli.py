@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from crypto.errors import CryptoError
 from gateway import (
     cli_audit,
+    cli_consent,
     cli_db,
     cli_init,
     cli_keys,
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show a traceback for unexpected errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (cli_init, cli_db, cli_serve, cli_queue, cli_audit, cli_mailbox, cli_keys,
-                   cli_partner, cli_policy, cli_quarantine):
+                   cli_partner, cli_policy, cli_consent, cli_quarantine):
         module.register(commands)
     return parser
 

@@ -19,7 +19,7 @@ from gateway.consent.records import (
     change_release,
     history,
     latest_versions,
-    open_document,
+    read_document,
     releases_for_case,
     revoke_release,
     still_current,
@@ -156,13 +156,16 @@ def test_the_scan_is_sealed_and_kept_across_versions(gw: Services) -> None:
                        document=None, actor="sb", now=gw.clock())
         stored = s.scalars(select(ConsentDocument)).one()
         assert SCAN[:40] not in stored.sealed  # never in the clear in the database
-        info, data = open_document(s, gw.master_key, release_id)
-        assert data == SCAN and info.filename == "entbindung.pdf"
+        info, version, data = read_document(s, gw.master_key, release_id, actor="dsb")
+        assert data == SCAN and info.filename == "entbindung.pdf" and version == 2
         assert info.size == len(SCAN)
-        _, first = open_document(s, gw.master_key, release_id, version=1)
+        _, _, first = read_document(s, gw.master_key, release_id, version=1, actor="dsb")
         assert first == SCAN
+        reads = s.scalars(select(AuditEntry.actor).where(
+            AuditEntry.action == "consent-document-read")).all()
+        assert reads == ["dsb", "dsb"]
         with pytest.raises(ConsentNotFound):
-            open_document(s, gw.master_key, release_id, version=7)
+            read_document(s, gw.master_key, release_id, version=7, actor="dsb")
 
 
 def test_document_limits(gw: Services) -> None:

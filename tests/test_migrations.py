@@ -37,8 +37,8 @@ PRODUCTION_PACKAGES = ("gateway", "crypto", "scanning", "mailboxes", "admin_ui")
 _counter = itertools.count()
 
 # Every model module must be imported so that every table is on Base.metadata.
-_MODEL_MODULES = (gateway.models, gateway.consent.models, gateway.keydir.models, gateway.quarantine_models,
-                  mailboxes.models)
+_MODEL_MODULES = (gateway.models, gateway.consent.models, gateway.keydir.models,
+                  gateway.quarantine_models, mailboxes.models)
 
 
 def _backends() -> list[Any]:

@@ -39,14 +39,17 @@ STATUTORY_HOLD_PREFIX = CONSENT_HOLD_PREFIX + "statutory transfer"
 CASE_FACT = "consent:case_key"
 
 
-def _case_key_of(facts: str | None) -> str | None:
-    if not facts:
-        return None
+def _facts_of(facts: str | None) -> dict[str, str]:
+    # Facts are ours, but a damaged row must not stop the re-check of every other report.
     try:
-        value = json.loads(facts).get(CASE_FACT)
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) else None
+        loaded = json.loads(facts) if facts else {}
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+
+
+def _case_key_of(facts: str | None) -> str | None:
+    return _facts_of(facts).get(CASE_FACT)
 
 
 def recheck_case(session: Session, case: str, *, actor: str, now: datetime, why: str,
@@ -104,7 +107,7 @@ def held_reports(session: Session) -> list[HeldReport]:
     return [HeldReport(m.queue_id, m.mail_from, m.received_at, m.reason or "",
                        tuple(r.address for r in m.recipients
                              if r.state == RecipientState.PENDING),
-                       json.loads(m.facts) if m.facts else {}) for m in messages]
+                       _facts_of(m.facts)) for m in messages]
 
 
 def expire_holds(session: Session, settings: Settings, master_key: MasterKey, *,

@@ -24,10 +24,15 @@ from gateway.consent.classify import canonical_category
 from gateway.consent.errors import ConsentConflict, ConsentError, ConsentNotFound
 from gateway.consent.models import ConsentDocument, ConsentRelease, ConsentVersion
 from gateway.keydir.partners import find_partner
-from gateway.policy.consent import Grantor, RecipientRef, Release, normalise_case
+from gateway.policy.consent import (
+    GRANTOR_ROLES,
+    Grantor,
+    RecipientRef,
+    Release,
+    normalise_case,
+)
 from gateway.settings import ConsentSettings
 
-GRANTOR_ROLES = ("parent", "guardian", "young person", "other")
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 MAX_CASE_LENGTH = 200
 
@@ -335,9 +340,11 @@ def releases_for_case(session: Session, case: str) -> list[Release]:
     return [to_release(r) for r in rows]
 
 
-def open_document(session: Session, master_key: MasterKey, release_id: int,
-                  version: int | None = None) -> tuple[DocumentInfo, bytes]:
-    """The scan a version relies on (the latest by default), unsealed in memory."""
+def read_document(session: Session, master_key: MasterKey, release_id: int,
+                  version: int | None = None, *, actor: str) -> tuple[DocumentInfo, int, bytes]:
+    """The scan a version relies on (the latest by default), unsealed in memory, with the
+    version it belongs to. The reading is recorded in the audit trail in the caller's
+    transaction: whoever sees a signed release form is on record."""
     views = history(session, release_id)
     chosen = views[-1] if version is None else next(
         (v for v in views if v.release.version == version), None)
@@ -348,7 +355,11 @@ def open_document(session: Session, master_key: MasterKey, release_id: int,
                               "document")
     doc = session.get(ConsentDocument, chosen.document.id)
     assert doc is not None  # the foreign key guarantees it
-    return chosen.document, open_sealed(master_key, doc.sealed, _document_context(doc.sha256))
+    data = open_sealed(master_key, doc.sealed, _document_context(doc.sha256))
+    audit.record(session, actor=actor, action="consent-document-read",
+                 detail={"release": release_id, "version": chosen.release.version,
+                         "document": doc.id})
+    return chosen.document, chosen.release.version, data
 
 
 def still_current(session: Session, used: Iterable[tuple[int, int]], now: datetime) -> bool:

@@ -46,7 +46,8 @@ DEFAULT_CATEGORIES: frozenset[str] = frozenset({
 GrantorRole = Literal["parent", "guardian", "young person", "other"]
 RecipientKind = Literal["partner", "address"]
 
-_GRANTOR_ROLES: frozenset[str] = frozenset({"parent", "guardian", "young person", "other"})
+GRANTOR_ROLES: tuple[str, ...] = ("parent", "guardian", "young person", "other")
+_GRANTOR_ROLES: frozenset[str] = frozenset(GRANTOR_ROLES)
 _RECIPIENT_KINDS: frozenset[str] = frozenset({"partner", "address"})
 
 
