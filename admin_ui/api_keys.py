@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from admin_ui.auth import Admin, ApiError, admin_dependency, install_api_error_handler
+from admin_ui.params import RowId as KeyId
 from gateway.clock import Clock
 from gateway.db import read_scope, session_scope
 from gateway.keydir import keys, partners
@@ -124,7 +125,7 @@ def keys_router(sessions: sessionmaker[Session], clock: Clock,
         return {"days": within, "keys": [expiring_view(k) for k in found]}
 
     @router.get("/keys/{key_id}")
-    def show_key(_admin: AdminUser, key_id: int) -> dict[str, Any]:
+    def show_key(_admin: AdminUser, key_id: KeyId) -> dict[str, Any]:
         with reading() as session:
             return key_view(keys.get_key(session, key_id), with_data=True)
 
@@ -138,7 +139,7 @@ def keys_router(sessions: sessionmaker[Session], clock: Clock,
             return {"keys": [imported_view(i) for i in imported]}
 
     def decision(func: Callable[..., Any]) -> Callable[[Admin, int], dict[str, Any]]:
-        def decide(admin: AdminUser, key_id: int) -> dict[str, Any]:
+        def decide(admin: AdminUser, key_id: KeyId) -> dict[str, Any]:
             with writing() as session:
                 return key_view(func(session, key_id, admin.username, clock()))
         return decide

@@ -1,4 +1,5 @@
-"""The admin web app: health check and metrics for now; staff pages come later.
+"""The admin web app: health check, metrics, and the JSON API (key directory, consent
+register); staff pages come later.
 
 Route functions only call data functions (admin_ui.health, gateway.metrics); they never query
 the database themselves.
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from admin_ui.api_consents import MasterKeySource, include_consents_api
 from admin_ui.api_keys import include_keys_api
 from admin_ui.errors import install_error_handlers
 from admin_ui.health import check_health
@@ -43,6 +45,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
                   openapi_url=None)
     install_error_handlers(app)
     include_keys_api(app, sessions, clock, settings)
+    include_consents_api(app, sessions, clock, settings, MasterKeySource(settings))
 
     # Plain ``def``: FastAPI runs these in its thread pool, so blocking database calls do not
     # stall the event loop.

@@ -142,6 +142,8 @@ def test_key_endpoints(client: TestClient, settings: Settings) -> None:
     assert revoked.json()["status"] == "revoked"
     assert client.post("/api/v1/keys/999/approve", headers=ADMIN).status_code == 404
     assert client.get("/api/v1/keys/999", headers=ADMIN).status_code == 404
+    # Beyond a database integer: refused as input, not an overflow in the driver (500).
+    assert client.get("/api/v1/keys/100000000000000000000", headers=ADMIN).status_code == 422
 
     other = make_cert("x@b.example", key=rsa_key(3072, "b"))
     approved_now = client.post("/api/v1/keys", headers=ADMIN, json={

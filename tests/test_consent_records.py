@@ -175,3 +175,18 @@ def test_document_limits(gw: Services) -> None:
         with session_scope(gw.sessions) as s, pytest.raises(ConsentError, match=message):
             add_release(s, gw.master_key, gw.settings.consent, BASE, document=document,
                         actor="sb", now=gw.clock())
+
+
+def test_document_names_and_types_are_cleaned(gw: Services) -> None:
+    document = Document("C:\\Scans\\ent\x00bindung\r\n.pdf", "text/html\r\nX-Evil: 1", SCAN)
+    release_id = _add(gw, document=document)
+    with session_scope(gw.sessions) as s:
+        info, _, _ = read_document(s, gw.master_key, release_id, actor="dsb")
+    assert (info.filename, info.content_type) == ("entbindung.pdf", "application/octet-stream")
+
+
+def test_overlong_names_are_refused_before_the_database(gw: Services) -> None:
+    with session_scope(gw.sessions) as s, pytest.raises(ConsentError, match="longer than"):
+        add_release(s, gw.master_key, gw.settings.consent,
+                    replace(BASE, grantor_name="A" * 300), document=None, actor="sb",
+                    now=gw.clock())

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +35,10 @@ from gateway.settings import ConsentSettings
 
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 MAX_CASE_LENGTH = 200
+MAX_NAME_LENGTH = 255  # the grantor_name column
+MAX_ADDRESS_LENGTH = 320  # RFC 5321's path limit
+# What a stored content type may look like; it is sent back as a response header later.
+_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*$")
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ def validate(session: Session, data: ReleaseInput, settings: ConsentSettings) ->
         raise ConsentError("name at least one data subject (the child or young person)")
     if not data.grantor_name.strip():
         raise ConsentError("name the person who granted the release")
+    if len(data.grantor_name.strip()) > MAX_NAME_LENGTH:
+        raise ConsentError(f"the grantor's name is longer than {MAX_NAME_LENGTH} characters")
     if data.grantor_role not in GRANTOR_ROLES:
         raise ConsentError(f"unknown grantor role {data.grantor_role!r}; one of: "
                            + ", ".join(GRANTOR_ROLES))
@@ -120,7 +126,7 @@ def validate(session: Session, data: ReleaseInput, settings: ConsentSettings) ->
     for ref in data.recipients:
         value = ref.value.strip()
         if ref.kind == "address":
-            if not _ADDRESS.match(value):
+            if not _ADDRESS.match(value) or len(value) > MAX_ADDRESS_LENGTH:
                 raise ConsentError(f"not an e-mail address: {value!r}")
             value = value.lower()
         else:
@@ -141,6 +147,14 @@ def validate(session: Session, data: ReleaseInput, settings: ConsentSettings) ->
                    purpose=data.purpose.strip(), note=data.note.strip())
 
 
+def _clean_filename(name: str) -> str:
+    # Only the last path component, without control characters: the name is shown in lists
+    # and offered again as the download name.
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    clean = "".join(c for c in base if c.isprintable()).strip()
+    return clean[:255] or "release"
+
+
 def _store_document(session: Session, master_key: MasterKey, document: Document,
                     settings: ConsentSettings, actor: str, now: datetime) -> ConsentDocument:
     if not document.data:
@@ -150,8 +164,11 @@ def _store_document(session: Session, master_key: MasterKey, document: Document,
                            f"{settings.max_document_bytes} bytes")
     digest = hashlib.sha256(document.data).hexdigest()
     row = ConsentDocument(
-        filename=(document.filename.strip() or "release")[:255],
-        content_type=(document.content_type.strip() or "application/octet-stream")[:100],
+        filename=_clean_filename(document.filename),
+        content_type=(document.content_type.strip()
+                      if _CONTENT_TYPE.match(document.content_type.strip())
+                      and len(document.content_type.strip()) <= 100
+                      else "application/octet-stream"),
         size=len(document.data), sha256=digest,
         sealed=seal(master_key, document.data, _document_context(digest)),
         uploaded_by=actor, uploaded_at=now)
@@ -286,6 +303,8 @@ def revoke_release(session: Session, release_id: int, *, actor: str, reason: str
         raise ConsentError("the revocation time needs a time zone")
     if at > now:
         raise ConsentError("a revocation cannot be dated in the future")
+    # Stored and returned in UTC, so an answer reads the same now and when read back.
+    at = at.astimezone(UTC)
     latest = _latest_row(session, release_id)
     if latest.revoked_at is not None:
         raise ConsentConflict(f"release {release_id} was already revoked at "

@@ -1,0 +1,441 @@
+"""The consent register's JSON API (/api/v1/consents): releases from confidentiality, the
+dry run of the consent gate, and held reports, for every active staff user.
+
+Caseworkers record the releases they obtained, so unlike the key directory this is not
+admin-only. Route functions call the consent library in one transaction each and turn its
+errors into JSON answers; the JSON shapes come from gateway.consent.views, so the CLI's
+``--json`` and this API say the same thing.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the routes' annotations at run
+# time, and they name ``StaffUser``, a local of consents_router.
+import base64
+import logging
+import re
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.types import Receive, Scope
+
+from admin_ui.auth import ApiError, Staff, install_api_error_handler, staff_dependency
+from admin_ui.params import MAX_ID, RowId
+from crypto.at_rest import MasterKey
+from crypto.errors import KeyFileError
+from gateway.clock import Clock
+from gateway.consent.actions import Recorded, record_change, record_release, record_revocation
+from gateway.consent.errors import ConsentConflict, ConsentError, ConsentNotFound
+from gateway.consent.gate import dry_run
+from gateway.consent.holds import approve_statutory, held_reports
+from gateway.consent.records import (
+    Document,
+    ReleaseInput,
+    history,
+    latest_versions,
+    read_document,
+)
+from gateway.consent.views import decision_json, held_json, version_json
+from gateway.db import read_scope, session_scope
+from gateway.policy.consent import GrantorRole, RecipientRef
+from gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Ids and version numbers are 32-bit integer columns: a larger number in the URL must be a
+# 422, not an overflow in the database driver.
+# Generous caps on free text: the library checks meaning, these only keep absurd input (and
+# values longer than their columns, which PostgreSQL refuses with an error) out.
+MAX_NAME = 255
+MAX_ADDRESS = 320
+MAX_TEXT = 10_000
+MAX_ITEMS = 100
+# Room for everything in a release besides the scan, JSON escaping included.
+BODY_OVERHEAD = 1024 * 1024
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# RFC 6838 type/subtype without parameters: the stored value becomes a response header.
+_MEDIA_TYPE = r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$"
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]+$"
+
+ReleaseId = RowId
+
+
+def _date_text(value: object) -> object:
+    # Only the written form: pydantic would also take a number as a Unix time, and a
+    # release "valid until 0" is a typing error, not 1 January 1970.
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
+        raise ValueError("expected a date as YYYY-MM-DD")
+    return value
+
+
+def _datetime_text(value: object) -> object:
+    # As above: an ISO 8601 time, never a bare number; the zone is checked by AwareDatetime.
+    if not isinstance(value, str):
+        raise ValueError("expected an ISO 8601 date and time with a zone")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("expected an ISO 8601 date and time with a zone") from None
+
+
+def _not_blank(value: object) -> object:
+    # RecipientRef refuses a blank value with a ValueError; caught here it is a 422 naming
+    # the field instead of a 500.
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_date_text)]
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_datetime_text)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GrantorBody(_Body):
+    name: str = Field(max_length=MAX_NAME)
+    role: GrantorRole
+
+
+class RecipientBody(_Body):
+    kind: Literal["partner", "address"]
+    value: Annotated[str, BeforeValidator(_not_blank)] = Field(max_length=MAX_ADDRESS)
+
+
+class DocumentBody(_Body):
+    filename: str = Field(max_length=MAX_NAME, pattern=_NO_CONTROL)
+    content_type: str = Field(max_length=100, pattern=_MEDIA_TYPE)
+    data_base64: str = Field(min_length=1)
+
+
+class ReleaseBody(_Body):
+    case: str = Field(max_length=1000)
+    data_subjects: list[Annotated[str, Field(max_length=MAX_NAME)]] = Field(
+        max_length=MAX_ITEMS)
+    granted_by: GrantorBody
+    categories: list[Annotated[str, Field(max_length=MAX_NAME)]] = Field(
+        max_length=MAX_ITEMS)
+    recipients: list[RecipientBody] = Field(max_length=MAX_ITEMS)
+    purpose: str = Field(max_length=MAX_TEXT)
+    valid_from: IsoDate
+    valid_until: IsoDate
+    # How the release was obtained, if worth noting.
+    note: str = Field(default="", max_length=MAX_TEXT)
+    document: DocumentBody | None = None
+
+
+class ChangeBody(ReleaseBody):
+    # Why the release changes: required, the library refuses a blank one.
+    note: str = Field(max_length=MAX_TEXT)
+    # The version the caseworker looked at; a change made meanwhile is then a 409.
+    expected_version: int | None = Field(default=None, ge=1, le=MAX_ID)
+
+
+class RevokeBody(_Body):
+    # How the revocation was received ("letter of 3 March").
+    reason: str = Field(max_length=MAX_TEXT)
+    revoked_at: IsoDateTime | None = None
+
+
+class CheckBody(_Body):
+    case: str = Field(max_length=1000)
+    category: str = Field(max_length=MAX_NAME)
+    recipient: str = Field(max_length=MAX_ADDRESS)
+    on: IsoDate | None = Field(default=None, alias="date")
+
+
+class ApproveBody(_Body):
+    reason: str = Field(max_length=MAX_TEXT)
+
+
+def _field_name(loc: Sequence[int | str]) -> str:
+    parts = list(loc)
+    where = parts.pop(0) if parts and parts[0] in ("body", "query", "path") else None
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else part)
+    if where in ("query", "path"):
+        return f"{where} parameter {name}"
+    return name or "body"
+
+
+def _describe(errors: Sequence[Any]) -> str:
+    lines = []
+    for error in errors:
+        if error.get("type") == "json_invalid":
+            lines.append("the body is not valid JSON")
+            continue
+        lines.append(f"{_field_name(error.get('loc', ()))}: {error.get('msg')}")
+    return "; ".join(lines)
+
+
+class _BoundedRequest(Request):
+    """A request whose body may not exceed ``limit`` bytes, counted as it arrives, so an
+    oversize upload is refused before it is held in memory (FastAPI's custom Request
+    pattern). Starlette's own limit would answer in plain text, not JSON."""
+
+    def __init__(self, scope: Scope, receive: Receive, limit: int) -> None:
+        super().__init__(scope, receive)
+        self.limit = limit
+
+    def _too_large(self) -> ApiError:
+        return ApiError(413, "too_large", f"the request is larger than {self.limit} bytes")
+
+    async def body(self) -> bytes:
+        if not hasattr(self, "_body"):
+            declared = self.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.limit:
+                raise self._too_large()
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in self.stream():
+                size += len(chunk)
+                if size > self.limit:
+                    raise self._too_large()
+                chunks.append(chunk)
+            self._body = b"".join(chunks)
+        return self._body
+
+
+def _consent_route(max_body: int) -> type[APIRoute]:
+    class ConsentRoute(APIRoute):
+        """Bounds the body, and names the field in validation errors (``granted_by.role:
+        ...``): the app-wide handler (admin_ui.errors) gives only pydantic's messages,
+        which say what is wrong but not where, and a caseworker's form must know which
+        field to mark."""
+
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def handle(request: Request) -> Response:
+                bounded = _BoundedRequest(request.scope, request.receive, max_body)
+                # Read here, not first in the handler: FastAPI turns any error while it
+                # reads the body into a bare 400.
+                await bounded.body()
+                try:
+                    return await handler(bounded)
+                except RequestValidationError as exc:
+                    raise ApiError(422, "invalid_request", _describe(exc.errors())) from None
+
+            return handle
+
+    return ConsentRoute
+
+
+class MasterKeySource:
+    """The master key, read on first use and then kept.
+
+    Read lazily so the health check and the key API keep working when the key file is
+    unreadable; only the consent register, which seals and opens scans, then answers 503.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._path = settings.resolve(settings.storage.master_key_file)
+        self._key: MasterKey | None = None
+
+    def __call__(self) -> MasterKey:
+        if self._key is None:
+            try:
+                # Two threads may both load it; they read the same file, so either wins.
+                self._key = MasterKey.load(self._path)
+            except KeyFileError as exc:
+                log.error("consent API: %s", exc)
+                raise ApiError(503, "unavailable",
+                               "the master key cannot be read; see the server log") from None
+        return self._key
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except ConsentNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except ConsentConflict as exc:
+        raise ApiError(409, "conflict", str(exc)) from None
+    except ConsentError as exc:
+        raise ApiError(422, "refused", str(exc)) from None
+    except IntegrityError:
+        # Two caseworkers recording at the same moment: the second one loses.
+        raise ApiError(409, "conflict", "changed concurrently; reload and try again") from None
+
+
+def _release_input(body: ReleaseBody) -> ReleaseInput:
+    return ReleaseInput(
+        case=body.case, data_subjects=tuple(body.data_subjects),
+        grantor_name=body.granted_by.name, grantor_role=body.granted_by.role,
+        categories=tuple(body.categories),
+        recipients=tuple(RecipientRef(r.kind, r.value) for r in body.recipients),
+        purpose=body.purpose, valid_from=body.valid_from, valid_until=body.valid_until,
+        note=body.note)
+
+
+def _base64_length(size: int) -> int:
+    return 4 * ((size + 2) // 3)
+
+
+def _document(body: DocumentBody | None, limit: int) -> Document | None:
+    """The uploaded scan decoded, or 422; decoded before any transaction is opened."""
+    if body is None:
+        return None
+    # Line breaks are tolerated: base64 from mail tools and ``base64`` itself wraps lines.
+    text = "".join(body.data_base64.split())
+    # Checked before decoding, so an oversize upload costs no decoding. The library checks
+    # the decoded size exactly.
+    if len(text) > _base64_length(limit):
+        raise ApiError(422, "invalid_request",
+                       f"document.data_base64: the document is larger than {limit} bytes")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error, or characters outside ASCII
+        raise ApiError(422, "invalid_request",
+                       "document.data_base64: not valid base64") from None
+    return Document(body.filename, body.content_type, data)
+
+
+def _attachment(filename: str) -> str:
+    # An ASCII fallback plus the exact name in RFC 5987 form: umlauts are common in German
+    # file names, and a header value must be Latin-1 without quotes or line breaks.
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_"
+                       for c in filename) or "release"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def include_consents_api(app: FastAPI, sessions: sessionmaker[Session], clock: Clock,
+                         settings: Settings, master_key: Callable[[], MasterKey]) -> None:
+    install_api_error_handler(app)
+    app.include_router(consents_router(sessions, clock, settings, master_key))
+
+
+def consents_router(sessions: sessionmaker[Session], clock: Clock, settings: Settings,
+                    master_key: Callable[[], MasterKey]) -> APIRouter:
+    limit = settings.consent.max_document_bytes
+    # A whole request is read into memory before validation: bound it by the largest scan
+    # the settings allow, so an upload far beyond it is refused (413) while it arrives.
+    router = APIRouter(prefix="/api/v1/consents",
+                       route_class=_consent_route(_base64_length(limit) + BODY_OVERHEAD))
+    StaffUser = Annotated[Staff, Depends(staff_dependency(sessions))]
+    zone = ZoneInfo(settings.consent.timezone)
+
+    @contextmanager
+    def writing() -> Iterator[Session]:
+        with _errors(), session_scope(sessions) as session:
+            yield session
+
+    @contextmanager
+    def reading() -> Iterator[Session]:
+        with _errors(), read_scope(sessions) as session:
+            yield session
+
+    def recorded(result: Recorded, now: datetime) -> dict[str, Any]:
+        return {"release": version_json(result.version, now, zone),
+                "rechecked": list(result.rechecked)}
+
+    # --- the register -----------------------------------------------------------------------
+
+    @router.get("")
+    def list_releases(_user: StaffUser,
+                      case: Annotated[str | None, Query(max_length=1000)] = None
+                      ) -> dict[str, Any]:
+        now = clock()
+        with reading() as session:
+            return {"releases": [version_json(v, now, zone)
+                                 for v in latest_versions(session, case=case)]}
+
+    @router.post("", status_code=201)
+    def add_release(user: StaffUser, body: ReleaseBody) -> dict[str, Any]:
+        document = _document(body.document, limit)
+        key = master_key()
+        now = clock()
+        with writing() as session:
+            return recorded(record_release(session, key, settings, _release_input(body),
+                                           document=document, actor=user.username, now=now),
+                            now)
+
+    # The fixed paths before /{release_id}: the int converter already keeps "check" and
+    # "held" from matching it, and the order keeps that true if the converter goes.
+    @router.post("/check")
+    def check(_user: StaffUser, body: CheckBody) -> dict[str, Any]:
+        # A dry run: nothing is stored, so nothing is audited either.
+        now = clock()
+        with reading() as session:
+            return decision_json(dry_run(session, settings.consent, case=body.case,
+                                         category=body.category, recipient=body.recipient,
+                                         on=body.on, now=now))
+
+    @router.get("/held")
+    def list_held(_user: StaffUser) -> dict[str, Any]:
+        with reading() as session:
+            return {"held": [held_json(r) for r in held_reports(session)]}
+
+    @router.post("/held/{queue_id}/approve")
+    def approve(user: StaffUser, queue_id: Annotated[str, Path(max_length=64)],
+                body: ApproveBody) -> dict[str, Any]:
+        with writing() as session:
+            # Four eyes: the library refuses the sender and anyone owning its address.
+            approve_statutory(session, queue_id, approver=user.username, reason=body.reason,
+                              now=clock())
+        return {"queue_id": queue_id, "approved_by": user.username}
+
+    @router.get("/{release_id:int}")
+    def show_release(_user: StaffUser, release_id: ReleaseId) -> dict[str, Any]:
+        now = clock()
+        with reading() as session:
+            return {"id": release_id,
+                    "versions": [version_json(v, now, zone)
+                                 for v in history(session, release_id)]}
+
+    @router.post("/{release_id:int}/versions", status_code=201)
+    def change_release(user: StaffUser, release_id: ReleaseId,
+                       body: ChangeBody) -> dict[str, Any]:
+        document = _document(body.document, limit)
+        key = master_key()
+        now = clock()
+        with writing() as session:
+            return recorded(record_change(session, key, settings, release_id,
+                                          _release_input(body), document=document,
+                                          actor=user.username, now=now,
+                                          expected_version=body.expected_version), now)
+
+    @router.post("/{release_id:int}/revoke")
+    def revoke_release(user: StaffUser, release_id: ReleaseId,
+                       body: RevokeBody) -> dict[str, Any]:
+        now = clock()
+        # In UTC, as the database gives it back: the answer here and every later read of
+        # this version then show the same time, whatever zone the client wrote.
+        at = body.revoked_at.astimezone(UTC) if body.revoked_at is not None else None
+        with writing() as session:
+            return recorded(record_revocation(session, release_id, actor=user.username,
+                                              reason=body.reason, now=now, revoked_at=at),
+                            now)
+
+    @router.get("/{release_id:int}/document")
+    def read_scan(user: StaffUser, release_id: ReleaseId,
+                  version: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
+        key = master_key()
+        # A writing transaction although it only reads the record: read_document records
+        # the reading in the audit trail, and the two commit together, so no scan leaves
+        # unrecorded.
+        with writing() as session:
+            info, _version, data = read_document(session, key, release_id, version,
+                                                 actor=user.username)
+        content_type = (info.content_type if re.fullmatch(_MEDIA_TYPE, info.content_type)
+                        else "application/octet-stream")
+        return Response(content=data, media_type=content_type, headers={
+            "Content-Disposition": _attachment(info.filename),
+            # A scan of a signed form with names of a family: no cache is to keep a copy.
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff"})
+
+    return router
