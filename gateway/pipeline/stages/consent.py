@@ -50,12 +50,16 @@ class ConsentStage:
         settings = services.settings.consent
         subject = ctx.headers().get("Subject")
         with read_scope(services.sessions) as session:
-            mailbox = find_mailbox(session, ctx.mail_from)
-            found = classify(ctx.consent_request, str(subject) if subject else None,
-                             sensitive_mailbox=bool(mailbox and mailbox.sensitive),
+            text = str(subject) if subject else None
+            found = classify(ctx.consent_request, text, sensitive_mailbox=False,
                              settings=settings)
             if not found.sensitive:
-                return
+                # Only now the mailbox: a tagged report needs no look-up for it.
+                mailbox = find_mailbox(session, ctx.mail_from)
+                if not (mailbox and mailbox.sensitive):
+                    return
+                found = classify(ctx.consent_request, text, sensitive_mailbox=True,
+                                 settings=settings)
             self._record_classification(ctx, found)
             if found.problems:
                 problems = "; ".join(found.problems)
@@ -65,7 +69,8 @@ class ConsentStage:
                                   "the missing details.")
             assert found.case is not None and found.category is not None
             releases = releases_for_case(session, found.case)
-            approvals = approvers_of(session, ctx.message_id)
+            # Approvals matter only for a transfer on a legal basis.
+            approvals = (approvers_of(session, ctx.message_id) if found.legal_basis else ())
             facts = {a: recipient_facts(session, case=found.case, category=found.category,
                                         recipient=a, sender=ctx.mail_from,
                                         legal_basis=found.legal_basis,
