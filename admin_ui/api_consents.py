@@ -12,8 +12,7 @@ errors into JSON answers; the JSON shapes come from gateway.consent.views, so th
 import base64
 import logging
 import re
-from collections.abc import Callable, Coroutine, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -23,10 +22,10 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import Receive, Scope
 
+from admin_ui.api_sessions import ApiSessions, DomainErrors
 from admin_ui.auth import ApiError, Staff, install_api_error_handler, staff_dependency
 from admin_ui.params import MAX_ID, RowId
 from crypto.at_rest import MasterKey
@@ -44,7 +43,6 @@ from gateway.consent.records import (
     read_document,
 )
 from gateway.consent.views import decision_json, held_json, version_json
-from gateway.db import read_scope, session_scope
 from gateway.policy.consent import GrantorRole, RecipientRef
 from gateway.settings import Settings
 
@@ -256,21 +254,6 @@ class MasterKeySource:
         return self._key
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except ConsentNotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
-    except ConsentConflict as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
-    except ConsentError as exc:
-        raise ApiError(422, "refused", str(exc)) from None
-    except IntegrityError:
-        # Two caseworkers recording at the same moment: the second one loses.
-        raise ApiError(409, "conflict", "changed concurrently; reload and try again") from None
-
-
 def _release_input(body: ReleaseBody) -> ReleaseInput:
     return ReleaseInput(
         case=body.case, data_subjects=tuple(body.data_subjects),
@@ -328,15 +311,8 @@ def consents_router(sessions: sessionmaker[Session], clock: Clock, settings: Set
     StaffUser = Annotated[Staff, Depends(staff_dependency(sessions))]
     zone = ZoneInfo(settings.consent.timezone)
 
-    @contextmanager
-    def writing() -> Iterator[Session]:
-        with _errors(), session_scope(sessions) as session:
-            yield session
-
-    @contextmanager
-    def reading() -> Iterator[Session]:
-        with _errors(), read_scope(sessions) as session:
-            yield session
+    api = ApiSessions(sessions, DomainErrors(ConsentNotFound, ConsentConflict, ConsentError, 422))
+    writing, reading = api.writing, api.reading
 
     def recorded(result: Recorded, now: datetime) -> dict[str, Any]:
         return {"release": version_json(result.version, now, zone),

@@ -6,20 +6,18 @@ their errors into JSON answers; they query nothing themselves.
 
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations at run
 # time, and they name ``AdminUser``, a local of keys_router.
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin_ui.auth import Admin, ApiError, admin_dependency, install_api_error_handler
+from admin_ui.api_sessions import ApiSessions, DomainErrors
+from admin_ui.auth import Admin, admin_dependency, install_api_error_handler
 from admin_ui.params import RowId as KeyId
 from gateway.clock import Clock
-from gateway.db import read_scope, session_scope
 from gateway.keydir import keys, partners
 from gateway.keydir.errors import Conflict, KeyDirError, NotFound
 from gateway.keydir.expiry import expiring
@@ -70,21 +68,6 @@ class PartnerUpdate(_Body):
     note: str | None = None
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except NotFound as exc:
-        raise ApiError(404, "not_found", str(exc)) from None
-    except Conflict as exc:
-        raise ApiError(409, "conflict", str(exc)) from None
-    except KeyDirError as exc:
-        raise ApiError(400, "refused", str(exc)) from None
-    except IntegrityError:
-        # Two admins adding the same thing at the same moment: the second one loses.
-        raise ApiError(409, "conflict", "changed concurrently; reload and try again") from None
-
-
 def include_keys_api(app: FastAPI, sessions: sessionmaker[Session], clock: Clock,
                      settings: Settings) -> None:
     install_api_error_handler(app)
@@ -96,15 +79,8 @@ def keys_router(sessions: sessionmaker[Session], clock: Clock,
     router = APIRouter(prefix="/api/v1")
     AdminUser = Annotated[Admin, Depends(admin_dependency(sessions))]
 
-    @contextmanager
-    def writing() -> Iterator[Session]:
-        with _errors(), session_scope(sessions) as session:
-            yield session
-
-    @contextmanager
-    def reading() -> Iterator[Session]:
-        with _errors(), read_scope(sessions) as session:
-            yield session
+    api = ApiSessions(sessions, DomainErrors(NotFound, Conflict, KeyDirError, 400))
+    writing, reading = api.writing, api.reading
 
     # --- partner keys -----------------------------------------------------------------------
 
