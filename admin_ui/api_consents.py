@@ -48,8 +48,6 @@ from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Ids and version numbers are 32-bit integer columns: a larger number in the URL must be a
-# 422, not an overflow in the database driver.
 # Generous caps on free text: the library checks meaning, these only keep absurd input (and
 # values longer than their columns, which PostgreSQL refuses with an error) out.
 MAX_NAME = 255
