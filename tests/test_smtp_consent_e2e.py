@@ -34,11 +34,10 @@ from gateway.delivery.smtp_relay import SmtpRelayTransport
 from gateway.models import Message, MessageState
 from gateway.policy.consent import RecipientRef, local_date
 from gateway.services import Services, build_services
-from gateway.settings import RelayRoute, Settings, TlsPolicy
+from gateway.settings import Settings
 from gateway.staff import add_user
 from mailboxes.directory import add_mailbox, mailbox_id_for
 from mailboxes.store import messages_in, read_message
-from tests.conftest import make_settings
 from tests.support import crypto_setup
 from tests.support.openssl_partner import OpensslPartner, mail
 from tests.support.pipeline import drain, load_message
@@ -48,6 +47,7 @@ from tests.support.smtp_client import client_context
 from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
     Edge,
     edge_fixture,
+    partner_relay_settings,
     start_edge_fixture,
     tls_files_fixture,
 )
@@ -65,10 +65,7 @@ TEXT = b"Psychologisches Gutachten zu Kind C."
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, sink: SmtpSink) -> Settings:
-    return make_settings(tmp_path / "var", database_url, crypto={
-        "trust_anchors_file": str(tmp_path / "ca.pem"), "unknown_partner_outbound": "either"},
-        delivery={"routes": [RelayRoute(domain="*", host=sink.host, port=sink.port,
-                                        tls=TlsPolicy.NONE).model_dump()]})
+    return partner_relay_settings(tmp_path, database_url, sink)
 
 
 @pytest.fixture

@@ -21,11 +21,10 @@ from gateway.keydir.models import KeyKind
 from gateway.keydir.own_keys import own_keys_for
 from gateway.keydir.own_openpgp import generate_own_openpgp
 from gateway.services import Services, build_services
-from gateway.settings import RelayRoute, Settings, TlsPolicy
+from gateway.settings import Settings
 from gateway.staff import add_user
 from mailboxes.directory import add_mailbox, mailbox_id_for
 from mailboxes.store import messages_in, read_message
-from tests.conftest import make_settings
 from tests.support import crypto_setup
 from tests.support.gpg_partner import GpgPartner
 from tests.support.openssl_partner import OpensslPartner, mail
@@ -36,6 +35,7 @@ from tests.support.smtp_client import client_context
 from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
     Edge,
     edge_fixture,
+    partner_relay_settings,
     start_edge_fixture,
     tls_files_fixture,
 )
@@ -51,10 +51,7 @@ TEXT = b"Stellungnahme zu Kind C. Vertraulich."
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, sink: SmtpSink) -> Settings:
-    return make_settings(tmp_path / "var", database_url, crypto={
-        "trust_anchors_file": str(tmp_path / "ca.pem"), "unknown_partner_outbound": "either"},
-        delivery={"routes": [RelayRoute(domain="*", host=sink.host, port=sink.port,
-                                        tls=TlsPolicy.NONE).model_dump()]})
+    return partner_relay_settings(tmp_path, database_url, sink)
 
 
 @pytest.fixture

@@ -16,11 +16,13 @@ import pytest
 
 from gateway.db import session_scope
 from gateway.services import Services
-from gateway.settings import ListenerSettings, TlsSettings
+from gateway.settings import ListenerSettings, RelayRoute, Settings, TlsPolicy, TlsSettings
 from gateway.smtp.background import BackgroundListeners
 from gateway.smtp.handler import ListenerKind
 from gateway.tls import generate_self_signed
 from mailboxes.directory import add_mailbox
+from tests.conftest import make_settings
+from tests.support.sink import SmtpSink
 from tests.support.smtp_client import wait_for
 
 # The certificate is issued for the loopback address the clients connect to, so clients
@@ -96,3 +98,13 @@ def mailbox_fixture(services: Services) -> str:
     with session_scope(services.sessions) as session:
         add_mailbox(session, MAILBOX, "Kita")
     return MAILBOX
+
+
+def partner_relay_settings(tmp_path: Path, database_url: str, sink: SmtpSink) -> Settings:
+    """Settings for an office talking to partners over the real relay: every domain goes to
+    ``sink``, S/MIME signatures chain to ``tmp_path/ca.pem``, and the fail-closed outbound
+    default (held without a key) applies."""
+    return make_settings(tmp_path / "var", database_url, crypto={
+        "trust_anchors_file": str(tmp_path / "ca.pem"), "unknown_partner_outbound": "either"},
+        delivery={"routes": [RelayRoute(domain="*", host=sink.host, port=sink.port,
+                                        tls=TlsPolicy.NONE).model_dump()]})
