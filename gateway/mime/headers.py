@@ -6,6 +6,7 @@ signatures and changes what the recipient sees; editing the header block in plac
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from email.header import Header
 
@@ -38,10 +39,15 @@ def field_name(field: bytes) -> str:
     return name.strip().decode("ascii", "replace").lower()
 
 
-def remove_headers(data: bytes, drop: Callable[[str], bool]) -> bytes:
+def remove_fields(data: bytes, drop: Callable[[bytes], bool]) -> bytes:
+    """``data`` without the header fields (with their folding) for which ``drop`` is true."""
     block, body = split_header_block(data)
-    kept = [f for f in header_fields(block) if not drop(field_name(f))]
+    kept = [f for f in header_fields(block) if not drop(f)]
     return CRLF.join(kept) + CRLF + CRLF + body
+
+
+def remove_headers(data: bytes, drop: Callable[[str], bool]) -> bytes:
+    return remove_fields(data, lambda field: drop(field_name(field)))
 
 
 def header_field(name: str, value: str) -> bytes:
@@ -76,3 +82,86 @@ def replace_header(data: bytes, name: str, value: str) -> bytes:
     if not placed:
         fields.insert(0, header_field(name, value)[:-2])
     return CRLF.join(fields) + CRLF + CRLF + body
+
+
+AUTHENTICATION_RESULTS_FIELDS = frozenset({"authentication-results",
+                                           "arc-authentication-results"})
+# RFC 8601 section 2.2: authserv-id is an RFC 2045 "value", a token or a quoted string.
+_AUTHSERV_ID = re.compile(
+    rb'[ \t\r\n]*(?:"((?:[^"\\]|\\.)*)"|([^ \t\r\n()<>@,;:\\"/\[\]?=\x00-\x1f\x7f]+))',
+    re.DOTALL)
+# RFC 8617 section 4.1.1: ARC-Authentication-Results starts with "i=<instance>;".
+_ARC_INSTANCE = re.compile(rb"[ \t\r\n]*i[ \t\r\n]*=[ \t\r\n]*[0-9]+[ \t\r\n]*;",
+                           re.IGNORECASE)
+_QUOTED_PAIR = re.compile(rb"\\(.)", re.DOTALL)
+
+
+def authserv_id(field: bytes) -> str | None:
+    """The authserv-id an Authentication-Results or ARC-Authentication-Results field names.
+
+    The first item of the value after optional comments and white space (RFC 8601 section
+    2.2); a version number, a ";" and the results may follow. None for any other field, or
+    if no authserv-id can be read.
+    """
+    name = field_name(field)
+    if name not in AUTHENTICATION_RESULTS_FIELDS:
+        return None
+    arc = name == "arc-authentication-results"
+    value = _without_comments(field.partition(b":")[2], up_to_semicolon=2 if arc else 1)
+    at = 0
+    if arc:
+        # Without its instance tag the field is malformed; read it like the plain one, so a
+        # forged claim is not kept for a missing "i=".
+        instance = _ARC_INSTANCE.match(value)
+        at = instance.end() if instance is not None else 0
+    found = _AUTHSERV_ID.match(value, at)
+    if found is None:
+        return None
+    quoted, token = found.groups()
+    text = _QUOTED_PAIR.sub(rb"\1", quoted) if quoted is not None else token
+    return text.decode("ascii", "replace") or None
+
+
+def claims_authserv_id(field: bytes, own_id: str) -> bool:
+    """Whether ``field`` is an (ARC-)Authentication-Results field in ``own_id``'s name.
+
+    Compared case-insensitively, as host names are; a trailing dot makes no difference.
+    """
+    claimed = authserv_id(field)
+    return claimed is not None and _host_key(claimed) == _host_key(own_id)
+
+
+def _host_key(name: str) -> str:
+    return name.strip().rstrip(".").lower()
+
+
+def _without_comments(value: bytes, up_to_semicolon: int) -> bytes:
+    """The start of ``value`` with each (nested, escaped) comment replaced by a space, up to
+    the ``up_to_semicolon``-th ";" outside comments and quoted strings (what follows does
+    not matter here and may be long). An unclosed comment runs to the end."""
+    out = bytearray()
+    depth = 0
+    quoted = False
+    at = 0
+    while at < len(value) and up_to_semicolon:
+        char = value[at : at + 1]
+        if char == b"\\" and (depth or quoted):
+            if not depth:
+                out += value[at : at + 2]
+            at += 2
+            continue
+        if quoted:
+            quoted = char != b'"'
+            out += char
+        elif char == b"(":
+            if not depth:
+                out += b" "
+            depth += 1
+        elif char == b")" and depth:
+            depth -= 1
+        elif not depth:
+            quoted = char == b'"'
+            up_to_semicolon -= char == b";"
+            out += char
+        at += 1
+    return bytes(out)

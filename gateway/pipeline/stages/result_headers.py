@@ -1,14 +1,14 @@
 """Inbound: tell the recipient, in X-Xgate-* headers, how the message was protected.
 
 These notes are trustworthy only because the strip_result_headers stage removed every
-X-Xgate-* header that came from outside before any stage ran.
+X-Xgate-* header (and every Authentication-Results in our name) that came from outside before
+any stage ran, and this stage removes them once more from what decryption brought up.
 """
 
 from __future__ import annotations
 
-from gateway.mime.headers import remove_headers
 from gateway.pipeline.context import MessageContext
-from gateway.pipeline.stages.strip_result_headers import is_result_header
+from gateway.pipeline.stages.strip_result_headers import strip_forged_verdicts
 from gateway.services import Services
 
 _HANDOVER_FIELDS = ("Case", "Category", "Release", "Legal-Basis")
@@ -22,7 +22,9 @@ class ResultHeadersStage:
         handover = _handover(ctx)
         # Decryption can bring header fields from inside the encrypted entity (protected
         # headers) up to the top: strip forged notes a second time, now that we see them.
-        ctx.content = remove_headers(ctx.body, is_result_header)
+        # Not earlier: the handover fields above are read from inside first. No stage in
+        # between reads Authentication-Results.
+        ctx.content = strip_forged_verdicts(ctx.body, services.settings.smtp.hostname)
         crypto = ctx.inbound_crypto
         headers = ctx.result_headers
         headers["X-Xgate-Queue-Id"] = ctx.queue_id
