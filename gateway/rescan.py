@@ -4,7 +4,9 @@ The stored content is what arrived: for end-to-end encrypted mail, ciphertext. S
 inbound stages that open it (decrypt, verify) run first, on a throwaway context, and the
 scanner sees what a recipient would get. Only malware counts against a release: a blocked
 type or an unscannable archive is exactly what two admins look at and may decide to let
-through; clamd is asked anyway, and a new signature still stops the message.
+through. The scanner asks clamd about every part whatever the type policy found, and the
+verdict is the most severe finding, so a blocked executable that is also known malware is
+INFECTED here and the release is refused.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Outcome
 from gateway.pipeline.pipelines import STAGES
 from gateway.pipeline.stages.parse import parse_checked
+from gateway.pipeline.stages.scan import opener_for
 from gateway.services import Services, build_services
 from gateway.settings import Settings
 from scanning.verdict import Verdict
@@ -50,7 +53,7 @@ class PipelineRescanner:
             return RescanOutcome(False, f"cannot be opened for scanning: {outcome.reason}")
         parsed = ctx.parsed if ctx.parsed is not None else parse_checked(ctx.body)
         # ScannerUnavailable propagates: no verdict is no release.
-        result = services.scanner.scan(parsed, ctx.body)
+        result = services.scanner.scan(parsed, ctx.body, opener_for(ctx, services))
         if result.verdict == Verdict.INFECTED:
             return RescanOutcome(False, result.detail)
         return RescanOutcome(True, result.detail)

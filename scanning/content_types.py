@@ -202,7 +202,19 @@ def office_macro_kind(data: bytes) -> str | None:
 
 
 def _ole_macro_entry(data: bytes) -> str | None:
-    for name, pattern in _OLE_PATTERNS:
+    return _ole_entry_of(data, _OLE_PATTERNS)
+
+
+def ole_entry(data: bytes, names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` that is a storage or stream in the OLE2 file ``data``, if any."""
+    if not data.startswith(_OLE2):
+        return None
+    return _ole_entry_of(data, tuple((name, _ole_name_pattern(name)) for name in names))
+
+
+def _ole_entry_of(data: bytes,
+                  patterns: tuple[tuple[str, re.Pattern[bytes]], ...]) -> str | None:
+    for name, pattern in patterns:
         length = (len(name) + 1) * 2
         for hit in pattern.finditer(data, 512):
             at = hit.start()

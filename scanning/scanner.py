@@ -1,36 +1,71 @@
-"""Scan a (decrypted) message: the gateway's own limits and type policy, then ClamAV.
+"""Scan a (decrypted) message: the gateway's own limits, type policy and encryption check,
+then ClamAV on every part.
 
-Order matters. The MIME structure is bounded first (parts, nesting), because everything
-after walks it. Each leaf part, decoded, is then checked against the type policy and, if it
-is an archive, against the gateway's archive limits, before it is streamed to clamd: ClamAV
-answers "OK" for archives it truncates or cannot open, so "nothing found" is only believed
-within limits we checked ourselves. Finally the message as a whole goes to clamd too, which
-parses mail itself and so gets a second look at anything our walk might have missed.
+The MIME structure is bounded first (parts, nesting), because everything after walks it.
+Each leaf part, decoded, is then looked at by the gateway itself:
 
-The first finding decides. ``ScannerUnavailable`` is not a verdict: it propagates, and the
-pipeline keeps the message in the queue (fail closed).
+- the type policy (executables, scripts, macros), also for the members of archives;
+- the archive limits: ClamAV answers "OK" for archives it truncates or cannot open, so
+  "nothing found" is only believed within limits we checked ourselves;
+- encryption, by content (``scanning.encrypted``): what the gateway can decrypt with its own
+  keys (an OpenPGP or S/MIME attachment, at any depth, also inside an archive) is opened in
+  memory by the ``Opener`` and its content walked like any other part, within the same
+  limits; what it cannot open is UNSCANNABLE, because ClamAV sees only ciphertext.
+
+Every part, whatever the gateway found in it, then goes to clamd, and so does the message as
+a whole (ClamAV parses mail itself: a second look at anything our walk might have missed).
+Nothing short-circuits: the verdict is the most severe finding over all parts (INFECTED over
+UNSCANNABLE over BLOCKED), and every finding is listed, so an admin sees "infected, and a
+blocked executable", never only the type.
+
+``ScannerUnavailable`` is not a verdict: it propagates, and the pipeline keeps the message
+in the queue (fail closed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from email.message import Message
+from email.parser import BytesParser
 
 from gateway.settings import ScanningSettings
 from scanning.clamd_client import ClamdAnswer, ClamdClient
-from scanning.content_types import blocked_in_archive, blocked_type
-from scanning.limits import ArchiveLimits, ArchiveRejected, check_archive
+from scanning.content_types import blocked_type
+from scanning.encrypted import Encrypted, encryption_of
+from scanning.limits import ArchiveLimits, ArchiveRejected, check_archive, iter_members
+from scanning.opening import Accepted, CannotOpen, NoOpener, Opener
 from scanning.parts import MimeLimits, Part, TooComplex, check_raw_structure, leaf_parts
-from scanning.verdict import ScanResult, Verdict
+from scanning.verdict import Finding, ScanResult, Verdict
+
+_SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+# File-name endings an encrypted file carries; the decrypted file is named without them.
+_ENCRYPTED_SUFFIXES = (".pgp", ".gpg", ".asc", ".p7m")
+# Enough to tell an admin what is wrong with one archive; the verdict is the same.
+_MAX_FINDINGS_PER_PART = 10
 
 
-def _answer_verdict(answer: ClamdAnswer, part: str | None) -> ScanResult | None:
+def _answer_finding(answer: ClamdAnswer, part: str | None) -> Finding | None:
     if answer.infected:
-        return ScanResult(Verdict.INFECTED, answer.infected, part)
+        return Finding(Verdict.INFECTED, answer.infected, part)
     if answer.unscannable_reason:
-        return ScanResult(Verdict.UNSCANNABLE, answer.unscannable_reason, part)
+        return Finding(Verdict.UNSCANNABLE, answer.unscannable_reason, part)
     return None
+
+
+@dataclass
+class _Walk:
+    """One message's scan in progress: what to give clamd, what was found and opened."""
+
+    opener: Opener
+    whole_sections: frozenset[str]  # the sections that are the message's own encryption
+    parts_left: int
+    decrypted_left: int
+    to_scan: list[Part] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    opened: list[str] = field(default_factory=list)
 
 
 class MessageScanner:
@@ -47,63 +82,162 @@ class MessageScanner:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def scan(self, message: Message, raw: bytes) -> ScanResult:
-        """The verdict on ``message`` (parsed) whose bytes are ``raw``."""
+    def scan(self, message: Message, raw: bytes, opener: Opener | None = None) -> ScanResult:
+        """The verdict on ``message`` (parsed) whose bytes are ``raw``.
+
+        ``opener`` decrypts what the gateway holds keys for; without one, every encrypted
+        part is UNSCANNABLE.
+        """
         too_complex = check_raw_structure(raw, self.mime_limits)
         if too_complex is not None:
-            return ScanResult(Verdict.UNSCANNABLE, too_complex)
+            # No walk, but clamd still sees the whole: malware outranks "too complex".
+            return self._run([], raw, [Finding(Verdict.UNSCANNABLE, too_complex)], [])
         try:
             parts = list(leaf_parts(message, self.mime_limits))
         except TooComplex as exc:
-            return ScanResult(Verdict.UNSCANNABLE, str(exc))
-        for part in parts:
-            found = self._policy(part)
-            if found is not None:
-                return found
-        jobs: list[tuple[str | None, Callable[[], ClamdAnswer]]] = [
-            (part.path, self._stream(part.data)) for part in parts]
-        jobs.append((None, self._stream(raw)))
-        return self._run(jobs)
+            return self._run([], raw, [Finding(Verdict.UNSCANNABLE, exc.reason)], [])
+        walk = _Walk(opener or NoOpener(), _whole_sections(message),
+                     parts_left=self.mime_limits.max_parts - len(parts),
+                     decrypted_left=self.archive_limits.max_uncompressed_bytes)
+        queue = deque((part, 0) for part in parts)
+        while queue:
+            part, level = queue.popleft()
+            walk.to_scan.append(part)
+            for label, data, name, found in self._examine(part, walk):
+                whole = level == 0 and part.section in walk.whole_sections and label == part.path
+                queue.extend((inner, level + 1) for inner in
+                             self._open(label, data, name, found, level, whole, part, walk))
+        return self._run(walk.to_scan, raw, walk.findings, walk.opened)
 
-    def _policy(self, part: Part) -> ScanResult | None:
+    # --- the gateway's own look at one part --------------------------------------------------
+
+    def _examine(self, part: Part,
+                 walk: _Walk) -> Iterator[tuple[str, bytes, str | None, Encrypted]]:
+        """Type policy, archive limits and encryption for ``part`` and its archive members.
+
+        Findings go to ``walk``; what is encrypted is yielded (label, data, file name, kind)
+        for the caller to open.
+        """
+        found: list[Finding] = []
         blocked = blocked_type(part.data, part.filename, self.settings.blocked_types)
         if blocked is not None:
-            return ScanResult(Verdict.BLOCKED, blocked, part.path)
+            found.append(Finding(Verdict.BLOCKED, blocked, part.path))
+        encrypted = encryption_of(part.data)
+        if encrypted is not None:
+            yield part.path, part.data, part.filename, encrypted
         name = part.filename or part.path
         over = check_archive(part.data, name, self.archive_limits)
         if over is not None:
-            return ScanResult(Verdict.UNSCANNABLE, over, part.path)
-        # Executables and scripts mostly arrive zipped: look inside (within the limits just
-        # checked, so this pass is bounded too).
+            found.append(Finding(Verdict.UNSCANNABLE, over, part.path))
+        else:
+            # Executables, scripts and encrypted files mostly arrive zipped: look inside
+            # (within the limits just checked, so this pass is bounded too).
+            try:
+                for path, content in iter_members(part.data, name, self.archive_limits):
+                    if len(found) >= _MAX_FINDINGS_PER_PART:
+                        break
+                    member_name = path.rsplit("/", 1)[-1]
+                    reason = blocked_type(content, member_name, self.settings.blocked_types)
+                    if reason is not None:
+                        found.append(Finding(Verdict.BLOCKED, f"{reason} in {path}", part.path))
+                    inside = encryption_of(content)
+                    if inside is not None:
+                        yield f"{part.path} > {path}", content, member_name, inside
+            except ArchiveRejected as exc:
+                found.append(Finding(Verdict.UNSCANNABLE, exc.reason, part.path))
+        walk.findings.extend(found)
+
+    def _open(self, label: str, data: bytes, name: str | None, found: Encrypted, level: int,
+              whole: bool, part: Part, walk: _Walk) -> list[Part]:
+        """The parts inside ``data`` once opened; [] with a finding if it cannot be opened."""
+        def unscannable(reason: str) -> list[Part]:
+            walk.findings.append(Finding(Verdict.UNSCANNABLE, reason, label))
+            return []
+
+        if not found.openable:
+            return unscannable(f"encrypted attachment: {found.description}")
+        if level + 1 > self.archive_limits.max_depth:
+            return unscannable(f"encrypted content nested deeper than "
+                               f"{self.archive_limits.max_depth} levels")
         try:
-            inside = blocked_in_archive(part.data, name, self.settings.blocked_types,
-                                        self.archive_limits)
-        except ArchiveRejected as exc:
-            return ScanResult(Verdict.UNSCANNABLE, exc.reason, part.path)
-        if inside is not None:
-            return ScanResult(Verdict.BLOCKED, inside, part.path)
-        return None
+            answer = walk.opener.open(found.der or data, found, whole_message=whole)
+        except CannotOpen as exc:
+            return unscannable(exc.reason)
+        if isinstance(answer, Accepted):
+            walk.opened.append(f"{label}: {answer.note}")
+            return []
+        content = answer.content
+        walk.decrypted_left -= len(content)
+        if walk.decrypted_left < 0:
+            return unscannable(f"decrypted content larger than "
+                               f"{self.archive_limits.max_uncompressed_bytes} bytes")
+        ratio = self.archive_limits.max_compression_ratio
+        if len(content) > self.archive_limits.ratio_floor_bytes \
+                and len(content) > ratio * max(len(data), 1):
+            return unscannable(f"decrypted content expands more than {ratio} times")
+        walk.opened.append(f"{label}: {answer.note}")
+        if not answer.is_entity:
+            walk.parts_left -= 1
+            if walk.parts_left < 0:
+                return unscannable(f"more than {self.mime_limits.max_parts} MIME parts")
+            inner = _decrypted_name(name)
+            return [Part(f"{label} > decrypted {inner}", "application/octet-stream", inner,
+                         content, f"{part.section}>")]
+        remaining = MimeLimits(max_parts=max(walk.parts_left, 1),
+                               max_depth=self.mime_limits.max_depth)
+        reason = check_raw_structure(content, remaining)
+        if reason is not None:
+            return unscannable(f"{reason} (inside the decrypted content)")
+        entity = BytesParser().parsebytes(content)
+        try:
+            inner_parts = list(leaf_parts(entity, remaining))
+        except TooComplex as exc:
+            return unscannable(f"{exc.reason} (inside the decrypted content)")
+        walk.parts_left -= len(inner_parts)
+        return [Part(f"{label} > {inner.path}", inner.content_type, inner.filename,
+                     inner.data, f"{part.section}>{inner.section}") for inner in inner_parts]
 
-    def _stream(self, data: bytes) -> Callable[[], ClamdAnswer]:
-        return lambda: self.client.instream(data)
+    # --- clamd -------------------------------------------------------------------------------
 
-    def _run(self, jobs: list[tuple[str | None, Callable[[], ClamdAnswer]]]) -> ScanResult:
-        futures: list[tuple[str | None, Future[ClamdAnswer]]] = [
-            (where, self._pool.submit(job)) for where, job in jobs]
-        result: ScanResult | None = None
+    def _run(self, parts: list[Part], raw: bytes, findings: list[Finding],
+             opened: list[str]) -> ScanResult:
+        jobs: list[tuple[str | None, Future[ClamdAnswer]]] = [
+            (part.path, self._pool.submit(self.client.instream, part.data)) for part in parts]
+        jobs.append((None, self._pool.submit(self.client.instream, raw)))
+        found = list(findings)
         error: BaseException | None = None
-        for where, future in futures:
+        for where, future in jobs:
             try:
                 answer = future.result()
             except BaseException as exc:  # noqa: BLE001 - re-raised below, after the rest
                 error = error or exc
                 continue
-            if result is None:
-                result = _answer_verdict(answer, where)
-        # A finding stands even if another part's scan failed; otherwise a failure means no
-        # verdict at all, and the caller fails closed.
-        if result is not None:
-            return result
-        if error is not None:
+            finding = _answer_finding(answer, where)
+            if finding is not None:
+                found.append(finding)
+        # Malware found stands even if another part's scan failed: it cannot become less
+        # severe. Anything else needs every answer, or there is no verdict and the caller
+        # fails closed.
+        if error is not None and not any(f.verdict == Verdict.INFECTED for f in found):
             raise error
-        return ScanResult(Verdict.CLEAN)
+        return ScanResult.of(found, opened)
+
+
+def _whole_sections(message: Message) -> frozenset[str]:
+    """The leaf sections that carry the message's own encryption, not an attachment's."""
+    content_type = message.get_content_type()
+    if content_type == "multipart/encrypted":
+        return frozenset({"1", "2"})  # PGP/MIME: version part and the ciphertext
+    if not message.is_multipart() or content_type in _SMIME_TYPES:
+        return frozenset({"1"})  # application/pkcs7-mime, or inline PGP in the only body
+    return frozenset()
+
+
+def _decrypted_name(name: str | None) -> str:
+    if not name:
+        return "content"
+    lower = name.lower()
+    for suffix in _ENCRYPTED_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[:-len(suffix)]
+    return name

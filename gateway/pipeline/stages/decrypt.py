@@ -59,6 +59,21 @@ def smime_kind(headers: Message, raw: bytes) -> str | None:
     return "signed" if content_type == "signed_data" else "encrypted"
 
 
+def load_own_keys(services: Services, addresses: list[str], kind: KeyKind, *,
+                  fresh: bool = False) -> list[OwnKeyMaterial]:
+    """The office's own keys of ``kind`` for ``addresses`` (the domain-wide key included),
+    from the short-lived cache unless ``fresh``."""
+    keys: dict[int, OwnKeyMaterial] = {}
+    now = time.monotonic()
+    for address in addresses:
+        def load(address: str = address) -> list[OwnKeyMaterial]:
+            with read_scope(services.sessions) as session:
+                return own_keys_for(session, services.master_key, address, kind)
+        for key in services.own_keys.get(address, kind.value, now, load, fresh=fresh):
+            keys[key.id] = key
+    return list(keys.values())
+
+
 class DecryptStage:
     name = "decrypt"
 
@@ -73,20 +88,13 @@ class DecryptStage:
 
     def _keys(self, ctx: MessageContext, services: Services, kind: KeyKind, *,
               fresh: bool = False) -> list[OwnKeyMaterial]:
-        keys: dict[int, OwnKeyMaterial] = {}
-        now = time.monotonic()
-        for address in ctx.pending:
-            def load(address: str = address) -> list[OwnKeyMaterial]:
-                with read_scope(services.sessions) as session:
-                    return own_keys_for(session, services.master_key, address, kind)
-            for key in services.own_keys.get(address, kind.value, now, load, fresh=fresh):
-                keys[key.id] = key
+        keys = load_own_keys(services, ctx.pending, kind, fresh=fresh)
         if not keys and not fresh:
             return self._keys(ctx, services, kind, fresh=True)
         if not keys:
             raise Quarantine(f"encrypted with {kind.value}, but the gateway holds no "
                              f"{kind.value} key for " + ", ".join(ctx.pending))
-        return list(keys.values())
+        return keys
 
     def _recipients(self, ctx: MessageContext, services: Services, *,
                     fresh: bool = False) -> list[Recipient]:
