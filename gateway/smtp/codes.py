@@ -1,7 +1,8 @@
 """Every reply the SMTP edge itself sends, with its RFC 3463 enhanced status code.
 
-Replies that aiosmtpd produces on its own (syntax errors, SIZE over the limit, line too long,
-530 before AUTH) keep aiosmtpd's wording; these are the ones our code decides.
+Replies that aiosmtpd produces on its own (syntax errors, line too long, 530 before AUTH)
+keep aiosmtpd's wording; these are the ones our code decides, and the ones where aiosmtpd's
+reply lacks the enhanced status code a client's bounce needs (see REPLACED_REPLIES).
 
 Rule of the edge: a 5xx says the *client's* message or command is wrong and retrying the same
 thing will not help. Anything that is our fault (database, storage, a bug) is a 4xx, so the
@@ -26,6 +27,8 @@ TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 BARE_CR_OR_LF = "550 5.6.11 Message contains bare CR or bare LF; only CRLF line endings allowed"
 NUL_IN_CONTENT = "550 5.6.0 Message contains NUL characters"
 HEADERS_TOO_LARGE = "552 5.3.4 Message header block too large"
+# More DATA than smtp.max_message_bytes, or a larger SIZE= announced with MAIL FROM.
+MESSAGE_TOO_LARGE = "552 5.3.4 Message size exceeds fixed maximum message size"
 QUEUED = "250 2.0.0 Ok: queued as {queue_id}"
 
 # AUTH (RFC 4954).
@@ -44,3 +47,9 @@ def queued(queue_id: str) -> str:
 SENDER_NOT_OWNED = "553 5.7.1 Sender address not allowed for this login"
 # Submission: MAIL before a successful AUTH.
 AUTH_REQUIRED = "530 5.7.0 Authentication required"
+
+# aiosmtpd's own replies (matched exactly) that go out as ours instead: RFC 3463 codes, so a
+# sender's bounce says what went wrong.
+REPLACED_REPLIES = {
+    "552 Error: message size exceeds fixed maximum message size": MESSAGE_TOO_LARGE,
+}

@@ -7,6 +7,7 @@ One instance per connection. What it adds to aiosmtpd 1.4.6:
 - per-connection command size limits (aiosmtpd's are a class-level dict shared by every
   connection, which each EHLO grows and each new connection resets);
 - an explicit discard of anything the client pipelined after STARTTLS (CVE-2011-0411);
+- RFC 3463 enhanced status codes where aiosmtpd's own reply has none (552 for size);
 - the DATA phase read in chunks at C speed (gateway.smtp.data_reader) and a fast path for
   plain ``<local@domain>`` addresses: together with aiosmtpd's line loop and its RFC 5322
   address parser they were four tenths of the edge's CPU.
@@ -123,6 +124,14 @@ class GatewaySMTP(SMTP):
         if self.transport is not None:
             self.transport.close()
 
+    async def push(self, status: str | bytes) -> None:
+        # Every reply goes through here, aiosmtpd's own ones too: those that lack an
+        # enhanced status code are swapped for ours.
+        if isinstance(status, str):
+            await super().push(codes.REPLACED_REPLIES.get(status, status))
+        else:
+            await super().push(status)
+
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # Most addresses are a plain dot-atom in angle brackets, for which aiosmtpd's full
         # RFC 5322 parser returns exactly the text between them. Anything else (quoted
@@ -165,7 +174,7 @@ class GatewaySMTP(SMTP):
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             return
         if result.too_much or result.content is None:
-            await self.push("552 Error: Too much mail data")
+            await self.push(codes.MESSAGE_TOO_LARGE)
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             return
         # decode_data is off on our listeners: handlers get bytes.
