@@ -16,6 +16,9 @@ from gateway.models import Message
 from gateway.services import Services
 from gateway.settings import RelayRoute
 from gateway.smtp.handler import ListenerKind
+from mailboxes.directory import add_mailbox, mailbox_id_for
+from mailboxes.store import messages_in
+from tests.support.pipeline import drain
 from tests.support.smtp_client import RawSMTP, client_context, count_messages, make_message
 from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
     MAILBOX,
@@ -106,13 +109,47 @@ def test_ten_thousand_recipients_past_the_limit_get_452(services: Services,
         assert len(message.recipients) == limit
 
 
-def test_repeated_recipient_does_not_use_up_the_limit(start_edge: Callable[..., Edge],
-                                                      mailbox: str) -> None:
-    edge = start_edge(max_recipients=2)
+def test_repeated_recipient_counts_against_the_limit(services: Services,
+                                                     start_edge: Callable[..., Edge],
+                                                     mailbox: str) -> None:
+    other = "pflegekinder@jugendamt.example"
+    with session_scope(services.sessions) as session:
+        add_mailbox(session, other, "Pflegekinder")
+    edge = start_edge(max_recipients=3)
     client = RawSMTP(edge.inbound)
     _envelope(client)
-    assert [client.command(f"RCPT TO:<{mailbox}>").code for _ in range(5)] == [250] * 5
+    replies = [client.command(f"RCPT TO:<{address}>")
+               for address in (mailbox, mailbox, other, mailbox, other)]
+    assert [(r.code, r.text[:5]) for r in replies] == [
+        (250, "2.1.5"), (250, "2.1.5"), (250, "2.1.5"), (452, "4.5.3"), (452, "4.5.3")]
+    assert client.command("DATA").code == 354
+    client.send(make_message() + b".\r\n")
+    assert client.reply().code == 250
     client.close()
+    # Each distinct recipient once: one queue recipient, one copy in each mailbox.
+    with session_scope(services.sessions) as session:
+        message = session.scalars(select(Message)).one()
+        assert sorted(r.address for r in message.recipients) == sorted([mailbox, other])
+    drain(services)
+    with session_scope(services.sessions) as session:
+        for address in (mailbox, other):
+            found = mailbox_id_for(session, address)
+            assert found is not None
+            assert len(messages_in(session, found[0])) == 1
+
+
+def test_ten_thousand_identical_recipients_get_452_past_the_limit(services: Services,
+                                                                  edge: Edge,
+                                                                  mailbox: str) -> None:
+    limit = services.settings.smtp.max_recipients
+    client = RawSMTP(edge.inbound)
+    _envelope(client)
+    codes: list[int] = []
+    for _ in range(0, 10_000, 500):
+        client.send(f"RCPT TO:<{mailbox}>\r\n".encode() * 500)
+        codes += [r.code for r in client.replies(500)]
+    assert codes == [250] * limit + [452] * (10_000 - limit)
+    assert client.command("QUIT").code == 221
 
 
 def test_connections_past_the_limit_get_421(start_edge: Callable[..., Edge]) -> None:

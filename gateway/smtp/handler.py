@@ -84,12 +84,15 @@ class EdgeHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         smtp = self.services.settings.smtp
-        if address in envelope.rcpt_tos:
-            # A repeated RCPT is the same recipient; it must not use up the limit.
-            return codes.RECIPIENT_OK
-        # Checked first: it costs nothing, and past the limit nothing else matters.
+        # Checked first: it costs nothing, and past the limit nothing else matters. Every
+        # accepted RCPT counts, a repeated one too: otherwise one address sent ten thousand
+        # times would get ten thousand 250s.
         if len(envelope.rcpt_tos) >= smtp.max_recipients:
             return codes.TOO_MANY_RECIPIENTS
+        if address in envelope.rcpt_tos:
+            # Accepted already: no second lookup. It is stored (and delivered) once.
+            envelope.rcpt_tos.append(address)
+            return codes.RECIPIENT_OK
         if not is_valid_address(address):
             return codes.BAD_RECIPIENT_SYNTAX
         try:
@@ -121,7 +124,8 @@ class EdgeHandler:
         to_store = spool.Envelope(
             direction=self.kind.direction,
             mail_from="" if envelope.mail_from == NULL_SENDER else envelope.mail_from,
-            rcpt_tos=list(envelope.rcpt_tos),
+            # A repeated RCPT is one recipient.
+            rcpt_tos=list(dict.fromkeys(envelope.rcpt_tos)),
             data=received + data,
             peer=format_peer(session.peer),
             helo=session.host_name or "",
