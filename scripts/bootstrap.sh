@@ -38,6 +38,10 @@ fi
 # postgresql: the tests start their own server on loopback (tests/support/postgres.py).
 # clamav-daemon: the virus scanner; clamav-testfiles: harmless test payloads it detects.
 packages=(ca-certificates openssl gnupg postgresql clamav-daemon clamav-testfiles)
+# qpdf: the tests make password-protected PDFs with it, as a citizen's tools would.
+case ",$extras," in
+    *,test,*) packages+=(qpdf) ;;
+esac
 # Debian's own Python ships venv/ensurepip separately; pyenv's and python.org's include them.
 if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     packages+=(python3-venv)
