@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -193,3 +195,68 @@ def test_waiting_message_needs_no_retry(installed: Installed) -> None:
 def test_retry_unknown_queue_id(installed: Installed) -> None:
     code, _, err = installed.xgate("queue", "retry", "0000000000000000")
     assert code == 1 and "no message with queue id" in err
+
+
+LIST_FIELDS = {"queue_id", "state", "reason", "direction", "sender", "recipients", "size",
+               "received_at", "updated_at", "next_attempt_at", "attempts"}
+SHOW_FIELDS = LIST_FIELDS | {"peer", "helo", "auth_user", "claimed_by", "facts", "audit"}
+
+
+def test_list_json_gives_envelopes_states_and_errors(installed: Installed) -> None:
+    delivered = installed.enqueue(DEMO_MAILBOX)
+    assert Worker(installed.services, "w1").process_one()
+    deferred = _deferred(installed)
+    code, out, err = installed.xgate("queue", "list", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["queue_id"] for r in rows] == [delivered, deferred]
+    assert all(set(r) == LIST_FIELDS for r in rows)
+    first, second = rows
+    assert (first["state"], first["direction"], first["sender"]) == (
+        "delivered", "inbound", "a@partner.example")
+    assert first["reason"] is None and first["size"] == len(MSG)
+    [rcpt] = first["recipients"]
+    assert (rcpt["address"], rcpt["state"]) == (DEMO_MAILBOX, "delivered")
+    assert datetime.fromisoformat(rcpt["delivered_at"]).utcoffset() == timedelta(0)
+    assert second["state"] == "deferred" and second["attempts"] == 1
+    assert "connection refused" in second["reason"]
+    assert second["recipients"][0]["state"] == "pending"
+    received = datetime.fromisoformat(second["received_at"])
+    assert received.utcoffset() == timedelta(0)
+    assert datetime.fromisoformat(second["next_attempt_at"]) > received
+    assert BODY.decode() not in out and "Stellungnahme" not in out
+
+
+def test_list_json_filters_and_is_an_empty_array_when_nothing_matches(
+        installed: Installed) -> None:
+    deferred = _deferred(installed)
+    code, out, _ = installed.xgate("queue", "list", "--state", "deferred", "--json")
+    assert code == 0 and [r["queue_id"] for r in json.loads(out)] == [deferred]
+    code, out, _ = installed.xgate("queue", "list", "--state", "held", "--json")
+    assert code == 0 and json.loads(out) == []
+
+
+def test_show_json_gives_facts_and_audit_trail_but_no_content(installed: Installed) -> None:
+    qid = installed.enqueue(DEMO_MAILBOX)
+    assert Worker(installed.services, "w1").process_one()
+    code, out, err = installed.xgate("queue", "show", "--json", qid.lower())
+    assert code == 0, err
+    shown = json.loads(out)
+    assert set(shown) == SHOW_FIELDS
+    assert shown["queue_id"] == qid and shown["state"] == "delivered"
+    assert shown["facts"]["encryption"] == "none"
+    assert shown["claimed_by"] is None
+    actions = [e["action"] for e in shown["audit"]]
+    assert actions[0] == "received" and "delivered" in actions
+    assert [e["seq"] for e in shown["audit"]] == sorted(e["seq"] for e in shown["audit"])
+    assert all(isinstance(e["detail"], dict) for e in shown["audit"])
+    # The list fields are the same in both.
+    code, listed, _ = installed.xgate("queue", "list", "--json")
+    assert {k: shown[k] for k in LIST_FIELDS} == json.loads(listed)[0]
+    assert BODY.decode() not in out and "Stellungnahme" not in out
+
+
+def test_show_json_of_an_unknown_queue_id_is_an_error(installed: Installed) -> None:
+    code, out, err = installed.xgate("queue", "show", "--json", "DOESNOTEXIST")
+    assert code == 1 and out == ""
+    assert "no message with queue id" in err
