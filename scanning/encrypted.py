@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from scanning.content_types import ole_entry
 from scanning.pdf_security import pdf_encryption
 
-_ARMOR = re.compile(rb"(?:^|[\r\n])-----BEGIN PGP MESSAGE-----")
+_ARMOR = b"-----BEGIN PGP MESSAGE-----"
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # DER of the CMS content types, as they follow the ContentInfo's SEQUENCE header.
 _ENVELOPED_OID = bytes.fromhex("06092a864886f70d010703")  # 1.2.840.113549.1.7.3
@@ -71,7 +71,7 @@ def encryption_of(data: bytes) -> Encrypted | None:
     if cms is not None:
         return Encrypted("cms", "S/MIME (CMS EnvelopedData)", openable=True,
                          der=None if cms is data else cms)
-    if _is_binary_openpgp(data) or _ARMOR.search(data) is not None:
+    if _is_binary_openpgp(data) or _has_armor(data):
         return Encrypted("openpgp", "OpenPGP", openable=True)
     return None
 
@@ -83,14 +83,14 @@ def _cms_der(data: bytes) -> bytes | None:
     """``data`` itself if it is DER EnvelopedData, the decoded DER if it is PEM or base64."""
     if _is_enveloped_der(data):
         return data
-    if data.lstrip()[:11] == b"-----BEGIN ":
+    if data[:64].lstrip().startswith(b"-----BEGIN "):
         pem = _PEM_CMS.search(data[:1 << 20] if len(data) > 1 << 20 else data)
         if pem is not None:
             der = _b64(pem.group(1))
             if der is not None and _is_enveloped_der(der):
                 return der
         return None
-    head = _BASE64_HEAD.match(data)
+    head = _BASE64_HEAD.match(data[:256])
     if head is not None:
         # A .p7m saved as base64 text: look at the start first, decode all only on a hit.
         start = _b64(head.group(1))
@@ -131,7 +131,17 @@ def _is_enveloped_der(data: bytes, *, complete: bool = True) -> bool:
     return body.startswith(_ENVELOPED_OID) or body == _AUTH_ENVELOPED_OID
 
 
-# --- binary OpenPGP ---------------------------------------------------------------------------
+# --- OpenPGP ---------------------------------------------------------------------------------
+
+
+def _has_armor(data: bytes) -> bool:
+    """An armored OpenPGP message starting at a line start (bytes.find: fast on 50 MB)."""
+    at = data.find(_ARMOR)
+    while at >= 0:
+        if at == 0 or data[at - 1] in b"\r\n":
+            return True
+        at = data.find(_ARMOR, at + 1)
+    return False
 
 
 def _is_binary_openpgp(data: bytes) -> bool:
