@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.padding import MGF1, PSS, PKCS1v15
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from crypto.canonical import canonicalize
+from crypto.canonical import canonicalize_entity
 from crypto.cms_common import entity_body, entity_headers, identifies
 from crypto.smime import MalformedMessage, SmimeError
 
@@ -70,12 +70,15 @@ REASON_NOT_YET_VALID = "certificate not yet valid"
 class VerifyResult:
     valid: bool
     reason: str  # empty when valid, otherwise why not
-    content: bytes  # opaque: the inner MIME entity; detached: the first part, canonical CRLF
+    content: bytes  # opaque: the inner MIME entity; detached: the first part, canonical form
     digest_algorithm: str  # e.g. "sha256"; as named by the signer even if refused
     signer_fingerprint: str | None = None  # SHA-256 of the signer certificate DER, hex
     signer_subject: str | None = None  # RFC 4514 string
     signer_emails: tuple[str, ...] = ()  # SAN rfc822Name entries
     signing_time: datetime.datetime | None = None  # signingTime attribute, UTC
+    # When what ``reason`` names happened, where it has a date: a certificate's expiry or
+    # start of validity, its revocation (from the CRL). UTC; None otherwise.
+    reason_at: datetime.datetime | None = None
     chain: tuple[x509.Certificate, ...] = field(default=(), repr=False)  # signer .. anchor
 
     def __repr__(self) -> str:  # content is mail content: keep it out of logs
@@ -171,8 +174,9 @@ def _detached_parts(raw_mime: bytes, entity: Message) -> tuple[bytes, bytes]:
         raise MalformedMessage("multipart/signed has no second delimiter")
     signed = raw_mime[first.end() : second.start()]
     # RFC 8551 3.1.1: the signature is over the canonical (CRLF) form; transports and mbox
-    # storage often turn CRLF into LF, which must not break the signature.
-    canonical = canonicalize(signed)
+    # storage often turn CRLF into LF, which must not break the signature. Canonical is CRLF
+    # for text only: a body in binary (possible inside an encryption) is signed as octets.
+    canonical = canonicalize_entity(signed)
     return canonical, _decoded_body(signature)
 
 
@@ -288,9 +292,9 @@ def _verify_signer(
     # what the brief asks for, so a message signed while the certificate was valid stays valid
     # after expiry. It is only a claim: a stolen, expired key can backdate it.
     at = signing_time if signing_time is not None else now
-    chain_error, chain = _validate_chain(signer, certs, anchors, crls, at)
+    chain_error, chain, reason_at = _validate_chain(signer, certs, anchors, crls, at)
     if chain_error:
-        return replace(result, reason=chain_error)
+        return replace(result, reason=chain_error, reason_at=reason_at)
     return replace(result, valid=True, chain=tuple(chain))
 
 
@@ -424,33 +428,36 @@ def _validate_chain(
     anchors: Sequence[x509.Certificate],
     crls: Sequence[x509.CertificateRevocationList],
     at: datetime.datetime,
-) -> tuple[str, list[x509.Certificate]]:
-    """("", path) when the signer chains to an anchor and passes every check, else (reason, [])."""
+) -> tuple[str, list[x509.Certificate], datetime.datetime | None]:
+    """("", path, None) when the signer chains to an anchor and passes every check, else
+    (reason, [], the date the reason refers to, if it has one)."""
     path = _build_path(signer, pool, anchors)
     if path is None:
-        return REASON_NO_CHAIN, []
+        return REASON_NO_CHAIN, [], None
     # A trust anchor is a name and key we were told to trust (RFC 5280 6.1.1 d); its own
     # validity dates and extensions are not part of path validation.
     checked = path if not _is_anchor(path[-1], anchors) else path[:-1]
     for index, cert in enumerate(checked):
         if at < cert.not_valid_before_utc:
-            return REASON_NOT_YET_VALID, []
+            return REASON_NOT_YET_VALID, [], cert.not_valid_before_utc
         if at > cert.not_valid_after_utc:
-            return REASON_EXPIRED, []
-        if _revoked(cert, path[index + 1], crls):
-            return REASON_REVOKED, []
+            return REASON_EXPIRED, [], cert.not_valid_after_utc
+        revoked_at = _revoked(cert, path[index + 1], crls)
+        if revoked_at is not None:
+            return REASON_REVOKED, [], revoked_at
         if index > 0:
             error = _check_ca(cert, intermediates_below=index - 1)
             if error:
-                return error, []
-    return _check_signer_usage(signer), path
+                return error, [], None
+    return _check_signer_usage(signer), path, None
 
 
 def _revoked(
     cert: x509.Certificate,
     issuer: x509.Certificate,
     crls: Sequence[x509.CertificateRevocationList],
-) -> bool:
+) -> datetime.datetime | None:
+    """When ``cert`` was revoked according to a CRL its issuer signed; None if it was not."""
     issuer_key = issuer.public_key()
     for crl in crls:
         if crl.issuer != issuer.subject:
@@ -460,9 +467,10 @@ def _revoked(
             continue
         if not crl.is_signature_valid(issuer_key):
             continue
-        if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
-            return True
-    return False
+        entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+        if entry is not None:
+            return entry.revocation_date_utc
+    return None
 
 
 def _check_ca(cert: x509.Certificate, intermediates_below: int) -> str:

@@ -378,6 +378,7 @@ def test_expired_certificate(pki: Pki) -> None:
     result = _verify(pki, _sign(pki, pki.expired))
     assert not result.valid
     assert result.reason == "certificate expired"
+    assert result.reason_at == pki.expired.cert.not_valid_after_utc
     assert result.signer_fingerprint == pki.expired.fingerprint
 
 
@@ -385,12 +386,13 @@ def test_not_yet_valid_certificate(pki: Pki) -> None:
     result = _verify(pki, _sign(pki, pki.future))
     assert not result.valid
     assert result.reason == "certificate not yet valid"
+    assert result.reason_at == pki.future.cert.not_valid_before_utc
 
 
 def test_unknown_ca(pki: Pki) -> None:
     result = _verify(pki, _sign(pki, pki.stranger, ca=pki.other_ca))
     assert not result.valid
-    assert result.reason == "no chain to a trusted CA"
+    assert result.reason == "no chain to a trusted CA" and result.reason_at is None
     # The same message is fine for someone who trusts that CA.
     assert verify_smime(_sign(pki, pki.stranger, ca=pki.other_ca), [pki.other_ca.cert]).valid
 
@@ -401,6 +403,8 @@ def test_revoked_via_crl(pki: Pki) -> None:
     result = _verify(pki, raw, crls=[pki.crl])
     assert not result.valid
     assert result.reason == "certificate revoked"
+    entry = pki.crl.get_revoked_certificate_by_serial_number(pki.revoked.cert.serial_number)
+    assert entry is not None and result.reason_at == entry.revocation_date_utc
     # The CRL lists only that serial: other signers of the same CA stay valid.
     assert _verify(pki, _sign(pki, pki.alice), crls=[pki.crl]).valid
 
