@@ -125,6 +125,10 @@ class CryptoSettings(_Section):
     unknown_partner_outbound: OutboundPolicy = OutboundPolicy.EITHER
     # Harvest certificates from validly signed inbound mail as *pending* keys.
     harvest_certificates: bool = True
+    # Mail whose signature is present but fails is quarantined; from a partner set to "warn"
+    # it is delivered with this prefix on the subject and a text part at the top saying why.
+    invalid_signature_subject_prefix: str = Field(default="[Signatur ungültig]",
+                                                  min_length=1, max_length=100)
     # Warn this many days before a partner's or our own key expires.
     expiry_warning_days: int = Field(default=30, ge=1)
     # "sequoia" decrypts in process (pysequoia); "gnupg" starts one gpg process per call.

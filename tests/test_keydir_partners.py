@@ -14,6 +14,7 @@ from gateway import audit
 from gateway.db import make_engine, make_session_factory, session_scope
 from gateway.keydir import partners
 from gateway.keydir.errors import Conflict, KeyDirError, NotFound
+from gateway.keydir.models import InvalidSignature
 from gateway.keydir.partners import PartnerPolicy, partner_for
 from gateway.models import AuditEntry
 from gateway.settings import OutboundPolicy, Settings
@@ -55,6 +56,7 @@ def test_exact_address_beats_domain_and_subdomains_do_not_match(session: Session
         id=exact.id if exact else 0, name="Beratungsstelle",
         outbound_policy=OutboundPolicy.REQUIRE_OPENPGP, smime_gcm=False, openpgp_inline=False,
         inbound_require_encryption=False, inbound_require_signature=True,
+        inbound_invalid_signature=InvalidSignature.QUARANTINE,
         non_sensitive=False, pattern="beratung@jugendamt-b.example")
     assert partner_for(session, "x@sub.jugendamt-b.example") is None
     assert partner_for(session, "x@example") is None
@@ -122,6 +124,23 @@ def test_update_rename_patterns_and_delete_are_audited(sessions: sessionmaker[Se
             ("carol", "partner-removed")]
         assert '"name":["Gericht","Amtsgericht"]' in entries[1].detail
         assert audit.verify(session).ok
+
+
+def test_what_a_failing_signature_leads_to_is_set_per_partner_and_audited(
+        session: Session) -> None:
+    _add(session, "A", "a.example")
+    _add(session, "B", "b.example", inbound_invalid_signature=InvalidSignature.WARN)
+    policy_a, policy_b = partner_for(session, "x@a.example"), partner_for(session, "x@b.example")
+    assert policy_a is not None and policy_b is not None
+    assert policy_a.inbound_invalid_signature is InvalidSignature.QUARANTINE
+    assert policy_b.inbound_invalid_signature is InvalidSignature.WARN
+    partners.update_partner(session, "A", actor="bob", now=NOW,
+                            inbound_invalid_signature=InvalidSignature.WARN)
+    updated = partner_for(session, "x@a.example")
+    assert updated is not None and updated.inbound_invalid_signature is InvalidSignature.WARN
+    entries = session.scalars(select(AuditEntry).order_by(AuditEntry.seq)).all()
+    assert '"inbound_invalid_signature":"warn"' in entries[1].detail
+    assert '"changes":{"inbound_invalid_signature":["quarantine","warn"]}' in entries[2].detail
 
 
 def test_an_update_that_changes_nothing_is_not_recorded(session: Session) -> None:

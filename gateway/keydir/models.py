@@ -47,6 +47,15 @@ class KeySource(StrEnum):
     API = "api"
 
 
+class InvalidSignature(StrEnum):
+    """What happens to a partner's mail whose signature is present but fails."""
+
+    # Kept for an admin: a failing signature means tampering or a broken certificate.
+    QUARANTINE = "quarantine"
+    # Delivered, with a subject prefix and a text part at the top that say why.
+    WARN = "warn"
+
+
 def _enum(cls: type[StrEnum], name: str) -> Enum:
     # Plain strings as in gateway.models: a new value needs no ALTER TYPE on PostgreSQL.
     return Enum(cls, name=name, native_enum=False, length=16,
@@ -70,6 +79,8 @@ class Partner(Base):
     openpgp_inline: Mapped[bool] = mapped_column(Boolean, default=False)
     inbound_require_encryption: Mapped[bool] = mapped_column(Boolean, default=False)
     inbound_require_signature: Mapped[bool] = mapped_column(Boolean, default=False)
+    inbound_invalid_signature: Mapped[InvalidSignature] = mapped_column(
+        _enum(InvalidSignature, "invalid_signature"), default=InvalidSignature.QUARANTINE)
     # The only partners that may be sent plaintext (gateway.keydir.partners enforces it).
     non_sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str] = mapped_column(Text, default="")

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from gateway import audit
 from gateway.keydir.addresses import check_pattern, domain_of, normalise
 from gateway.keydir.errors import Conflict, KeyDirError, NotFound
-from gateway.keydir.models import Partner, PartnerAddress
+from gateway.keydir.models import InvalidSignature, Partner, PartnerAddress
 from gateway.settings import OutboundPolicy
 
 MAX_NAME_LENGTH = 255
@@ -34,6 +34,8 @@ class PartnerPolicy:
     openpgp_inline: bool
     inbound_require_encryption: bool
     inbound_require_signature: bool
+    # Quarantine (the default) or deliver with a visible warning.
+    inbound_invalid_signature: InvalidSignature
     non_sensitive: bool
     # The partner pattern that matched: the address itself, or its domain.
     pattern: str
@@ -62,6 +64,7 @@ def partner_for(session: Session, address: str) -> PartnerPolicy | None:
         smime_gcm=partner.smime_gcm, openpgp_inline=partner.openpgp_inline,
         inbound_require_encryption=partner.inbound_require_encryption,
         inbound_require_signature=partner.inbound_require_signature,
+        inbound_invalid_signature=partner.inbound_invalid_signature,
         non_sensitive=partner.non_sensitive, pattern=pattern)
 
 
@@ -85,8 +88,9 @@ def add_partner(session: Session, name: str, *, actor: str, now: datetime,
                 outbound_policy: OutboundPolicy = OutboundPolicy.EITHER,
                 smime_gcm: bool = False, openpgp_inline: bool = False,
                 inbound_require_encryption: bool = False,
-                inbound_require_signature: bool = False, non_sensitive: bool = False,
-                note: str = "") -> Partner:
+                inbound_require_signature: bool = False,
+                inbound_invalid_signature: InvalidSignature = InvalidSignature.QUARANTINE,
+                non_sensitive: bool = False, note: str = "") -> Partner:
     name = _check_name(name)
     if find_partner(session, name) is not None:
         raise Conflict(f"partner {name!r} exists already")
@@ -97,8 +101,10 @@ def add_partner(session: Session, name: str, *, actor: str, now: datetime,
         name=name, outbound_policy=outbound_policy, smime_gcm=smime_gcm,
         openpgp_inline=openpgp_inline,
         inbound_require_encryption=inbound_require_encryption,
-        inbound_require_signature=inbound_require_signature, non_sensitive=non_sensitive,
-        note=note, created_at=now, created_by=actor, updated_at=now, updated_by=actor)
+        inbound_require_signature=inbound_require_signature,
+        inbound_invalid_signature=InvalidSignature(inbound_invalid_signature),
+        non_sensitive=non_sensitive, note=note, created_at=now, created_by=actor,
+        updated_at=now, updated_by=actor)
     session.add(partner)
     session.flush()
     added = [_add_pattern(session, partner, p) for p in dict.fromkeys(wanted)]
@@ -114,6 +120,7 @@ def update_partner(session: Session, name: str, *, actor: str, now: datetime,
                    openpgp_inline: bool | None = None,
                    inbound_require_encryption: bool | None = None,
                    inbound_require_signature: bool | None = None,
+                   inbound_invalid_signature: InvalidSignature | None = None,
                    non_sensitive: bool | None = None,
                    note: str | None = None) -> Partner:
     """Change the given fields (None leaves a field as it is)."""
@@ -137,6 +144,8 @@ def update_partner(session: Session, name: str, *, actor: str, now: datetime,
         partner.inbound_require_encryption = inbound_require_encryption
     if inbound_require_signature is not None:
         partner.inbound_require_signature = inbound_require_signature
+    if inbound_invalid_signature is not None:
+        partner.inbound_invalid_signature = InvalidSignature(inbound_invalid_signature)
     if note is not None:
         partner.note = note
     after = {"name": partner.name, **_policy_facts(partner), "note": partner.note}
@@ -230,5 +239,6 @@ def _policy_facts(partner: Partner) -> dict[str, Any]:
         "openpgp_inline": partner.openpgp_inline,
         "inbound_require_encryption": partner.inbound_require_encryption,
         "inbound_require_signature": partner.inbound_require_signature,
+        "inbound_invalid_signature": str(partner.inbound_invalid_signature),
         "non_sensitive": partner.non_sensitive,
     }

@@ -31,6 +31,7 @@ def partner_view(partner: Partner) -> dict[str, Any]:
         "openpgp_inline": partner.openpgp_inline,
         "inbound_require_encryption": partner.inbound_require_encryption,
         "inbound_require_signature": partner.inbound_require_signature,
+        "inbound_invalid_signature": partner.inbound_invalid_signature.value,
         "non_sensitive": partner.non_sensitive,
         "note": partner.note,
         "created_at": _time(partner.created_at), "created_by": partner.created_by,
