@@ -22,6 +22,7 @@ from gateway.delivery.transport import RecordingTransport
 from gateway.keydir.models import KeyKind
 from gateway.keydir.own_keys import own_keys_for
 from gateway.keydir.own_openpgp import import_own_openpgp
+from gateway.mime.entity import split_entity
 from gateway.models import Direction, MessageState
 from gateway.services import Services, build_services
 from gateway.settings import Settings
@@ -30,7 +31,8 @@ from mailboxes.store import messages_in, read_message
 from tests.conftest import make_settings
 from tests.support import crypto_setup
 from tests.support.gpg_partner import GpgPartner, mail_message
-from tests.support.pipeline import drain, enqueue, load_message
+from tests.support.pipeline import bounces, drain, enqueue, load_message
+from tests.support.warned import assert_warned
 
 MAILBOX = "hilfeplan@jugendamt.example"
 STAFF = "sachbearbeitung@jugendamt.example"
@@ -176,19 +178,56 @@ def test_gpg_clearsigned_inline(gw: Gateway, world: World) -> None:
     assert _headers(filed)["X-Xgate-Signature"] == "valid"
 
 
-def test_signature_by_unknown_key_is_invalid(gw: Gateway, world: World) -> None:
-    _, filed = _receive(gw, world.gpg.pgp_mime_signed(ENTITY, world.stranger))
-    assert filed is not None
-    headers = _headers(filed)
-    assert headers["X-Xgate-Signature"] == "invalid"
-    assert "unknown signer key" in headers["X-Xgate-Signature-Reason"]
+# A signature that is present but fails is quarantined with the precise reason; a partner set
+# to "warn" gets such mail delivered with the subject prefix and a warning part at the top.
+
+BAD_SIGNATURES = ["tampered", "tampered-encrypted", "unknown-signer"]
 
 
-def test_tampered_signed_content_is_invalid(gw: Gateway, world: World) -> None:
-    raw = world.gpg.pgp_mime_signed(ENTITY, world.rsa).replace(b"Kind B.", b"Kind C.", 1)
-    _, filed = _receive(gw, raw)
-    assert filed is not None
-    assert _headers(filed)["X-Xgate-Signature"] == "invalid"
+def _badly_signed(gw: Gateway, world: World, case: str) -> tuple[bytes, str, str]:
+    """The partner's message for ``case``, the precise reason and its German form."""
+    if case == "unknown-signer":
+        return (world.gpg.pgp_mime_signed(ENTITY, world.stranger),
+                f"unknown OpenPGP signer key {world.stranger[-16:]}",
+                "der Signaturschlüssel ist dem Gateway nicht bekannt")
+    if case == "tampered":
+        signed = world.gpg.pgp_mime_signed(ENTITY, world.rsa)
+        tampered = signed.replace(b"Kind B.", b"Kind C.", 1)
+    else:
+        # Signed, then encrypted, with the signed entity changed before encryption: the
+        # signature inside the encryption no longer covers what it is sent with.
+        signed = world.gpg.pgp_mime_signed(ENTITY, world.rsa)
+        tampered = _resealed(gw, world, signed.replace(b"Kind B.", b"Kind C.", 1))
+    assert tampered != signed
+    return (tampered, "tampered: the content was altered after signing (bad signature)",
+            "der Inhalt wurde nach dem Signieren verändert")
+
+
+def _resealed(gw: Gateway, world: World, signed: bytes) -> bytes:
+    """A PGP/MIME multipart/signed message, encrypted as a whole for the mailbox."""
+    _, entity = split_entity(signed)
+    return world.gpg.pgp_mime_encrypted(entity, [gw.own["cv25519"]])
+
+
+@pytest.mark.parametrize("case", BAD_SIGNATURES)
+def test_failing_signature_is_quarantined_with_the_precise_reason(gw: Gateway, world: World,
+                                                                  case: str) -> None:
+    raw, reason, _ = _badly_signed(gw, world, case)
+    assert _quarantined(gw, raw) == f"OpenPGP signature fails: {reason}"
+    told = sorted(m.recipients[0].address for m in bounces(gw.services))
+    assert told == sorted([PARTNER, MAILBOX])
+
+
+@pytest.mark.parametrize("case", BAD_SIGNATURES)
+def test_failing_signature_is_delivered_with_a_warning_where_the_partner_says_so(
+        gw: Gateway, world: World, case: str) -> None:
+    crypto_setup.partner(gw.services, "ASD", "partner.example",
+                         inbound_invalid_signature="warn")
+    raw, reason, german = _badly_signed(gw, world, case)
+    qid, filed = _receive(gw, raw)
+    assert load_message(gw.services, qid).state == MessageState.DELIVERED
+    assert filed is not None and b"BEGIN PGP" not in filed
+    assert_warned(filed, reason, german, sender=PARTNER, to=MAILBOX)
 
 
 def _quarantined(gw: Gateway, raw: bytes) -> str:

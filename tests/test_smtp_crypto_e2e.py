@@ -14,12 +14,14 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from gateway.db import session_scope
 from gateway.delivery.smtp_relay import SmtpRelayTransport
 from gateway.keydir.models import KeyKind
 from gateway.keydir.own_keys import own_keys_for
 from gateway.keydir.own_openpgp import generate_own_openpgp
+from gateway.models import Direction, Message, MessageState
 from gateway.services import Services, build_services
 from gateway.settings import Settings
 from gateway.staff import add_user
@@ -27,8 +29,8 @@ from mailboxes.directory import add_mailbox, mailbox_id_for
 from mailboxes.store import messages_in, read_message
 from tests.support import crypto_setup
 from tests.support.gpg_partner import GpgPartner
-from tests.support.openssl_partner import OpensslPartner, mail
-from tests.support.pipeline import drain
+from tests.support.openssl_partner import OpensslPartner, crlf, mail
+from tests.support.pipeline import bounces, drain
 from tests.support.sink import SmtpSink
 from tests.support.smime_pki import make_ca, make_person
 from tests.support.smtp_client import client_context
@@ -39,6 +41,7 @@ from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
     start_edge_fixture,
     tls_files_fixture,
 )
+from tests.support.warned import assert_warned
 
 MAILBOX = "hilfeplan@jugendamt.example"
 STAFF = "sachbearbeitung@jugendamt.example"
@@ -149,3 +152,36 @@ def test_openpgp_both_ways_through_smtp(services: Services, edge: Edge, sink: Sm
         armored = content[content.index(b"-----BEGIN PGP MESSAGE-----"):]
         outcome = gpg.decrypt(armored[: armored.index(b"-----END PGP MESSAGE-----") + 25])
         assert outcome.has("GOODSIG") and TEXT in outcome.stdout, outcome.stderr
+
+
+def test_tampered_signature_through_smtp_quarantined_then_warned(
+        services: Services, edge: Edge, tmp_path: Path) -> None:
+    ca = make_ca(tmp_path, "ca")
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem.read_bytes())
+    partner = make_person(tmp_path, "partner", PARTNER, ca)
+    signed = crlf(OpensslPartner(tmp_path).sign(ENTITY, partner, ca, opaque=False))
+    tampered = mail(signed.replace(b"Kind C.", b"Kind D.", 1), sender=PARTNER, to=MAILBOX)
+    reason = "tampered: the content was altered after signing (content digest mismatch)"
+
+    # By default (and for a sender no partner record names) it is kept for an admin.
+    with smtplib.SMTP(*edge.inbound) as client:
+        client.sendmail(PARTNER, [MAILBOX], tampered)
+    drain(services)
+    with session_scope(services.sessions) as s:
+        message = s.scalars(select(Message).where(Message.direction == Direction.INBOUND,
+                                                  Message.mail_from == PARTNER)).one()
+        assert message.state == MessageState.QUARANTINED
+        assert message.reason == f"S/MIME signature fails: {reason}"
+    told = sorted(m.recipients[0].address for m in bounces(services))
+    assert told == sorted([PARTNER, MAILBOX])
+    assert not [m for m in _filed(services) if b"Kind D." in m]
+
+    # The partner's admin chose warnings instead: delivered, and every reader sees why.
+    crypto_setup.partner(services, "Jugendamt B", "jugendamt-b.example",
+                         inbound_invalid_signature="warn")
+    with smtplib.SMTP(*edge.inbound) as client:
+        client.sendmail(PARTNER, [MAILBOX], tampered)
+    drain(services)
+    [filed] = [m for m in _filed(services) if b"Kind D." in m]
+    assert_warned(filed, reason, "der Inhalt wurde nach dem Signieren verändert",
+                  sender=PARTNER, to=MAILBOX, original_text="Kind D.")

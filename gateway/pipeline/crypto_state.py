@@ -8,7 +8,10 @@ recipient's plan and the signed forms of the entity that the encrypt stage wraps
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
+
+from gateway.policy.signature import SignatureFailure, classify
 
 if TYPE_CHECKING:
     from gateway.keydir.own_keys import OwnKeyMaterial
@@ -27,14 +30,27 @@ class InboundCrypto:
     signer: str | None = None  # e-mail address(es) the signing certificate or key names
     signer_fingerprint: str | None = None
     signer_subject: str | None = None
-    signature_reason: str | None = None  # why not valid
+    signature_reason: str | None = None  # why not valid, in the verifier's words
+    # When what the reason names happened (a certificate's expiry, its revocation), if known.
+    signature_reason_at: datetime | None = None
+    # Set by the inbound policy: deliver, but show every reader that the signature fails.
+    visible_warning: SignatureFailure | None = None
 
     @property
     def verified(self) -> bool:
         return self.signature == "valid"
 
+    @property
+    def failure(self) -> SignatureFailure | None:
+        """Why a signature that is present fails; None when valid or absent."""
+        if self.signature != "invalid":
+            return None
+        return classify(self.signature_kind, self.signature_reason or "signature does not "
+                        "verify", self.signature_reason_at)
+
     def facts(self) -> dict[str, str]:
         """The facts for the audit trail and the message row (no unset keys)."""
+        failure = self.failure
         values = {
             "encryption": self.encryption or "none",
             "encryption_algorithm": self.algorithm,
@@ -45,6 +61,7 @@ class InboundCrypto:
             "signer_fingerprint": self.signer_fingerprint,
             "signer_subject": self.signer_subject,
             "signature_reason": self.signature_reason,
+            "signature_problem": failure.problem.value if failure else None,
         }
         return {k: v for k, v in values.items() if v}
 

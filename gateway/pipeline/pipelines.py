@@ -18,22 +18,26 @@ from gateway.pipeline.stages.result_headers import ResultHeadersStage
 from gateway.pipeline.stages.route import RouteStage
 from gateway.pipeline.stages.scan import ScanStage
 from gateway.pipeline.stages.sign import SignStage
+from gateway.pipeline.stages.signature_warning import SignatureWarningStage
 from gateway.pipeline.stages.strip_result_headers import StripResultHeadersStage
 from gateway.pipeline.stages.verify import VerifyStage
 
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (StripResultHeadersStage(), ParseStage(), DecryptStage(), VerifyStage(),
-                  ReparseStage(), ScanStage(),
-                  InboundPolicyStage(), ResultHeadersStage(), RouteStage(), ConsentStage(),
+                  ReparseStage(), ScanStage(), InboundPolicyStage(), SignatureWarningStage(),
+                  ResultHeadersStage(), RouteStage(), ConsentStage(),
                   OutboundPolicyStage(), SignStage(), EncryptStage(), DeliverStage())
 }
 
 PIPELINES: dict[Direction, tuple[str, ...]] = {
     # Decrypt before verify: partners sign, then encrypt (RFC 8551 section 3.7).
     # Scan what decryption produced: inside the controlled zone, before anyone reads it.
+    # A signature that fails is quarantined by inbound_policy, or (where the partner's
+    # admin chose so) shown to every reader by signature_warning.
     Direction.INBOUND: ("strip_result_headers", "parse", "decrypt", "verify", "reparse", "scan",
-                        "inbound_policy", "result_headers", "route", "deliver"),
+                        "inbound_policy", "signature_warning", "result_headers", "route",
+                        "deliver"),
     # Route first: mail for a shared mailbox or the internal server needs no encryption.
     # Scan before signing and encrypting: the gateway never seals malware for a partner.
     # Consent before the key policy: a report nobody may receive waits for consent, not for

@@ -3,7 +3,10 @@
 A signature counts as valid only if it verifies, chains to a configured trust anchor at the
 signing time with the right key usage (S/MIME) or comes from a key in the directory (OpenPGP),
 and names the author in the From header. Otherwise the message still goes on, marked
-"invalid" with the reason; the partner's inbound policy decides whether that is acceptable.
+"invalid" with the reason, and the inbound policy stage decides: quarantine, or (where an
+admin chose so for the partner) delivery with a warning every reader sees. The verdict is
+not made here, so that a quarantine re-scan, which runs this stage to open the content,
+can still look at such a message.
 
 The signature wrapper is removed: recipients see the plain content and the gateway's
 X-Xgate-* note of who signed it, which they can trust because the gateway strips any such
@@ -71,6 +74,7 @@ class VerifyStage:
             valid, reason = False, f"certificate does not name the sender {sender}"
         facts.signature = "valid" if valid else "invalid"
         facts.signature_reason = None if valid else reason
+        facts.signature_reason_at = None if valid else result.reason_at
         if valid and services.settings.crypto.harvest_certificates:
             self._harvest(ctx, services, result)
         return result.content
