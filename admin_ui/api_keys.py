@@ -21,7 +21,7 @@ from gateway.clock import Clock
 from gateway.keydir import keys, partners
 from gateway.keydir.errors import Conflict, KeyDirError, NotFound
 from gateway.keydir.expiry import expiring
-from gateway.keydir.models import KeySource, KeyStatus
+from gateway.keydir.models import InvalidSignature, KeySource, KeyStatus
 from gateway.keydir.views import expiring_view, imported_view, key_view, partner_view
 from gateway.settings import OutboundPolicy, Settings
 
@@ -50,6 +50,8 @@ class PartnerCreate(_Body):
     openpgp_inline: bool = False
     inbound_require_encryption: bool = False
     inbound_require_signature: bool = False
+    # A signature that is present but fails: quarantined, or delivered with a warning.
+    inbound_invalid_signature: InvalidSignature = InvalidSignature.QUARANTINE
     non_sensitive: bool = False
     note: str = ""
 
@@ -64,6 +66,7 @@ class PartnerUpdate(_Body):
     openpgp_inline: bool | None = None
     inbound_require_encryption: bool | None = None
     inbound_require_signature: bool | None = None
+    inbound_invalid_signature: InvalidSignature | None = None
     non_sensitive: bool | None = None
     note: str | None = None
 
@@ -140,6 +143,7 @@ def keys_router(sessions: sessionmaker[Session], clock: Clock,
                 smime_gcm=body.smime_gcm, openpgp_inline=body.openpgp_inline,
                 inbound_require_encryption=body.inbound_require_encryption,
                 inbound_require_signature=body.inbound_require_signature,
+                inbound_invalid_signature=body.inbound_invalid_signature,
                 non_sensitive=body.non_sensitive, note=body.note))
 
     @router.get("/partners/{name}")
@@ -157,6 +161,7 @@ def keys_router(sessions: sessionmaker[Session], clock: Clock,
                 openpgp_inline=body.openpgp_inline,
                 inbound_require_encryption=body.inbound_require_encryption,
                 inbound_require_signature=body.inbound_require_signature,
+                inbound_invalid_signature=body.inbound_invalid_signature,
                 non_sensitive=body.non_sensitive, note=body.note)
             if body.patterns is not None:
                 _replace_patterns(session, partner.name, body.patterns, admin.username, now)

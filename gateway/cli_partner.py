@@ -8,10 +8,17 @@ from gateway.cli_common import CliError, command_session, settings_from_args
 from gateway.cli_keys import actor_of, print_json, print_table
 from gateway.clock import system_clock
 from gateway.keydir import partners
+from gateway.keydir.models import InvalidSignature
 from gateway.keydir.views import partner_view
 from gateway.settings import OutboundPolicy
 
 _POLICIES = [p.value for p in OutboundPolicy]
+_INVALID_SIGNATURE = [a.value for a in InvalidSignature]
+_INVALID_SIGNATURE_HELP = (
+    "mail from the partner whose signature is present but fails (altered content, an expired, "
+    "revoked or untrusted certificate, an unknown key): quarantine it for an admin (the "
+    "default), or warn: deliver it with a subject prefix and a warning at the top of the "
+    "message")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,6 +51,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                      help="refuse unencrypted mail from the partner")
     add.add_argument("--require-signature", action="store_true",
                      help="refuse mail from the partner without a valid signature")
+    add.add_argument("--invalid-signature", choices=_INVALID_SIGNATURE,
+                     default=InvalidSignature.QUARANTINE.value, help=_INVALID_SIGNATURE_HELP)
     add.add_argument("--non-sensitive", action="store_true",
                      help="the partner receives nothing sensitive (needed for plaintext)")
     add.add_argument("--note", default="", help="free text for the admins")
@@ -61,6 +70,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     change.add_argument("--pgp-inline", action=flag, default=None)
     change.add_argument("--require-encryption", action=flag, default=None)
     change.add_argument("--require-signature", action=flag, default=None)
+    change.add_argument("--invalid-signature", choices=_INVALID_SIGNATURE,
+                        help=_INVALID_SIGNATURE_HELP)
     change.add_argument("--non-sensitive", action=flag, default=None)
     change.add_argument("--note")
     change.add_argument("--add-domain", action="append", default=[], metavar="DOMAIN")
@@ -106,10 +117,11 @@ def cmd_add(args: argparse.Namespace) -> int:
             openpgp_inline=args.pgp_inline,
             inbound_require_encryption=args.require_encryption,
             inbound_require_signature=args.require_signature,
+            inbound_invalid_signature=InvalidSignature(args.invalid_signature),
             non_sensitive=args.non_sensitive, note=args.note)
         view = partner_view(partner)
     print(f"partner {view['name']} added: {', '.join(view['patterns'])}; outbound "
-          f"{view['outbound_policy']}")
+          f"{view['outbound_policy']}; invalid signature: {view['inbound_invalid_signature']}")
     return 0
 
 
@@ -124,6 +136,8 @@ def cmd_set(args: argparse.Namespace) -> int:
             smime_gcm=args.gcm, openpgp_inline=args.pgp_inline,
             inbound_require_encryption=args.require_encryption,
             inbound_require_signature=args.require_signature,
+            inbound_invalid_signature=(InvalidSignature(args.invalid_signature)
+                                       if args.invalid_signature else None),
             non_sensitive=args.non_sensitive, note=args.note)
         name = partner.name
         for pattern in [*args.add_domain, *args.add_address]:
@@ -145,9 +159,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not views:
         print("no partners")
         return 0
-    print_table(["NAME", "OUTBOUND", "INBOUND", "DOMAINS AND ADDRESSES"],
+    print_table(["NAME", "OUTBOUND", "INBOUND", "INVALID SIGNATURE", "DOMAINS AND ADDRESSES"],
                 [[v["name"], v["outbound_policy"] + (" (gcm)" if v["smime_gcm"] else ""),
-                  _inbound(v), ", ".join(v["patterns"])] for v in views])
+                  _inbound(v), v["inbound_invalid_signature"], ", ".join(v["patterns"])]
+                 for v in views])
     return 0
 
 
@@ -176,6 +191,14 @@ def _inbound(view: dict[str, object]) -> str:
     return " + ".join(needs) if needs else "-"
 
 
+_INVALID_SIGNATURE_SHOWN = {
+    InvalidSignature.QUARANTINE.value: "quarantine (a signature that fails is kept for an "
+                                       "admin)",
+    InvalidSignature.WARN.value: "warn (delivered with a subject prefix and a warning at the "
+                                 "top)",
+}
+
+
 def _print_partner(view: dict[str, object]) -> None:
     yes = {True: "yes", False: "no"}
     patterns = view["patterns"]
@@ -185,6 +208,7 @@ def _print_partner(view: dict[str, object]) -> None:
             ("S/MIME GCM", yes[bool(view["smime_gcm"])]),
             ("inline PGP", yes[bool(view["openpgp_inline"])]),
             ("inbound needs", _inbound(view)),
+            ("bad signature", _INVALID_SIGNATURE_SHOWN[str(view["inbound_invalid_signature"])]),
             ("non-sensitive", yes[bool(view["non_sensitive"])]),
             ("note", view["note"] or "-"),
             ("created", f"{view['created_at']} by {view['created_by']}"),

@@ -80,15 +80,20 @@ def test_partner_endpoints(client: TestClient, settings: Settings) -> None:
     assert created.status_code == 201
     assert created.json()["patterns"] == ["jugendamt-b.example"]
     assert created.json()["created_by"] == "chef"
+    assert created.json()["inbound_invalid_signature"] == "quarantine"
     assert client.post("/api/v1/partners", json=body, headers=ADMIN).status_code == 409
 
     changed = client.put("/api/v1/partners/Jugendamt B", headers=ADMIN, json={
         "patterns": ["jugendamt-b.example", "post@ja-b.example"],
-        "inbound_require_signature": True})
+        "inbound_require_signature": True, "inbound_invalid_signature": "warn"})
     assert changed.status_code == 200
     view = changed.json()
     assert view["patterns"] == ["jugendamt-b.example", "post@ja-b.example"]
     assert view["inbound_require_signature"] and view["smime_gcm"]
+    assert view["inbound_invalid_signature"] == "warn"
+    unknown = client.put("/api/v1/partners/Jugendamt B", headers=ADMIN,
+                         json={"inbound_invalid_signature": "deliver"})
+    assert unknown.status_code == 422
 
     refused = client.put("/api/v1/partners/Jugendamt B", headers=ADMIN,
                          json={"outbound_policy": "plaintext"})

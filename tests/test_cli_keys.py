@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -15,7 +16,7 @@ from crypto.at_rest import MasterKey
 from gateway.db import make_engine, make_session_factory, read_scope
 from gateway.keydir.models import KeyKind
 from gateway.keydir.own_keys import own_keys_for
-from gateway.models import StaffUser
+from gateway.models import AuditEntry, StaffUser
 from gateway.settings import load_settings
 from tests.support.cli import Cli, run_xgate
 from tests.test_keydir_certs import der, fingerprint, key_pem, make_cert, pem, rsa_key, utcnow
@@ -26,19 +27,26 @@ def test_partner_lifecycle(cli: Cli) -> None:
                     "--address", "beratung@stelle.example", "--outbound", "require-smime",
                     "--gcm", "--require-signature", "--actor", "alice")
     assert out.strip() == ("partner Jugendamt B added: jugendamt-b.example, "
-                           "beratung@stelle.example; outbound require-smime")
+                           "beratung@stelle.example; outbound require-smime; invalid "
+                           "signature: quarantine")
     _, out, _ = cli("partner", "list")
-    assert out.splitlines()[0].split() == ["NAME", "OUTBOUND", "INBOUND", "DOMAINS", "AND",
-                                           "ADDRESSES"]
-    assert "require-smime (gcm)" in out and "signature" in out
+    assert out.splitlines()[0].split() == ["NAME", "OUTBOUND", "INBOUND", "INVALID",
+                                           "SIGNATURE", "DOMAINS", "AND", "ADDRESSES"]
+    assert "require-smime (gcm)" in out and "signature" in out and "quarantine" in out
     _, out, _ = cli("partner", "set", "Jugendamt B", "--no-gcm", "--require-encryption",
                     "--add-domain", "ja-b.example", "--remove", "beratung@stelle.example",
-                    "--note", "per Telefon bestätigt")
+                    "--note", "per Telefon bestätigt", "--invalid-signature", "warn")
     assert "S/MIME GCM:    no" in out and "encryption + signature" in out
+    assert "bad signature: warn (delivered with a subject prefix and a warning" in out
     _, out, _ = cli("partner", "show", "Jugendamt B", "--json")
     view = json.loads(out)
     assert view["patterns"] == ["ja-b.example", "jugendamt-b.example"]
     assert view["note"] == "per Telefon bestätigt" and view["created_by"] == "alice"
+    assert view["inbound_invalid_signature"] == "warn"
+    _, out, _ = cli("partner", "list")
+    assert out.splitlines()[1].split()[:4] == ["Jugendamt", "B", "require-smime",
+                                               "encryption"]
+    assert " warn " in out.splitlines()[1]
     _, out, _ = cli("partner", "list", "--json")
     assert [p["name"] for p in json.loads(out)] == ["Jugendamt B"]
     _, out, _ = cli("partner", "remove", "Jugendamt B")
@@ -48,6 +56,20 @@ def test_partner_lifecycle(cli: Cli) -> None:
     actions = [a for _, a in cli.audit_actions()]
     assert actions == ["partner-added", "partner-changed", "partner-address-added",
                        "partner-address-removed", "partner-removed"]
+    [added] = [d for d in _audit_details(cli) if "outbound_policy" in d]
+    assert added["inbound_invalid_signature"] == "quarantine"
+    [changed] = [d for d in _audit_details(cli) if "changes" in d]
+    assert changed["changes"]["inbound_invalid_signature"] == ["quarantine", "warn"]
+
+
+def _audit_details(cli: Cli) -> list[dict[str, Any]]:
+    engine = make_engine(load_settings(cli.config))
+    try:
+        with read_scope(make_session_factory(engine)) as session:
+            return [json.loads(e.detail) for e in session.scalars(
+                select(AuditEntry).order_by(AuditEntry.seq))]
+    finally:
+        engine.dispose()
 
 
 def test_partner_errors_are_one_line(cli: Cli) -> None:

@@ -51,6 +51,16 @@ def test_explain_unknown_partner_fails_closed_and_inbound(cli: Cli) -> None:
     assert "inbound, verdict: deliver" in out
     assert "smime-encrypted mail is quarantined: no own smime key" in out
     assert "unencrypted mail from this partner is quarantined" in out
+    assert "a signature that fails (altered content; expired, revoked or untrusted " \
+           "certificate; unknown key) is quarantined with the reason\n" in out
+    cli("partner", "set", "Jugendamt B", "--invalid-signature", "warn")
+    _, out, _ = cli("policy", "explain", "--from", PARTNER, "--to",
+                    "hilfeplan@jugendamt.example")
+    assert ("is delivered with a warning: the subject gets '[Signatur ungültig]' and a text "
+            "part at the top says why (partner setting invalid-signature warn)") in out
+    _, out, _ = cli("policy", "explain", "--from", "someone@elsewhere.example", "--to",
+                    "hilfeplan@jugendamt.example")
+    assert "no partner record" in out and "is quarantined with the reason (default)" in out
     _, out, _ = cli("policy", "explain", "--from", PARTNER, "--to", "nobody@jugendamt.example")
     assert "verdict: refuse" in out
 

@@ -14,8 +14,10 @@ from sqlalchemy.orm import Session
 from crypto.at_rest import MasterKey
 from gateway.delivery.routing import domain_of, resolve, routed_inbound
 from gateway.keydir.keys import KeyKind
+from gateway.keydir.models import InvalidSignature
 from gateway.keydir.own_keys import own_keys_for, signing_key_for
-from gateway.keydir.partners import partner_for
+from gateway.keydir.partners import PartnerPolicy, partner_for
+from gateway.policy.inbound import invalid_signature_action
 from gateway.policy.outbound import Protection, plan_recipient
 from gateway.settings import Settings
 from mailboxes.directory import mailbox_id_for
@@ -99,6 +101,7 @@ def _inbound(session: Session, settings: Settings, master_key: MasterKey, sender
     partner = partner_for(session, sender)
     if partner is None:
         result.steps.append("no partner record: unencrypted and unsigned mail is accepted")
+        result.steps.append(_invalid_signature_step(settings, partner))
         return result
     result.steps.append(f"partner {partner.name!r} (matched {partner.pattern})")
     if partner.inbound_require_encryption:
@@ -107,4 +110,19 @@ def _inbound(session: Session, settings: Settings, master_key: MasterKey, sender
         result.steps.append("mail without a valid signature from this partner is quarantined")
     if not (partner.inbound_require_encryption or partner.inbound_require_signature):
         result.steps.append("the partner's policy accepts unencrypted, unsigned mail")
+    result.steps.append(_invalid_signature_step(settings, partner))
     return result
+
+
+def _invalid_signature_step(settings: Settings, partner: PartnerPolicy | None) -> str:
+    """What gateway.policy.inbound does with a signature that is present but fails."""
+    what = ("a signature that fails (altered content; expired, revoked or untrusted "
+            "certificate; unknown key) ")
+    if invalid_signature_action(partner) is InvalidSignature.QUARANTINE:
+        default = "" if partner is not None else " (default)"
+        return what + f"is quarantined with the reason{default}"
+    prefix = settings.crypto.invalid_signature_subject_prefix
+    if partner is not None and partner.inbound_require_signature:
+        return what + "is quarantined: the partner must sign validly"
+    return what + (f"is delivered with a warning: the subject gets {prefix!r} and a text part "
+                   "at the top says why (partner setting invalid-signature warn)")
