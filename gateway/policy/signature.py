@@ -3,9 +3,9 @@
 The verifiers (crypto.smime_verify, the OpenPGP backends) answer in their own words; this
 sorts those words into the few problems people need to tell apart (altered content, an
 expired or revoked certificate, no trusted chain, a signer who is not the sender, an
-unknown key) and says each one precisely: in English for the quarantine reason, the
-X-Xgate-Signature-Reason header and the audit trail, in German and English for the
-warning a recipient reads.
+unknown key) and says each one precisely: in English for the quarantine reason, the notices
+and the audit trail, in German and English for the warning a recipient reads. (The
+X-Xgate-Signature-Reason header keeps the verifier's own words.)
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class SignatureFailure:
 
     @property
     def reason(self) -> str:
-        """Precise, in English: for admins, the audit trail and the result header."""
+        """Precise, in English: for the quarantine reason, the notices and the audit trail."""
         on = f" on {self.at:%Y-%m-%d}" if self.at else ""
         match self.problem:
             case Problem.TAMPERED:
