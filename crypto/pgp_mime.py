@@ -5,7 +5,9 @@ splicing the envelope headers (From, To, Subject, Date, Message-ID) back around 
 the caller's job. Output entities use CRLF line endings.
 
 Inbound, a multipart/signed part is verified over its exact bytes as they stand between the
-boundaries, with line endings canonicalised to CRLF (RFC 3156 section 5). Inline PGP yields
+boundaries, with line endings canonicalised to CRLF where it is text (RFC 3156 section 5;
+a body in Content-Transfer-Encoding binary keeps its bytes, see crypto.canonical). The
+decrypted entity is treated the same way. Inline PGP yields
 a new text/plain entity holding only the decrypted or verified text: unprotected text around
 the armored block is not delivered as if it were protected (``unprotected_text_dropped`` says
 there was some). Outbound, entities must already survive transport unchanged (7-bit, or
@@ -20,14 +22,14 @@ from dataclasses import dataclass, field, replace
 from email import message_from_bytes
 from email.generator import BytesGenerator
 from email.message import Message
-from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import collapse_rfc2231_value
 from enum import Enum
 from io import BytesIO
 
-from crypto.canonical import base64_lines, mime_boundary
+from crypto.canonical import base64_lines, canonicalize_entity, mime_boundary
 from crypto.canonical import canonicalize as canonicalize
+from crypto.mime_raw import RawEntity, body_parts, entity_at, find_dashed
 from crypto.pgp_backend import PgpBackend as PgpBackend
 from crypto.pgp_backend import PgpError as PgpError
 from crypto.pgp_backend import PgpMalformed as PgpMalformed
@@ -42,12 +44,6 @@ _BEGIN_SIGNED = b"-----BEGIN PGP SIGNED MESSAGE-----"
 _END_SIGNATURE = b"-----END PGP SIGNATURE-----"
 _CONTAINERS = frozenset({"multipart/mixed", "multipart/alternative", "multipart/related"})
 _PGP_MIME_TYPES = frozenset({"multipart/encrypted", "multipart/signed"})
-_DECODED_CTES = frozenset({"quoted-printable", "base64", "x-uuencode", "uuencode", "uue", "x-uue"})
-# email.feedparser's notion of lines and header lines (headerRE), on bytes.
-_EOL = re.compile(rb"\r\n|\r|\n")
-_TRAILING_EOL = re.compile(rb"(?:\r\n|\r|\n)\Z")
-_HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")
-_FIND_WINDOW = 65536
 _ASCII = frozenset({"us-ascii", "ascii", "ansi_x3.4-1968"})
 
 
@@ -62,7 +58,7 @@ class PgpKind(Enum):
 class PgpOpened:
     """The entity to deliver and what the OpenPGP layer established about it."""
 
-    content: bytes = field(repr=False)  # a MIME entity, CRLF line endings
+    content: bytes = field(repr=False)  # a MIME entity, CRLF line endings where text
     kind: PgpKind
     encrypted: bool
     cipher: str | None  # None where the engine cannot tell (see crypto.pgp_sequoia)
@@ -89,7 +85,7 @@ def classify(raw: bytes) -> PgpKind | None:
     searched; other parts are skipped by their boundaries, never parsed. The answer is the
     one a full parse with ``email`` (compat32) would give.
     """
-    return _kind(raw, _entity(raw, 0, len(raw)))
+    return _kind(raw, entity_at(raw, 0, len(raw)))
 
 
 def open_pgp(raw: bytes, backend: PgpBackend, secret_keys: Sequence[bytes],
@@ -103,7 +99,7 @@ def open_pgp(raw: bytes, backend: PgpBackend, secret_keys: Sequence[bytes],
     It classifies ``raw`` itself, as cheaply as ``classify``, and parses it fully at most
     once (inline PGP only; PGP/MIME is taken apart on the raw bytes).
     """
-    top = _entity(raw, 0, len(raw))
+    top = entity_at(raw, 0, len(raw))
     kind = _kind(raw, top)
     if kind is PgpKind.MIME_ENCRYPTED:
         return _open_mime_encrypted(raw, top, backend, secret_keys, verify_certs)
@@ -195,80 +191,21 @@ def sign_pgp_mime(entity: bytes, backend: PgpBackend, signer: bytes) -> bytes:
 #
 # ``classify`` and ``open_pgp`` locate entities in the raw bytes instead of parsing the whole
 # message: header blocks are parsed by ``email`` (compat32) on their own, and body parts are
-# found by their boundary lines, as ``email.feedparser`` finds them. The decisions are the
-# ones ``_mime_kind`` and ``_inline_part`` make on a fully parsed message.
+# found by their boundary lines, as ``email.feedparser`` finds them (crypto.mime_raw). The
+# decisions are the ones ``_mime_kind`` and ``_inline_part`` make on a fully parsed message.
 
 
 def _parse(raw: bytes) -> Message:
     return message_from_bytes(raw, policy=compat32)
 
 
-@dataclass
-class _Entity:
-    """An entity inside a byte string: its parsed header fields and where its body is."""
-
-    headers: Message  # header fields only
-    lead: bytes  # a "From " line that email gives back to the body, else empty
-    start: int  # the rest of the body: data[start:end]
-    end: int
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get_content_type()
-
-    def body(self, data: bytes, *, strip_eol: bool) -> bytes:
-        """The body as ``email`` stores it: a body part loses the line ending before the
-        next delimiter (``strip_eol``), a message or entity keeps all of it."""
-        body = data[self.start : self.end]
-        if self.lead:
-            body = self.lead + body
-        if strip_eol:
-            eol = _TRAILING_EOL.search(body, max(0, len(body) - 2))
-            if eol:
-                body = body[: eol.start()]
-        return body
-
-    def decoded(self, data: bytes, *, strip_eol: bool) -> bytes:
-        """The body with the Content-Transfer-Encoding undone, as get_payload(decode=True)."""
-        body = self.body(data, strip_eol=strip_eol)
-        if str(self.headers.get("content-transfer-encoding", "")).lower() not in _DECODED_CTES:
-            return body  # what get_payload(decode=True) returns for any other encoding
-        self.headers.set_payload(body)
-        return _payload(self.headers)
-
-
-def _entity(data: bytes, start: int, end: int) -> _Entity:
-    """The entity in data[start:end], which must begin at a line start.
-
-    Where its header block ends is found as email.feedparser finds it: at the first line
-    that is neither a header field nor a continuation line; a blank line there is the
-    separator and is dropped, any other line already belongs to the body. Only the header
-    block is then parsed, by ``email`` itself.
-    """
-    pos, lines, last = start, 0, start
-    while pos < end:
-        eol = _EOL.search(data, pos, end)
-        line_end = eol.end() if eol else end
-        if not _HEADER_LINE.match(data, pos, line_end):
-            break
-        pos, lines, last = line_end, lines + 1, pos
-    head_end = pos
-    blank = _EOL.match(data, pos, end)
-    body_start = blank.end() if blank else pos
-    headers = BytesHeaderParser(policy=compat32).parsebytes(data[start:head_end])
-    headers.set_payload("")
-    # A "From " line last in a header block of several lines is given back to the body.
-    lead = data[last:head_end] if lines > 1 and data.startswith(b"From ", last) else b""
-    return _Entity(headers, lead, body_start, end)
-
-
-def _kind(raw: bytes, top: _Entity) -> PgpKind | None:
+def _kind(raw: bytes, top: RawEntity) -> PgpKind | None:
     if top.content_type in _PGP_MIME_TYPES:
         return _mime_kind(top)
     return _inline_kind(raw, top, strip_eol=False)
 
 
-def _mime_kind(entity: _Entity) -> PgpKind | None:
+def _mime_kind(entity: RawEntity) -> PgpKind | None:
     """PGP/MIME or not, from the top-level header fields alone."""
     ctype = entity.content_type
     if ctype == "multipart/encrypted":
@@ -280,109 +217,20 @@ def _mime_kind(entity: _Entity) -> PgpKind | None:
     return None
 
 
-def _inline_kind(data: bytes, entity: _Entity, *, strip_eol: bool) -> PgpKind | None:
+def _inline_kind(data: bytes, entity: RawEntity, *, strip_eol: bool) -> PgpKind | None:
     """``_inline_part`` on the raw bytes: which armored block the first body text part in
     mixed, alternative and related containers carries, if any."""
     ctype = entity.content_type
     if ctype in _CONTAINERS:
-        regions = _body_parts(data, entity)
+        regions = body_parts(data, entity)
         for start, end in regions or ():
-            found = _inline_kind(data, _entity(data, start, end), strip_eol=True)
+            found = _inline_kind(data, entity_at(data, start, end), strip_eol=True)
             if found:
                 return found
         return None
     if ctype != "text/plain" or _is_attachment(entity.headers):
         return None
     return _armor_kind(entity.decoded(data, strip_eol=strip_eol))
-
-
-def _body_parts(data: bytes, entity: _Entity) -> list[tuple[int, int]] | None:
-    """Where the body parts of a multipart entity are, or None where ``email`` would not
-    make it a multipart (no boundary, or no opening delimiter).
-
-    As email.feedparser: a delimiter line is ``--boundary``, optionally ``--``, optional
-    blanks and the line end, at a line start; consecutive delimiter lines (even a closing
-    one) open a single part; a part ends at the next delimiter line or where the entity
-    ends (this entity's end is already the first delimiter line of any enclosing multipart,
-    which email honours at any depth).
-    """
-    boundary = entity.headers.get_boundary()
-    if boundary is None:
-        return None
-    try:
-        delimiter = ("--" + boundary).encode("ascii", "surrogateescape")
-    except UnicodeEncodeError:
-        return None  # no line of the (ASCII-decoded) message can start with it
-    if b"\r" in delimiter or b"\n" in delimiter:
-        return None  # folded into the value: no line can start with it
-    start, end = entity.start, entity.end
-    first = _next_delimiter(data, start, end, delimiter)
-    if first is None or first[2]:
-        return None  # StartBoundaryNotFoundDefect: the body stays a string
-    parts: list[tuple[int, int]] = []
-    pos = first[1]
-    while True:
-        while (line := _delimiter_line(data, pos, end, delimiter)) is not None:
-            pos = line[1]
-        following = _next_delimiter(data, pos, end, delimiter)
-        if following is None:
-            parts.append((pos, end))
-            return parts
-        parts.append((pos, following[0]))
-        if following[2]:
-            return parts
-        pos = following[1]
-
-
-def _next_delimiter(data: bytes, pos: int, end: int,
-                    delimiter: bytes) -> tuple[int, int, bool] | None:
-    """The first delimiter line in data[pos:end] (``pos`` a line start): its start, its end
-    after the line ending, and whether it closes the multipart."""
-    while True:
-        found = _find_dashed(data, delimiter, pos, end)
-        if found < 0:
-            return None
-        if found == pos or data[found - 1] in _CRLF:
-            line = _delimiter_line(data, found, end, delimiter)
-            if line is not None:
-                return line
-        pos = found + 1
-
-
-def _find_dashed(data: bytes, needle: bytes, pos: int, end: int) -> int:
-    """``data.find(needle, pos, end)`` for a needle that starts with a dash.
-
-    Much faster where dashes are rare (base64 attachments, armored OpenPGP): a search for
-    one byte runs at memchr speed, a search for several bytes at a fraction of it. Where a
-    dash is not the needle, the next stretch is left to ``find``.
-    """
-    while True:
-        dash = data.find(b"-", pos, end)
-        if dash < 0 or data.startswith(needle, dash, end):
-            return dash
-        window = min(end, dash + _FIND_WINDOW)
-        found = data.find(needle, dash + 1, window)
-        if found >= 0 or window == end:
-            return found
-        pos = max(dash + 1, window - len(needle) + 1)
-
-
-def _delimiter_line(data: bytes, pos: int, end: int,
-                    delimiter: bytes) -> tuple[int, int, bool] | None:
-    """The delimiter line starting at ``pos``, if the line there is one."""
-    if not data.startswith(delimiter, pos, end):
-        return None
-    at = pos + len(delimiter)
-    closing = data.startswith(b"--", at, end)
-    if closing:
-        at += 2
-    while at < end and data[at] in b" \t":
-        at += 1
-    if at == len(data):
-        return pos, at, closing
-    if at == end or data[at] not in _CRLF:
-        return None
-    return pos, at + (2 if data.startswith(_CRLF, at, end) else 1), closing
 
 
 def _param(msg: Message, name: str) -> str:
@@ -454,21 +302,21 @@ class _Sig:
                    result.signer_key_id, result.reason, result.engine)
 
 
-def _open_mime_encrypted(raw: bytes, top: _Entity, backend: PgpBackend,
+def _open_mime_encrypted(raw: bytes, top: RawEntity, backend: PgpBackend,
                          secret_keys: Sequence[bytes],
                          verify_certs: Sequence[bytes]) -> PgpOpened:
-    regions = _body_parts(raw, top)
+    regions = body_parts(raw, top)
     if regions is None or len(regions) != 2:
         raise PgpMalformed("multipart/encrypted must have exactly two parts (RFC 3156)")
-    control, payload = (_entity(raw, start, end) for start, end in regions)
+    control, payload = (entity_at(raw, start, end) for start, end in regions)
     if (control.content_type != "application/pgp-encrypted"
             or payload.content_type != "application/octet-stream"):
         raise PgpMalformed("multipart/encrypted parts are not application/pgp-encrypted and "
                            "application/octet-stream (RFC 3156)")
     result = backend.decrypt(payload.decoded(raw, strip_eol=True), secret_keys, verify_certs)
-    inner = canonicalize(result.plaintext)
+    inner = canonicalize_entity(result.plaintext)
     sig = _Sig.of(result)
-    if _mime_kind(_entity(inner, 0, len(inner))) is PgpKind.MIME_SIGNED:
+    if _mime_kind(entity_at(inner, 0, len(inner))) is PgpKind.MIME_SIGNED:
         # Signed, then encrypted as two MIME layers (RFC 3156 section 6.1).
         inner, checked = _open_mime_signed(inner, backend, verify_certs)
         inner_sig = _Sig.of(checked)
@@ -479,7 +327,7 @@ def _open_mime_encrypted(raw: bytes, top: _Entity, backend: PgpBackend,
 
 def _open_mime_signed(entity: bytes, backend: PgpBackend,
                       verify_certs: Sequence[bytes]) -> tuple[bytes, PgpSignatureResult]:
-    header_block, body = _split_header_block(canonicalize(entity))
+    header_block, body = _split_header_block(canonicalize_entity(entity))
     boundary = _parse(header_block + b"\r\n\r\n").get_boundary()
     if not boundary:
         raise PgpMalformed("multipart/signed without a boundary")
@@ -601,7 +449,7 @@ def _raw_parts(body: bytes, boundary: bytes) -> list[bytes]:
     parts: list[bytes] = []
     current: int | None = None  # where the part being read began
     pos = 0
-    while (found := _find_dashed(body, delimiter, pos, len(body))) >= 0:
+    while (found := find_dashed(body, delimiter, pos, len(body))) >= 0:
         line_end = body.find(_CRLF, found)
         if line_end < 0:
             line_end = len(body)

@@ -309,18 +309,6 @@ def test_classify_does_not_parse_large_messages(monkeypatch: pytest.MonkeyPatch)
     assert classify(mail_message("application/pdf", attachment)) is None
 
 
-def test_find_dashed_is_find(monkeypatch: pytest.MonkeyPatch) -> None:
-    rng = random.Random(2046)
-    for _ in range(20000):
-        monkeypatch.setattr(crypto.pgp_mime, "_FIND_WINDOW", rng.randint(1, 9))
-        data = bytes(rng.choice(b"-ab\r\n") for _ in range(rng.randint(0, 30)))
-        needle = b"-" + bytes(rng.choice(b"-ab") for _ in range(rng.randint(0, 3)))
-        pos = rng.randint(0, len(data))
-        end = rng.randint(pos, len(data))
-        assert crypto.pgp_mime._find_dashed(data, needle, pos, end) == data.find(
-            needle, pos, end), (data, needle, pos, end)
-
-
 def test_canonicalize_is_the_shared_one() -> None:
     assert canonicalize is crypto.canonical.canonicalize
     assert canonicalize(b"a\nb\r\nc\rd") == b"a\r\nb\r\nc\r\nd"
