@@ -201,6 +201,24 @@ def test_decrypt_unsigned(world: World, backend: PgpBackend) -> None:
 
 
 @pytest.mark.parametrize("compress", [True, False])
+@pytest.mark.parametrize("armor", [True, False])
+def test_binary_file_comes_out_byte_identical(world: World, backend: PgpBackend,
+                                              armor: bool, compress: bool) -> None:
+    """``gpg --encrypt --sign`` of a binary file (a binary literal packet), armored or not:
+    every bare CR and LF, every NUL is data and comes back as it went in."""
+    rng = random.Random(4880)
+    data = (b"\r\n.\r\n\n\r\r\r\n\x00" + bytes(rng.choice(b"\r\n\x00\xffa") for _ in range(5000))
+            + rng.randbytes(30000) + b"\r")
+    extra = () if compress else ("--compress-algo", "none")
+    message = world.partner.encrypt(data, [world.gw_curve_fpr], signer=world.curve,
+                                    armor=armor, extra=extra)
+    assert message.startswith(b"-----BEGIN PGP MESSAGE-----") is armor
+    result = backend.decrypt(message, [world.gw_curve], world.known())
+    assert result.plaintext == data
+    assert result.signature_valid
+
+
+@pytest.mark.parametrize("compress", [True, False])
 def test_decrypt_signed_by_unknown_key(world: World, backend: PgpBackend,
                                        compress: bool) -> None:
     extra = () if compress else ("--compress-algo", "none")

@@ -14,7 +14,7 @@ from email.message import Message
 
 from cryptography import x509
 
-from crypto.canonical import canonicalize
+from crypto.canonical import canonicalize_entity
 from crypto.cms_common import cms_content_type, entity_body
 from crypto.openpgp import PgpError
 from crypto.pgp_mime import PgpKind, PgpMalformed, PgpNoIntegrity, classify, open_pgp
@@ -152,11 +152,13 @@ class DecryptStage:
 def replace_content(ctx: MessageContext, entity: bytes) -> None:
     """Put the opened ``entity`` under the message's outer headers.
 
-    The new content is parsed in full (and quarantined if malformed) by the stage after
-    verify, once, instead of after each layer that is taken off.
+    Line endings become CRLF where the entity is text; a binary body keeps its bytes (a
+    signature over it is still to be checked). The new content is parsed in full (and
+    quarantined if malformed) by the stage after verify, once, instead of after each layer
+    that is taken off; that stage also re-encodes binary bodies for transport.
     """
     outer, _ = split_entity(ctx.body)
-    ctx.content = join_entity(outer, canonicalize(entity))
+    ctx.content = join_entity(outer, canonicalize_entity(entity))
     ctx.parsed = None
 
 

@@ -10,6 +10,7 @@ from email import errors, policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 
+from crypto.canonical import encode_binary_bodies
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Quarantine
 from gateway.services import Services
@@ -63,12 +64,19 @@ class ParseStage:
 
 class ReparseStage:
     """Parse again what decryption and signature checks produced (they leave it unparsed),
-    with the same check: a malformed inner structure is quarantined like an outer one."""
+    with the same check: a malformed inner structure is quarantined like an outer one.
+
+    Inside an encryption a partner may send bodies in Content-Transfer-Encoding binary
+    (RFC 8551 3.1.2), which no SMTP relay without BINARYMIME carries intact. With the
+    signatures checked, they are re-encoded in base64 here, so that what is scanned, filed
+    and relayed is one and the same message, and one that any relay carries intact.
+    """
 
     name = "reparse"
 
     def run(self, ctx: MessageContext, services: Services) -> None:
         if ctx.parsed is None:
             check_structure(ctx.body, services)
+            ctx.content = encode_binary_bodies(ctx.body)
             ctx.parsed = parse_checked(ctx.body)
             ctx.facts["inner_mime_type"] = ctx.parsed.get_content_type()
