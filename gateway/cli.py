@@ -26,6 +26,7 @@ from gateway import (
     cli_quarantine,
     cli_queue,
     cli_serve,
+    cli_user,
 )
 from gateway.cli_common import CONFIG_ENV, DEFAULT_CONFIG, CliError, default_config_path
 from gateway.consent.errors import ConsentError
@@ -55,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show a traceback for unexpected errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (cli_init, cli_db, cli_serve, cli_queue, cli_audit, cli_mailbox, cli_keys,
-                   cli_partner, cli_policy, cli_consent, cli_quarantine):
+    for module in (cli_init, cli_db, cli_serve, cli_queue, cli_audit, cli_mailbox, cli_user,
+                   cli_keys, cli_partner, cli_policy, cli_consent, cli_quarantine):
         module.register(commands)
     return parser
 

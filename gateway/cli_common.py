@@ -137,6 +137,11 @@ def operator_name() -> str:
         return f"uid:{os.getuid()}"
 
 
+def operator_actor() -> str:
+    """The audit trail's actor for a change made at the console: ``operator:NAME``."""
+    return f"operator:{operator_name()}"
+
+
 def authenticate(settings: Settings, username: str, from_stdin: bool, *,
                  admin_only: bool = False) -> None:
     """Make sure the person acting knows ``username``'s password (an active staff user).

@@ -1,19 +1,19 @@
-"""``xgate mailbox`` and ``xgate user``: shared mailboxes and staff accounts."""
+"""``xgate mailbox``: shared mailboxes. Creating one and changing it are recorded in the audit
+trail under ``operator:NAME`` (mailboxes.actions)."""
 
 from __future__ import annotations
 
 import argparse
-import getpass
-import sys
 
-from gateway import audit, staff
-from gateway.cli_common import CliError, command_session, operator_name, settings_from_args
-from mailboxes.directory import add_mailbox, count_messages, list_mailboxes
+from gateway.cli_common import CliError, command_session, operator_actor, settings_from_args
+from mailboxes.actions import create_mailbox, update_mailbox
+from mailboxes.directory import count_messages, list_mailboxes, normalise_address
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mailbox = commands.add_parser("mailbox", help="manage shared mailboxes",
-                                  description="Manage shared mailboxes (Sammelpostfächer).")
+                                  description="Manage shared mailboxes (Sammelpostfächer). "
+                                              "Every change is recorded in the audit trail.")
     sub = mailbox.add_subparsers(dest="mailbox_command", required=True, metavar="COMMAND")
     add = sub.add_parser("add", help="create a shared mailbox",
                          description="Create a shared mailbox that partners can write to.")
@@ -25,42 +25,25 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ls = sub.add_parser("list", help="list shared mailboxes",
                         description="List shared mailboxes with their message counts.")
     ls.set_defaults(handler=cmd_mailbox_list)
-
-    user = commands.add_parser("user", help="manage staff accounts",
-                               description="Manage staff accounts (SMTP AUTH on submission).")
-    usub = user.add_subparsers(dest="user_command", required=True, metavar="COMMAND")
-    uadd = usub.add_parser("add", help="create a staff account",
-                           description="Create a staff account. The password is read from "
-                                       "standard input with --password-stdin, else prompted "
-                                       "for twice.")
-    uadd.add_argument("username", metavar="USERNAME")
-    uadd.add_argument("--password-stdin", action="store_true",
-                      help="read the password from the first line of standard input")
-    uadd.add_argument("--address", action="append", default=[], metavar="ADDRESS",
-                      help="an envelope sender this user may submit with (repeatable); a "
-                           "user without any cannot submit mail")
-    uadd.add_argument("--admin", action="store_true",
-                      help="the user may manage the key directory through the admin API")
-    uadd.set_defaults(handler=cmd_user_add)
-    uadmin = usub.add_parser("admin", help="grant or revoke a staff user's admin right",
-                             description="Grant a staff user the admin right (managing the "
-                                         "key directory through the admin API), or revoke "
-                                         "it with --revoke. Recorded in the audit trail.")
-    uadmin.add_argument("username", metavar="USERNAME")
-    uadmin.add_argument("--revoke", action="store_true", help="take the right away")
-    uadmin.set_defaults(handler=cmd_user_admin)
-    uaddr = usub.add_parser("address", help="let a staff user submit with another sender",
-                            description="Add an envelope sender address a staff user may "
-                                        "submit with.")
-    uaddr.add_argument("username", metavar="USERNAME")
-    uaddr.add_argument("address", metavar="ADDRESS")
-    uaddr.set_defaults(handler=cmd_user_address)
+    change = sub.add_parser("set", help="rename a mailbox or change its sensitive mark",
+                            description="Rename a shared mailbox, or mark it sensitive "
+                                        "(everything it sends outside is a report that must "
+                                        "pass the consent gate) or no longer sensitive.")
+    change.add_argument("address", metavar="ADDRESS")
+    change.add_argument("--name", help="the team or purpose, shown to staff")
+    mark = change.add_mutually_exclusive_group()
+    mark.add_argument("--sensitive", dest="sensitive", action="store_const", const=True,
+                      help="mark the mailbox sensitive")
+    mark.add_argument("--not-sensitive", dest="sensitive", action="store_const", const=False,
+                      help="remove the sensitive mark")
+    change.set_defaults(handler=cmd_mailbox_set)
 
 
 def cmd_mailbox_add(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     with command_session(settings) as session:
-        mailbox = add_mailbox(session, args.address, args.name, sensitive=args.sensitive)
+        mailbox = create_mailbox(session, args.address, args.name, sensitive=args.sensitive,
+                                 actor=operator_actor())
         address = mailbox.address
     print(f"mailbox {address} created" + (" (sensitive)" if args.sensitive else ""))
     return 0
@@ -81,51 +64,17 @@ def cmd_mailbox_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_password(from_stdin: bool) -> str:
-    if from_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != password:
-            raise CliError("the passwords do not match")
-    if not password:
-        raise CliError("the password must not be empty")
-    return password
-
-
-def cmd_user_add(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    password = read_password(args.password_stdin)
-    with command_session(settings) as session:
-        staff.add_user(session, args.username, password, addresses=args.address,
-                       admin=args.admin)
-        if args.admin:
-            audit.record(session, actor=operator_name(), action="admin-granted",
-                         detail={"user": args.username})
-    senders = ", ".join(a.lower() for a in args.address) or "none yet (see 'xgate user address')"
-    role = " (admin)" if args.admin else ""
-    print(f"staff user {args.username} created{role}; may submit as: {senders}")
-    return 0
-
-
-def cmd_user_admin(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    admin = not args.revoke
-    with command_session(settings) as session:
-        before = staff.set_admin(session, args.username, admin)
-        if before != admin:
-            # Who may approve keys is itself worth a record.
-            audit.record(session, actor=operator_name(),
-                         action="admin-granted" if admin else "admin-revoked",
-                         detail={"user": args.username})
-    state = "is an admin" if admin else "is no admin"
-    print(f"staff user {args.username} {state}{' now' if before != admin else ' already'}")
-    return 0
-
-
-def cmd_user_address(args: argparse.Namespace) -> int:
+def cmd_mailbox_set(args: argparse.Namespace) -> int:
+    if args.name is None and args.sensitive is None:
+        raise CliError("nothing to change: give --name, --sensitive or --not-sensitive")
     settings = settings_from_args(args)
     with command_session(settings) as session:
-        staff.add_address(session, args.username, args.address)
-    print(f"staff user {args.username} may now submit as {args.address.lower()}")
+        changes = update_mailbox(session, args.address, name=args.name,
+                                 sensitive=args.sensitive, actor=operator_actor())
+    address = normalise_address(args.address)
+    if not changes:
+        print(f"mailbox {address} unchanged")
+        return 0
+    said = [f"{field} {before!r} -> {after!r}" for field, (before, after) in changes.items()]
+    print(f"mailbox {address} changed: " + ", ".join(said))
     return 0

@@ -14,7 +14,7 @@ from functools import cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from gateway.models import StaffAddress, StaffUser, utcnow
 
@@ -55,16 +55,42 @@ def add_user(session: Session, username: str, password: str, *,
     return user
 
 
-def add_address(session: Session, username: str, address: str) -> None:
-    """Let ``username`` submit with envelope sender ``address``."""
+def list_users(session: Session) -> list[StaffUser]:
+    """Every staff user by name, with their sender addresses loaded."""
+    return list(session.scalars(
+        select(StaffUser).options(selectinload(StaffUser.addresses))
+        .order_by(StaffUser.username)))
+
+
+def add_address(session: Session, username: str, address: str) -> bool:
+    """Let ``username`` submit with envelope sender ``address``; False if it could already."""
     user = _existing(session, username)
-    normalised = address.strip().lower()
+    normalised = normalise_address(address)
     local, at, domain = normalised.partition("@")
     if not local or not at or "." not in domain or any(c.isspace() for c in normalised):
         raise StaffError(f"not a valid sender address: {address!r}")
-    if normalised not in {a.address for a in user.addresses}:
-        user.addresses.append(StaffAddress(address=normalised))
-        session.flush()
+    if normalised in {a.address for a in user.addresses}:
+        return False
+    user.addresses.append(StaffAddress(address=normalised))
+    session.flush()
+    return True
+
+
+def remove_address(session: Session, username: str, address: str) -> bool:
+    """Take envelope sender ``address`` from ``username``; False if they did not have it."""
+    user = _existing(session, username)
+    normalised = normalise_address(address)
+    owned = [a for a in user.addresses if a.address == normalised]
+    if not owned:
+        return False
+    for entry in owned:
+        user.addresses.remove(entry)
+    session.flush()
+    return True
+
+
+def normalise_address(address: str) -> str:
+    return address.strip().lower()
 
 
 def sender_addresses(session: Session, username: str) -> frozenset[str]:
@@ -81,10 +107,13 @@ def set_password(session: Session, username: str, password: str) -> None:
     session.flush()
 
 
-def set_disabled(session: Session, username: str, disabled: bool) -> None:
+def set_disabled(session: Session, username: str, disabled: bool) -> bool:
+    """Disable or enable ``username``; returns whether it was disabled before."""
     user = _existing(session, username)
+    before = user.disabled
     user.disabled = disabled
     session.flush()
+    return before
 
 
 def set_admin(session: Session, username: str, admin: bool) -> bool:

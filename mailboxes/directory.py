@@ -9,6 +9,8 @@ from gateway.db import table_of
 from gateway.models import utcnow
 from mailboxes.models import Mailbox
 
+MAX_NAME_LENGTH = 255
+
 
 class MailboxError(Exception):
     pass
@@ -43,10 +45,36 @@ def add_mailbox(session: Session, address: str, name: str, *, sensitive: bool = 
         raise MailboxError(f"not a valid mailbox address: {address!r}")
     if find_mailbox(session, address) is not None:
         raise MailboxError(f"mailbox {address} exists already")
-    mailbox = Mailbox(address=address, name=name, sensitive=sensitive, created_at=utcnow())
+    mailbox = Mailbox(address=address, name=_checked_name(name), sensitive=sensitive,
+                      created_at=utcnow())
     session.add(mailbox)
     session.flush()
     return mailbox
+
+
+def change_mailbox(session: Session, address: str, *, name: str | None = None,
+                   sensitive: bool | None = None) -> dict[str, tuple[object, object]]:
+    """Rename a mailbox or mark it (not) sensitive; returns what changed, as (before, after)."""
+    mailbox = find_mailbox(session, address)
+    if mailbox is None:
+        raise MailboxError(f"no mailbox {normalise_address(address)}")
+    changes: dict[str, tuple[object, object]] = {}
+    new_name = _checked_name(name) if name is not None else mailbox.name
+    if new_name != mailbox.name:
+        changes["name"] = (mailbox.name, new_name)
+        mailbox.name = new_name
+    if sensitive is not None and sensitive != mailbox.sensitive:
+        changes["sensitive"] = (mailbox.sensitive, sensitive)
+        mailbox.sensitive = sensitive
+    session.flush()
+    return changes
+
+
+def _checked_name(name: str) -> str:
+    text = " ".join(name.split())
+    if not text or len(text) > MAX_NAME_LENGTH:
+        raise MailboxError(f"a mailbox name must have 1 to {MAX_NAME_LENGTH} characters")
+    return text
 
 
 def list_mailboxes(session: Session) -> list[Mailbox]:

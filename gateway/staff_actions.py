@@ -1,0 +1,78 @@
+"""Changes to staff accounts made by a person, each recorded in the audit trail.
+
+Who may log in, send as which address and approve keys or releases decides what leaves the
+office, so every such change is an audit entry in the same transaction as the change, naming
+who made it and what changed, never a password or its hash. An entry is written only when
+something changed: granting a right the user already has records nothing.
+
+The data functions in gateway.staff do not audit; code acting for a person (the CLI, admin
+pages) calls these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from gateway import audit, staff
+from gateway.models import StaffUser
+
+
+def create_user(session: Session, username: str, password: str, *, actor: str,
+                addresses: Sequence[str] = (), admin: bool = False,
+                now: datetime | None = None) -> StaffUser:
+    user = staff.add_user(session, username, password, addresses=addresses, now=now,
+                          admin=admin)
+    audit.record(session, actor=actor, action="user-added", detail={
+        "user": username, "admin": admin, "addresses": [a.address for a in user.addresses]})
+    return user
+
+
+def grant_address(session: Session, username: str, address: str, *, actor: str) -> bool:
+    """Let ``username`` submit as ``address``; False (and no entry) if they could already."""
+    added = staff.add_address(session, username, address)
+    if added:
+        audit.record(session, actor=actor, action="user-address-added",
+                     detail={"user": username, "address": staff.normalise_address(address)})
+    return added
+
+
+def remove_address(session: Session, username: str, address: str, *, actor: str) -> bool:
+    """Stop ``username`` submitting as ``address``; False (and no entry) if they could not."""
+    removed = staff.remove_address(session, username, address)
+    if removed:
+        audit.record(session, actor=actor, action="user-address-removed",
+                     detail={"user": username, "address": staff.normalise_address(address)})
+    return removed
+
+
+def set_admin(session: Session, username: str, admin: bool, *, actor: str) -> bool:
+    """Grant or revoke the admin right; returns whether it changed."""
+    changed = staff.set_admin(session, username, admin) != admin
+    if changed:
+        audit.record(session, actor=actor, action="admin-granted" if admin else "admin-revoked",
+                     detail={"user": username})
+    return changed
+
+
+def set_disabled(session: Session, username: str, disabled: bool, *, actor: str) -> bool:
+    """Disable or enable ``username``; returns whether it changed.
+
+    A disabled user's password no longer works anywhere (SMTP AUTH, the API, the CLI's
+    ``--by``/``--admin``), and their pending quarantine approvals stop counting.
+    """
+    changed = staff.set_disabled(session, username, disabled) != disabled
+    if changed:
+        audit.record(session, actor=actor,
+                     action="user-disabled" if disabled else "user-enabled",
+                     detail={"user": username})
+    return changed
+
+
+def change_password(session: Session, username: str, password: str, *, actor: str) -> None:
+    staff.set_password(session, username, password)
+    # The fact only: neither the password nor its hash belongs in the trail.
+    audit.record(session, actor=actor, action="user-password-changed",
+                 detail={"user": username})
