@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bz2
 import re
 import struct
+import zlib
 from dataclasses import dataclass
 
 from scanning.content_types import ole_entry
@@ -42,6 +44,9 @@ _BASE64_HEAD = re.compile(rb"\A\s*(MI[A-Za-z0-9+/]{62})")
 
 _TAG_PKESK, _TAG_SKESK = 1, 3
 _TAG_SED, _TAG_SEIPD, _TAG_AEAD, _TAG_MARKER = 9, 18, 20, 10
+_TAG_SIGNATURE, _TAG_ONE_PASS, _TAG_COMPRESSED, _TAG_LITERAL = 2, 4, 8, 11
+_HASHES = frozenset({1, 2, 3, 8, 9, 10, 11, 12, 14})
+_PUBLIC_KEY_ALGORITHMS = frozenset({1, 3, 17, 19, 22, 27, 28})
 _SESSION_KEY_TAGS = frozenset({_TAG_PKESK, _TAG_SKESK})
 _ENCRYPTED_DATA_TAGS = frozenset({_TAG_SED, _TAG_SEIPD, _TAG_AEAD})
 
@@ -58,21 +63,30 @@ class Encrypted:
 
 def encryption_of(data: bytes) -> Encrypted | None:
     """The encryption ``data`` carries, or None if it is not encrypted as far as we can tell."""
-    head = data[:16]
-    if head.startswith(b"%PDF-") or b"%PDF-" in data[:1024]:
-        reason = pdf_encryption(data)
-        return None if reason is None else Encrypted("pdf", reason, openable=False)
-    if head.startswith(_OLE2):
-        if ole_entry(data, ("EncryptedPackage",)) is not None:
-            return Encrypted("office", "password-protected Office document (OOXML "
-                                       "EncryptedPackage)", openable=False)
-        return None
-    cms = _cms_der(data)
-    if cms is not None:
-        return Encrypted("cms", "S/MIME (CMS EnvelopedData)", openable=True,
-                         der=None if cms is data else cms)
-    if _is_binary_openpgp(data) or _has_armor(data):
+    # Binary OpenPGP first: a signed PDF is a literal packet whose "%PDF-" sits in the
+    # first kilobyte, where the PDF check would look for it.
+    openpgp = _binary_kind(data) if data[:1] and data[0] & 0x80 else None
+    if openpgp is None:
+        head = data[:16]
+        if head.startswith(b"%PDF-") or b"%PDF-" in data[:1024]:
+            reason = pdf_encryption(data)
+            return None if reason is None else Encrypted("pdf", reason, openable=False)
+        if head.startswith(_OLE2):
+            if ole_entry(data, ("EncryptedPackage",)) is not None:
+                return Encrypted("office", "password-protected Office document (OOXML "
+                                           "EncryptedPackage)", openable=False)
+            return None
+        cms = _cms_der(data)
+        if cms is not None:
+            return Encrypted("cms", "S/MIME (CMS EnvelopedData)", openable=True,
+                             der=None if cms is data else cms)
+        openpgp = _armored_kind(data)
+    if openpgp == "encrypted":
         return Encrypted("openpgp", "OpenPGP", openable=True)
+    if openpgp == "signed":
+        # Not encrypted, but compressed inside OpenPGP packets that ClamAV does not read:
+        # opened (signature checked, content inflated) like an encrypted one.
+        return Encrypted("openpgp-signed", "OpenPGP signed data", openable=True)
     return None
 
 
@@ -134,27 +148,73 @@ def _is_enveloped_der(data: bytes, *, complete: bool = True) -> bool:
 # --- OpenPGP ---------------------------------------------------------------------------------
 
 
-def _has_armor(data: bytes) -> bool:
-    """An armored OpenPGP message starting at a line start (bytes.find: fast on 50 MB)."""
-    at = data.find(_ARMOR)
+def _armored_kind(data: bytes) -> str | None:
+    """"encrypted" or "signed" for an armored OpenPGP message at a line start in ``data``."""
+    at = data.find(_ARMOR)  # bytes.find: fast on 50 MB, where a regex is not
     while at >= 0:
         if at == 0 or data[at - 1] in b"\r\n":
-            return True
+            # gpg --sign --armor writes the same armor line as --encrypt: the packets inside
+            # tell them apart. Armor whose start cannot be read counts as encrypted.
+            return _binary_kind(_dearmor_start(data, at + len(_ARMOR))) or "encrypted"
         at = data.find(_ARMOR, at + 1)
-    return False
+    return None
 
 
-def _is_binary_openpgp(data: bytes) -> bool:
-    """Session-key packets then encrypted data: the shape of every encrypted message."""
-    packets = _packets(data, 4)
-    tags = [tag for tag, _ in packets if tag != _TAG_MARKER]
-    if len(tags) < 2 or tags[0] not in _SESSION_KEY_TAGS:
+def _dearmor_start(data: bytes, at: int) -> bytes:
+    """The first few KB of the binary inside an armor whose first line ends at ``at``."""
+    lines = data[at:at + 8192].splitlines()[1:]
+    text = bytearray()
+    in_headers = True
+    for raw_line in lines:
+        line = raw_line.strip()
+        if in_headers:
+            # "Version: ..." armor headers end at the first empty line.
+            if line and b":" in line:
+                continue
+            in_headers = False
+            if not line:
+                continue
+        if not line or line.startswith((b"=", b"-----")):
+            break  # the checksum line or the end of the armor
+        text += line
+    return _b64(bytes(text[:len(text) - len(text) % 4])) or b""
+
+
+def _binary_kind(data: bytes) -> str | None:
+    packets = [(tag, body) for tag, body in _packets(data, 4) if tag != _TAG_MARKER]
+    if not packets:
+        return None
+    first, body = packets[0]
+    if first in _SESSION_KEY_TAGS:
+        if not all(_plausible_session_key(tag, b) for tag, b in packets
+                   if tag in _SESSION_KEY_TAGS):
+            return None
+        following = [tag for tag, _ in packets[1:] if tag not in _SESSION_KEY_TAGS]
+        return "encrypted" if following and following[0] in _ENCRYPTED_DATA_TAGS else None
+    if first == _TAG_ONE_PASS:
+        # v3: version, signature type (binary or text), hash algorithm, public-key algorithm
+        plausible = len(body) >= 4 and body[0] == 3 and body[1] in (0, 1) \
+            and body[2] in _HASHES and body[3] in _PUBLIC_KEY_ALGORITHMS
+        return "signed" if plausible else None
+    if first == _TAG_COMPRESSED and body[:1] in (b"\x01", b"\x02", b"\x03"):
+        # Worth calling OpenPGP only if what it inflates to starts with a packet of a signed
+        # message: a random file beginning with the right two bytes is not.
+        return "signed" if _inflates_to_packet(data, body[0]) else None
+    return None
+
+
+def _inflates_to_packet(data: bytes, algorithm: int) -> bool:
+    at = _body_start(data) + 1  # the compressed data follows the algorithm octet
+    try:
+        if algorithm == 3:
+            start = bz2.BZ2Decompressor().decompress(data[at:at + 4096], 16)
+        else:
+            wbits = -zlib.MAX_WBITS if algorithm == 1 else zlib.MAX_WBITS
+            start = zlib.decompressobj(wbits).decompress(data[at:at + 4096], 16)
+    except (OSError, ValueError, EOFError, zlib.error):
         return False
-    if not all(_plausible_session_key(tag, body) for tag, body in packets
-               if tag in _SESSION_KEY_TAGS):
-        return False
-    following = [tag for tag in tags[1:] if tag not in _SESSION_KEY_TAGS]
-    return bool(following) and following[0] in _ENCRYPTED_DATA_TAGS
+    tags = [tag for tag, _ in _packets(start, 1)]
+    return bool(tags) and tags[0] in (_TAG_ONE_PASS, _TAG_LITERAL, _TAG_SIGNATURE)
 
 
 def _plausible_session_key(tag: int, body: bytes) -> bool:
@@ -210,6 +270,16 @@ def _packets(data: bytes, limit: int) -> list[tuple[int, bytes]]:
             break
         pos = start + length
     return found
+
+
+def _body_start(data: bytes) -> int:
+    """Where the body of the first packet starts (its header's length)."""
+    octet = data[0]
+    if octet & 0x40:
+        header = _new_length(data, 1)
+        return 1 + (header[1] if header is not None else 0)
+    kind = octet & 0x03
+    return 1 + (0 if kind == 3 else 1 << kind)
 
 
 def _new_length(data: bytes, at: int) -> tuple[int, int] | None:

@@ -213,8 +213,16 @@ def test_recognised_by_content_not_by_name(keys: Keys, tmp_path: Path) -> None:
     assert pem_found is not None and pem_found.der == der
     b64_found = encryption_of(base64.encodebytes(der))
     assert b64_found is not None and b64_found.der == der
-    # Signatures, keys and ordinary files are not encryption.
-    assert encryption_of(gpg.sign(REPORT, keys.partner_pgp, "inline", armor=False)) is None
+    # Signed (and compressed) OpenPGP is no encryption, but ClamAV cannot read it either.
+    for armor in (False, True):
+        signed = encryption_of(gpg.sign(REPORT, keys.partner_pgp, "inline", armor=armor))
+        assert signed is not None and signed.kind == "openpgp-signed", armor
+    uncompressed = gpg.sign(REPORT, keys.partner_pgp, "inline", armor=False,
+                            extra=["--compress-algo", "none"])
+    found_plain = encryption_of(uncompressed)
+    assert found_plain is not None and found_plain.kind == "openpgp-signed"
+    # Detached signatures, keys and ordinary files are neither.
+    assert encryption_of(gpg.sign(REPORT, keys.partner_pgp, "detached")) is None
     assert encryption_of(gpg.export_public(keys.partner_pgp)) is None
     assert encryption_of(REPORT) is None
     assert encryption_of(make_zip({"a.txt": b"hallo"})) is None
@@ -288,6 +296,23 @@ def test_openpgp_attachment_signed_by_someone_else_is_recorded_invalid(
     message = verdict(gw, multipart(TEXT, attachment(sealed, "bericht.asc")))
     assert message.state == MessageState.DELIVERED, message.reason
     assert "signature: invalid" in facts(message)["opened_attachments"]
+
+
+@pytest.mark.parametrize("armor", [False, True])
+def test_eicar_in_a_signed_compressed_openpgp_attachment_is_found(
+        gw: Services, keys: Keys, armor: bool) -> None:
+    signed = keys.gpg.sign(EICAR, keys.partner_pgp, "inline", armor=armor)
+    message = verdict(gw, multipart(TEXT, attachment(signed, "bericht.pdf.gpg")))
+    assert message.state == MessageState.QUARANTINED
+    assert message.reason is not None and EICAR_NAME in message.reason
+
+
+def test_signed_openpgp_attachment_is_delivered_with_its_signature_recorded(
+        gw: Services, keys: Keys) -> None:
+    signed = keys.gpg.sign(REPORT, keys.partner_pgp, "inline", armor=False)
+    message = verdict(gw, multipart(TEXT, attachment(signed, "bericht.pdf.gpg")))
+    assert message.state == MessageState.DELIVERED, message.reason
+    assert "OpenPGP signed; signature: valid" in facts(message)["opened_attachments"]
 
 
 def test_openpgp_attachment_for_a_key_we_do_not_hold_is_unscannable(

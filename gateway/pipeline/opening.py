@@ -41,6 +41,7 @@ from gateway.keydir.keys import KeyKind, verification_keys
 from gateway.keydir.own_keys import OwnKeyMaterial
 from gateway.models import Direction
 from gateway.pipeline.stages.decrypt import load_own_keys
+from gateway.pipeline.stages.verify import pinned_for
 from gateway.services import Services
 from gateway.trust import TrustError
 from scanning.encrypted import Encrypted
@@ -69,6 +70,8 @@ class PipelineOpener:
         try:
             if found.kind == "cms":
                 return self._smime(data)
+            if found.kind == "openpgp-signed":
+                return self._openpgp_signed(data)
             return self._openpgp(data)
         except CannotOpen:
             if whole_message and self.direction == Direction.OUTBOUND:
@@ -111,7 +114,8 @@ class PipelineOpener:
         except TrustError as exc:
             return entity, f"signature: not checked ({exc})"
         try:
-            result = verify_smime(entity, anchors, crls=crls, now=self.services.clock())
+            result = verify_smime(entity, anchors, crls=crls, now=self.services.clock(),
+                                  pinned=pinned_for(self.services, self.sender))
         except MalformedMessage as exc:
             return entity, f"signature: invalid (malformed: {exc})"
         signer = ", ".join(result.signer_emails) or "unknown"
@@ -119,7 +123,8 @@ class PipelineOpener:
             return result.content, (f"signature: invalid (certificate does not name the "
                                     f"sender {self.sender}); signer={signer}")
         if result.valid:
-            return result.content, f"signature: valid; signer={signer}"
+            pinned = " (pinned)" if result.pinned else ""
+            return result.content, f"signature: valid{pinned}; signer={signer}"
         return result.content, f"signature: invalid ({result.reason}); signer={signer}"
 
     # --- OpenPGP -------------------------------------------------------------------------------
@@ -155,8 +160,32 @@ class PipelineOpener:
         else:
             note += "; signature: none"
         content = result.plaintext
-        return Opened(content, is_entity=_MIME_HEAD.match(content[:65536]) is not None
-                      and b"content-type:" in content[:65536].lower(), note=note)
+        return Opened(content, is_entity=_is_entity(content), note=note)
+
+    def _openpgp_signed(self, data: bytes) -> Opened:
+        """Signed, not encrypted: the signature checked, the (compressed) content read."""
+        armored = _ARMORED.search(data) if not data[:1] or not data[0] & 0x80 else None
+        message = armored.group() if armored is not None else data
+        with read_scope(self.services.sessions) as session:
+            certs = [k.data for k in verification_keys(session, self.sender, KeyKind.OPENPGP)]
+        try:
+            result = self.services.pgp.verify(message, None, certs)
+        except PgpError as exc:
+            raise CannotOpen(f"OpenPGP signed data cannot be read: {exc}") from None
+        emails = emails_for(result.signer_fingerprint, certs) if result.signer_fingerprint \
+            else ()
+        if result.valid and self.sender in {e.lower() for e in emails}:
+            note = f"OpenPGP signed; signature: valid; signer={', '.join(emails)}"
+        else:
+            why = result.reason or (f"signing key does not name the sender {self.sender}"
+                                    if result.valid else "signature does not verify")
+            note = f"OpenPGP signed; signature: invalid ({why})"
+        return Opened(result.content, is_entity=_is_entity(result.content), note=note)
+
+
+def _is_entity(content: bytes) -> bool:
+    head = content[:65536]
+    return _MIME_HEAD.match(head) is not None and b"content-type:" in head.lower()
 
 
 def _smime_signed(headers: Message) -> bool:
