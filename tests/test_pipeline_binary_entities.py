@@ -28,7 +28,7 @@ from crypto.canonical import canonicalize
 from crypto.pgp_keys import generate_key, public_part
 from gateway.db import session_scope
 from gateway.keydir.own_openpgp import import_own_openpgp
-from gateway.models import MessageState
+from gateway.models import Direction, MessageState
 from gateway.services import Services
 from gateway.settings import Settings
 from mailboxes.directory import add_mailbox, mailbox_id_for
@@ -206,6 +206,26 @@ def test_binary_attachment_relayed_intact_over_smtp(
     assert delivery.rcpt_tos == (PERSON,)
     assert "BODY=8BITMIME" not in delivery.mail_options  # base64: nothing 8-bit left
     _check_delivered(delivery.content)
+
+
+def test_outbound_binary_attachment_reaches_the_partner_intact(
+        pki: Pki, openssl: OpensslPartner, sink: SmtpSink,
+        relay_services: Callable[..., Services]) -> None:
+    """Staff send a body in Content-Transfer-Encoding binary: signing and encrypting
+    canonicalise line endings, so it goes out base64 inside; the partner's openssl decrypts
+    and verifies it, and the attachment is the caseworker's bytes."""
+    services = relay_services(sink)
+    crypto_setup.own_smime(services, PERSON, pki.person)
+    crypto_setup.partner_key(services, pki.partner.cert_pem.read_bytes())
+    # Not mail(): that would turn the attachment's bare CR and LF into CRLF.
+    raw = (f"From: {PERSON}\r\nTo: {PARTNER}\r\nSubject: Akte\r\n"
+           "MIME-Version: 1.0\r\n").encode() + ENTITY
+    qid = enqueue(services, [PARTNER], raw, mail_from=PERSON, direction=Direction.OUTBOUND)
+    drain(services)
+    assert load_message(services, qid).state == MessageState.DELIVERED
+    [delivery] = sink.deliveries
+    signed = openssl.decrypt(delivery.content, pki.partner)
+    _check_delivered(openssl.verify(signed, pki.ca))
 
 
 # --- OpenPGP: gpg as the partner --------------------------------------------------------------

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 
+from crypto.canonical import encode_binary_bodies
 from gateway.consent.classify import ConsentRequest
 from gateway.delivery.recipients import MessageRef
 from gateway.mime.entity import split_entity
@@ -15,6 +17,8 @@ from gateway.mime.headers import prepend_headers, split_header_block
 from gateway.models import Direction
 from gateway.pipeline.crypto_state import InboundCrypto, OutboundCrypto
 from gateway.settings import RelayRoute
+
+_BINARY_CTE = re.compile(rb"(?im)^content-transfer-encoding:[ \t]*binary")
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,11 @@ class MessageContext:
         outer, entity = split_entity(self.body)
         if self.protected_headers:
             entity = prepend_headers(entity, self.protected_headers)
+        if _BINARY_CTE.search(entity) is not None:
+            # Signing and encrypting canonicalise line endings (RFC 8551 3.1.1): a body in
+            # Content-Transfer-Encoding binary would be altered, and the partner's relay
+            # may not speak BINARYMIME either. Base64 survives both.
+            entity = encode_binary_bodies(entity)
         return outer, entity
 
     def headers(self) -> Message:
