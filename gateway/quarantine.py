@@ -45,11 +45,14 @@ from gateway.quarantine_models import (
 from gateway.queue_admin import QueueAdminError
 from gateway.spool import content_context
 from gateway.staff import find_user
+from scanning.verdict import SEVERITY
 
 REQUIRED_APPROVALS = 2
 # A reason is for people to read in the audit trail, not a place to paste a message.
 MAX_REASON_LENGTH = 2000
 RESCANNED_STATES = (MessageState.QUARANTINED, MessageState.HELD)
+# How the scan stage's quarantine reasons begin (scanning.verdict.ScanResult.detail).
+_SCAN_FINDINGS = tuple(f"{verdict.value}: " for verdict in SEVERITY)
 
 
 class QuarantineError(QueueAdminError):
@@ -110,9 +113,16 @@ class QuarantineView:
     rescans: tuple[Rescan, ...] = ()
 
     @property
+    def stopped_by_scan(self) -> bool:
+        """Quarantined for what the scanner found (not for a signature, a partner's rule or
+        a decryption failure, which a clean re-scan does not change)."""
+        return stopped_by_scan(self.reason)
+
+    @property
     def needs_admin(self) -> bool:
-        """Scanned clean since it was stopped: an admin should look at it again."""
-        return (self.state == MessageState.QUARANTINED and self.latest_rescan is not None
+        """Stopped by the scanner and scanned clean since: an admin should look again."""
+        return (self.state == MessageState.QUARANTINED and self.stopped_by_scan
+                and self.latest_rescan is not None
                 and self.latest_rescan.verdict == RescanVerdict.CLEAN)
 
 
@@ -142,6 +152,10 @@ class RescanSummary:
     skipped: int
     # Quarantined messages that now scan clean: they wait for an admin, never go out alone.
     now_clean: tuple[str, ...]
+
+
+def stopped_by_scan(reason: str | None) -> bool:
+    return (reason or "").startswith(_SCAN_FINDINGS)
 
 
 # -- looking -----------------------------------------------------------------------------------
@@ -292,14 +306,15 @@ def rescan_all(sessions: sessionmaker[Session], master_key: MasterKey, rescanner
     """
     with read_scope(sessions) as session:
         targets = session.execute(
-            select(Message.id, Message.queue_id).where(Message.state.in_(RESCANNED_STATES))
+            select(Message.id, Message.queue_id, Message.reason)
+            .where(Message.state.in_(RESCANNED_STATES))
             .order_by(Message.received_at, Message.id)).all()
     total = len(targets)
     counts = dict.fromkeys(RescanVerdict, 0)
     skipped = 0
     now_clean: list[str] = []
     progress(0, total)
-    for done, (message_id, queue_id) in enumerate(targets, start=1):
+    for done, (message_id, queue_id, reason) in enumerate(targets, start=1):
         with read_scope(sessions) as session:
             sealed = session.scalar(
                 select(SealedContent.sealed).where(SealedContent.message_id == message_id))
@@ -324,7 +339,8 @@ def rescan_all(sessions: sessionmaker[Session], master_key: MasterKey, rescanner
                              queue_id=queue_id, detail={"verdict": verdict.value,
                                                         "scan": detail, "state": state.value})
                 counts[verdict] += 1
-                if verdict == RescanVerdict.CLEAN and state == MessageState.QUARANTINED:
+                if verdict == RescanVerdict.CLEAN and state == MessageState.QUARANTINED \
+                        and stopped_by_scan(reason):
                     now_clean.append(queue_id)
         progress(done, total)
     return RescanSummary(total=total, clean=counts[RescanVerdict.CLEAN],

@@ -396,6 +396,20 @@ def test_rescan_all_marks_now_clean_messages_without_releasing_them(q: Q) -> Non
     assert q.approve(false_positive, "bob").outcome == ReleaseOutcome.RELEASED
 
 
+def test_a_clean_rescan_flags_only_what_the_scanner_stopped(q: Q) -> None:
+    """A forged signature or a partner's rule is not undone by a clean re-scan."""
+    forged = q.store(b"harmless, but tampered")
+    with session_scope(q.sessions) as s:
+        s.execute(update(Message).where(Message.queue_id == forged).values(
+            reason="S/MIME signature fails: tampered: the content was altered after signing"))
+    summary = rescan_all(q.sessions, q.master, q.scanner, progress=lambda d, t: None,
+                         clock=q.clock)
+    assert summary.clean == 1 and summary.now_clean == ()
+    with read_scope(q.sessions) as s:
+        [view] = list_quarantined(s)
+    assert view.latest_rescan is not None and not view.needs_admin
+
+
 def test_rescan_all_skips_messages_that_left_meanwhile(q: Q) -> None:
     first = q.store(b"one")
     second = q.store(b"two")
