@@ -12,14 +12,13 @@ errors into JSON answers; the JSON shapes come from gateway.consent.views, so th
 import base64
 import logging
 import re
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,6 +26,7 @@ from starlette.types import Receive, Scope
 
 from admin_ui.api_sessions import ApiSessions, DomainErrors
 from admin_ui.auth import ApiError, Staff, install_api_error_handler, staff_dependency
+from admin_ui.errors import invalid_field
 from admin_ui.params import MAX_ID, RowId
 from crypto.at_rest import MasterKey
 from crypto.errors import KeyFileError
@@ -155,27 +155,6 @@ class ApproveBody(_Body):
     reason: str = Field(max_length=MAX_TEXT)
 
 
-def _field_name(loc: Sequence[int | str]) -> str:
-    parts = list(loc)
-    where = parts.pop(0) if parts and parts[0] in ("body", "query", "path") else None
-    name = ""
-    for part in parts:
-        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else part)
-    if where in ("query", "path"):
-        return f"{where} parameter {name}"
-    return name or "body"
-
-
-def _describe(errors: Sequence[Any]) -> str:
-    lines = []
-    for error in errors:
-        if error.get("type") == "json_invalid":
-            lines.append("the body is not valid JSON")
-            continue
-        lines.append(f"{_field_name(error.get('loc', ()))}: {error.get('msg')}")
-    return "; ".join(lines)
-
-
 class _BoundedRequest(Request):
     """A request whose body may not exceed ``limit`` bytes, counted as it arrives, so an
     oversize upload is refused before it is held in memory (FastAPI's custom Request
@@ -206,10 +185,8 @@ class _BoundedRequest(Request):
 
 def _consent_route(max_body: int) -> type[APIRoute]:
     class ConsentRoute(APIRoute):
-        """Bounds the body, and names the field in validation errors (``granted_by.role:
-        ...``): the app-wide handler (admin_ui.errors) gives only pydantic's messages,
-        which say what is wrong but not where, and a caseworker's form must know which
-        field to mark."""
+        """Bounds the body. Validation errors name the field in the app-wide handler
+        (admin_ui.errors)."""
 
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
@@ -219,10 +196,7 @@ def _consent_route(max_body: int) -> type[APIRoute]:
                 # Read here, not first in the handler: FastAPI turns any error while it
                 # reads the body into a bare 400.
                 await bounded.body()
-                try:
-                    return await handler(bounded)
-                except RequestValidationError as exc:
-                    raise ApiError(422, "invalid_request", _describe(exc.errors())) from None
+                return await handler(bounded)
 
             return handle
 
@@ -275,13 +249,12 @@ def _document(body: DocumentBody | None, limit: int) -> Document | None:
     # Checked before decoding, so an oversize upload costs no decoding. The library checks
     # the decoded size exactly.
     if len(text) > _base64_length(limit):
-        raise ApiError(422, "invalid_request",
-                       f"document.data_base64: the document is larger than {limit} bytes")
+        raise invalid_field("document.data_base64",
+                            f"the document is larger than {limit} bytes")
     try:
         data = base64.b64decode(text, validate=True)
     except ValueError:  # binascii.Error, or characters outside ASCII
-        raise ApiError(422, "invalid_request",
-                       "document.data_base64: not valid base64") from None
+        raise invalid_field("document.data_base64", "not valid base64") from None
     return Document(body.filename, body.content_type, data)
 
 

@@ -1,8 +1,23 @@
-"""Every error answer is JSON with a message, never an HTML page or a stack trace."""
+"""Every error answer is JSON with a message, never an HTML page or a stack trace.
+
+A request the schema refuses is one shape for every API (422)::
+
+    {"error": "invalid_request",
+     "message": "outbound_policy: Input should be 'require-smime', ...; colour: Extra ...",
+     "fields": {"outbound_policy": "Input should be 'require-smime', ...",
+                "colour": "Extra inputs are not permitted"}}
+
+``fields`` maps where the problem is to what it is, so a form can mark the field: a body
+field by its path (``granted_by.role``, ``recipients[0].kind``, ``body`` for the body as a
+whole), a parameter as ``query parameter NAME`` or ``path parameter NAME``. Two problems with
+one field are joined with "; ".
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,7 +43,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, "invalid_request", "; ".join(str(e.get("msg")) for e in exc.errors()))
+        return invalid_request_response(exc.errors())
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -36,3 +51,43 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("internal error on %s %s", request.method, request.url.path,
                   exc_info=(type(exc), exc, exc.__traceback__))
         return _error(500, "internal_error", "internal error; see the server log")
+
+
+def invalid_request_response(errors: Sequence[Any]) -> JSONResponse:
+    """The 422 answer for pydantic's (or FastAPI's) list of validation errors."""
+    fields: dict[str, str] = {}
+    lines: list[str] = []
+    for error in errors:
+        if error.get("type") == "json_invalid":
+            where, problem = "body", "not valid JSON"
+            lines.append("the body is not valid JSON")
+        else:
+            where, problem = field_name(error.get("loc", ())), str(error.get("msg"))
+            lines.append(f"{where}: {problem}")
+        fields[where] = f"{fields[where]}; {problem}" if where in fields else problem
+    message = "; ".join(lines)
+    return JSONResponse({"error": "invalid_request", "message": message, "fields": fields},
+                        status_code=422)
+
+
+def invalid_field(where: str, problem: str) -> RequestValidationError:
+    """A check in a route function that the schema cannot express, answered like the
+    schema's own refusals; ``where`` is a body field's path, e.g. ``document.data_base64``."""
+    return RequestValidationError([{"type": "value_error", "loc": ("body", *where.split(".")),
+                                    "msg": problem}])
+
+
+def field_name(loc: Sequence[int | str]) -> str:
+    """``("body", "recipients", 0, "kind")`` -> ``recipients[0].kind``; parameters say which
+    kind they are (``query parameter version``)."""
+    parts = list(loc)
+    where = parts.pop(0) if parts and parts[0] in _LOCATIONS else None
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else part)
+    if where is not None and where != "body":
+        return f"{where} parameter {name}"
+    return name or "body"
+
+
+_LOCATIONS = ("body", "query", "path", "header", "cookie")

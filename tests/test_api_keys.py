@@ -175,7 +175,35 @@ def test_import_errors_are_json(client: TestClient, body: dict[str, object], sta
     response = client.post("/api/v1/keys", headers=ADMIN, json=body)
     assert response.status_code == status
     answer = response.json()
-    assert set(answer) == {"error", "message"} and message in answer["message"]
+    # Only the schema's refusals (422) name fields apart; see test_invalid_requests_name_...
+    shape = {"error", "message", "fields"} if status == 422 else {"error", "message"}
+    assert set(answer) == shape and message in answer["message"]
+
+
+def test_invalid_requests_name_the_field_and_the_problem(client: TestClient) -> None:
+    # One handler for every JSON API (admin_ui.errors): which field, and what is wrong.
+    policy = client.put("/api/v1/partners/Jugendamt B", headers=ADMIN,
+                        json={"outbound_policy": "rot13"})
+    assert policy.status_code == 422
+    expected = "Input should be 'require-smime', 'require-openpgp', 'either' or 'plaintext'"
+    assert policy.json() == {"error": "invalid_request",
+                             "message": f"outbound_policy: {expected}",
+                             "fields": {"outbound_policy": expected}}
+    several = client.post("/api/v1/partners", headers=ADMIN, json={
+        "name": "", "patterns": [], "colour": "red", "smime_gcm": "vielleicht"}).json()
+    assert set(several["fields"]) == {"name", "patterns", "colour", "smime_gcm"}
+    assert several["fields"]["colour"] == "Extra inputs are not permitted"
+    assert several["fields"]["name"].startswith("String should have at least 1 character")
+    assert all(f"{field}: {problem}" in several["message"]
+               for field, problem in several["fields"].items())
+    missing = client.post("/api/v1/keys", headers=ADMIN, json={})
+    assert missing.json()["fields"] == {"data": "Field required"}
+    days = client.get("/api/v1/keys/expiring?days=0", headers=ADMIN).json()
+    assert list(days["fields"]) == ["query parameter days"]
+    broken = client.post("/api/v1/partners", headers={**ADMIN,
+                                                      "Content-Type": "application/json"},
+                         content=b'{"name": ')
+    assert broken.json()["fields"] == {"body": "not valid JSON"}
 
 
 def test_expiring(client: TestClient) -> None:
