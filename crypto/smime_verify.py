@@ -16,6 +16,12 @@ semantics. What we check: signatures along the path, validity at the signing tim
 basicConstraints cA and keyCertSign on issuers, pathLenConstraint, keyUsage/EKU of the
 signer, and revocation against caller-supplied CRLs. Not done: name constraints, policy
 mappings, rejection of unknown critical extensions, CRL freshness (nextUpdate), OCSP.
+
+Pinned certificates: a self-signed certificate that an admin approved for a partner (its
+fingerprint compared by phone) has no chain. A signer certificate that is exactly one of the
+``pinned`` certificates is valid on its own (validity dates and signer key usage still
+checked), and the result says so (``pinned``). A pinned certificate is never an issuer: a
+certificate it signed does not chain to it.
 """
 
 from __future__ import annotations
@@ -80,6 +86,9 @@ class VerifyResult:
     # start of validity, its revocation (from the CRL). UTC; None otherwise.
     reason_at: datetime.datetime | None = None
     chain: tuple[x509.Certificate, ...] = field(default=(), repr=False)  # signer .. anchor
+    # Valid because the signer certificate is one of the caller's pinned certificates, not
+    # through a chain to a trust anchor.
+    pinned: bool = False
 
     def __repr__(self) -> str:  # content is mail content: keep it out of logs
         return (
@@ -95,8 +104,10 @@ def verify_smime(
     *,
     crls: Sequence[x509.CertificateRevocationList] = (),
     now: datetime.datetime | None = None,
+    pinned: Sequence[x509.Certificate] = (),
 ) -> VerifyResult:
-    """Verify a signed S/MIME entity (headers plus body) against ``trust_anchors``.
+    """Verify a signed S/MIME entity (headers plus body) against ``trust_anchors``, or
+    against ``pinned`` signer certificates (see the module docstring).
 
     Raises ``MalformedMessage`` only for unparseable input; see the module docstring.
     """
@@ -129,7 +140,7 @@ def verify_smime(
         content = inner
     else:
         raise MalformedMessage(f"not an S/MIME signed entity: content type {content_type}")
-    return _verify_signed_data(signed_data, content, trust_anchors, crls, current)
+    return _verify_signed_data(signed_data, content, trust_anchors, crls, current, pinned)
 
 
 # --- MIME -----------------------------------------------------------------------------------
@@ -219,11 +230,12 @@ def _verify_signed_data(
     anchors: Sequence[x509.Certificate],
     crls: Sequence[x509.CertificateRevocationList],
     now: datetime.datetime,
+    pinned: Sequence[x509.Certificate],
 ) -> VerifyResult:
     certs = _embedded_certificates(signed_data)
     e_content_type = signed_data["encap_content_info"]["content_type"].native
     results = [
-        _verify_signer(info, e_content_type, content, certs, anchors, crls, now)
+        _verify_signer(info, e_content_type, content, certs, anchors, crls, now, pinned)
         for info in signed_data["signer_infos"]
     ]
     # Several signers are rare (e.g. RSA and EC in parallel); one valid signature suffices,
@@ -239,6 +251,7 @@ def _verify_signer(
     anchors: Sequence[x509.Certificate],
     crls: Sequence[x509.CertificateRevocationList],
     now: datetime.datetime,
+    pinned: Sequence[x509.Certificate],
 ) -> VerifyResult:
     digest_name = str(info["digest_algorithm"]["algorithm"].native)
     # Filled in step by step; every early return reports as much as is known by then.
@@ -292,6 +305,11 @@ def _verify_signer(
     # what the brief asks for, so a message signed while the certificate was valid stays valid
     # after expiry. It is only a claim: a stolen, expired key can backdate it.
     at = signing_time if signing_time is not None else now
+    if any(signer == cert for cert in pinned):
+        error, error_at = _check_pinned(signer, at)
+        if error:
+            return replace(result, reason=error, reason_at=error_at)
+        return replace(result, valid=True, chain=(signer,), pinned=True)
     chain_error, chain, reason_at = _validate_chain(signer, certs, anchors, crls, at)
     if chain_error:
         return replace(result, reason=chain_error, reason_at=reason_at)
@@ -450,6 +468,18 @@ def _validate_chain(
             if error:
                 return error, [], None
     return _check_signer_usage(signer), path, None
+
+
+def _check_pinned(
+    signer: x509.Certificate, at: datetime.datetime
+) -> tuple[str, datetime.datetime | None]:
+    """What a chain would check of the signer itself: its validity at ``at``, its usage.
+    Revocation is the directory's (an admin revokes the pinned key there)."""
+    if at < signer.not_valid_before_utc:
+        return REASON_NOT_YET_VALID, signer.not_valid_before_utc
+    if at > signer.not_valid_after_utc:
+        return REASON_EXPIRED, signer.not_valid_after_utc
+    return _check_signer_usage(signer), None
 
 
 def _revoked(

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, selectinload
 from gateway import audit
 from gateway.keydir.addresses import normalise
 from gateway.keydir.errors import Conflict, KeyDirError, NotFound
-from gateway.keydir.material import ParsedKey, parse_partner_material
+from gateway.keydir.material import ParsedKey, is_self_signed_der, parse_partner_material
 from gateway.keydir.models import KeyKind as KeyKind  # re-exported for the pipeline
 from gateway.keydir.models import KeySource as KeySource
 from gateway.keydir.models import KeyStatus as KeyStatus
@@ -89,6 +89,19 @@ def verification_keys(session: Session, address: str, kind: KeyKind) -> list[Par
     query = _naming(address, kind).where(
         PartnerKey.status.in_((KeyStatus.APPROVED, KeyStatus.PENDING)))
     return [_material(k) for k in session.scalars(query)]
+
+
+def pinned_certificates(session: Session, address: str) -> list[bytes]:
+    """The approved self-signed S/MIME certificates naming ``address`` (DER), newest first.
+
+    No CA vouches for such a certificate: an admin approved exactly this one, having
+    compared its fingerprint with the partner by phone. A signature made with it is valid
+    for this address (crypto.smime_verify's ``pinned``); it never vouches for another
+    certificate. A pending one proves nothing.
+    """
+    query = _naming(address, KeyKind.SMIME).where(
+        PartnerKey.status == KeyStatus.APPROVED, PartnerKey.issuer == PartnerKey.subject)
+    return [k.data for k in session.scalars(query) if is_self_signed_der(k.data)]
 
 
 def find_key(session: Session, kind: KeyKind, fingerprint: str) -> PartnerKey | None:

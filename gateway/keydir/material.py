@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -112,11 +113,16 @@ def _certificates(data: bytes) -> list[x509.Certificate]:
 
 def _end_entity(certs: list[x509.Certificate]) -> list[x509.Certificate]:
     # A partner's export often carries its CA chain. CAs are trust anchors, configured in
-    # crypto.trust_anchors_file, not keys to encrypt to: they are left out.
-    leaves = [c for c in certs if not _is_ca(c)]
+    # crypto.trust_anchors_file, not keys to encrypt to: they are left out. A self-signed
+    # certificate that names an e-mail address and issued nothing else in the file is the
+    # partner's own key, whatever its basicConstraints say: `openssl req -x509`, which small
+    # services use to make one, marks it CA:TRUE by default. It can only be pinned
+    # (keys.pinned_certificates), never become a trust anchor.
+    leaves = [c for c in certs if not _is_ca(c) or _self_signed_leaf(c, certs)]
     if not leaves:
         raise KeyDirError("the file holds only CA certificates; trust anchors belong in "
-                          "crypto.trust_anchors_file, partner keys are end-entity certificates")
+                          "crypto.trust_anchors_file, partner keys are end-entity certificates "
+                          "(or a self-signed certificate that names the partner's address)")
     return leaves
 
 
@@ -125,6 +131,30 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return False
+
+
+def is_self_signed(cert: x509.Certificate) -> bool:
+    """Whether ``cert`` names itself as issuer and its own key made the signature."""
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def is_self_signed_der(data: bytes) -> bool:
+    """``is_self_signed`` for a stored DER certificate; False for anything unreadable."""
+    try:
+        return is_self_signed(x509.load_der_x509_certificate(data))
+    except ValueError:
+        return False
+
+
+def _self_signed_leaf(cert: x509.Certificate, certs: list[x509.Certificate]) -> bool:
+    return (bool(certificate_emails(cert)) and is_self_signed(cert)
+            and not any(other is not cert and other.issuer == cert.subject for other in certs))
 
 
 def certificate_emails(cert: x509.Certificate) -> tuple[str, ...]:

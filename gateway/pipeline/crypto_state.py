@@ -30,6 +30,9 @@ class InboundCrypto:
     signer: str | None = None  # e-mail address(es) the signing certificate or key names
     signer_fingerprint: str | None = None
     signer_subject: str | None = None
+    # "pinned": valid because the signer is a self-signed certificate an admin approved for
+    # the sender, not through a CA; None otherwise.
+    signer_trust: str | None = None
     signature_reason: str | None = None  # why not valid, in the verifier's words
     # When what the reason names happened (a certificate's expiry, its revocation), if known.
     signature_reason_at: datetime | None = None
@@ -60,6 +63,7 @@ class InboundCrypto:
             "signer": self.signer,
             "signer_fingerprint": self.signer_fingerprint,
             "signer_subject": self.signer_subject,
+            "signer_trust": self.signer_trust,
             "signature_reason": self.signature_reason,
             "signature_problem": failure.problem.value if failure else None,
         }

@@ -44,6 +44,8 @@ class ResultHeadersStage:
                 who += f" {crypto.signer_fingerprint}"
             if crypto.signer_subject:
                 who += f"; {crypto.signer_subject}"
+            if crypto.signer_trust:
+                who += f"; {crypto.signer_trust}"
             headers["X-Xgate-Signer"] = who + ")"
         if crypto.signature_reason:
             headers["X-Xgate-Signature-Reason"] = crypto.signature_reason

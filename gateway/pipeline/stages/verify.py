@@ -1,8 +1,9 @@
 """Inbound: verify S/MIME and OpenPGP signatures, then deliver the signed content.
 
 A signature counts as valid only if it verifies, chains to a configured trust anchor at the
-signing time with the right key usage (S/MIME) or comes from a key in the directory (OpenPGP),
-and names the author in the From header. Otherwise the message still goes on, marked
+signing time with the right key usage (S/MIME; or is made with a self-signed certificate an
+admin approved for the sender, "pinned") or comes from a key in the directory (OpenPGP), and
+names the author in the From header. Otherwise the message still goes on, marked
 "invalid" with the reason, and the inbound policy stage decides: quarantine, or (where an
 admin chose so for the partner) delivery with a warning every reader sees. The verdict is
 not made here, so that a quarantine re-scan, which runs this stage to open the content,
@@ -15,6 +16,7 @@ header that came from outside.
 
 from __future__ import annotations
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from crypto.openpgp import PgpError
@@ -22,7 +24,13 @@ from crypto.pgp_mime import PgpKind, classify, open_pgp
 from crypto.smime import MalformedMessage
 from crypto.smime_verify import VerifyResult, verify_smime
 from gateway.db import read_scope, session_scope
-from gateway.keydir.keys import KeyKind, find_key, harvest, verification_keys
+from gateway.keydir.keys import (
+    KeyKind,
+    find_key,
+    harvest,
+    pinned_certificates,
+    verification_keys,
+)
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Defer, Quarantine
 from gateway.pipeline.stages.decrypt import record_pgp_signature, replace_content, smime_kind
@@ -59,11 +67,12 @@ class VerifyStage:
             # A broken trust configuration must not turn into "invalid signature" verdicts
             # on every partner's mail: it is the gateway's fault, so try again later.
             raise Defer(f"trust anchors unavailable: {exc}") from None
+        sender = sender_address(ctx)
         try:
-            result = verify_smime(ctx.body, anchors, crls=crls, now=services.clock())
+            result = verify_smime(ctx.body, anchors, crls=crls, now=services.clock(),
+                                  pinned=pinned_for(services, sender))
         except MalformedMessage as exc:
             raise Quarantine(f"malformed S/MIME signature: {exc}") from None
-        sender = sender_address(ctx)
         facts = ctx.inbound_crypto
         facts.signature_kind = "smime"
         facts.signer = ", ".join(result.signer_emails) or None
@@ -73,6 +82,7 @@ class VerifyStage:
         if valid and sender not in {e.lower() for e in result.signer_emails}:
             valid, reason = False, f"certificate does not name the sender {sender}"
         facts.signature = "valid" if valid else "invalid"
+        facts.signer_trust = "pinned" if valid and result.pinned else None
         facts.signature_reason = None if valid else reason
         facts.signature_reason_at = None if valid else result.reason_at
         if valid and services.settings.crypto.harvest_certificates:
@@ -107,3 +117,10 @@ class VerifyStage:
         record_pgp_signature(ctx, opened.signature_valid, opened.signer_fingerprint,
                              opened.signer_emails, opened.reason, sender)
         return opened.content
+
+
+def pinned_for(services: Services, sender: str) -> list[x509.Certificate]:
+    """The self-signed certificates approved for ``sender``: valid signers without a chain."""
+    with read_scope(services.sessions) as session:
+        found = pinned_certificates(session, sender)
+    return [x509.load_der_x509_certificate(data) for data in found]
