@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -19,8 +20,14 @@ from gateway.cli_common import (
 from gateway.clock import system_clock
 from gateway.keydir import keys, own_keys, own_openpgp, wkd_lookup
 from gateway.keydir.expiry import expiring
-from gateway.keydir.models import KeySource, KeyStatus
-from gateway.keydir.views import expiring_view, imported_view, key_view, own_key_view
+from gateway.keydir.models import KeyKind, KeySource, KeyStatus
+from gateway.keydir.views import (
+    expiring_view,
+    imported_view,
+    key_view,
+    own_key_view,
+    spoken_fingerprint,
+)
 from gateway.settings import Settings
 
 # A string: argparse's class is not subscriptable at run time on Python 3.11.
@@ -77,8 +84,19 @@ def register(commands: Subparsers) -> None:
                       help="also print the certificate (PEM) or the OpenPGP key")
     show.set_defaults(handler=cmd_show)
 
+    approve = sub.add_parser(
+        "approve", help="use the key to encrypt from now on",
+        description="Approve a partner key: use the key to encrypt from now on. Shows the "
+                    "fingerprint first: compare it with the partner by phone. A self-signed "
+                    "S/MIME certificate is pinned by this: exactly this certificate is "
+                    "trusted for the addresses it names, and its signatures count as valid. "
+                    "On a terminal, asks before approving.")
+    approve.add_argument("id", metavar="ID", type=positive_int)
+    approve.add_argument("--yes", action="store_true",
+                         help="do not ask (the fingerprint was compared already)")
+    _actor(approve)
+    approve.set_defaults(handler=cmd_approve)
     for name, func, text in (
-            ("approve", keys.approve_key, "use the key to encrypt from now on"),
             ("reject", keys.reject_key, "refuse a pending key"),
             ("revoke", keys.revoke_key, "stop using a key for good")):
         decide = sub.add_parser(name, help=text, description=f"{name.capitalize()} a partner "
@@ -208,6 +226,10 @@ def cmd_import(args: argparse.Namespace) -> int:
             print(f"  warning: {view['warning']}")
         if not view["can_encrypt"]:
             print("  note: this key cannot be used to encrypt (signatures only)")
+        if view["self_signed"]:
+            print(f"  note: {view['trust']}")
+            spoken = spoken_fingerprint(KeyKind.SMIME, view["fingerprint"])
+            print(f"  SHA-256 fingerprint: {spoken}")
     return 0
 
 
@@ -240,7 +262,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("no partner keys")
         return 0
     print_table(["ID", "KIND", "STATUS", "PARTNER", "VALID UNTIL", "FINGERPRINT", "ADDRESSES"],
-                [[v["id"], v["kind"], v["status"] + (" (!)" if v["warning"] else ""),
+                [[v["id"], v["kind"],
+                  v["status"] + (" pinned" if v["pinned"] else "")
+                  + (" (!)" if v["warning"] else ""),
                   v["partner"] or "-", _day(v["not_after"]), _short(v["fingerprint"]),
                   ", ".join(v["addresses"])] for v in views])
     return 0
@@ -255,7 +279,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     labels = [("id", "id"), ("kind", "kind"), ("status", "status"), ("partner", "partner"),
               ("fingerprint", "fingerprint"), ("addresses", "addresses"),
-              ("subject", "subject"), ("issuer", "issuer"), ("algorithm", "algorithm"),
+              ("subject", "subject"), ("issuer", "issuer"), ("trust", "trust"),
+              ("algorithm", "algorithm"),
               ("can encrypt", "can_encrypt"), ("warning", "warning"),
               ("valid from", "not_before"), ("valid until", "not_after"),
               ("source", "source"), ("source detail", "source_detail"),
@@ -273,6 +298,38 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.pem:
         print(view["data"].rstrip())
     return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    with command_session(settings, read_only=True) as session:
+        view = key_view(keys.get_key(session, args.id))
+    if view["status"] in (KeyStatus.PENDING, KeyStatus.REJECTED):
+        # Before, not after: the comparison is what the approval rests on.
+        _show_for_phone(view)
+        if sys.stdin.isatty() and not args.yes:
+            answer = input("Approve this key? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes", "j", "ja"):
+                raise CliError(f"key {args.id} not approved")
+    with command_session(settings) as session:
+        view = key_view(keys.approve_key(session, args.id, actor_of(args), system_clock()))
+    print(f"key {view['id']} ({view['kind']} {_short(view['fingerprint'])}, "
+          f"{', '.join(view['addresses'])}) is {view['status']} now"
+          + (", pinned" if view["pinned"] else ""))
+    return 0
+
+
+def _show_for_phone(view: dict[str, Any]) -> None:
+    kind = KeyKind(view["kind"])
+    what = "S/MIME certificate" if kind is KeyKind.SMIME else "OpenPGP key"
+    print(f"key {view['id']}: {what} for {', '.join(view['addresses'])}")
+    print(f"  subject: {view['subject'].splitlines()[0]}")
+    if view["self_signed"]:
+        print("  self-signed: no CA vouches for it; approving pins exactly this certificate")
+    label = "SHA-256 fingerprint" if kind is KeyKind.SMIME else "fingerprint"
+    print(f"  {label}: {spoken_fingerprint(kind, view['fingerprint'])}")
+    print("  Compare it with the partner by phone (a number you know, not one from the "
+          "mail or the certificate) before approving.")
 
 
 def cmd_decide(args: argparse.Namespace) -> int:

@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import serialization
 
 from gateway.keydir.expiry import ExpiringKey
 from gateway.keydir.keys import ImportedKey
-from gateway.keydir.models import KeyKind, OwnKey, Partner, PartnerKey
+from gateway.keydir.material import is_self_signed_der
+from gateway.keydir.models import KeyKind, KeyStatus, OwnKey, Partner, PartnerKey
 
 
 def _time(value: datetime | None) -> str | None:
@@ -39,12 +40,44 @@ def partner_view(partner: Partner) -> dict[str, Any]:
     }
 
 
+def self_signed(key: PartnerKey) -> bool:
+    """An S/MIME certificate no CA issued: usable only pinned, after an admin's approval."""
+    return (key.kind is KeyKind.SMIME and key.issuer == key.subject
+            and is_self_signed_der(key.data))
+
+
+def trust_note(key: PartnerKey) -> str | None:
+    """How a certificate's signatures come to count: through a CA, or pinned."""
+    if key.kind is not KeyKind.SMIME:
+        return None
+    if not self_signed(key):
+        return "issued by a CA (signatures need a chain to crypto.trust_anchors_file)"
+    if key.status is KeyStatus.APPROVED:
+        return "self-signed, pinned (exactly this certificate is trusted)"
+    if key.status is KeyStatus.PENDING:
+        return "self-signed, not pinned until approved (compare the fingerprint by phone)"
+    return "self-signed, not trusted"
+
+
+def spoken_fingerprint(kind: KeyKind, fingerprint: str) -> str:
+    """The fingerprint as the partner's software shows it, to read out on the phone:
+    SHA-256 in colon-separated pairs (S/MIME), groups of four (OpenPGP)."""
+    text = fingerprint.upper()
+    if kind is KeyKind.SMIME:
+        return ":".join(text[i:i + 2] for i in range(0, len(text), 2))
+    return " ".join(text[i:i + 4] for i in range(0, len(text), 4))
+
+
 def key_view(key: PartnerKey, *, with_data: bool = False) -> dict[str, Any]:
+    pinned_kind = self_signed(key)
     view: dict[str, Any] = {
         "id": key.id,
         "kind": key.kind.value,
         "fingerprint": key.fingerprint,
         "status": key.status.value,
+        "self_signed": pinned_kind,
+        "pinned": pinned_kind and key.status is KeyStatus.APPROVED,
+        "trust": trust_note(key),
         "partner": key.partner.name if key.partner else None,
         "addresses": key.address_list,
         "subject": key.subject,
