@@ -50,7 +50,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                          "created_at}")
     ls.set_defaults(handler=cmd_list)
 
-    address = sub.add_parser("address", help="let a staff user submit with another sender",
+    address = sub.add_parser("address", help="grant or remove a sender address of a staff user",
                              description="Add an envelope sender address a staff user may "
                                          "submit with, or take it away with --remove.")
     address.add_argument("username", metavar="USERNAME")
