@@ -8,6 +8,7 @@ and passed in explicitly; nothing reads configuration from a global.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -199,6 +200,13 @@ DEFAULT_CATEGORY_ALIASES = {"Gutachten": "psychologisches Gutachten",
                             "Arztbericht": "ärztlicher Bericht",
                             "FamG": "Familiengerichtsentscheidung"}
 DEFAULT_LEGAL_BASES = ["§ 8a SGB VIII", "§ 4 KKG", "§ 50 SGB VIII"]
+# A German case reference (Aktenzeichen) such as 51.2-1234/2026 or 51-12/26: an office
+# number with optional sub-numbers, a dash, a running number, a slash and the year. The
+# look-arounds keep it from matching inside a longer number; the look-behind comes after
+# the first digit because a pattern that starts with a character class is searched several
+# times faster (the consent stage reads every outbound message's text with it).
+DEFAULT_CASE_REFERENCE_PATTERN = (r"\d(?<![\w./-]\d)\d{0,3}(?:\.\d{1,4})*-\d{1,7}/"
+                                  r"(?:\d{4}|\d{2})(?![\w/-])")
 
 
 class ConsentSettings(_Section):
@@ -216,6 +224,23 @@ class ConsentSettings(_Section):
     hold_expiry_days: int = Field(default=14, ge=1)
     # Largest signed release document (scan) accepted.
     max_document_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    # What the office's case references look like (a regular expression; a group named
+    # "case", if there is one, is the reference). Outbound mail without a tag that names a
+    # reference the consent register knows, in its subject or text, is a report of it.
+    case_reference_pattern: str = DEFAULT_CASE_REFERENCE_PATTERN
+    # How much of a message's text parts is searched for case references, in bytes.
+    case_reference_scan_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+
+    @field_validator("case_reference_pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        if compiled.fullmatch(""):
+            raise ValueError("the pattern matches empty text")
+        return value
 
     @field_validator("timezone")
     @classmethod

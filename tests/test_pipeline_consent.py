@@ -7,7 +7,9 @@ story through the real SMTP listeners and a real SMTP sink.
 
 from __future__ import annotations
 
+import base64
 import json
+import quopri
 from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
@@ -350,3 +352,90 @@ def test_release_valid_until_today_covers_today_only(office: Services,
     second = send(office, report())
     drain(office)
     assert load_message(office, second).state == MessageState.REJECTED  # expired: deny
+
+
+# -- a report without tag or fields, recognised by the case it names --------------------------
+
+UNTAGGED = f"Psychologisches Gutachten zu L. M. (AZ {CASE})"
+
+
+def raw_mail(subject: str, body: bytes, *, encoding: str = "8bit") -> bytes:
+    return (f"From: {STAFF}\r\nTo: {PARTNER}\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\n"
+            f"Content-Transfer-Encoding: {encoding}\r\n\r\n").encode() + body
+
+
+def test_untagged_report_of_a_revoked_case_is_held(office: Services,
+                                                   transport: RecordingTransport) -> None:
+    release_id = release(office)
+    with session_scope(office.sessions) as s:
+        record_revocation(s, release_id, actor="sb", reason="Widerruf per Brief",
+                          now=office.clock())
+    qid = send(office, report(UNTAGGED))
+    drain(office)
+    message = load_message(office, qid)
+    assert message.state == MessageState.HELD
+    assert message.reason == (
+        f"consent: names case {CASE} known to the consent register, but no category: tag "
+        f"the subject [AZ {CASE}][Gutachten] (with its category) or give X-Xgate-Case and "
+        "X-Xgate-Category")
+    recorded = facts(office, qid)
+    assert recorded["consent:source"] == "case reference in the text"
+    assert recorded["consent:case"] == CASE
+    assert not [d for _, _, r, d in transport.sent if r == (PARTNER,)]
+    [notice] = [d for _, _, r, d in transport.sent if r == (STAFF,)]
+    assert f"names case {CASE} known to the consent register" in text_of(notice)
+
+
+def test_untagged_mail_naming_a_case_not_in_the_register_passes(
+        office: Services, transport: RecordingTransport) -> None:
+    release(office)  # the register knows CASE, not the one named
+    qid = send(office, report("Psychologisches Gutachten zu K. (AZ 51.2-9999/2026)"))
+    drain(office)
+    assert load_message(office, qid).state == MessageState.DELIVERED
+    assert "consent:verdict" not in facts(office, qid)
+    assert [d for _, _, r, d in transport.sent if r == (PARTNER,)]
+
+
+@pytest.mark.parametrize("encoding", ["8bit", "base64", "quoted-printable"])
+def test_a_case_named_only_in_the_text_holds(office: Services, encoding: str) -> None:
+    release(office)
+    text = f"Sehr geehrte Frau K.,\r\nanbei das Gutachten zum Aktenzeichen {CASE}.\r\n"
+    body = {"8bit": text.encode(),
+            "base64": base64.encodebytes(text.encode()),
+            "quoted-printable": quopri.encodestring(text.encode())}[encoding]
+    qid = send(office, raw_mail("Unterlagen", body, encoding=encoding))
+    drain(office)
+    message = load_message(office, qid)
+    assert message.state == MessageState.HELD
+    assert message.reason is not None and f"names case {CASE}" in message.reason
+
+
+def test_a_report_naming_two_known_cases_names_both(office: Services) -> None:
+    other = "51.2-7777/2026"
+    release(office)
+    release(office, case=other)
+    qid = send(office, raw_mail(f"Gutachten (AZ {other})", f"Siehe auch {CASE}.\r\n".encode()))
+    drain(office)
+    message = load_message(office, qid)
+    assert message.state == MessageState.HELD
+    assert message.reason is not None
+    assert f"names cases {other}, {CASE} known to the consent register" in message.reason
+
+
+def test_a_tagged_report_is_judged_by_its_tag_not_by_the_text(office: Services) -> None:
+    release(office)
+    qid = send(office, report(f"[AZ {CASE}][Gutachten] zu L. (früher AZ 51.2-1/2020)"))
+    drain(office)
+    assert load_message(office, qid).state == MessageState.DELIVERED
+
+
+def test_the_text_is_searched_only_as_far_as_configured(office: Services) -> None:
+    release(office)
+    office.settings.consent.case_reference_scan_bytes = 1024
+    filler = b"Text ohne Aktenzeichen.\r\n" * 100  # 2500 bytes
+    late = send(office, raw_mail("Unterlagen", filler + f"AZ {CASE}\r\n".encode()))
+    early = send(office, raw_mail("Unterlagen", f"AZ {CASE}\r\n".encode() + filler))
+    drain(office)
+    assert load_message(office, late).state == MessageState.DELIVERED
+    assert load_message(office, early).state == MessageState.HELD

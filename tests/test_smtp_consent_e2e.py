@@ -8,7 +8,10 @@ for the partner office, whose openssl decrypts what arrived. The five cases of t
 2. a release is registered, and the report is relayed;
 3. a revocation while a second report waits in the queue stops that report;
 4. a statutory transfer without a second approver does not leave;
-5. with the approver, it does.
+5. with the approver, it does;
+
+and a report its sender forgot to tag: it names a case the register knows (whose release was
+revoked) and is held; the same mail naming a case the register does not know leaves.
 
 And the other direction: a handover from the partner, encrypted for us, shows its case and
 release in X-Xgate-Handover-* headers of what we file.
@@ -203,6 +206,32 @@ def test_statutory_transfer_leaves_only_with_a_second_approver(
     inside = office.read(report)
     assert TEXT in inside
     assert b"X-Xgate-Legal-Basis:" in inside
+
+
+def test_untagged_report_naming_a_known_case_is_held(
+        services: Services, edge: Edge, sink: SmtpSink, office: Office) -> None:
+    release_id = register(services)
+    with session_scope(services.sessions) as s:
+        record_revocation(s, release_id, actor="sb", reason="Widerruf der Mutter",
+                          now=services.clock())
+    submit(edge, mail(ENTITY, sender=STAFF, to=PARTNER,
+                      subject=f"Psychologisches Gutachten zu L. M. (AZ {CASE})"))
+    drain(services)
+    held = load_message(services, newest_queue_id(services))
+    assert held.state == MessageState.HELD
+    assert held.reason is not None and f"names case {CASE}" in held.reason
+    [notice] = sink.deliveries
+    assert notice.rcpt_tos == (STAFF,)
+    assert f"names case {CASE} known to the consent register, but no category" in text_of(
+        notice)
+
+    # Naming a case the register does not know, the same mail leaves as before.
+    submit(edge, mail(ENTITY, sender=STAFF, to=PARTNER,
+                      subject="Psychologisches Gutachten zu L. M. (AZ 51.2-9999/2026)"))
+    drain(services)
+    assert load_message(services, newest_queue_id(services)).state == MessageState.DELIVERED
+    [report] = [d for d in sink.deliveries if d.rcpt_tos == (PARTNER,)]
+    assert TEXT in office.read(report)
 
 
 def test_handover_from_a_partner_shows_its_case_and_release(

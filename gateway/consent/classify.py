@@ -1,12 +1,14 @@
 """Is an outbound message a sensitive report, and for which case and category?
 
-Three ways, documented for caseworkers in the README:
+Three ways, documented for caseworkers in the README, and a safety net:
 
 * header fields set by a mail-client add-in or the web form: ``X-Xgate-Case``,
   ``X-Xgate-Category`` (and, for a transfer on a legal basis, ``X-Xgate-Legal-Basis`` and
   ``X-Xgate-Justification``);
 * a subject tag such as ``[AZ 51.2-1234/2026][Gutachten]``, removed before the mail leaves;
-* the sender's mailbox: everything a mailbox marked sensitive sends outside is sensitive.
+* the sender's mailbox: everything a mailbox marked sensitive sends outside is sensitive;
+* a case reference the consent register knows, named in the subject or the text (found by
+  ``gateway.consent.references``): a report of that case whoever forgot to tag it.
 
 A pure function of what the message says, so the same rules serve the pipeline and tests.
 Whatever makes a message sensitive but leaves its case or category unclear is a *problem*,
@@ -16,6 +18,7 @@ and the pipeline holds the message: the rule fails closed.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.settings import ConsentSettings
@@ -33,6 +36,7 @@ REQUEST_HEADERS = (CASE_HEADER, CATEGORY_HEADER, LEGAL_BASIS_HEADER, JUSTIFICATI
 _TAG = re.compile(r"\[\s*AZ[:\s]\s*(?P<case>[^\[\]]+?)\s*\]"
                   r"(?:\s*\[\s*(?P<category>[^\[\]]+?)\s*\])?", re.IGNORECASE)
 _MAX_FIELD = 500
+NAMED_IN_TEXT = "case reference in the text"
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,8 @@ class ConsentRequest:
 @dataclass(frozen=True)
 class Classification:
     sensitive: bool
-    source: str | None = None  # "header", "subject tag" or "sensitive mailbox"
+    # "header", "subject tag", "sensitive mailbox" or "case reference in the text"
+    source: str | None = None
     case: str | None = None
     category: str | None = None
     legal_basis: str | None = None
@@ -106,8 +111,25 @@ def canonical_legal_basis(name: str, settings: ConsentSettings) -> str | None:
     return next((b for b in settings.legal_bases if key(b) == key(name)), None)
 
 
+def _named_in_text(cases: Sequence[str]) -> Classification:
+    """A message without tag or fields that names cases of the register: a report of
+    one of them, but of which kind (and, for several, of which case) it does not say."""
+    how = ("tag the subject [AZ {case}][Gutachten] (with its category) or give "
+           "X-Xgate-Case and X-Xgate-Category")
+    if len(cases) == 1:
+        problem = (f"names case {cases[0]} known to the consent register, but no category: "
+                   + how.format(case=cases[0]))
+        return Classification(sensitive=True, source=NAMED_IN_TEXT, case=cases[0],
+                              problems=(problem,))
+    problem = (f"names cases {', '.join(cases)} known to the consent register, but neither "
+               "which one it reports on nor its category: " + how.format(case="…"))
+    return Classification(sensitive=True, source=NAMED_IN_TEXT, problems=(problem,))
+
+
 def classify(request: ConsentRequest, subject: str | None, *, sensitive_mailbox: bool,
-             settings: ConsentSettings) -> Classification:
+             settings: ConsentSettings, named_cases: Sequence[str] = ()) -> Classification:
+    """``named_cases``: the register's case references the subject or text names (only
+    asked for when nothing else makes the message a report)."""
     tag = parse_subject_tag(subject) if subject else None
     problems: list[str] = []
     if request.case or request.category or request.legal_basis:
@@ -116,6 +138,8 @@ def classify(request: ConsentRequest, subject: str | None, *, sensitive_mailbox:
         source = "subject tag"
     elif sensitive_mailbox:
         source = "sensitive mailbox"
+    elif named_cases:
+        return _named_in_text(named_cases)
     else:
         return Classification(sensitive=False)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
@@ -357,6 +357,19 @@ def releases_for_case(session: Session, case: str) -> list[Release]:
     rows = session.scalars(select(ConsentVersion)
                            .where(ConsentVersion.case_key == normalise_case(case))).all()
     return [to_release(r) for r in rows]
+
+
+def known_cases(session: Session, references: Sequence[str]) -> list[str]:
+    """Which of ``references`` (normalised) the register has releases for, in the register's
+    spelling and in the order given: one query on the indexed case key."""
+    if not references:
+        return []
+    rows = session.execute(
+        select(ConsentVersion.case_key, func.min(ConsentVersion.case_ref))
+        .where(ConsentVersion.case_key.in_(references))
+        .group_by(ConsentVersion.case_key)).all()
+    spelling = {key: ref for key, ref in rows}
+    return [spelling[r] for r in references if r in spelling]
 
 
 def read_document(session: Session, master_key: MasterKey, release_id: int,

@@ -8,6 +8,12 @@ internal mail server are inside.
 
 from __future__ import annotations
 
+from email import policy
+from email.parser import BytesParser
+from itertools import chain
+
+from sqlalchemy.orm import Session
+
 from gateway.consent.classify import Classification, classify
 from gateway.consent.gate import evaluate, recipient_facts
 from gateway.consent.holds import (
@@ -16,14 +22,15 @@ from gateway.consent.holds import (
     STATUTORY_HOLD_PREFIX,
     approvers_of,
 )
-from gateway.consent.records import releases_for_case
+from gateway.consent.records import known_cases, releases_for_case
+from gateway.consent.references import case_references, leading_texts
 from gateway.db import read_scope
 from gateway.mime.headers import replace_header
 from gateway.pipeline.context import MessageContext, Route
 from gateway.pipeline.outcomes import Hold, Reject
 from gateway.policy.consent import Decision, Verdict, normalise_case
 from gateway.services import Services
-from gateway.settings import RelayRoute
+from gateway.settings import ConsentSettings, RelayRoute
 from mailboxes.directory import find_mailbox
 
 _HOW_TO_RELEASE = ("It goes out by itself as soon as a release from confidentiality that "
@@ -56,10 +63,14 @@ class ConsentStage:
             if not found.sensitive:
                 # Only now the mailbox: a tagged report needs no look-up for it.
                 mailbox = find_mailbox(session, ctx.mail_from)
-                if not (mailbox and mailbox.sensitive):
+                sensitive = bool(mailbox and mailbox.sensitive)
+                # And only then the text: a forgotten tag must not let a report of a case
+                # in the register leave unchecked.
+                named = () if sensitive else self._named_cases(ctx, text, settings, session)
+                if not (sensitive or named):
                     return
-                found = classify(ctx.consent_request, text, sensitive_mailbox=True,
-                                 settings=settings)
+                found = classify(ctx.consent_request, text, sensitive_mailbox=sensitive,
+                                 settings=settings, named_cases=named)
             self._record_classification(ctx, found)
             if found.problems:
                 problems = "; ".join(found.problems)
@@ -82,6 +93,15 @@ class ConsentStage:
             ctx.facts[f"consent:{address}"] = f"{decision.verdict.value}: " + "; ".join(
                 decision.reasons)
         self._conclude(ctx, found, decisions, tuple(settings.approvers))
+
+    @staticmethod
+    def _named_cases(ctx: MessageContext, subject: str | None, settings: ConsentSettings,
+                     session: Session) -> list[str]:
+        """The register's cases that the subject or the leading text names."""
+        parsed = ctx.parsed or BytesParser(policy=policy.default).parsebytes(ctx.body)
+        texts = chain((subject or "",),
+                      leading_texts(parsed, settings.case_reference_scan_bytes))
+        return known_cases(session, case_references(texts, settings.case_reference_pattern))
 
     def _record_classification(self, ctx: MessageContext, found: Classification) -> None:
         ctx.facts["consent:source"] = found.source or ""
