@@ -144,7 +144,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "approve", help="approve a held transfer on a legal basis (second person)",
         description="Approve a report held as a transfer on a legal basis without consent "
                     "(e.g. § 8a SGB VIII). The approver must be a staff user other than the "
-                    "sender; the report then goes through the consent gate again.")
+                    "sender; the report then goes through the consent gate again. A report "
+                    "whose sender gave no justification (X-Xgate-Justification) cannot be "
+                    "approved: it has to be sent again with one.")
     approve.add_argument("queue_id", metavar="QUEUEID", help="the held report's queue id")
     approve.add_argument("--reason", required=True, metavar="TEXT",
                          help="why the transfer is justified (recorded in the audit trail)")

@@ -472,6 +472,23 @@ def test_held_reports_and_statutory_approval(client: TestClient, settings: Setti
             if action == "statutory-approved"] == [("kolle", {"reason": "Gefährdung akut"})]
 
 
+def test_approving_a_report_without_justification_is_refused(client: TestClient,
+                                                              settings: Settings) -> None:
+    waiting = _hold(settings, f"{STATUTORY_HOLD_PREFIX} on § 8a SGB VIII: {PARTNER_ADDRESS}: "
+                              "no current release covers this message; statutory basis "
+                              "invoked: § 8a SGB VIII, a justification is required")
+    refused = client.post(f"/api/v1/consents/held/{waiting}/approve", headers=COLLEAGUE,
+                          json={"reason": "Gefährdung akut"})
+    assert refused.status_code == 422
+    assert refused.json() == {
+        "error": "refused",
+        "message": f"message {waiting} has no justification (X-Xgate-Justification): a "
+                   "transfer on a legal basis does not leave without one, approved or not; "
+                   "the sender has to send it again with the reasons in that field"}
+    assert _state(settings, waiting) is MessageState.HELD
+    assert not [a for _, a, _ in _audit(settings) if a == "statutory-approved"]
+
+
 def test_a_new_release_rechecks_the_case_held_reports(client: TestClient,
                                                       settings: Settings) -> None:
     mine = _hold(settings, f"{CONSENT_HOLD_PREFIX}{PARTNER_ADDRESS}: no release for case")

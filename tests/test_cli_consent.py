@@ -325,4 +325,17 @@ def test_held_reports_and_approval(office: Office) -> None:
     assert office.state(waiting) == MessageState.DEFERRED
     _, out, _ = cli("consent", "held")
     assert out.strip() == "no reports held by the consent gate"
-    assert ("alice", "statutory-approved") in cli.audit_actions()
+
+    # Without the sender's justification no approval can let it go: refused, not recorded.
+    unjustified = office.store_outbound(
+        state=MessageState.HELD,
+        reason=f"{STATUTORY_HOLD_PREFIX} on § 8a SGB VIII: {AT_PARTNER}: no current release "
+               "covers this message; statutory basis invoked: § 8a SGB VIII, a justification "
+               "is required, approval by a second person other than the sender is required")
+    assert office.act_fails("approve", unjustified, "--reason", "dringend") == (
+        f"message {unjustified} has no justification (X-Xgate-Justification): a transfer on "
+        "a legal basis does not leave without one, approved or not; the sender has to send "
+        "it again with the reasons in that field")
+    assert office.state(unjustified) == MessageState.HELD
+    assert [a for a in cli.audit_actions() if a[1] == "statutory-approved"] == [
+        ("alice", "statutory-approved")]

@@ -307,11 +307,13 @@ def test_statutory_transfer_needs_a_second_person(office: Services,
         approve_statutory(s, qid, approver="leitung", reason="noch mal", now=office.clock())
 
 
-def test_statutory_transfer_without_justification_stays_held(office: Services) -> None:
+def test_statutory_transfer_without_justification_cannot_be_approved(
+        office: Services) -> None:
     headers = {k: v for k, v in STATUTORY.items() if k != "X-Xgate-Justification"}
     qid = send(office, report("Meldung", headers=headers))
     drain(office)
-    with session_scope(office.sessions) as s:
+    with session_scope(office.sessions) as s, pytest.raises(
+            ConsentError, match=r"no justification \(X-Xgate-Justification\)"):
         approve_statutory(s, qid, approver="leitung", reason="ok", now=office.clock())
     drain(office)
     message = load_message(office, qid)

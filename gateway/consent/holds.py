@@ -27,7 +27,7 @@ from gateway.db import session_scope
 from gateway.delivery.dsn import Failure
 from gateway.delivery.recipients import MessageRef, fail_recipients
 from gateway.models import Direction, Message, MessageState, RecipientState
-from gateway.policy.consent import normalise_case
+from gateway.policy.consent import JUSTIFICATION_MISSING, normalise_case
 from gateway.settings import Settings
 from gateway.spool import content_context
 
@@ -169,6 +169,12 @@ def approve_statutory(session: Session, queue_id: str, *, approver: str, reason:
             STATUTORY_HOLD_PREFIX):
         raise ConsentConflict(f"message {queue_id} is not waiting for the approval of a "
                               f"statutory transfer (it is {message.state.value})")
+    if JUSTIFICATION_MISSING in (message.reason or ""):
+        # An approval could not make it ready: it would only look approved and stay held.
+        raise ConsentError(f"message {queue_id} has no justification (X-Xgate-Justification): "
+                           "a transfer on a legal basis does not leave without one, approved "
+                           "or not; the sender has to send it again with the reasons in that "
+                           "field")
     user = staff.find_user(session, approver)
     if user is None or user.disabled:
         raise ConsentError(f"no active staff user {approver!r}")

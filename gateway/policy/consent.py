@@ -51,6 +51,11 @@ _GRANTOR_ROLES: frozenset[str] = frozenset(GRANTOR_ROLES)
 _RECIPIENT_KINDS: frozenset[str] = frozenset({"partner", "address"})
 
 
+# The reason a STATUTORY decision gives when the sender wrote no justification; approving
+# such a transfer is refused (gateway.consent.holds), as no approval can make it ready.
+JUSTIFICATION_MISSING = "a justification is required"
+
+
 class Verdict(StrEnum):
     ALLOW = "allow"
     HOLD = "hold"
@@ -191,7 +196,7 @@ def _statutory(facts: MessageFacts, basis: str) -> Decision:
     # Four-eyes: the sender approving their own transfer does not count, nor does a blank.
     second = any(a.strip() and _normalise_address(a) != sender for a in facts.approvals)
     if not justified:
-        reasons.append("a justification is required")
+        reasons.append(JUSTIFICATION_MISSING)
     if not second:
         reasons.append("approval by a second person other than the sender is required")
     if justified and second:
