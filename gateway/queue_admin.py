@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from gateway import audit
-from gateway.models import Message, MessageState
+from gateway.models import Message, MessageState, RecipientState
 
 # States an operator may send back to the workers. Delivered and rejected messages are done
 # (a rejected one was bounced to its sender already); a processing one belongs to a worker.
@@ -47,14 +47,30 @@ def retry(session: Session, queue_id: str, *, operator: str, now: datetime) -> M
         raise QueueAdminError(_why_not(message))
     # "received": the message runs through the whole pipeline again, as if it had just come
     # in; recipients already delivered or bounced stay so and are not sent to twice.
+    reset = _unbounced_failures(message) if previous == MessageState.FAILED else []
     message.state = MessageState.RECEIVED
     message.next_attempt_at = now
     message.updated_at = now
     message.reason = f"retry requested by {operator}"
     audit.record(session, actor=operator, action="retry", queue_id=message.queue_id,
                  detail={"previous_state": previous.value,
-                         "previous_reason": previous_reason})
+                         "previous_reason": previous_reason,
+                         **({"recipients_reset": reset} if reset else {})})
     return message
+
+
+def _unbounced_failures(message: Message) -> list[str]:
+    """A failed notice of the gateway (null sender) was bounced to nobody: its failed
+    recipients are tried again. Anyone else's failed recipients were bounced to the sender
+    already and stay failed."""
+    if message.mail_from:
+        return []
+    reset = []
+    for recipient in message.recipients:
+        if recipient.state == RecipientState.FAILED:
+            recipient.state = RecipientState.PENDING
+            reset.append(recipient.address)
+    return reset
 
 
 def _why_not(message: Message) -> str:

@@ -16,9 +16,11 @@ from crypto.at_rest import open_sealed
 from crypto.errors import SealError
 from gateway import audit
 from gateway.db import read_scope, session_scope
+from gateway.delivery import notices
 from gateway.delivery.dsn import Failure, build_notice
 from gateway.delivery.recipients import (
     fail_recipients,
+    failed_responses,
     mark_delivered,
     pending_recipients,
     recipient_states,
@@ -131,6 +133,9 @@ class Worker:
                 delivered = any(s == RecipientState.DELIVERED for _, s in recipients)
                 state = MessageState.DELIVERED if delivered else MessageState.REJECTED
                 reason = None if delivered else "no recipient could be delivered"
+                if not delivered and ctx.direction == Direction.OUTBOUND and not ctx.mail_from:
+                    state, reason = MessageState.FAILED, self._undeliverable_notice(
+                        session, ctx)
             elif isinstance(outcome, Defer):
                 state, reason = MessageState.DEFERRED, outcome.reason
                 # An explicit 0 means "at once" (a re-check), not "use the backoff".
@@ -146,14 +151,17 @@ class Worker:
                                     Failure(a, "5.7.1", outcome.reason) for a in pending])
             elif isinstance(outcome, Hold | Quarantine):
                 state, reason = outcome.state, outcome.reason
+                # Inbound, the office's own recipients learn what was kept from them.
+                tell_recipients = (isinstance(outcome, Quarantine)
+                                   and ctx.direction == Direction.INBOUND)
                 self._notify_sender(session, ctx, [a for a, _ in recipients], state,
-                                    outcome.notice)
+                                    outcome.notice, recipients_told=tell_recipients)
                 if isinstance(outcome, Hold) and outcome.inform:
+                    request = notices.approval_request(queue_id=ctx.queue_id,
+                                                       text=outcome.inform_text)
                     for address in outcome.inform:
-                        self._store_notice(session, address,
-                                           f"Approval needed: reference {ctx.queue_id}",
-                                           outcome.inform_text)
-                if isinstance(outcome, Quarantine) and ctx.direction == Direction.INBOUND:
+                        self._store_notice(session, address, request)
+                if tell_recipients:
                     self._notify_recipients(session, ctx, [a for a, _ in recipients],
                                             outcome.reason)
             else:
@@ -180,6 +188,16 @@ class Worker:
         log.info("%s -> %s%s", claim.queue_id, state.value, f" ({reason})" if reason else "")
         return ahead
 
+    def _undeliverable_notice(self, session: Session, ctx: MessageContext) -> str:
+        """One of the gateway's own notices or DSNs reached nobody. It has no sender to
+        bounce to, so it ends as a visible dead letter (failed, retryable) instead of a
+        rejection nobody hears of."""
+        why = "; ".join(f"{a}: {r}" for a, r in failed_responses(session, ctx.message_id))
+        log.warning("%s: the gateway's own notice could not be delivered (%s); it stays "
+                    "in the queue as failed", ctx.queue_id, why)
+        return (f"undeliverable notice of the gateway (null sender, nobody to tell): {why}; "
+                "retry with 'xgate queue retry' once its recipient can be reached")
+
     def _file_copies(self, session: Session, ctx: MessageContext,
                      now: datetime) -> list[audit.Event]:
         """File the mailbox copies the deliver stage sealed; their audit entries."""
@@ -195,40 +213,27 @@ class Worker:
         return events
 
     def _notify_sender(self, session: Session, message: MessageContext, recipients: list[str],
-                       state: MessageState, reason: str) -> None:
+                       state: MessageState, reason: notices.Text, *,
+                       recipients_told: bool) -> None:
         if not message.mail_from:
             return
-        what = "held" if state == MessageState.HELD else "quarantined"
-        rcpts = ", ".join(recipients)
-        text = (
-            f"Your message to {rcpts} (reference {message.queue_id}) has been {what} by the "
-            f"mail gateway and has not been delivered yet.\r\n\r\nReason: {reason}\r\n\r\n"
-            "The gateway's administrators have been informed. Please quote the reference "
-            "if you contact them.\r\n"
-        )
-        self._store_notice(session, message.mail_from,
-                           f"Message {what}: reference {message.queue_id}", text)
+        notice = notices.to_sender(queue_id=message.queue_id, recipients=recipients,
+                                   quarantined=state == MessageState.QUARANTINED,
+                                   reason=reason, recipients_told=recipients_told)
+        self._store_notice(session, message.mail_from, notice)
 
     def _notify_recipients(self, session: Session, message: MessageContext,
                            recipients: list[str], reason: str) -> None:
-        """Tell the office's own recipients (shared mailboxes, staff) what was kept from
-        them and why; they are inside, so the full reason is theirs to see."""
-        sender = message.mail_from or "<>"
         for address in recipients:
-            text = (
-                f"A message from {sender} to {address} (reference {message.queue_id}) was "
-                f"quarantined by the mail gateway and has not been delivered.\r\n\r\n"
-                f"Reason: {reason}\r\n\r\nThe administrators can release it (two of "
-                "them must agree, after a fresh scan) or delete it.\r\n"
-            )
-            self._store_notice(session, address,
-                               f"Quarantined for you: reference {message.queue_id}", text)
+            self._store_notice(session, address, notices.to_quarantined_recipient(
+                queue_id=message.queue_id, sender=message.mail_from, recipient=address,
+                reason=reason))
 
-    def _store_notice(self, session: Session, to: str, subject: str, text: str) -> None:
+    def _store_notice(self, session: Session, to: str, notice: notices.Notice) -> None:
         settings = self.services.settings
-        notice = build_notice(reporting_mta=settings.smtp.hostname,
-                              postmaster=settings.delivery.postmaster, to=to,
-                              subject=subject, text=text, now=self.services.clock())
+        data = build_notice(reporting_mta=settings.smtp.hostname,
+                            postmaster=settings.delivery.postmaster, to=to,
+                            subject=notice.subject, text=notice.text, now=self.services.clock())
         store_received(session, self.services.master_key, Envelope(
             direction=Direction.OUTBOUND, mail_from="", rcpt_tos=[to],
-            data=notice), actor=self.name, now=self.services.clock())
+            data=data), actor=self.name, now=self.services.clock())

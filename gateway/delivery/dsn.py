@@ -1,7 +1,9 @@
 """Delivery status notifications (RFC 3464) and notices to senders.
 
 A DSN quotes only the original's header block (text/rfc822-headers), never its body: the body
-may be a sensitive report, and the sender has it already.
+may be a sensitive report, and the sender has it already. The texts people read are German
+first, English below (``notices.py``), in UTF-8 and quoted-printable, so they pass every hop
+whether it offers 8BITMIME or not; the machine-readable part is RFC 3464's and unchanged.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from email import quoprimime
 from email.message import EmailMessage
 from email.policy import SMTP
 
+from gateway.delivery.notices import dsn_text
 from gateway.mime.headers import split_header_block
 
 
@@ -32,15 +36,8 @@ def build_dsn(*, reporting_mta: str, postmaster: str, to: str, queue_id: str,
     # Composed directly: the report's shape is fixed, and the stdlib generator cannot write a
     # message/delivery-status part built from scratch.
     boundary = "=_xgate_dsn_" + secrets.token_hex(12)
-    human = [
-        f"This is the mail gateway at {reporting_mta}.",
-        "",
-        "Your message could not be delivered to the following recipients:",
-        "",
-        *(f"  {f.recipient}: {_one_line(f.diagnostic)}" for f in failures),
-        "",
-        f"Reference: {queue_id}",
-    ]
+    human = dsn_text(reporting_mta=reporting_mta, queue_id=queue_id,
+                     failures=[(f.recipient, _one_line(f.diagnostic)) for f in failures])
     status = [
         f"Reporting-MTA: dns; {reporting_mta}",
         f"X-Xgate-Queue-ID: {queue_id}",
@@ -56,7 +53,7 @@ def build_dsn(*, reporting_mta: str, postmaster: str, to: str, queue_id: str,
     head = [
         f"From: Mail Delivery System <{postmaster}>",
         f"To: {to}",
-        "Subject: Undelivered Mail Returned to Sender",
+        "Subject: Unzustellbare Nachricht / Undelivered Mail Returned to Sender",
         f"Date: {email.utils.format_datetime(now)}",
         f"Message-ID: {email.utils.make_msgid(domain=reporting_mta)}",
         "Auto-Submitted: auto-replied",
@@ -67,9 +64,9 @@ def build_dsn(*, reporting_mta: str, postmaster: str, to: str, queue_id: str,
         "",
         f"--{boundary}",
         "Content-Type: text/plain; charset=utf-8",
-        "Content-Transfer-Encoding: 8bit",
+        "Content-Transfer-Encoding: quoted-printable",
         "",
-        *human,
+        *_quoted_printable(human),
         "",
         f"--{boundary}",
         "Content-Type: message/delivery-status",
@@ -93,6 +90,13 @@ def _no_crlf(text: str) -> str:
     return text.replace("\r", " ").replace("\n", " ")
 
 
+def _quoted_printable(lines: list[str]) -> list[str]:
+    # Each line on its own has no CR or LF left to be mistaken for a line end; the encoder
+    # works on octets written as latin-1 characters, as the email package's does.
+    octets = "\r\n".join(_no_crlf(line) for line in lines).encode("utf-8").decode("latin-1")
+    return quoprimime.body_encode(octets, maxlinelen=76, eol="\r\n").split("\r\n")
+
+
 def build_notice(*, reporting_mta: str, postmaster: str, to: str, subject: str, text: str,
                  now: datetime) -> bytes:
     """A plain notice (held, quarantined) to a sender or mailbox owner."""
@@ -103,7 +107,7 @@ def build_notice(*, reporting_mta: str, postmaster: str, to: str, subject: str, 
     msg["Date"] = email.utils.format_datetime(now)
     msg["Message-ID"] = email.utils.make_msgid(domain=reporting_mta)
     msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(text, charset="utf-8")
+    msg.set_content(text, charset="utf-8", cte="quoted-printable")
     return msg.as_bytes()
 
 

@@ -64,6 +64,16 @@ def recipient_states(session: Session, message_id: int) -> list[tuple[str, Recip
     return [(a, RecipientState(s)) for a, s in session.execute(_ALL, {"mid": message_id})]
 
 
+_FAILED = select(_r.c.address, _r.c.response).where(
+    _r.c.message_id == bindparam("mid"),
+    _r.c.state == RecipientState.FAILED.value).order_by(_r.c.id)
+
+
+def failed_responses(session: Session, message_id: int) -> list[tuple[str, str]]:
+    """(address, why) of each recipient that failed."""
+    return [(a, r or "failed") for a, r in session.execute(_FAILED, {"mid": message_id})]
+
+
 def fail_recipients(session: Session, master: MasterKey, settings: Settings, *,
                     message: MessageRef, original: bytes, failures: Sequence[Failure],
                     actor: str, now: datetime) -> str | None:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from gateway.delivery.notices import Text
 from gateway.models import MessageState
 
 
 class Outcome(Exception):
     state: MessageState = MessageState.FAILED
 
-    def __init__(self, reason: str, *, notice: str | None = None) -> None:
+    def __init__(self, reason: str, *, notice: Text | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         # What the sender is told, where the reason holds internal detail (a signature
-        # name, a limit) that is the admins' business, not an outside sender's.
-        self.notice = notice if notice is not None else reason
+        # name, a limit) that is the admins' business, not an outside sender's; German and
+        # English where the stage wrote both (gateway.delivery.notices).
+        self.notice: Text = notice if notice is not None else reason
 
 
 class Hold(Outcome):
@@ -21,8 +23,8 @@ class Hold(Outcome):
 
     state = MessageState.HELD
 
-    def __init__(self, reason: str, *, notice: str | None = None,
-                 inform: tuple[str, ...] = (), inform_text: str = "") -> None:
+    def __init__(self, reason: str, *, notice: Text | None = None,
+                 inform: tuple[str, ...] = (), inform_text: Text = "") -> None:
         super().__init__(reason, notice=notice)
         # Inside the office, the people who must act (the approvers of a statutory
         # transfer) and what they are told; the sender gets ``notice`` as always.

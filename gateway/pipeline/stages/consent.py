@@ -25,6 +25,7 @@ from gateway.consent.holds import (
 from gateway.consent.records import known_cases, releases_for_case
 from gateway.consent.references import case_references, leading_texts
 from gateway.db import read_scope
+from gateway.delivery.notices import Bilingual
 from gateway.mime.headers import replace_header
 from gateway.pipeline.context import MessageContext, Route
 from gateway.pipeline.outcomes import Hold, Reject
@@ -33,8 +34,15 @@ from gateway.services import Services
 from gateway.settings import ConsentSettings, RelayRoute
 from mailboxes.directory import find_mailbox
 
-_HOW_TO_RELEASE = ("It goes out by itself as soon as a release from confidentiality that "
-                   "covers it is recorded. Please quote the reference.")
+
+def _how_to_release(expiry_days: int) -> Bilingual:
+    return Bilingual(
+        "Er wird von selbst gesendet, sobald eine Schweigepflichtentbindung erfasst ist, die "
+        f"ihn deckt. Geschieht das nicht innerhalb von {expiry_days} Tagen, erhalten Sie ihn "
+        "als unzustellbar zurück. Bitte geben Sie die Referenz an.",
+        "It goes out by itself as soon as a release from confidentiality that covers it is "
+        f"recorded. If none is within {expiry_days} days, it comes back to you as "
+        "undeliverable. Please quote the reference.")
 
 
 def leaves_office(route: Route) -> bool:
@@ -74,10 +82,12 @@ class ConsentStage:
             self._record_classification(ctx, found)
             if found.problems:
                 problems = "; ".join(found.problems)
-                raise Hold(CONSENT_HOLD_PREFIX + problems,
-                           notice=f"This is a sensitive report, but the gateway cannot tell "
-                                  f"which consent it needs: {problems}. Send it again with "
-                                  "the missing details.")
+                raise Hold(CONSENT_HOLD_PREFIX + problems, notice=Bilingual(
+                    "Dies ist ein vertraulicher Bericht, aber das Gateway kann nicht "
+                    f"erkennen, welche Schweigepflichtentbindung er braucht: {problems}. "
+                    "Bitte senden Sie ihn mit den fehlenden Angaben erneut.",
+                    "This is a sensitive report, but the gateway cannot tell which consent "
+                    f"it needs: {problems}. Send it again with the missing details."))
             assert found.case is not None and found.category is not None
             releases = releases_for_case(session, found.case)
             # Approvals matter only for a transfer on a legal basis.
@@ -92,7 +102,8 @@ class ConsentStage:
         for address, decision in decisions.items():
             ctx.facts[f"consent:{address}"] = f"{decision.verdict.value}: " + "; ".join(
                 decision.reasons)
-        self._conclude(ctx, found, decisions, tuple(settings.approvers))
+        self._conclude(ctx, found, decisions, tuple(settings.approvers),
+                       settings.hold_expiry_days)
 
     @staticmethod
     def _named_cases(ctx: MessageContext, subject: str | None, settings: ConsentSettings,
@@ -114,7 +125,8 @@ class ConsentStage:
             ctx.facts["consent:legal_basis"] = found.legal_basis
 
     def _conclude(self, ctx: MessageContext, found: Classification,
-                  decisions: dict[str, Decision], approvers: tuple[str, ...]) -> None:
+                  decisions: dict[str, Decision], approvers: tuple[str, ...],
+                  expiry_days: int) -> None:
         by_verdict: dict[Verdict, dict[str, Decision]] = {}
         for address, decision in decisions.items():
             by_verdict.setdefault(decision.verdict, {})[address] = decision
@@ -128,33 +140,65 @@ class ConsentStage:
             held = by_verdict[Verdict.HOLD]
             ctx.facts["consent:verdict"] = Verdict.HOLD.value
             listing = _listing(held)
-            raise Hold(CONSENT_HOLD_PREFIX + listing,
-                       notice=f"No release from confidentiality covers this report for case "
-                              f"{found.case} ({found.category}): {listing}. {_HOW_TO_RELEASE}")
+            then = _how_to_release(expiry_days)
+            raise Hold(CONSENT_HOLD_PREFIX + listing, notice=Bilingual(
+                "Keine Schweigepflichtentbindung deckt diesen Bericht zum Aktenzeichen "
+                f"{found.case} ({found.category}): {listing}. {then.de}",
+                "No release from confidentiality covers this report for case "
+                f"{found.case} ({found.category}): {listing}. {then.en}"))
         waiting = {a: d for a, d in by_verdict.get(Verdict.STATUTORY, {}).items()
                    if not d.ready}
         if waiting:
             ctx.facts["consent:verdict"] = Verdict.STATUTORY.value
             listing = _listing(waiting)
             raise Hold(f"{STATUTORY_HOLD_PREFIX} on {found.legal_basis}: {listing}",
-                       notice=f"This report is to go on the legal basis {found.legal_basis} "
-                              f"without consent: {listing}. A second person has to approve "
-                              "it (xgate consent approve, with the reference); it goes out "
-                              "once approved.",
+                       notice=self._statutory_notice(found, listing, approvers),
                        inform=approvers,
                        inform_text=self._approval_request(ctx, found, listing))
         self._allow(ctx, found, decisions)
 
     @staticmethod
-    def _approval_request(ctx: MessageContext, found: Classification, listing: str) -> str:
-        return (f"{ctx.mail_from} wants to send a report without consent, on the legal basis "
-                f"{found.legal_basis} (reference {ctx.queue_id}).\r\n\r\n"
-                f"Case: {found.case}\r\nCategory: {found.category}\r\n"
-                f"Recipients: {', '.join(ctx.pending)}\r\n"
-                f"Justification: {found.justification or '(none given)'}\r\n"
-                f"State: {listing}\r\n\r\n"
-                "It leaves only when a second person, not the sender, approves it: "
-                f"xgate consent approve {ctx.queue_id} --by NAME --reason TEXT, or the API.\r\n")
+    def _statutory_notice(found: Classification, listing: str,
+                          approvers: tuple[str, ...]) -> Bilingual:
+        if approvers:
+            told = Bilingual(f"Benachrichtigt wurden: {', '.join(approvers)}.",
+                             f"Told: {', '.join(approvers)}.")
+        else:
+            told = Bilingual("Es sind keine Zustimmenden eingetragen (consent.approvers), "
+                             "niemand sonst wurde benachrichtigt: Bitte sprechen Sie eine "
+                             "zweite Person selbst an.",
+                             "No approvers are configured (consent.approvers), so nobody else "
+                             "has been told: please ask a second person yourself.")
+        return Bilingual(
+            "Dieser Bericht soll ohne Schweigepflichtentbindung auf der Rechtsgrundlage "
+            f"{found.legal_basis} gesendet werden: {listing}. Eine zweite Person muss "
+            "zustimmen (xgate consent approve, mit der Referenz); danach wird er gesendet. "
+            + told.de,
+            f"This report is to go on the legal basis {found.legal_basis} without consent: "
+            f"{listing}. A second person has to approve it (xgate consent approve, with the "
+            "reference); it goes out once approved. " + told.en)
+
+    @staticmethod
+    def _approval_request(ctx: MessageContext, found: Classification,
+                          listing: str) -> Bilingual:
+        recipients = ", ".join(ctx.pending)
+        return Bilingual(
+            f"{ctx.mail_from} möchte einen Bericht ohne Schweigepflichtentbindung auf der "
+            f"Rechtsgrundlage {found.legal_basis} senden (Referenz {ctx.queue_id}).\n\n"
+            f"Aktenzeichen: {found.case}\nKategorie: {found.category}\n"
+            f"Empfänger: {recipients}\n"
+            f"Begründung: {found.justification or '(keine angegeben)'}\n"
+            f"Stand: {listing}\n\n"
+            "Er wird erst gesendet, wenn eine zweite Person (nicht der Absender) zustimmt: "
+            f"xgate consent approve {ctx.queue_id} --by NAME --reason TEXT, oder über die API.",
+            f"{ctx.mail_from} wants to send a report without consent, on the legal basis "
+            f"{found.legal_basis} (reference {ctx.queue_id}).\n\n"
+            f"Case: {found.case}\nCategory: {found.category}\n"
+            f"Recipients: {recipients}\n"
+            f"Justification: {found.justification or '(none given)'}\n"
+            f"State: {listing}\n\n"
+            "It leaves only when a second person, not the sender, approves it: "
+            f"xgate consent approve {ctx.queue_id} --by NAME --reason TEXT, or the API.")
 
     def _allow(self, ctx: MessageContext, found: Classification,
                decisions: dict[str, Decision]) -> None:

@@ -8,11 +8,35 @@ from __future__ import annotations
 
 from crypto.pgp_mime import PgpKind, classify
 from gateway.db import read_scope
+from gateway.delivery.notices import Bilingual
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Hold
 from gateway.pipeline.stages.decrypt import smime_kind
-from gateway.policy.outbound import hold_reason, plan_recipient
+from gateway.policy.outbound import Protection, RecipientPlan, hold_reason, plan_recipient
 from gateway.services import Services
+from gateway.settings import OutboundPolicy
+
+_KEY_DE = {OutboundPolicy.REQUIRE_SMIME: "ein freigegebenes, gültiges S/MIME-Zertifikat",
+           OutboundPolicy.REQUIRE_OPENPGP: "ein freigegebener, gültiger OpenPGP-Schlüssel"}
+_ANY_KEY_DE = ("ein freigegebenes, gültiges S/MIME-Zertifikat oder ein freigegebener, "
+               "gültiger OpenPGP-Schlüssel")
+
+
+def _key_de(plan: RecipientPlan) -> str:
+    return _KEY_DE.get(plan.policy, _ANY_KEY_DE) if plan.policy else _ANY_KEY_DE
+
+
+def key_hold_notice(reason: str, plans: list[RecipientPlan]) -> Bilingual:
+    """What the sender of a message held for a missing key is told (``reason`` names the
+    missing keys in English)."""
+    listed = "; ".join(f"für {p.recipient} {_key_de(p)}" for p in plans
+                       if p.protection == Protection.HOLD)
+    return Bilingual(
+        "Die Nachricht muss verschlüsselt werden, aber es fehlt ein verwendbarer Schlüssel: "
+        f"{listed}. Sie wird von selbst verschlüsselt gesendet, sobald ein passender "
+        "Schlüssel freigegeben ist.",
+        f"{reason}. It goes out by itself, encrypted, as soon as a matching key is "
+        "approved.")
 
 
 class OutboundPolicyStage:
@@ -42,4 +66,4 @@ class OutboundPolicyStage:
             ctx.facts[f"plan:{address}"] = plan.protection.value
         reason = hold_reason(list(state.plans.values()))
         if reason:
-            raise Hold(reason)
+            raise Hold(reason, notice=key_hold_notice(reason, list(state.plans.values())))
