@@ -1,5 +1,5 @@
-"""The admin web app: health check, metrics, and the JSON API (key directory, consent
-register); staff pages come later.
+"""The admin web app: health check, metrics, the JSON API (key directory, consent
+register), and the office's own Web Key Directory (public); staff pages come later.
 
 Route functions only call data functions (admin_ui.health, gateway.metrics); they never query
 the database themselves.
@@ -18,6 +18,7 @@ from admin_ui.api_consents import MasterKeySource, include_consents_api
 from admin_ui.api_keys import include_keys_api
 from admin_ui.errors import install_error_handlers
 from admin_ui.health import check_health
+from admin_ui.wkd import include_wkd
 from gateway.clock import Clock, system_clock
 from gateway.db import make_engine, make_session_factory
 from gateway.keydir.expiry import ExpiryWatch, KeyExpiryCollector
@@ -46,6 +47,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     install_error_handlers(app)
     include_keys_api(app, sessions, clock, settings)
     include_consents_api(app, sessions, clock, settings, MasterKeySource(settings))
+    include_wkd(app, sessions, clock, settings)
 
     # Plain ``def``: FastAPI runs these in its thread pool, so blocking database calls do not
     # stall the event loop.

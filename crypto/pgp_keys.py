@@ -44,6 +44,8 @@ _UNUSABLE = frozenset("erid")
 _ARMOR_BLOCK = re.compile(
     rb"-----BEGIN PGP [A-Z ]+-----.*?-----END PGP [A-Z ]+-----", re.DOTALL)
 _KEY_TAGS = (Tag.PublicKey, Tag.SecretKey)
+# RFC 9580 section 5 packet tags, for cutting a certificate down (wkd_public_key).
+_TAG_SIGNATURE, _TAG_PUBLIC_KEY, _TAG_TRUST, _TAG_USER_ID, _TAG_PUBLIC_SUBKEY = 2, 6, 12, 13, 14
 _SECRET_TAGS = (Tag.SecretKey, Tag.SecretSubkey)
 
 
@@ -141,6 +143,70 @@ def public_part(secret: bytes) -> bytes:
         return str(pysequoia.Tsk.from_bytes(secret).extract_certificate()).encode()
     except RuntimeError:
         raise PgpMalformed("not an OpenPGP key") from None
+
+
+def wkd_public_key(data: bytes, address: str) -> bytes:
+    """The binary public certificate in ``data``, cut down to what a Web Key Directory
+    publishes for ``address`` (draft-koch-openpgp-webkey-service, section 3.1, "minimal"):
+    the primary key with its own signatures, only the user id(s) that carry ``address``,
+    the subkeys with their bindings; no other user ids, no user attributes, no third-party
+    certifications. Where no user id carries ``address``, the whole public certificate.
+    Secret material never comes out: the certificate is split off as public first.
+    """
+    certs = _split_certs(data)
+    if len(certs) != 1:
+        raise PgpMalformed(f"expected one OpenPGP certificate, found {len(certs)}")
+    public = bytes(certs[0])
+    fingerprint = certs[0].fingerprint.upper()
+    wanted = address.strip().lower()
+    kept: list[bytes] = []
+    keep_signatures = False
+    matched = False
+    for packet in PacketPile.from_bytes(public):
+        tag = int(packet.tag)
+        if tag in (_TAG_PUBLIC_KEY, _TAG_PUBLIC_SUBKEY):
+            keep_signatures = True
+        elif tag == _TAG_USER_ID:
+            keep_signatures = wanted in _emails([packet.body.decode("utf-8", "replace")])
+            matched = matched or keep_signatures
+            if not keep_signatures:
+                continue
+        elif tag == _TAG_SIGNATURE:
+            if not (keep_signatures and _issued_by(packet, fingerprint)):
+                continue
+        elif tag == _TAG_TRUST:  # local to a keyring, never published
+            continue
+        else:  # user attributes (photos) with their signatures
+            keep_signatures = False
+            continue
+        kept.append(_new_format_packet(tag, packet.body))
+    if not matched:
+        return public
+    minimal = b"".join(kept)
+    if _split_certs(minimal)[0].fingerprint.upper() != fingerprint:
+        raise PgpMalformed("the cut-down certificate does not read back")  # pragma: no cover
+    return minimal
+
+
+def _issued_by(signature: Packet, fingerprint: str) -> bool:
+    """Whether the primary key made ``signature`` (a self-signature or binding)."""
+    issuer = (signature.issuer_fingerprint or "").upper()
+    if issuer:
+        return issuer == fingerprint
+    return (signature.issuer_key_id or "").upper() == fingerprint[-16:]
+
+
+def _new_format_packet(tag: int, body: bytes) -> bytes:
+    """RFC 9580 section 4.2.1: a new-format header with a definite length."""
+    size = len(body)
+    if size < 192:
+        length = bytes([size])
+    elif size < 8384:
+        rest = size - 192
+        length = bytes([(rest >> 8) + 192, rest & 0xFF])
+    else:
+        length = b"\xff" + size.to_bytes(4, "big")
+    return bytes([0xC0 | tag]) + length + body
 
 
 def check_minimum_strength(info: PgpKeyInfo) -> None:

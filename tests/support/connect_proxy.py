@@ -1,0 +1,106 @@
+"""An HTTP CONNECT proxy on loopback, for clients that cannot be told a port.
+
+gpg's dirmngr fetches WKD keys from ``https://<host>/...`` on port 443, always. With this
+proxy as its ``http-proxy`` it asks for ``CONNECT openpgpkey.jugendamt.example:443`` instead
+of resolving and connecting itself, and the proxy opens a plain TCP tunnel to the test's
+HTTPS server. TLS stays end to end: dirmngr still checks the server's certificate against
+the host name, so the test server must present one naming it.
+
+Each CONNECT target is recorded (``seen``), so tests can tell which WKD method was used.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from types import TracebackType
+
+
+class ConnectProxy:
+    def __init__(self, target: tuple[str, int], hosts: set[str]) -> None:
+        """Tunnel CONNECTs for ``hosts`` (any port) to ``target``; refuse others (502)."""
+        self.target = target
+        self.hosts = {h.lower() for h in hosts}
+        self.seen: list[str] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.port: int = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, name="connect-proxy",
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client:
+            client.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 8192:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            request = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+            if len(request) != 3 or request[0] != "CONNECT":
+                client.sendall(b"HTTP/1.0 405 Method Not Allowed\r\n\r\n")
+                return
+            host = request[1].rpartition(":")[0].lower()
+            with self._lock:
+                self.seen.append(request[1])
+            if host not in self.hosts:
+                client.sendall(b"HTTP/1.0 502 Bad Gateway\r\n\r\n")
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.sendall(b"HTTP/1.0 502 Bad Gateway\r\n\r\n")
+                return
+            with upstream:
+                client.sendall(b"HTTP/1.0 200 Connection established\r\n\r\n")
+                # Anything the client sent after the request head belongs to the tunnel.
+                rest = head.split(b"\r\n\r\n", 1)[1]
+                if rest:
+                    upstream.sendall(rest)
+                back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+                back.start()
+                _pipe(client, upstream)
+                back.join(10)
+
+    def __enter__(self) -> ConnectProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while True:
+            data = source.recv(65536)
+            if not data:
+                break
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        try:
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
