@@ -1,8 +1,11 @@
 """Held messages that a change in the key directory may now let go.
 
 A message held because a recipient had no usable key is re-queued the moment a key naming
-that recipient is approved: the worker runs its pipeline again, and the message goes out
-encrypted (or is held again, with a fresh notice, if another recipient still lacks one).
+that recipient is approved, or the policy of the partner it belongs to changes (a new
+policy, an address or domain added or removed, the partner added): the worker
+runs its pipeline again, and the message goes out (or is held again, with a fresh notice,
+if a recipient still lacks what its policy asks for). One rule for both, called by the key
+directory's own functions, so the CLI and the API cannot differ.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import audit
@@ -19,18 +22,23 @@ from gateway.policy.outbound import KEY_HOLD_PREFIX
 
 
 def requeue_held_for(session: Session, addresses: Iterable[str], *, actor: str,
-                     now: datetime, why: str) -> list[str]:
-    """Re-queue outbound messages held for a missing key of any of ``addresses``."""
+                     now: datetime, why: str, domains: Iterable[str] = ()) -> list[str]:
+    """Re-queue outbound messages held for a missing key where a recipient still waiting is
+    one of ``addresses`` or in one of ``domains`` (the domain itself, as partner patterns
+    match, not its subdomains)."""
     wanted = sorted({a.strip().lower() for a in addresses})
-    if not wanted:
+    in_domains = sorted({d.strip().lower() for d in domains})
+    if not wanted and not in_domains:
         return []
+    address = func.lower(Recipient.address)
+    matches = or_(address.in_(wanted),
+                  *(address.endswith("@" + d, autoescape=True) for d in in_domains))
     rows = session.execute(
         select(Message.id, Message.queue_id)
         .join(Recipient, Recipient.message_id == Message.id)
         .where(Message.state == MessageState.HELD, Message.direction == Direction.OUTBOUND,
                Message.reason.startswith(KEY_HOLD_PREFIX),
-               Recipient.state == RecipientState.PENDING,
-               func.lower(Recipient.address).in_(wanted))
+               Recipient.state == RecipientState.PENDING, matches)
         .distinct()).all()
     for message_id, queue_id in rows:
         session.execute(update(Message).where(Message.id == message_id,

@@ -110,6 +110,7 @@ def add_partner(session: Session, name: str, *, actor: str, now: datetime,
     added = [_add_pattern(session, partner, p) for p in dict.fromkeys(wanted)]
     audit.record(session, actor=actor, action="partner-added", detail={
         "partner": name, "patterns": added, **_policy_facts(partner)})
+    _release_waiting(session, added, actor, now, f"partner {name!r} added")
     return partner
 
 
@@ -156,6 +157,9 @@ def update_partner(session: Session, name: str, *, actor: str, now: datetime,
         session.flush()
         audit.record(session, actor=actor, action="partner-changed",
                      detail={"partner": partner.name, "changes": changes})
+        if set(changes) - {"name", "note"}:
+            _release_waiting(session, [p.pattern for p in partner.patterns], actor, now,
+                             f"partner {partner.name!r} changed")
     return partner
 
 
@@ -176,6 +180,7 @@ def add_partner_pattern(session: Session, name: str, pattern: str, *, actor: str
     _touch(partner, actor, now)
     audit.record(session, actor=actor, action="partner-address-added",
                  detail={"partner": partner.name, "pattern": added})
+    _release_waiting(session, [added], actor, now, f"{added} added to partner {partner.name!r}")
     return added
 
 
@@ -191,6 +196,20 @@ def remove_partner_pattern(session: Session, name: str, pattern: str, *, actor: 
     session.flush()
     audit.record(session, actor=actor, action="partner-address-removed",
                  detail={"partner": partner.name, "pattern": wanted})
+    _release_waiting(session, [wanted], actor, now,
+                     f"{wanted} removed from partner {partner.name!r}")
+
+
+def _release_waiting(session: Session, patterns: Iterable[str], actor: str, now: datetime,
+                     why: str) -> None:
+    """Re-queue the messages held for a missing key to these addresses and domains: under
+    the changed policy they may go now, as after a key's approval (gateway.held)."""
+    # Imported here: gateway.held needs the outbound policy, which needs this module.
+    from gateway.held import requeue_held_for
+
+    listed = list(patterns)
+    requeue_held_for(session, [p for p in listed if "@" in p], actor=actor, now=now, why=why,
+                     domains=[p for p in listed if "@" not in p])
 
 
 def _free_pattern(session: Session, text: str) -> str:
