@@ -18,7 +18,7 @@ from gateway.cli_common import (
     settings_from_args,
 )
 from gateway.clock import system_clock
-from gateway.keydir import keys, own_keys, own_openpgp, wkd_lookup
+from gateway.keydir import keys, own_keys, own_openpgp, publish, wkd_lookup
 from gateway.keydir.expiry import expiring
 from gateway.keydir.models import KeyKind, KeySource, KeyStatus
 from gateway.keydir.views import (
@@ -153,6 +153,21 @@ def _register_own(sub: Subparsers) -> None:
     ls.add_argument("--address", metavar="ADDRESS")
     _json(ls)
     ls.set_defaults(handler=cmd_own_list)
+
+    export = osub.add_parser(
+        "export", help="write the office's public keys for partners and citizens",
+        description="Write the office's public keys in use (not retired, valid now): S/MIME "
+                    "certificates as PEM, each followed by the intermediate certificates it "
+                    "was imported with, then armored OpenPGP public keys. Never private "
+                    "material. OpenPGP keys are also published in the office's Web Key "
+                    "Directory (see README).")
+    export.add_argument("--address", metavar="ADDRESS",
+                        help="only this address's keys (or @domain for the office-wide key)")
+    export.add_argument("--kind", choices=[k.value for k in KeyKind],
+                        help="only certificates (smime) or only OpenPGP keys")
+    export.add_argument("--out", type=Path, metavar="FILE",
+                        help="write to FILE instead of standard output")
+    export.set_defaults(handler=cmd_own_export)
 
     retire = osub.add_parser("retire", help="stop using an own key",
                              description="Retire an own key: it neither signs nor decrypts "
@@ -430,6 +445,24 @@ def cmd_own_list(args: argparse.Namespace) -> int:
                 [[v["id"], v["address"], v["kind"], v["algorithm"], _day(v["not_after"]),
                   "retired" if v["retired"] else "in use", _short(v["fingerprint"])]
                  for v in views])
+    return 0
+
+
+def cmd_own_export(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    kind = KeyKind(args.kind) if args.kind else None
+    with command_session(settings, read_only=True) as session:
+        found, data = publish.export_own_keys(session, system_clock(), address=args.address,
+                                              kind=kind)
+        views = [own_key_view(k) for k in found]
+    if args.out is None:
+        sys.stdout.write(data.decode("ascii"))
+        return 0
+    args.out.write_bytes(data)  # OSError becomes one line in gateway.cli.main
+    print(f"wrote {len(views)} public key{'s' if len(views) != 1 else ''} to {args.out}")
+    for view in views:
+        print(f"  own key {view['id']}: {view['kind']} {view['address']}, valid until "
+              f"{_day(view['not_after'])}, {view['fingerprint']}")
     return 0
 
 
