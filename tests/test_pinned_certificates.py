@@ -349,3 +349,18 @@ def test_signing_time_is_what_counts_for_a_pinned_certificate(certs: Certs,
     later = now() + datetime.timedelta(days=400)
     result = verify_smime(signed, [], pinned=[certs.lotse.cert], now=later)
     assert result.valid and result.pinned
+
+
+def test_on_a_terminal_approve_asks_first(cli: Cli, certs: Certs,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    cli("keys", "import", str(certs.lotse.cert_pem))
+    _, out, _ = cli("keys", "list", "--json")
+    key_id = str(json.loads(out)[0]["id"])
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    answers = iter(["n", "ja"])
+    monkeypatch.setattr("builtins.input", lambda prompt: next(answers))
+    assert cli.fails("keys", "approve", key_id) == f"key {key_id} not approved"
+    _, out, _ = cli("keys", "show", key_id, "--json")
+    assert json.loads(out)["status"] == "pending"
+    _, out, _ = cli("keys", "approve", key_id)
+    assert out.rstrip().endswith("is approved now, pinned")
