@@ -3,23 +3,37 @@
 Idempotent: whatever exists already (configuration, master key, database, certificate, demo
 data) is kept, and the command says so. Losing the master key would make every stored
 message unreadable, so nothing here ever overwrites one.
+
+A new configuration says where staff mail goes (``gateway.init_config``): the internal mail
+server from ``--staff-relay`` or a prompt, the demo catcher, or a placeholder with a warning.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from importlib import resources
+import sys
 from pathlib import Path
 
 from crypto.at_rest import MasterKey
-from gateway.cli_common import load_config
+from gateway.cli_common import CliError, load_config
 from gateway.cli_db import migrate
 from gateway.cli_demo import create_demo
-from gateway.settings import Settings
+from gateway.delivery.staff_routes import staff_route_problems
+from gateway.init_config import (
+    NextHop,
+    RelayAddressError,
+    office_domains,
+    parse_next_hop,
+    render_config,
+    sample_config,
+)
+from gateway.settings import DemoSettings, Settings
 
-SAMPLE_DB_LINE = 'url = "sqlite:///xgate.db"'
+__all__ = ["register", "render_config", "sample_config"]
+
 SUBDIRS = ("keys", "tls", "metrics")
+_DEFAULT_CATCHER = DemoSettings().catcher
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,25 +46,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                       help="the installation directory (created if missing)")
     init.add_argument("--demo", action="store_true",
                       help="also create a self-signed TLS certificate, a demo shared mailbox "
-                           "and a demo staff user whose password is printed once")
+                           "and a demo staff user whose password is printed once, and route "
+                           "all mail the gateway sends out (staff notices too) to the demo "
+                           "catcher, which 'xgate serve' runs and 'xgate demo mail' shows")
+    init.add_argument("--staff-relay", metavar="HOST:PORT",
+                      help="the office's internal mail server, where mail for staff in the "
+                           "office's own domains goes (notices, bounces); without it, init "
+                           "asks on a terminal, and otherwise writes a placeholder and warns")
+    init.add_argument("--catcher-port", type=int, default=_DEFAULT_CATCHER.port,
+                      metavar="PORT",
+                      help=f"with --demo: the demo catcher's port on {_DEFAULT_CATCHER.host} "
+                           f"(default: {_DEFAULT_CATCHER.port})")
     init.set_defaults(handler=cmd_init)
-
-
-def sample_config() -> str:
-    return resources.files("gateway").joinpath("sample_config.toml").read_text("utf-8")
-
-
-def render_config(database_path: Path) -> str:
-    """The sample, with an absolute SQLite path (a relative one would follow the cwd)."""
-    text = sample_config()
-    if text.count(SAMPLE_DB_LINE) != 1:
-        raise RuntimeError("sample_config.toml lost its database url line")
-    url = f"sqlite:///{database_path.resolve()}"
-    return text.replace(SAMPLE_DB_LINE, f"url = {_toml_string(url)}")
-
-
-def _toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -58,13 +65,24 @@ def cmd_init(args: argparse.Namespace) -> int:
     # created here is for other users' eyes.
     os.umask(0o077)
     directory: Path = args.directory
+    staff_relay = _staff_relay_option(args.staff_relay)
+    if not 1 <= args.catcher_port <= 65535:
+        raise CliError(f"--catcher-port must be 1 to 65535, not {args.catcher_port}")
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "xgate.toml"
     if config.exists():
         print(f"kept existing configuration {config}")
+        if staff_relay is not None:
+            print(f"  (--staff-relay {staff_relay} is not written into it: add a "
+                  "[[delivery.routes]] table for the office's own domains yourself)")
     else:
-        _write_new(config, render_config(directory / "xgate.db"))
+        if staff_relay is None and not args.demo:
+            staff_relay = _ask_staff_relay()
+        catcher = NextHop(_DEFAULT_CATCHER.host, args.catcher_port) if args.demo else None
+        _write_new(config, render_config(directory / "xgate.db", staff_relay=staff_relay,
+                                         catcher=catcher))
         print(f"wrote configuration {config}")
+        _say_where_staff_mail_goes(staff_relay, catcher)
     settings = load_config(config)
     base = settings.resolve(settings.data_dir)
     for name in SUBDIRS:
@@ -73,8 +91,58 @@ def cmd_init(args: argparse.Namespace) -> int:
     _migrate(settings)
     if args.demo:
         create_demo(settings)
+    _warn_unrouted(settings, config)
     print(f"done; start everything with: xgate -c {config} serve")
     return 0
+
+
+def _staff_relay_option(value: str | None) -> NextHop | None:
+    if value is None:
+        return None
+    try:
+        return parse_next_hop(value)
+    except RelayAddressError as exc:
+        raise CliError(f"--staff-relay: {exc}") from None
+
+
+def _ask_staff_relay() -> NextHop | None:
+    """On a terminal: where staff mail goes. None when not asked or left empty."""
+    if not sys.stdin.isatty():
+        return None
+    domains = ", ".join(office_domains())
+    print(f"Where does mail for staff ({domains}) go? Notices and bounces reach them there.")
+    while True:
+        try:
+            answer = input("  the office's internal mail server as HOST:PORT "
+                           "(empty: decide later): ")
+        except EOFError:
+            print()
+            return None
+        if not answer.strip():
+            return None
+        try:
+            return parse_next_hop(answer)
+        except RelayAddressError as exc:
+            print(f"  {exc}")
+
+
+def _say_where_staff_mail_goes(staff_relay: NextHop | None, catcher: NextHop | None) -> None:
+    domains = ", ".join(office_domains())
+    if staff_relay is not None:
+        print(f"  staff mail for {domains} goes to the internal mail server {staff_relay}")
+    elif catcher is not None:
+        print(f"  all mail the gateway sends out goes to the demo catcher on {catcher}; "
+              "read it with: xgate demo mail list")
+
+
+def _warn_unrouted(settings: Settings, config: Path) -> None:
+    problems = staff_route_problems(settings)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if problems:
+        print(f"warning: fill in the STAFF MAIL placeholder under [delivery] in {config}, "
+              "or add a [[delivery.routes]] table there; a new installation takes "
+              "--staff-relay HOST:PORT", file=sys.stderr)
 
 
 def _write_new(path: Path, text: str) -> None:

@@ -261,6 +261,13 @@ class ConsentSettings(_Section):
         return self
 
 
+class DemoSettings(_Section):
+    # Only for trying the gateway out: a local SMTP server that keeps what the gateway relays
+    # to it (sealed with the master key) instead of delivering it. "xgate init --demo" turns
+    # it on and routes the office's own domain and every other domain to it.
+    catcher: ListenerSettings = ListenerSettings(port=2526, enabled=False)
+
+
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8025, ge=0, le=65535)
@@ -299,6 +306,7 @@ class Settings(BaseSettings):
     crypto: CryptoSettings = CryptoSettings()
     scanning: ScanningSettings = ScanningSettings()
     consent: ConsentSettings = ConsentSettings()
+    demo: DemoSettings = DemoSettings()
     web: WebSettings = WebSettings()
     logging: LoggingSettings = LoggingSettings()
 

@@ -37,8 +37,9 @@ def clean_env(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
 def run_xgate(*args: str | Path, env: Mapping[str, str] | None = None,
               stdin: str | None = None, cwd: Path | None = None,
               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    # Never the test run's own terminal: commands that ask on a terminal would wait.
     return subprocess.run([str(XGATE), *map(str, args)], capture_output=True, text=True,
-                          env=clean_env(env), input=stdin, cwd=cwd, timeout=timeout)
+                          env=clean_env(env), input=stdin or "", cwd=cwd, timeout=timeout)
 
 
 def init_installation(directory: Path, *extra: str) -> Path:
