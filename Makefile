@@ -19,6 +19,10 @@ run: setup
 	@echo "==> xgate init $(RUN_DIR) --demo"
 	$(BIN)/xgate init $(RUN_DIR) --demo
 	@echo "==> xgate serve (Ctrl-C stops it)"
+	@echo "    Mail the gateway sends out (notices to staff, bounces, mail to partners) is not"
+	@echo "    delivered but kept by the demo catcher; read it in a second terminal with"
+	@echo "      $(BIN)/xgate -c $(RUN_DIR)/xgate.toml demo mail list"
+	@echo "      $(BIN)/xgate -c $(RUN_DIR)/xgate.toml demo mail show N"
 	exec $(BIN)/xgate -c $(RUN_DIR)/xgate.toml serve
 
 ## make test: set up with test tools, then ruff, mypy and the whole pytest suite.

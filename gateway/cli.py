@@ -18,6 +18,7 @@ from gateway import (
     cli_audit,
     cli_consent,
     cli_db,
+    cli_demo,
     cli_init,
     cli_keys,
     cli_mailbox,
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show a traceback for unexpected errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (cli_init, cli_db, cli_serve, cli_queue, cli_audit, cli_mailbox, cli_user,
-                   cli_keys, cli_partner, cli_policy, cli_consent, cli_quarantine):
+                   cli_keys, cli_partner, cli_policy, cli_consent, cli_quarantine, cli_demo):
         module.register(commands)
     return parser
 

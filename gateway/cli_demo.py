@@ -1,12 +1,24 @@
-"""The demo part of ``xgate init --demo``: enough to send a first message through."""
+"""The demo part of ``xgate init --demo``: enough to send a first message through; and
+``xgate demo mail``, which shows what the demo catcher caught."""
 
 from __future__ import annotations
 
+import argparse
 import secrets
+import sys
+from email import policy
+from email.message import EmailMessage, Message
+from email.parser import BytesParser
 
 from crypto.at_rest import MasterKey
-from gateway import staff, tls
-from gateway.cli_common import command_session, operator_name
+from gateway import demo_mail, staff, tls
+from gateway.cli_common import (
+    CliError,
+    command_session,
+    operator_name,
+    positive_int,
+    settings_from_args,
+)
 from gateway.demo_keys import create_demo_keys
 from gateway.settings import Settings
 from mailboxes.directory import add_mailbox, find_mailbox
@@ -72,3 +84,98 @@ def _keys(settings: Settings) -> None:
         path.write_bytes(ca_pem)
         print(f"  (S/MIME certificates issued by a throwaway demo CA, {path}; its private "
               "key was discarded)")
+
+
+# -- xgate demo mail: what the demo catcher caught ---------------------------------------------
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo", help="look at what the demo catcher caught",
+        description="For installations made with 'xgate init --demo': the demo catcher "
+                    "(started by 'xgate serve') keeps the mail the gateway sends out (notices "
+                    "to staff, bounces, mail to partners), sealed with the master key.")
+    sub = demo.add_subparsers(dest="demo_command", required=True, metavar="COMMAND")
+    mail = sub.add_parser("mail", help="list or show caught messages",
+                          description="List or show the messages the demo catcher caught.")
+    mail_sub = mail.add_subparsers(dest="mail_command", required=True, metavar="COMMAND")
+    ls = mail_sub.add_parser("list", help="one line per caught message, oldest first")
+    ls.set_defaults(handler=cmd_mail_list)
+    show = mail_sub.add_parser("show", help="one caught message: envelope, headers, text")
+    show.add_argument("number", type=positive_int, metavar="N",
+                      help="the message's number from 'xgate demo mail list'")
+    show.add_argument("--raw", action="store_true",
+                      help="print the message exactly as it arrived")
+    show.set_defaults(handler=cmd_mail_show)
+
+
+def _caught(args: argparse.Namespace) -> tuple[Settings, MasterKey]:
+    settings = settings_from_args(args)
+    return settings, MasterKey.load(settings.resolve(settings.storage.master_key_file))
+
+
+def cmd_mail_list(args: argparse.Namespace) -> int:
+    settings, master = _caught(args)
+    caught = demo_mail.read_all(demo_mail.mail_dir(settings), master)
+    if not caught:
+        state = "on" if settings.demo.catcher.enabled else "off in this configuration"
+        print(f"no mail caught (the demo catcher is {state})")
+        return 0
+    print(f"{'N':>4}  {'RECEIVED (UTC)':<19}  FROM -> TO: SUBJECT")
+    for mail in caught:
+        message = BytesParser(policy=policy.default).parsebytes(mail.content, headersonly=True)
+        subject = str(message.get("Subject", "(no subject)"))
+        print(f"{mail.number:>4}  {mail.received_at:%Y-%m-%d %H:%M:%S}  "
+              f"{mail.mail_from or '<>'} -> {', '.join(mail.rcpt_tos)}: {subject}")
+    return 0
+
+
+def cmd_mail_show(args: argparse.Namespace) -> int:
+    settings, master = _caught(args)
+    try:
+        mail = demo_mail.read(demo_mail.mail_dir(settings), master, args.number)
+    except LookupError as exc:
+        raise CliError(str(exc)) from None
+    if args.raw:
+        sys.stdout.buffer.write(mail.content)
+        sys.stdout.flush()
+        return 0
+    print(f"caught {mail.received_at:%Y-%m-%d %H:%M:%S} UTC, envelope "
+          f"{mail.mail_from or '<>'} -> {', '.join(mail.rcpt_tos)}")
+    message = BytesParser(policy=policy.default).parsebytes(mail.content)
+    for name in ("From", "To", "Subject", "Date"):
+        if message.get(name) is not None:
+            print(f"{name}: {message[name]}")
+    _print_part(message)
+    return 0
+
+
+def _print_part(part: Message) -> None:
+    kind = part.get_content_type()
+    payload = part.get_payload()
+    if kind == "message/delivery-status" and isinstance(payload, list):
+        # RFC 3464: header blocks, one for the message, then one per recipient.
+        print(f"\n--- {kind} ---")
+        print("\n\n".join(str(block).strip() for block in payload))
+    elif isinstance(payload, list):
+        for inner in payload:
+            if isinstance(inner, Message):
+                _print_part(inner)
+    elif part.get_content_maintype() == "text":
+        print(f"\n--- {kind} ---")
+        print(_readable(part))
+    else:
+        data = part.get_payload(decode=True)
+        size = len(data) if isinstance(data, bytes) else 0
+        print(f"\n--- {kind} ---")
+        print(f"({part.get_filename() or 'unnamed'}, {size} bytes; see --raw)")
+
+
+def _readable(part: Message) -> str:
+    try:
+        if isinstance(part, EmailMessage):
+            return str(part.get_content()).rstrip("\n")
+    except (LookupError, ValueError):
+        pass  # an unknown charset or a broken encoding: the bytes as well as they go
+    payload = part.get_payload(decode=True)
+    return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)

@@ -10,7 +10,7 @@ from pathlib import Path
 from gateway.cli_common import open_database, settings_from_args
 from gateway.settings import Settings
 
-PARTS = ("clamd", "smtp", "worker", "web")
+PARTS = ("clamd", "smtp", "worker", "web", "catcher")
 
 
 def managed_clamd_wanted(settings: Settings) -> bool:
@@ -29,8 +29,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                        help="clamd (the managed virus scanner, when no external clamd is "
                             "configured), smtp (inbound and submission listeners), worker "
                             "(workers.count threads that process the queue; xgate serve starts "
-                            "workers.processes of these) or web "
-                            "(health check and metrics)")
+                            "workers.processes of these), web "
+                            "(health check and metrics) or catcher (the demo catcher, when "
+                            "demo.catcher.enabled)")
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -38,14 +39,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, serving=True)
     # Refuse to start on a missing or outdated database: better than workers that fail on
     # every poll. (The web part starts anyway and reports it on /healthz.)
-    if args.part not in ("web", "clamd"):
+    if args.part not in ("web", "clamd", "catcher"):
         open_database(settings).dispose()
     if args.part is None:
         return _serve_all(Path(args.config), settings)
-    from gateway import serve_parts
+    from gateway import demo_catcher, serve_parts
 
     runner = {"clamd": serve_parts.run_clamd, "smtp": serve_parts.run_smtp,
-              "worker": serve_parts.run_workers, "web": serve_parts.run_web}[args.part]
+              "worker": serve_parts.run_workers, "web": serve_parts.run_web,
+              "catcher": demo_catcher.run_catcher}[args.part]
     return runner(settings)
 
 
@@ -70,10 +72,15 @@ def listener_lines(settings: Settings) -> list[str]:
         where = settings.scanning.clamd_socket or (
             f"{settings.scanning.clamd_host}:{settings.scanning.clamd_port}")
         lines.append(f"clamd           external, {where}")
+    catcher = settings.demo.catcher
+    if catcher.enabled:
+        lines.append(f"demo catcher    on {catcher.host}:{catcher.port} (keeps the mail the "
+                     "gateway sends out; read it with: xgate demo mail list)")
     return lines
 
 
 def _serve_all(config: Path, settings: Settings) -> int:
+    from gateway.delivery.staff_routes import warn_unrouted_staff
     from gateway.metrics import MULTIPROC_ENV, metrics_dir, reset_metrics_dir
     from gateway.supervisor import Child, Supervisor
 
@@ -89,7 +96,8 @@ def _serve_all(config: Path, settings: Settings) -> int:
         # than a clamd child that dies again and again.
         select_signatures(settings)
     parts = [p for p in PARTS if (p != "smtp" or smtp_enabled)
-             and (p != "clamd" or managed_clamd_wanted(settings))]
+             and (p != "clamd" or managed_clamd_wanted(settings))
+             and (p != "catcher" or settings.demo.catcher.enabled)]
     base = [sys.executable, "-m", "gateway.cli", "-c", str(config.resolve()), "serve"]
     children = []
     for part in parts:
@@ -103,6 +111,8 @@ def _serve_all(config: Path, settings: Settings) -> int:
     print(f"xgate serving (pid {os.getpid()}); stop with Ctrl-C or SIGTERM", flush=True)
     for line in listener_lines(settings):
         print(f"  {line}", flush=True)
+    for line in warn_unrouted_staff(settings):
+        print(f"  WARNING: {line}", flush=True)
     status = supervisor.run()
     print("xgate stopped" if status == 0 else "xgate stopped: a part kept failing",
           file=sys.stderr if status else sys.stdout, flush=True)
