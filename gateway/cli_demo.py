@@ -15,18 +15,23 @@ from gateway import demo_mail, staff, tls
 from gateway.cli_common import (
     CliError,
     command_session,
+    operator_actor,
     operator_name,
     positive_int,
     settings_from_args,
 )
 from gateway.demo_keys import create_demo_keys
 from gateway.settings import Settings
-from mailboxes.directory import add_mailbox, find_mailbox
+from gateway.staff_actions import create_user
+from mailboxes.actions import create_mailbox
+from mailboxes.directory import find_mailbox
 
 DEMO_MAILBOX = "kindertagespflege@jugendamt.example"
 DEMO_MAILBOX_NAME = "Kindertagespflege (Demo)"
 DEMO_USER = "demo"
 DEMO_SENDER = "demo@jugendamt.example"
+DEMO_SECOND_USER = "sb"
+DEMO_SECOND_SENDER = "sb@jugendamt.example"
 
 
 def create_demo(settings: Settings) -> None:
@@ -54,21 +59,25 @@ def _mailbox(settings: Settings) -> None:
         if find_mailbox(session, DEMO_MAILBOX) is not None:
             print(f"kept existing demo mailbox {DEMO_MAILBOX}")
             return
-        add_mailbox(session, DEMO_MAILBOX, DEMO_MAILBOX_NAME)
+        create_mailbox(session, DEMO_MAILBOX, DEMO_MAILBOX_NAME, actor=operator_actor())
     print(f"created demo mailbox {DEMO_MAILBOX}")
 
 
 def _user(settings: Settings) -> None:
-    # token_urlsafe(12) gives 16 characters: above staff.MIN_PASSWORD_LENGTH.
-    password = secrets.token_urlsafe(12)
-    with command_session(settings) as session:
-        if staff.find_user(session, DEMO_USER) is not None:
-            print(f"kept existing demo staff user {DEMO_USER} (password not shown again)")
-            return
-        staff.add_user(session, DEMO_USER, password, addresses=[DEMO_SENDER])
-    print(f"created demo staff user {DEMO_USER} with password {password}")
-    print(f"  (it may submit mail as {DEMO_SENDER})")
-    print("  (shown only this once; it is stored hashed)")
+    # Two caseworkers: the README's examples use both, and a transfer on a legal basis
+    # needs a second person to approve it (four eyes).
+    for username, address in ((DEMO_USER, DEMO_SENDER), (DEMO_SECOND_USER, DEMO_SECOND_SENDER)):
+        # token_urlsafe(12) gives 16 characters: above staff.MIN_PASSWORD_LENGTH.
+        password = secrets.token_urlsafe(12)
+        with command_session(settings) as session:
+            if staff.find_user(session, username) is not None:
+                print(f"kept existing demo staff user {username} (password not shown again)")
+                continue
+            create_user(session, username, password, addresses=[address],
+                        actor=operator_actor())
+        print(f"created demo staff user {username} with password {password}")
+        print(f"  (it may submit mail as {address})")
+    print("  (passwords are shown only this once; they are stored hashed)")
 
 
 def _keys(settings: Settings) -> None:

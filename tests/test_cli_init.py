@@ -8,10 +8,12 @@ import stat
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from gateway.cli_demo import DEMO_MAILBOX, DEMO_SENDER
 from gateway.db import session_scope
 from gateway.keydir.own_keys import list_own_keys
+from gateway.models import AuditEntry
 from gateway.staff import sender_addresses, verify_password
 from tests.support.cli import (
     dispose,
@@ -62,14 +64,20 @@ def test_init_demo_creates_certificate_mailbox_and_user(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (inst / "tls" / "cert.pem").is_file()
     assert stat.S_IMODE((inst / "tls" / "key.pem").stat().st_mode) == 0o600
-    line = next(li for li in result.stdout.splitlines() if "demo staff user" in li)
-    password = line.rsplit(" ", 1)[1]
+    passwords = {li.split()[4]: li.rsplit(" ", 1)[1] for li in result.stdout.splitlines()
+                 if "created demo staff user" in li}
+    assert set(passwords) == {"demo", "sb"}
+    password = passwords["demo"]
     listing = run_xgate("-c", inst / "xgate.toml", "mailbox", "list")
     assert DEMO_MAILBOX in listing.stdout
     services = installation_services(installation_settings(inst / "xgate.toml"))
     try:
         with session_scope(services.sessions) as session:
             assert verify_password(session, "demo", password) is not None
+            assert verify_password(session, "sb", passwords["sb"]) is not None
+            # Made through the same audited actions as 'xgate user add' and 'mailbox add'.
+            actions = {e.action for e in session.scalars(select(AuditEntry))}
+            assert {"user-added", "mailbox-added"} <= actions
             # Demo keys: S/MIME and OpenPGP for the mailbox and the demo sender, sealed.
             kinds = {(k.address, k.kind.value) for k in list_own_keys(session)}
             assert kinds == {(a, kind) for a in (DEMO_MAILBOX, DEMO_SENDER)
