@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 
 from crypto.canonical import encode_binary_bodies
+from gateway.delivery.notices import Bilingual
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Quarantine
 from gateway.services import Services
@@ -50,7 +51,10 @@ def check_structure(data: bytes, services: Services) -> None:
     problem = check_raw_structure(data, MimeLimits.from_settings(services.settings.scanning))
     if problem is not None:
         raise Quarantine(f"unscannable: {problem}",
-                         notice="the message's MIME structure is too complex to be checked")
+                         notice=Bilingual(
+                             "Der Aufbau der Nachricht (MIME) ist zu verschachtelt, um "
+                             "geprüft zu werden.",
+                             "the message's MIME structure is too complex to be checked"))
 
 
 class ParseStage:

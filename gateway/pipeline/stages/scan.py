@@ -9,6 +9,7 @@ the scanner away, the message waits in the queue: it is never delivered unscanne
 from __future__ import annotations
 
 from gateway.db import read_scope
+from gateway.delivery.notices import Bilingual
 from gateway.models import Direction
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.opening import PipelineOpener
@@ -20,8 +21,11 @@ from gateway.services import Services
 from scanning.errors import ScannerUnavailable
 from scanning.verdict import Verdict
 
-SENDER_NOTICE = ("the message did not pass the gateway's content check (virus scan and "
-                 "attachment policy) and is kept for review by the administrators")
+SENDER_NOTICE = Bilingual(
+    "Die Nachricht hat die Inhaltsprüfung des Gateways (Virenprüfung und Regeln für "
+    "Anhänge) nicht bestanden und wird zur Prüfung zurückgehalten.",
+    "the message did not pass the gateway's content check (virus scan and attachment "
+    "policy) and is kept for review")
 
 
 class ScanStage:
