@@ -38,9 +38,9 @@ from gateway.consent.holds import approve_statutory, held_reports
 from gateway.consent.records import (
     Document,
     ReleaseInput,
-    history,
-    latest_versions,
     read_document,
+    read_release,
+    read_releases,
 )
 from gateway.consent.views import decision_json, held_json, version_json
 from gateway.policy.consent import GrantorRole, RecipientRef
@@ -291,14 +291,17 @@ def consents_router(sessions: sessionmaker[Session], clock: Clock, settings: Set
 
     # --- the register -----------------------------------------------------------------------
 
+    # Reading a release opens the names of the people concerned: a writing transaction,
+    # because the reading is recorded in the audit trail and commits with it.
     @router.get("")
-    def list_releases(_user: StaffUser,
+    def list_releases(user: StaffUser,
                       case: Annotated[str | None, Query(max_length=1000)] = None
                       ) -> dict[str, Any]:
+        key = master_key()
         now = clock()
-        with reading() as session:
-            return {"releases": [version_json(v, now, zone)
-                                 for v in latest_versions(session, case=case)]}
+        with writing() as session:
+            return {"releases": [version_json(v, now, zone) for v in read_releases(
+                session, key, case=case, actor=user.username, via="api")]}
 
     @router.post("", status_code=201)
     def add_release(user: StaffUser, body: ReleaseBody) -> dict[str, Any]:
@@ -336,12 +339,13 @@ def consents_router(sessions: sessionmaker[Session], clock: Clock, settings: Set
         return {"queue_id": queue_id, "approved_by": user.username}
 
     @router.get("/{release_id:int}")
-    def show_release(_user: StaffUser, release_id: ReleaseId) -> dict[str, Any]:
+    def show_release(user: StaffUser, release_id: ReleaseId) -> dict[str, Any]:
+        key = master_key()
         now = clock()
-        with reading() as session:
+        with writing() as session:
             return {"id": release_id,
-                    "versions": [version_json(v, now, zone)
-                                 for v in history(session, release_id)]}
+                    "versions": [version_json(v, now, zone) for v in read_release(
+                        session, key, release_id, actor=user.username, via="api")]}
 
     @router.post("/{release_id:int}/versions", status_code=201)
     def change_release(user: StaffUser, release_id: ReleaseId,
@@ -362,8 +366,9 @@ def consents_router(sessions: sessionmaker[Session], clock: Clock, settings: Set
         # In UTC, as the database gives it back: the answer here and every later read of
         # this version then show the same time, whatever zone the client wrote.
         at = body.revoked_at.astimezone(UTC) if body.revoked_at is not None else None
+        key = master_key()
         with writing() as session:
-            return recorded(record_revocation(session, release_id, actor=user.username,
+            return recorded(record_revocation(session, key, release_id, actor=user.username,
                                               reason=body.reason, now=now, revoked_at=at),
                             now)
 

@@ -3,8 +3,10 @@ the consent gate holds.
 
 Recording, changing and revoking a release, reading its signed scan and approving a transfer
 on a legal basis are done in a staff user's name (--by) and proved with that user's password:
-the audit trail names a person, not whoever had a shell. Listing, showing and the dry run only
-read. ``--json`` prints the shapes of ``gateway.consent.views``, the same the admin API uses.
+the audit trail names a person, not whoever had a shell. So is every command that shows the
+people a release is about (``show``, ``list --json``): it opens their sealed names, and the
+reading is audited. The list as a table and the dry run show no names and need no one.
+``--json`` prints the shapes of ``gateway.consent.views``, the same the admin API uses.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from gateway.consent import actions, holds, records
 from gateway.consent.gate import dry_run
 from gateway.consent.records import Document, ReleaseInput, VersionView
 from gateway.consent.views import decision_json, held_json, release_state, version_json
-from gateway.policy.consent import GRANTOR_ROLES, RecipientRef, Release, Verdict
+from gateway.policy.consent import GRANTOR_ROLES, RecipientRef, Release, ReleaseTerms, Verdict
 from gateway.settings import Settings
 
 # On the command line a role is one word; the records spell "young person" with a space.
@@ -93,16 +95,22 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     ls = sub.add_parser("list", help="list releases (their current versions)",
                         description="List the current version of every release, newest "
-                                    "first, with its state today.")
+                                    "first, with its state today. The table shows no names; "
+                                    "--json shows the data subjects, the grantor and the "
+                                    "purpose too, and so needs --by (the reading is audited).")
     ls.add_argument("--case", metavar="AZ", help="only the releases of this case")
     _json(ls)
+    _actor_options(ls, required=False)
     ls.set_defaults(handler=cmd_list)
 
     show = sub.add_parser("show", help="show a release with all its versions",
                           description="Show every version of a release: what it said, who "
-                                      "recorded it, why, and the signed scan it relies on.")
+                                      "recorded it, why, and the signed scan it relies on. "
+                                      "It shows the names of the people concerned: the "
+                                      "reading is recorded in the audit trail.")
     show.add_argument("id", metavar="ID", type=positive_int, help="the release id")
     _json(show)
+    _actor_options(show)
     show.set_defaults(handler=cmd_show)
 
     check = sub.add_parser(
@@ -184,8 +192,8 @@ def _release_options(parser: argparse.ArgumentParser, *, required: bool) -> None
                         help="the signed form (a scan); stored sealed")
 
 
-def _actor_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--by", required=True, metavar="USER",
+def _actor_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument("--by", required=required, metavar="USER",
                         help="the staff user acting (asked for their password)")
     parser.add_argument("--password-stdin", action="store_true",
                         help="read the password from the first line of standard input "
@@ -328,7 +336,7 @@ def cmd_change(args: argparse.Namespace) -> int:
     authenticate(settings, args.by, args.password_stdin)
     master = master_key_of(settings)
     with command_session(settings) as session:
-        current = records.history(session, args.id)[-1]
+        current = records.history(session, master, args.id)[-1]
         data = _changed_input(args, current.release)
         # Without --expect-version, still expect the version the merge was built from: a
         # change committed meanwhile must not be overwritten by values read before it.
@@ -344,9 +352,11 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     at = parse_moment("--at", args.at) if args.at is not None else None
     authenticate(settings, args.by, args.password_stdin)
+    master = master_key_of(settings)
     with command_session(settings) as session:
-        result = actions.record_revocation(session, args.id, actor=args.by, reason=args.reason,
-                                           now=system_clock(), revoked_at=at)
+        result = actions.record_revocation(session, master, args.id, actor=args.by,
+                                           reason=args.reason, now=system_clock(),
+                                           revoked_at=at)
     revoked_at = result.version.release.revoked_at
     assert revoked_at is not None
     zone = ZoneInfo(settings.consent.timezone)
@@ -357,27 +367,37 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     zone = ZoneInfo(settings.consent.timezone)
-    with command_session(settings, read_only=True) as session:
-        views = records.latest_versions(session, case=args.case)
-    now = system_clock()
     if args.json:
+        if args.by is None:
+            raise CliError("--json shows the names of the people concerned: say who reads "
+                           "them with --by USER (asked for the password)")
+        authenticate(settings, args.by, args.password_stdin)
+        master = master_key_of(settings)
+        with command_session(settings) as session:
+            views = records.read_releases(session, master, case=args.case, actor=args.by,
+                                          via="cli")
+        now = system_clock()
         print_json([version_json(v, now, zone) for v in views])
         return 0
-    if not views:
+    with command_session(settings, read_only=True) as session:
+        terms = records.latest_terms(session, case=args.case)
+    now = system_clock()
+    if not terms:
         print("no releases" + (f" for case {args.case}" if args.case else ""))
         return 0
     print_table(["ID", "VERSION", "CASE", "STATE", "VALID", "CATEGORIES", "RECIPIENTS"],
                 [[r.id, f"v{r.version}", r.case, release_state(r, now, zone), _period(r),
-                  ", ".join(sorted(r.categories)), _recipient_list(r)]
-                 for r in (v.release for v in views)])
+                  ", ".join(sorted(r.categories)), _recipient_list(r)] for r in terms])
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     zone = ZoneInfo(settings.consent.timezone)
-    with command_session(settings, read_only=True) as session:
-        views = records.history(session, args.id)
+    authenticate(settings, args.by, args.password_stdin)
+    master = master_key_of(settings)
+    with command_session(settings) as session:
+        views = records.read_release(session, master, args.id, actor=args.by, via="cli")
     now = system_clock()
     if args.json:
         print_json([version_json(v, now, zone) for v in views])
@@ -480,11 +500,11 @@ def _moment(moment: datetime, zone: ZoneInfo) -> str:
     return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
 
 
-def _period(release: Release) -> str:
+def _period(release: ReleaseTerms) -> str:
     return f"{release.valid_from.isoformat()} to {release.valid_until.isoformat()}"
 
 
-def _recipient_list(release: Release) -> str:
+def _recipient_list(release: ReleaseTerms) -> str:
     return ", ".join(f"{r.value} (partner)" if r.kind == "partner" else r.value
                      for r in release.recipients)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from crypto.at_rest import MasterKey
 from gateway.cli_common import head_revision, open_database, settings_from_args
 from gateway.migrate import current_revision, upgrade
 from gateway.settings import Settings
@@ -28,7 +29,9 @@ def migrate(settings: Settings) -> tuple[str | None, str | None]:
     engine = open_database(settings, need_schema=False, create=True)
     try:
         before = current_revision(engine)
-        upgrade(engine)
+        # Read only if a migration has stored data to seal (see gateway.migrate).
+        upgrade(engine, master_key=lambda: MasterKey.load(
+            settings.resolve(settings.storage.master_key_file)))
         return before, current_revision(engine)
     finally:
         engine.dispose()

@@ -191,6 +191,25 @@ def test_caseworker_records_lists_and_reads(client: TestClient, settings: Settin
     assert "Mia Muster" not in json.dumps(added)
 
 
+def test_reading_releases_is_audited_without_names(client: TestClient,
+                                                   settings: Settings) -> None:
+    release = _create(client)["release"]
+    assert client.get(f"/api/v1/consents/{release['id']}", headers=COLLEAGUE).status_code == 200
+    assert client.get("/api/v1/consents", params={"case": CASE},
+                      headers=CASEWORKER).status_code == 200
+    assert client.get("/api/v1/consents/999", headers=COLLEAGUE).status_code == 404
+    # Reading the held reports and the dry run show no names: not recorded as reads.
+    client.get("/api/v1/consents/held", headers=COLLEAGUE)
+    _check(client)
+    reads = [(actor, action, detail) for actor, action, detail in _audit(settings)
+             if action in ("consent-read", "consent-listed")]
+    assert reads == [
+        ("kolle", "consent-read", {"release": release["id"], "versions": [1], "via": "api"}),
+        ("sachb", "consent-listed", {"case": CASE, "releases": [[release["id"], 1]],
+                                     "via": "api"})]
+    assert "Mia Muster" not in json.dumps(reads) and "Petra" not in json.dumps(reads)
+
+
 def test_change_makes_a_new_version_and_keeps_the_old(client: TestClient,
                                                       settings: Settings) -> None:
     v1 = _create(client)["release"]
@@ -218,7 +237,7 @@ def test_change_makes_a_new_version_and_keeps_the_old(client: TestClient,
                         json=_release(case="51.2-1/2026", note="falsche Akte"))
     assert moved.status_code == 422 and "another case" in moved.json()["message"]
     assert [a for _, a, _ in _audit(settings) if a.startswith("consent-")] == [
-        "consent-added", "consent-changed"]
+        "consent-added", "consent-changed", "consent-read"]
 
 
 def test_revoke_then_check_denies(client: TestClient, settings: Settings) -> None:

@@ -26,7 +26,7 @@ from gateway import audit, staff
 from gateway.clock import system_clock
 from gateway.consent.holds import CASE_FACT, CONSENT_HOLD_PREFIX, STATUTORY_HOLD_PREFIX
 from gateway.db import make_engine, make_session_factory, read_scope, session_scope
-from gateway.models import Direction, Message, MessageState
+from gateway.models import AuditEntry, Direction, Message, MessageState
 from gateway.policy.consent import local_date, normalise_case
 from gateway.settings import load_settings
 from gateway.spool import Envelope, store_received
@@ -130,8 +130,9 @@ def test_add_list_show_and_change(office: Office) -> None:
     assert row.split()[:4] == [str(release), "v1", CASE, "active"]
     assert f"{FROM} to {UNTIL}" in row
     assert row.endswith("Jugendamt B (partner), beratung@stelle.example")
-    _, out, _ = cli("consent", "list", "--case", "  51.2-1234/2026 ", "--json")
+    _, out, _ = office.act("list", "--case", "  51.2-1234/2026 ", "--json", by="bob")
     [view] = json.loads(out)
+    assert view["data_subjects"] == ["Max Muster", "Lea Muster"]
     assert (view["id"], view["version"], view["state"]) == (release, 1, "active")
     assert view["recipients"] == [{"kind": "partner", "value": PARTNER},
                                   {"kind": "address", "value": "beratung@stelle.example"}]
@@ -150,7 +151,7 @@ def test_add_list_show_and_change(office: Office) -> None:
                             "--expect-version", "1") == (
         f"release {release} is at version 2, not 1; look at it again")
 
-    _, out, _ = cli("consent", "show", str(release), "--json")
+    _, out, _ = office.act("show", str(release), "--json")
     v1, v2 = json.loads(out)
     assert (v1["version"], v1["recorded_by"], v2["version"], v2["recorded_by"]) == (
         1, "alice", 2, "bob")
@@ -163,7 +164,7 @@ def test_add_list_show_and_change(office: Office) -> None:
     assert (v2["purpose"], v2["valid_from"], v2["valid_until"]) == ("Hilfeplanung", FROM, UNTIL)
     assert v2["document"] == v1["document"]
 
-    _, out, _ = cli("consent", "show", str(release))
+    _, out, _ = office.act("show", str(release))
     lines = out.splitlines()
     assert lines[0] == f"release {release}, case {CASE}: active (current version v2)"
     assert [line.split(":")[0] for line in lines if line.startswith("v")] == ["v1", "v2"]
@@ -174,7 +175,34 @@ def test_add_list_show_and_change(office: Office) -> None:
                      f"{len(SCAN)} bytes, sha256 ") == 2
 
     actions = [a for a in cli.audit_actions() if a[1].startswith("consent-")]
-    assert actions == [("alice", "consent-added"), ("bob", "consent-changed")]
+    assert actions == [("alice", "consent-added"), ("bob", "consent-listed"),
+                       ("bob", "consent-changed"), ("alice", "consent-read"),
+                       ("alice", "consent-read")]
+
+
+def test_reading_names_needs_a_person_and_is_audited(office: Office) -> None:
+    release = office.add()
+    cli = office.cli
+    # The table shows no names: nobody is asked, nothing recorded.
+    _, out, _ = cli("consent", "list")
+    assert "Max Muster" not in out and "Erika Muster" not in out
+    assert cli.fails("consent", "list", "--json") == (
+        "--json shows the names of the people concerned: say who reads them with --by USER "
+        "(asked for the password)")
+    assert office.act_fails("show", str(release), password="falsch") == (
+        "authentication as alice failed")
+    assert office.act_fails("list", "--json", password="falsch") == (
+        "authentication as alice failed")
+    assert office.act_fails("show", "999") == "no release 999"
+    _, out, _ = office.act("show", str(release), by="bob")
+    assert "  data subjects: Max Muster, Lea Muster" in out
+    with read_scope(office.sessions) as s:
+        entries = s.scalars(select(AuditEntry).where(AuditEntry.action.in_(
+            ["consent-read", "consent-listed"])).order_by(AuditEntry.seq)).all()
+        assert [(e.actor, e.action, json.loads(e.detail)) for e in entries] == [
+            ("bob", "consent-read", {"release": release, "versions": [1], "via": "cli"})]
+        assert "Muster" not in entries[0].detail
+        assert audit.verify(s).ok
 
 
 def test_check_revoke_and_deny(office: Office) -> None:
@@ -215,7 +243,7 @@ def test_check_revoke_and_deny(office: Office) -> None:
     assert decision["releases"] == [{"id": release, "version": 2}]
     code, out = office.check("--category", "Hilfeplan")
     assert code == 1 and out.startswith("verdict: deny\n")
-    _, out, _ = office.cli("consent", "list", "--json")
+    _, out, _ = office.act("list", "--json")
     assert [(v["state"], v["revoked_by"]) for v in json.loads(out)] == [("revoked", "bob")]
 
 
@@ -278,7 +306,7 @@ def test_refusals_are_one_line(office: Office) -> None:
     assert office.act_fails("revoke", "1", "--reason", "x", "--at", "2026-03-01T10:00") == (
         "--at: give a time zone, e.g. 2026-03-01T10:00+01:00")
     assert office.act_fails("revoke", "1", "--reason", "x") == "no release 1"
-    assert office.cli.fails("consent", "show", "999") == "no release 999"
+    assert office.act_fails("show", "999") == "no release 999"
     assert office.cli.fails("consent", "check", "--case", CASE, "--category", "Hilfeplan",
                             "--recipient", AT_PARTNER, "--date", "1.3.2026") == (
         "--date: not a date in the form YYYY-MM-DD: '1.3.2026'")

@@ -207,8 +207,8 @@ def test_plain_mail_and_internal_reports_pass_ungated(office: Services,
 def test_revoked_release_denies_and_bounces(office: Services) -> None:
     release_id = release(office)
     with session_scope(office.sessions) as s:
-        record_revocation(s, release_id, actor="sb", reason="Widerruf per Brief",
-                          now=office.clock())
+        record_revocation(s, office.master_key, release_id, actor="sb",
+                          reason="Widerruf per Brief", now=office.clock())
     qid = send(office, report())
     drain(office)
     message = load_message(office, qid)
@@ -226,8 +226,8 @@ def test_revocation_stops_a_report_waiting_for_a_retry(
     assert load_message(office, qid).state == MessageState.DEFERRED
     transport.error = None
     with session_scope(office.sessions) as s:
-        rechecked = record_revocation(s, release_id, actor="sb", reason="Widerruf",
-                                      now=office.clock()).rechecked
+        rechecked = record_revocation(s, office.master_key, release_id, actor="sb",
+                                      reason="Widerruf", now=office.clock()).rechecked
     assert rechecked == (qid,)
     drain(office)
     assert load_message(office, qid).state == MessageState.REJECTED
@@ -251,7 +251,8 @@ def test_a_change_after_the_check_is_caught_before_sending(office: Services,
     result = run_pipeline(ctx, stages[:deliver], office)
     assert result.outcome is None
     with session_scope(office.sessions) as s:
-        record_revocation(s, release_id, actor="sb", reason="Widerruf", now=office.clock())
+        record_revocation(s, office.master_key, release_id, actor="sb", reason="Widerruf",
+                          now=office.clock())
     result = run_pipeline(ctx, stages[deliver:], office)
     assert result.state == MessageState.DEFERRED
     assert not [r for _, _, r, _ in transport.sent if r == (PARTNER,)]
@@ -371,8 +372,8 @@ def test_untagged_report_of_a_revoked_case_is_held(office: Services,
                                                    transport: RecordingTransport) -> None:
     release_id = release(office)
     with session_scope(office.sessions) as s:
-        record_revocation(s, release_id, actor="sb", reason="Widerruf per Brief",
-                          now=office.clock())
+        record_revocation(s, office.master_key, release_id, actor="sb",
+                          reason="Widerruf per Brief", now=office.clock())
     qid = send(office, report(UNTAGGED))
     drain(office)
     message = load_message(office, qid)

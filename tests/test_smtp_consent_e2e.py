@@ -172,8 +172,8 @@ def test_report_held_released_and_revocation_stops_the_next(
     second = newest_queue_id(services)
     assert second != first
     with session_scope(services.sessions) as s:
-        record_revocation(s, release_id, actor="sb", reason="Widerruf der Mutter",
-                          now=services.clock())
+        record_revocation(s, services.master_key, release_id, actor="sb",
+                          reason="Widerruf der Mutter", now=services.clock())
     drain(services)
     assert load_message(services, second).state == MessageState.REJECTED
     assert len([d for d in sink.deliveries if d.rcpt_tos == (PARTNER,)]) == 1
@@ -212,8 +212,8 @@ def test_untagged_report_naming_a_known_case_is_held(
         services: Services, edge: Edge, sink: SmtpSink, office: Office) -> None:
     release_id = register(services)
     with session_scope(services.sessions) as s:
-        record_revocation(s, release_id, actor="sb", reason="Widerruf der Mutter",
-                          now=services.clock())
+        record_revocation(s, services.master_key, release_id, actor="sb",
+                          reason="Widerruf der Mutter", now=services.clock())
     submit(edge, mail(ENTITY, sender=STAFF, to=PARTNER,
                       subject=f"Psychologisches Gutachten zu L. M. (AZ {CASE})"))
     drain(services)

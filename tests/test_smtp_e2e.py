@@ -5,13 +5,17 @@ from __future__ import annotations
 import secrets
 import smtplib
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select, text
 
+from gateway.consent.actions import record_release, record_revocation
+from gateway.consent.records import ReleaseInput, read_release
 from gateway.db import is_sqlite, session_scope
 from gateway.models import Message, MessageState
+from gateway.policy.consent import RecipientRef
 from gateway.services import Services
 from gateway.worker import Worker
 from mailboxes.directory import add_mailbox
@@ -95,6 +99,25 @@ def _files_containing(root: Path, needles: list[bytes]) -> dict[bytes, list[Path
     return hits
 
 
+def _record_and_revoke_release(services: Services, case: str, child: str, grantor: str,
+                               purpose: str) -> None:
+    data = ReleaseInput(case=case, data_subjects=(child,), grantor_name=grantor,
+                        grantor_role="parent", categories=("Hilfeplan",),
+                        recipients=(RecipientRef("address", "team@beratung.example"),),
+                        purpose=purpose, valid_from=date(2026, 1, 1),
+                        valid_until=date(2026, 12, 31))
+    with session_scope(services.sessions) as session:
+        recorded = record_release(session, services.master_key, services.settings, data,
+                                  document=None, actor="sb", now=services.clock())
+    with session_scope(services.sessions) as session:
+        record_revocation(session, services.master_key, recorded.version.release.id,
+                          actor="sb", reason="Widerruf", now=services.clock())
+    with session_scope(services.sessions) as session:
+        views = read_release(session, services.master_key, recorded.version.release.id,
+                             actor="sb", via="cli")
+    assert [v.release.data_subjects for v in views] == [(child,), (child,)]
+
+
 def _checkpoint(engine: Engine) -> None:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         # Everything in shared buffers goes to the data files now, not at some later time.
@@ -115,6 +138,13 @@ def test_no_plaintext_at_rest(services: Services, edge: Edge, tmp_path: Path,
     with session_scope(services.sessions) as session:
         (stored,) = messages_in(session, mailbox_id)
         assert marker.encode() in read_message(services.master_key, stored)
+    # A release from confidentiality: the child's name, the grantor and the purpose are
+    # sealed like message content, in every version; the case reference is clear on purpose
+    # (the gate looks it up), so finding it proves the scan reads the register's rows.
+    names = [f"Kind-{secrets.token_hex(8)}", f"Mutter-{secrets.token_hex(8)}",
+             f"Zweck-{secrets.token_hex(8)}"]
+    case = f"51.2-{secrets.randbelow(10**6):06d}/2026"
+    _record_and_revoke_release(services, case, *names)
     # The test's data dir (keys, and on SQLite the database with its -wal and -shm files).
     roots = [tmp_path]
     if is_sqlite(services.settings.database.url):
@@ -124,9 +154,15 @@ def test_no_plaintext_at_rest(services: Services, edge: Edge, tmp_path: Path,
         server: PostgresServer = request.getfixturevalue("own_postgres")
         # The data directory and, next to it, the server's log.
         roots.append(server.datadir.parent)
-    found_sender = []
+    found_sender: list[Path] = []
+    found_case: list[Path] = []
     for root in roots:
-        hits = _files_containing(root, [marker.encode(), sender.encode()])
+        hits = _files_containing(root, [marker.encode(), sender.encode(), case.encode(),
+                                        *(n.encode() for n in names)])
         assert hits[marker.encode()] == [], f"plaintext found under {root}"
+        for name in names:
+            assert hits[name.encode()] == [], f"{name.split('-')[0]} in clear under {root}"
         found_sender += hits[sender.encode()]
+        found_case += hits[case.encode()]
     assert found_sender, "the scan did not see the database's files"
+    assert found_case, "the scan did not see the consent register's rows"

@@ -57,10 +57,11 @@ def record_change(session: Session, master_key: MasterKey, settings: Settings,
     return Recorded(view, tuple(woken))
 
 
-def record_revocation(session: Session, release_id: int, *, actor: str, reason: str,
-                      now: datetime, revoked_at: datetime | None = None) -> Recorded:
-    view = revoke_release(session, release_id, actor=actor, reason=reason, now=now,
-                          revoked_at=revoked_at)
+def record_revocation(session: Session, master_key: MasterKey, release_id: int, *,
+                      actor: str, reason: str, now: datetime,
+                      revoked_at: datetime | None = None) -> Recorded:
+    view = revoke_release(session, master_key, release_id, actor=actor, reason=reason,
+                          now=now, revoked_at=revoked_at)
     release = view.release
     woken = recheck_case(session, release.case, actor=actor, now=now, include_queued=True,
                          why=f"release {release.id} revoked")

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from gateway.consent.classify import canonical_category
 from gateway.consent.records import releases_for_case
 from gateway.keydir.partners import partner_for
-from gateway.policy.consent import Decision, MessageFacts, Release, decide, local_date
+from gateway.policy.consent import Decision, MessageFacts, ReleaseTerms, decide, local_date
 from gateway.settings import ConsentSettings
 
 
@@ -28,7 +28,7 @@ def recipient_facts(session: Session, *, case: str, category: str, recipient: st
                         approvals=tuple(approvals), sender=sender)
 
 
-def evaluate(facts: MessageFacts, releases: Sequence[Release], settings: ConsentSettings,
+def evaluate(facts: MessageFacts, releases: Sequence[ReleaseTerms], settings: ConsentSettings,
              now: datetime) -> Decision:
     return decide(facts, releases, now, ZoneInfo(settings.timezone),
                   categories=settings.categories)

@@ -60,13 +60,14 @@ class ConsentVersion(Base):
     case_ref: Mapped[str] = mapped_column(String(200))
     # normalise_case(case_ref): how held messages and look-ups find a case's releases.
     case_key: Mapped[str] = mapped_column(String(200), index=True)
-    # JSON lists: the data subjects, the categories, the recipients ({kind, value}).
-    data_subjects: Mapped[str] = mapped_column(Text)
-    grantor_name: Mapped[str] = mapped_column(String(255))
+    # The personal part, sealed with the master key like message content and bound to
+    # (release_id, version): JSON {data_subjects, grantor_name, purpose}. Names of children
+    # and parents never lie in the database in clear; the case reference does, for look-ups.
+    sealed_personal: Mapped[bytes] = mapped_column(LargeBinary)
     grantor_role: Mapped[str] = mapped_column(String(20))
+    # JSON lists: the categories, the recipients ({kind, value}).
     categories: Mapped[str] = mapped_column(Text)
     recipients: Mapped[str] = mapped_column(Text)
-    purpose: Mapped[str] = mapped_column(Text)
     valid_from: Mapped[date] = mapped_column(Date)
     valid_until: Mapped[date] = mapped_column(Date)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

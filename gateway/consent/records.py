@@ -3,6 +3,12 @@
 Every change appends a version and an audit entry in the same transaction; no stored
 version is ever updated. The sealed scan of the signed form is stored once and referenced
 by every version that relies on it.
+
+The personal part of each version (the data subjects, the grantor's name, the purpose) is
+sealed with the master key, bound to the version's (release id, version). The consent gate
+decides on the terms alone (``releases_for_case``) and never opens it; whoever reads it
+through the CLI or the API is recorded in the audit trail (``read_release``,
+``read_releases``), without the names.
 """
 
 from __future__ import annotations
@@ -29,13 +35,14 @@ from gateway.policy.consent import (
     Grantor,
     RecipientRef,
     Release,
+    ReleaseTerms,
     normalise_case,
 )
 from gateway.settings import ConsentSettings
 
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 MAX_CASE_LENGTH = 200
-MAX_NAME_LENGTH = 255  # the grantor_name column
+MAX_NAME_LENGTH = 255  # a grantor's name, as the API accepts it
 MAX_ADDRESS_LENGTH = 320  # RFC 5321's path limit
 # What a stored content type may look like; it is sent back as a response header later.
 _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*$")
@@ -91,6 +98,20 @@ def _document_context(sha256: str) -> bytes:
     # Binds each sealed blob to the digest stored beside it: a blob moved to another row
     # does not open.
     return b"xgate consent document\x00" + sha256.encode()
+
+
+def personal_context(release_id: int, version: int) -> bytes:
+    """Binds a version's sealed personal part to that version: copied to another row, it
+    does not open. Migration 0009 seals existing rows with the same bytes."""
+    return b"xgate consent release\x00%d\x00%d" % (release_id, version)
+
+
+def _seal_personal(master_key: MasterKey, release_id: int, version: int,
+                   data: ReleaseInput) -> bytes:
+    personal = {"data_subjects": list(data.data_subjects), "grantor_name": data.grantor_name,
+                "purpose": data.purpose}
+    return seal(master_key, json.dumps(personal, ensure_ascii=False).encode(),
+                personal_context(release_id, version))
 
 
 def validate(session: Session, data: ReleaseInput, settings: ConsentSettings) -> ReleaseInput:
@@ -177,31 +198,43 @@ def _store_document(session: Session, master_key: MasterKey, document: Document,
     return row
 
 
-def _row(release_id: int, version: int, data: ReleaseInput, *, recorded_by: str,
-         recorded_at: datetime, document_id: int | None, revoked_at: datetime | None = None,
-         revoked_by: str | None = None) -> ConsentVersion:
+def _row(master_key: MasterKey, release_id: int, version: int, data: ReleaseInput, *,
+         recorded_by: str, recorded_at: datetime, document_id: int | None,
+         revoked_at: datetime | None = None, revoked_by: str | None = None) -> ConsentVersion:
     return ConsentVersion(
         release_id=release_id, version=version, case_ref=data.case,
         case_key=normalise_case(data.case),
-        data_subjects=json.dumps(list(data.data_subjects), ensure_ascii=False),
-        grantor_name=data.grantor_name, grantor_role=data.grantor_role,
+        sealed_personal=_seal_personal(master_key, release_id, version, data),
+        grantor_role=data.grantor_role,
         categories=json.dumps(list(data.categories), ensure_ascii=False),
         recipients=json.dumps([{"kind": r.kind, "value": r.value} for r in data.recipients],
                               ensure_ascii=False),
-        purpose=data.purpose, valid_from=data.valid_from, valid_until=data.valid_until,
+        valid_from=data.valid_from, valid_until=data.valid_until,
         revoked_at=revoked_at, revoked_by=revoked_by, document_id=document_id,
         recorded_by=recorded_by, recorded_at=recorded_at, note=data.note)
 
 
-def to_release(row: ConsentVersion) -> Release:
+def to_terms(row: ConsentVersion) -> ReleaseTerms:
+    """What a version allows, without opening its personal part."""
     recipients = tuple(RecipientRef(r["kind"], r["value"]) for r in json.loads(row.recipients))
-    return Release(
+    return ReleaseTerms(
         id=row.release_id, version=row.version, case=row.case_ref,
-        data_subjects=tuple(json.loads(row.data_subjects)),
-        granted_by=Grantor(row.grantor_name, row.grantor_role),  # type: ignore[arg-type]
         categories=frozenset(json.loads(row.categories)), recipients=recipients,
-        purpose=row.purpose, valid_from=row.valid_from, valid_until=row.valid_until,
-        revoked_at=row.revoked_at)
+        valid_from=row.valid_from, valid_until=row.valid_until, revoked_at=row.revoked_at)
+
+
+def to_release(row: ConsentVersion, master_key: MasterKey) -> Release:
+    """The whole version, its personal part opened in memory."""
+    personal = json.loads(open_sealed(master_key, row.sealed_personal,
+                                      personal_context(row.release_id, row.version)))
+    terms = to_terms(row)
+    return Release(
+        id=terms.id, version=terms.version, case=terms.case, categories=terms.categories,
+        recipients=terms.recipients, valid_from=terms.valid_from,
+        valid_until=terms.valid_until, revoked_at=terms.revoked_at,
+        data_subjects=tuple(personal["data_subjects"]),
+        granted_by=Grantor(personal["grantor_name"], row.grantor_role),  # type: ignore[arg-type]
+        purpose=personal["purpose"])
 
 
 def _input_of(release: Release, note: str) -> ReleaseInput:
@@ -235,12 +268,12 @@ def add_release(session: Session, master_key: MasterKey, settings: ConsentSettin
     session.flush()
     stored = (_store_document(session, master_key, document, settings, actor, now)
               if document is not None else None)
-    row = _row(release.id, 1, clean, recorded_by=actor, recorded_at=now,
+    row = _row(master_key, release.id, 1, clean, recorded_by=actor, recorded_at=now,
                document_id=stored.id if stored else None)
     session.add(row)
     session.flush()
     audit.record(session, actor=actor, action="consent-added", detail=_audit_detail(row))
-    return _view(session, row)
+    return _view(session, master_key, row)
 
 
 def _latest_row(session: Session, release_id: int) -> ConsentVersion:
@@ -281,16 +314,17 @@ def change_release(session: Session, master_key: MasterKey, settings: ConsentSet
         raise ConsentError("a release cannot move to another case; record a new release")
     stored = (_store_document(session, master_key, document, settings, actor, now)
               if document is not None else None)
-    row = _row(release_id, latest.version + 1, clean, recorded_by=actor, recorded_at=now,
-               document_id=stored.id if stored else latest.document_id)
+    row = _row(master_key, release_id, latest.version + 1, clean, recorded_by=actor,
+               recorded_at=now, document_id=stored.id if stored else latest.document_id)
     _append(session, row)
     audit.record(session, actor=actor, action="consent-changed",
                  detail={**_audit_detail(row), "note": clean.note})
-    return _view(session, row)
+    return _view(session, master_key, row)
 
 
-def revoke_release(session: Session, release_id: int, *, actor: str, reason: str,
-                   now: datetime, revoked_at: datetime | None = None) -> VersionView:
+def revoke_release(session: Session, master_key: MasterKey, release_id: int, *, actor: str,
+                   reason: str, now: datetime,
+                   revoked_at: datetime | None = None) -> VersionView:
     """Record a revocation as a new version; ``revoked_at`` defaults to now.
 
     A revocation dated in the past (the person withdrew by letter last week) is allowed; one
@@ -309,38 +343,41 @@ def revoke_release(session: Session, release_id: int, *, actor: str, reason: str
     if latest.revoked_at is not None:
         raise ConsentConflict(f"release {release_id} was already revoked at "
                               f"{latest.revoked_at.isoformat()}")
-    data = _input_of(to_release(latest), reason.strip())
-    row = _row(release_id, latest.version + 1, data, recorded_by=actor, recorded_at=now,
-               document_id=latest.document_id, revoked_at=at, revoked_by=actor)
+    # The new version says what the revoked one said; its personal part is sealed anew,
+    # bound to the new version.
+    data = _input_of(to_release(latest, master_key), reason.strip())
+    row = _row(master_key, release_id, latest.version + 1, data, recorded_by=actor,
+               recorded_at=now, document_id=latest.document_id, revoked_at=at,
+               revoked_by=actor)
     _append(session, row)
     audit.record(session, actor=actor, action="consent-revoked",
                  detail={**_audit_detail(row), "revoked_at": at.isoformat(),
                          "reason": reason.strip()})
-    return _view(session, row)
+    return _view(session, master_key, row)
 
 
-def _view(session: Session, row: ConsentVersion) -> VersionView:
+def _view(session: Session, master_key: MasterKey, row: ConsentVersion) -> VersionView:
     info = None
     if row.document_id is not None:
         doc = session.get(ConsentDocument, row.document_id)
         if doc is not None:
             info = DocumentInfo(doc.id, doc.filename, doc.content_type, doc.size, doc.sha256)
-    return VersionView(release=to_release(row), recorded_by=row.recorded_by,
+    return VersionView(release=to_release(row, master_key), recorded_by=row.recorded_by,
                        recorded_at=row.recorded_at, revoked_by=row.revoked_by, note=row.note,
                        document=info)
 
 
-def history(session: Session, release_id: int) -> list[VersionView]:
-    """Every version of a release, oldest first."""
+def history(session: Session, master_key: MasterKey, release_id: int) -> list[VersionView]:
+    """Every version of a release, oldest first. Not audited: for the library's own use
+    (a change merges with the current version); what is shown goes through ``read_release``."""
     rows = session.scalars(select(ConsentVersion).where(ConsentVersion.release_id == release_id)
                            .order_by(ConsentVersion.version)).all()
     if not rows:
         raise ConsentNotFound(f"no release {release_id}")
-    return [_view(session, r) for r in rows]
+    return [_view(session, master_key, r) for r in rows]
 
 
-def latest_versions(session: Session, *, case: str | None = None) -> list[VersionView]:
-    """The current version of every release (of one case), newest release first."""
+def _latest_rows(session: Session, case: str | None) -> list[ConsentVersion]:
     newest = (select(ConsentVersion.release_id, func.max(ConsentVersion.version).label("v"))
               .group_by(ConsentVersion.release_id).subquery())
     query = (select(ConsentVersion)
@@ -349,14 +386,43 @@ def latest_versions(session: Session, *, case: str | None = None) -> list[Versio
              .order_by(ConsentVersion.release_id.desc()))
     if case is not None:
         query = query.where(ConsentVersion.case_key == normalise_case(case))
-    return [_view(session, r) for r in session.scalars(query).all()]
+    return list(session.scalars(query).all())
 
 
-def releases_for_case(session: Session, case: str) -> list[Release]:
-    """Every version of every release of ``case``: the decision picks the newest itself."""
+def latest_terms(session: Session, *, case: str | None = None) -> list[ReleaseTerms]:
+    """The current version of every release (of one case), newest release first, without
+    the personal part: what a list may show to anyone who may use the register."""
+    return [to_terms(r) for r in _latest_rows(session, case)]
+
+
+def read_release(session: Session, master_key: MasterKey, release_id: int, *, actor: str,
+                 via: str) -> list[VersionView]:
+    """Every version of a release with its personal part, for ``actor`` to see; the reading
+    is recorded in the audit trail (release and versions, never the names) in the caller's
+    transaction. ``via``: "cli" or "api"."""
+    views = history(session, master_key, release_id)
+    audit.record(session, actor=actor, action="consent-read", detail={
+        "release": release_id, "versions": [v.release.version for v in views], "via": via})
+    return views
+
+
+def read_releases(session: Session, master_key: MasterKey, *, case: str | None, actor: str,
+                  via: str) -> list[VersionView]:
+    """The current version of every release (of one case) with its personal part, for
+    ``actor`` to see; recorded in the audit trail like ``read_release``."""
+    views = [_view(session, master_key, r) for r in _latest_rows(session, case)]
+    audit.record(session, actor=actor, action="consent-listed", detail={
+        "case": case, "releases": [[v.release.id, v.release.version] for v in views],
+        "via": via})
+    return views
+
+
+def releases_for_case(session: Session, case: str) -> list[ReleaseTerms]:
+    """Every version of every release of ``case``: the decision picks the newest itself.
+    The personal parts stay sealed: the gate needs none of them."""
     rows = session.scalars(select(ConsentVersion)
                            .where(ConsentVersion.case_key == normalise_case(case))).all()
-    return [to_release(r) for r in rows]
+    return [to_terms(r) for r in rows]
 
 
 def known_cases(session: Session, references: Sequence[str]) -> list[str]:
@@ -377,21 +443,24 @@ def read_document(session: Session, master_key: MasterKey, release_id: int,
     """The scan a version relies on (the latest by default), unsealed in memory, with the
     version it belongs to. The reading is recorded in the audit trail in the caller's
     transaction: whoever sees a signed release form is on record."""
-    views = history(session, release_id)
-    chosen = views[-1] if version is None else next(
-        (v for v in views if v.release.version == version), None)
+    rows = session.scalars(select(ConsentVersion).where(ConsentVersion.release_id == release_id)
+                           .order_by(ConsentVersion.version)).all()
+    if not rows:
+        raise ConsentNotFound(f"no release {release_id}")
+    chosen = rows[-1] if version is None else next(
+        (r for r in rows if r.version == version), None)
     if chosen is None:
         raise ConsentNotFound(f"release {release_id} has no version {version}")
-    if chosen.document is None:
-        raise ConsentNotFound(f"release {release_id} v{chosen.release.version} has no "
-                              "document")
-    doc = session.get(ConsentDocument, chosen.document.id)
+    if chosen.document_id is None:
+        raise ConsentNotFound(f"release {release_id} v{chosen.version} has no document")
+    doc = session.get(ConsentDocument, chosen.document_id)
     assert doc is not None  # the foreign key guarantees it
     data = open_sealed(master_key, doc.sealed, _document_context(doc.sha256))
     audit.record(session, actor=actor, action="consent-document-read",
-                 detail={"release": release_id, "version": chosen.release.version,
+                 detail={"release": release_id, "version": chosen.version,
                          "document": doc.id})
-    return chosen.document, chosen.release.version, data
+    info = DocumentInfo(doc.id, doc.filename, doc.content_type, doc.size, doc.sha256)
+    return info, chosen.version, data
 
 
 def still_current(session: Session, used: Iterable[tuple[int, int]], now: datetime) -> bool:

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 from gateway.consent.holds import STATUTORY_HOLD_PREFIX, HeldReport
 from gateway.consent.records import VersionView
-from gateway.policy.consent import Decision, Release, local_date
+from gateway.policy.consent import Decision, ReleaseTerms, local_date
 
 
-def release_state(release: Release, now: datetime, tz: ZoneInfo) -> str:
+def release_state(release: ReleaseTerms, now: datetime, tz: ZoneInfo) -> str:
     """"revoked", "expired", "not yet valid" or "active", as of ``now``."""
     if release.revoked_at is not None and release.revoked_at <= now:
         return "revoked"

@@ -90,17 +90,18 @@ class Grantor:
 
 
 @dataclass(frozen=True)
-class Release:
-    """One version of a release from confidentiality, as recorded."""
+class ReleaseTerms:
+    """What one version of a release allows: all the decision reads.
+
+    The people it is about, who granted it and for what purpose are not among them: they are
+    stored sealed, and the gate decides without opening them (see ``Release``).
+    """
 
     id: int
     version: int
     case: str  # the case reference (Aktenzeichen)
-    data_subjects: tuple[str, ...]
-    granted_by: Grantor
     categories: frozenset[str]
     recipients: tuple[RecipientRef, ...]
-    purpose: str
     valid_from: date
     valid_until: date
     revoked_at: datetime | None = None
@@ -116,6 +117,16 @@ class Release:
     @property
     def ref(self) -> tuple[int, int]:
         return (self.id, self.version)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Release(ReleaseTerms):
+    """One version of a release from confidentiality, as recorded: its terms and the
+    personal part (the data subjects, the grantor, the purpose)."""
+
+    data_subjects: tuple[str, ...]
+    granted_by: Grantor
+    purpose: str
 
 
 @dataclass(frozen=True)
@@ -151,7 +162,7 @@ def _normalise_address(address: str) -> str:
     return address.strip().casefold()
 
 
-def names_recipient(release: Release, address: str, partner: str | None) -> bool:
+def names_recipient(release: ReleaseTerms, address: str, partner: str | None) -> bool:
     """Does the release name this recipient, by exact address or by partner organisation?"""
     wanted_address = _normalise_address(address)
     wanted_partner = _normalise_name(partner) if partner and partner.strip() else None
@@ -173,7 +184,7 @@ def local_date(now: datetime, tz: ZoneInfo = BERLIN) -> date:
     return now.astimezone(tz).date()
 
 
-def _latest_versions(releases: Sequence[Release]) -> list[Release]:
+def _latest_versions(releases: Sequence[ReleaseTerms]) -> list[ReleaseTerms]:
     # A newer version of a release replaces the older one: if a person narrowed their consent
     # (dropped a recipient, shortened the period), the old, wider version must not still let
     # messages through. Equal (id, version) pairs are all kept: they are duplicates, not
@@ -184,7 +195,7 @@ def _latest_versions(releases: Sequence[Release]) -> list[Release]:
     return [r for r in releases if r.version == newest[r.id]]
 
 
-def _refs(releases: Sequence[Release]) -> tuple[tuple[int, int], ...]:
+def _refs(releases: Sequence[ReleaseTerms]) -> tuple[tuple[int, int], ...]:
     # Sorted and de-duplicated so the audit record does not depend on the input order.
     return tuple(sorted({r.ref for r in releases}))
 
@@ -204,7 +215,7 @@ def _statutory(facts: MessageFacts, basis: str) -> Decision:
     return Decision(Verdict.STATUTORY, tuple(reasons), (), ready=justified and second)
 
 
-def decide(facts: MessageFacts, releases: Sequence[Release], now: datetime,
+def decide(facts: MessageFacts, releases: Sequence[ReleaseTerms], now: datetime,
            tz: ZoneInfo = BERLIN, *,
            categories: Collection[str] = DEFAULT_CATEGORIES) -> Decision:
     """Decide whether the message may go out under a release, and say why."""
@@ -226,7 +237,7 @@ def decide(facts: MessageFacts, releases: Sequence[Release], now: datetime,
     matching = [r for r in for_category
                 if names_recipient(r, facts.recipient_address, facts.recipient_partner)]
 
-    def revoked(r: Release) -> bool:
+    def revoked(r: ReleaseTerms) -> bool:
         return r.revoked_at is not None and r.revoked_at <= now
 
     valid = [r for r in matching
