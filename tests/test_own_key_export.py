@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,16 +21,24 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
 from pysequoia.packet import Tag
 
 from crypto import pgp_keys
 from crypto.at_rest import MasterKey
-from gateway.db import make_engine, make_session_factory, read_scope
+from gateway.db import make_engine, make_session_factory, read_scope, session_scope
+from gateway.delivery.transport import RecordingTransport
 from gateway.keydir.models import KeyKind
-from gateway.keydir.own_keys import own_keys_for
+from gateway.keydir.own_keys import import_own_smime, own_keys_for
+from gateway.models import Direction, MessageState
+from gateway.services import Services, build_services
 from gateway.settings import Settings, load_settings
+from tests.conftest import make_settings
+from tests.support import crypto_setup
 from tests.support.cli import Cli
 from tests.support.gpg_partner import GpgPartner
+from tests.support.openssl_partner import OpensslPartner, mail
+from tests.support.pipeline import drain, enqueue, load_message
 from tests.support.pki import CA_KEY_USAGE
 from tests.support.smime_pki import DAY, Party, make_ca, make_person, now
 
@@ -112,18 +121,39 @@ def _master(cli: Cli) -> tuple[Settings, MasterKey]:
 # --- S/MIME -------------------------------------------------------------------------------
 
 
-def test_certificate_is_exported_without_private_material(cli: Cli, pki: Pki) -> None:
-    cli("keys", "own", "import", "--address", MAILBOX, "--cert", str(pki.ours.cert_pem),
-        "--key", str(pki.ours.key_pem))
+@pytest.mark.parametrize("form", ["pkcs12", "pem"])
+def test_certificate_is_exported_with_its_intermediates(cli: Cli, pki: Pki,
+                                                        form: str) -> None:
+    if form == "pkcs12":
+        bundle = pkcs12.serialize_key_and_certificates(
+            b"ours", pki.ours.key, pki.ours.cert,  # type: ignore[arg-type]
+            [pki.root.cert, pki.unrelated.cert, pki.intermediate.cert],
+            serialization.NoEncryption())
+        cli("keys", "own", "import", "--address", MAILBOX,
+            "--pkcs12", cli.file("ours.p12", bundle))
+    else:
+        # The order in the file does not matter, nor does a certificate that issued nothing.
+        chain = cli.file("chain.pem", _pem(pki.unrelated, pki.root, pki.ours, pki.intermediate))
+        cli("keys", "own", "import", "--address", MAILBOX, "--cert", chain,
+            "--key", str(pki.ours.key_pem))
     out = cli.tmp / "jugendamt.pem"
     _, printed, _ = cli("keys", "own", "export", "--kind", "smime", "--out", str(out))
     assert printed.startswith(f"wrote 1 public key to {out}\n")
     assert f"smime {MAILBOX}" in printed and pki.ours.fingerprint in printed
+
     exported = out.read_bytes()
-    assert x509.load_pem_x509_certificates(exported) == [pki.ours.cert]
+    certs = x509.load_pem_x509_certificates(exported)
+    assert certs == [pki.ours.cert, pki.intermediate.cert]  # no root, nothing unrelated
     assert b"PRIVATE" not in exported
     for secret in _private_numbers(pki.ours.key):
         assert all(secret not in view for view in _binary_views(exported))
+    # The partner's openssl trusts only the root and builds the chain from the file.
+    leaf = cli.tmp / "leaf.pem"
+    leaf.write_bytes(pki.ours.cert_pem.read_bytes())
+    verified = subprocess.run(["openssl", "verify", "-CAfile", str(pki.root.cert_pem),
+                               "-untrusted", str(out), "-purpose", "smimeencrypt", str(leaf)],
+                              capture_output=True, timeout=TIMEOUT, check=False)
+    assert verified.returncode == 0, verified.stderr
     # Without --out the same bytes go to standard output.
     _, printed, _ = cli("keys", "own", "export", "--address", MAILBOX)
     assert printed.encode() == exported
@@ -200,3 +230,40 @@ def test_openpgp_key_is_exported_public_only(cli: Cli, gpg: GpgPartner) -> None:
     listing = gpg.run("--with-colons", "--list-keys", MAILBOX).stdout.decode()
     assert f"fpr:::::::::{own.fingerprint}:" in listing
     assert gpg.run("--with-colons", "--list-secret-keys", check=False).stdout == b""
+
+
+# --- our signatures carry the chain --------------------------------------------------------
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, pki: Pki) -> Settings:
+    return make_settings(tmp_path / "var", database_url, crypto={
+        "trust_anchors_file": str(pki.root.cert_pem), "unknown_partner_outbound": "either"},
+        delivery={"routes": [
+            {"domain": "jugendamt.example", "host": "groupware.invalid", "internal": True},
+            {"domain": "*", "host": "relay.invalid", "port": 25}]})
+
+
+def test_outbound_signature_carries_the_intermediate(settings: Settings, pki: Pki) -> None:
+    transport = RecordingTransport()
+    services: Services = build_services(settings, transport=transport)
+    try:
+        with session_scope(services.sessions) as s:
+            import_own_smime(s, services.master_key, STAFF,
+                             pki.staff.key_pem.read_bytes() + _pem(pki.staff, pki.intermediate),
+                             actor="test", now=services.clock())
+        crypto_setup.partner(services, "Jugendamt B", "jugendamt-b.example",
+                             outbound_policy="require-smime")
+        crypto_setup.partner_key(services, pki.partner.der)
+        entity = b"Content-Type: text/plain; charset=utf-8\r\n\r\nHilfeplan Kind A.\r\n"
+        qid = enqueue(services, [PARTNER], mail(entity, sender=STAFF, to=PARTNER),
+                      mail_from=STAFF, direction=Direction.OUTBOUND)
+        drain(services)
+        assert load_message(services, qid).state == MessageState.DELIVERED
+        [(_, _, _, data)] = transport.sent
+    finally:
+        services.sessions.kw["bind"].dispose()
+    openssl = OpensslPartner(pki.directory)
+    signed = openssl.decrypt(data, pki.partner)
+    # The partner trusts only the root: the intermediate must come with the signature.
+    assert b"Hilfeplan Kind A." in openssl.verify(signed, pki.root)

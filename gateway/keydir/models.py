@@ -183,6 +183,11 @@ class OwnKey(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     # The DER certificate, or the ASCII-armored public key.
     public: Mapped[bytes] = mapped_column(LargeBinary)
+    # S/MIME: the intermediate CA certificates imported with it that lead from it towards
+    # its root (PEM, issuer first; the root itself left out): partners need them to build
+    # the chain, in the export and in our signatures. NULL for OpenPGP and for a
+    # certificate imported without them.
+    chain: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # The private key (PKCS#8 DER, or an armored unprotected OpenPGP secret key), sealed
     # with the master key and bound to this row's address, kind and fingerprint.
     private_sealed: Mapped[bytes] = mapped_column(LargeBinary)

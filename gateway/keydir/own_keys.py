@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
@@ -31,10 +32,13 @@ from gateway.keydir.material import (
     certificate_can_sign,
     certificate_emails,
     certificate_fingerprint,
+    is_self_signed,
 )
 from gateway.keydir.models import KeyKind, OwnKey
 from gateway.keydir.strength import certificate_signature_problem, describe_public
 
+# A real PKI has one or two intermediates; more is a loop or a wrong file.
+_MAX_CHAIN = 8
 _PEM_PRIVATE = re.compile(
     rb"-----BEGIN ((?:ENCRYPTED |RSA |EC )?PRIVATE KEY)-----.+?-----END \1-----", re.DOTALL)
 
@@ -51,6 +55,8 @@ class OwnKeyMaterial:
     # PKCS#8 DER (S/MIME) or an armored, unprotected OpenPGP secret key.
     private: bytes = field(repr=False)
     not_after: datetime | None
+    # S/MIME: the intermediate certificates (PEM) to send along with signatures.
+    chain: bytes = b""
 
     def __repr__(self) -> str:  # never print private key material
         return (f"OwnKeyMaterial(id={self.id}, {self.kind}, {self.fingerprint}, "
@@ -66,7 +72,7 @@ def _open(master_key: MasterKey, key: OwnKey) -> OwnKeyMaterial:
     private = open_sealed(master_key, key.private_sealed,
                           seal_context(key.address, key.kind, key.fingerprint))
     return OwnKeyMaterial(key.id, key.kind, key.fingerprint, key.address, key.public,
-                          private, key.not_after)
+                          private, key.not_after, key.chain or b"")
 
 
 def _candidates(address: str) -> list[str]:
@@ -154,10 +160,12 @@ def import_own_smime(session: Session, master_key: MasterKey, address: str, data
     _check_names(cert, address)
     private = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
+    chain = issuer_chain(cert, certs)
     return store_own_key(
         session, master_key, address=address, kind=KeyKind.SMIME,
         fingerprint=certificate_fingerprint(cert),
         public=cert.public_bytes(serialization.Encoding.DER), private=private,
+        chain=b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain) or None,
         subject=subject, algorithm=strength.algorithm, not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc, can_sign=certificate_can_sign(cert), actor=actor,
         now=now, how="imported")
@@ -196,6 +204,31 @@ def _read_key_and_certs(data: bytes, password: bytes | None
     return key, certs
 
 
+def issuer_chain(cert: x509.Certificate,
+                 certs: list[x509.Certificate]) -> list[x509.Certificate]:
+    """The certificates among ``certs`` that issued ``cert``, its issuer's issuer and so
+    on, up to but without a self-signed root: the intermediates a partner needs, when it
+    trusts the root. Certificates that issue none of these are left out."""
+    chain: list[x509.Certificate] = []
+    tip = cert
+    while len(chain) < _MAX_CHAIN:
+        issuer = next((c for c in certs if c != tip and c not in chain
+                       and _issued(tip, c)), None)
+        if issuer is None or is_self_signed(issuer):
+            break
+        chain.append(issuer)
+        tip = issuer
+    return chain
+
+
+def _issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 def _matching_certificate(key: PrivateKeyTypes, certs: list[x509.Certificate]) -> x509.Certificate:
     for cert in certs:
         if cert.public_key() == key.public_key():
@@ -222,14 +255,15 @@ def _check_names(cert: x509.Certificate, address: str) -> None:
 def store_own_key(session: Session, master_key: MasterKey, *, address: str, kind: KeyKind,
                   fingerprint: str, public: bytes, private: bytes, subject: str,
                   algorithm: str, not_before: datetime, not_after: datetime | None,
-                  can_sign: bool, actor: str, now: datetime, how: str) -> OwnKey:
+                  can_sign: bool, actor: str, now: datetime, how: str,
+                  chain: bytes | None = None) -> OwnKey:
     exists = session.scalars(select(OwnKey.id).where(
         OwnKey.address == address, OwnKey.kind == kind, OwnKey.fingerprint == fingerprint,
     )).first()
     if exists is not None:
         raise Conflict(f"this key is stored for {address} already (own key {exists})")
     key = OwnKey(address=address, kind=kind, fingerprint=fingerprint, public=public,
-                 private_sealed=seal(master_key, private,
+                 chain=chain, private_sealed=seal(master_key, private,
                                      seal_context(address, kind, fingerprint)),
                  subject=subject, algorithm=algorithm, not_before=not_before,
                  not_after=not_after, can_sign=can_sign, created_at=now, created_by=actor,

@@ -48,7 +48,7 @@ def exported(key: OwnKey) -> bytes:
     or the armored OpenPGP public key. Never private material."""
     if key.kind is KeyKind.SMIME:
         cert = x509.load_der_x509_certificate(key.public)
-        return cert.public_bytes(serialization.Encoding.PEM)
+        return cert.public_bytes(serialization.Encoding.PEM) + (key.chain or b"")
     from crypto import pgp_keys
 
     try:

@@ -40,8 +40,11 @@ class SignStage:
         if state.smime_signer and smime_wanted:
             signer = state.smime_signer
             key = services.private_keys.load(signer)
+            # The intermediates it was imported with: partners that trust only the root
+            # need them to build the chain.
+            chain = x509.load_pem_x509_certificates(signer.chain) if signer.chain else []
             state.smime_signed = sign_mime(entity, x509.load_der_x509_certificate(signer.public),
-                                           key)
+                                           key, chain=chain)
             ctx.facts["signed_smime"] = signer.fingerprint
         if (Protection.PLAINTEXT in wanted and state.smime_signed is None
                 and state.pgp_signer is not None):
