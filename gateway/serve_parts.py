@@ -36,9 +36,15 @@ def run_workers(settings: Settings) -> int:
     from gateway.consent.holds import HoldExpiry
     from gateway.metrics import StageMetrics
     from gateway.services import build_services
-    from gateway.worker import Worker, worker_name
+    from gateway.worker import Worker, prune_relay_journal, worker_name
 
     services = build_services(settings)
+    prune_relay_journal(services)
+    # A worker thread that has just read the next hop's 250 must get the GIL back at once
+    # to note the delivery (the window for a duplicate after a crash); with the default
+    # 5 ms switch interval a helper thread (lease heartbeat, checkpoints) could hold it
+    # that long.
+    sys.setswitchinterval(0.001)
     checkpointer = WalCheckpointer(services.sessions.kw["bind"])
     checkpointer.start()
     hold_expiry = HoldExpiry(settings, services.sessions, services.master_key, services.clock)

@@ -10,6 +10,8 @@ from crypto.at_rest import MasterKey
 from crypto.pgp_backend import PgpBackend
 from gateway.clock import Clock, system_clock
 from gateway.db import make_engine, make_session_factory
+from gateway.delivery.journal import FILE_NAME as JOURNAL_FILE
+from gateway.delivery.journal import RelayJournal
 from gateway.delivery.transport import Transport
 from gateway.own_key_cache import OwnKeyLookup, PrivateKeyCache
 from gateway.scanner_health import ScannerHealth
@@ -35,6 +37,8 @@ class Services:
     # Fingerprints of partner keys known to the directory (rows are never deleted, so a
     # fingerprint once seen stays known): saves the harvest check a query per message.
     known_partner_keys: set[str] = field(default_factory=set)
+    # Relay deliveries noted the moment the next hop accepts them (gateway.delivery.journal).
+    relay_journal: RelayJournal | None = None
 
 
 def make_pgp_backend(settings: Settings) -> PgpBackend:
@@ -65,4 +69,5 @@ def build_services(settings: Settings, *, transport: Transport | None = None,
         scanner=MessageScanner(ClamdClient.from_settings(settings), settings.scanning),
         scanner_health=ScannerHealth(settings.scanning.alert_after_seconds, clock),
         clock=clock,
+        relay_journal=RelayJournal(settings.resolve(settings.data_dir) / JOURNAL_FILE),
     )

@@ -6,8 +6,9 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -18,10 +19,12 @@ from gateway import audit
 from gateway.db import read_scope, session_scope
 from gateway.delivery import notices
 from gateway.delivery.dsn import Failure, build_notice
+from gateway.delivery.journal import Noted
 from gateway.delivery.recipients import (
     fail_recipients,
     failed_responses,
     mark_delivered,
+    pending_pairs,
     pending_recipients,
     recipient_states,
 )
@@ -41,6 +44,25 @@ log = logging.getLogger(__name__)
 
 def worker_name(index: int = 0) -> str:
     return f"worker:{socket.gethostname()}:{os.getpid()}:{index}"
+
+
+def prune_relay_journal(services: Services) -> None:
+    """Forget relay journal notes the queue database has recorded (run at process start)."""
+    journal = services.relay_journal
+    if journal is None:
+        return
+
+    def still_pending(notes: list[Noted]) -> set[tuple[str, str]]:
+        with read_scope(services.sessions) as session:
+            return pending_pairs(session, {n.queue_id for n in notes})
+
+    try:
+        forgotten = journal.prune(still_pending)
+    except sqlite3.Error as exc:
+        log.warning("relay journal: %s", exc)
+        return
+    if forgotten:
+        log.info("relay journal: forgot %d note(s) already recorded", forgotten)
 
 
 def retry_delay(settings_base: float, settings_max: float, attempt: int) -> float:
@@ -96,6 +118,7 @@ class Worker:
         with read_scope(self.services.sessions) as session:
             message = load(session, claim.message_id)
             pending = pending_recipients(session, message.id)
+        pending = self._recover_relayed(claim, pending)
         try:
             raw = open_sealed(self.services.master_key, message.sealed,
                               content_context(message.queue_id))
@@ -109,6 +132,40 @@ class Worker:
             attempt=claim.attempt, raw=raw, auth_user=message.auth_user,
             pending=pending, worker=self.name,
         )
+
+    def _recover_relayed(self, claim: Claim, pending: list[str]) -> list[str]:
+        """Recipients the relay journal has as delivered are recorded so and not sent again
+        (a worker died between the next hop's 250 and the queue database's record)."""
+        journal = self.services.relay_journal
+        if journal is None:
+            return pending
+        try:
+            notes = journal.noted(claim.queue_id)
+        except sqlite3.Error as exc:
+            log.error("%s: relay journal unreadable (%s); a recipient relayed just before a "
+                      "crash may get the message twice", claim.queue_id, exc)
+            return pending
+        if not notes:
+            return pending
+        found = [n for n in notes if n.recipient in pending]
+        if found:
+            with session_scope(self.services.sessions) as session:
+                for note in found:
+                    mark_delivered(session, claim.message_id, note.recipient, note.reply,
+                                   datetime.fromtimestamp(note.noted_at, UTC))
+                audit.record_many(session, [audit.Event(self.name, "delivered", claim.queue_id, {
+                    "recipient": n.recipient, "relay": n.relay, "reply": n.reply,
+                    "noted_at": datetime.fromtimestamp(n.noted_at, UTC).isoformat(),
+                    "recorded_from": "relay journal"}) for n in found])
+            log.warning("%s: %d recipient(s) were relayed before the previous worker stopped; "
+                        "recorded from the relay journal, not sent again", claim.queue_id,
+                        len(found), extra={"queue_id": claim.queue_id})
+        try:
+            journal.forget(claim.queue_id, [n.recipient for n in notes])
+        except sqlite3.Error as exc:
+            log.warning("%s: relay journal: %s", claim.queue_id, exc)
+        done = {n.recipient for n in found}
+        return [a for a in pending if a not in done]
 
     def _fail_unreadable(self, claim: Claim, reason: str) -> None:
         log.error("%s: %s", claim.queue_id, reason)

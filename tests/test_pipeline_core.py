@@ -153,11 +153,11 @@ class _SlowTransport(RecordingTransport):
         super().__init__()
         self.seconds = seconds
 
-    def send(self, route, mail_from, recipients, data):  # type: ignore[no-untyped-def]
+    def send(self, route, mail_from, recipients, data, *, on_replies=None):  # type: ignore[no-untyped-def]
         import time
 
         time.sleep(self.seconds)
-        return super().send(route, mail_from, recipients, data)
+        return super().send(route, mail_from, recipients, data, on_replies=on_replies)
 
 
 def test_lease_is_kept_alive_while_a_stage_runs_long(settings) -> None:  # type: ignore[no-untyped-def]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,7 +13,7 @@ from crypto.at_rest import MasterKey
 from gateway import audit
 from gateway.db import table_of
 from gateway.delivery.dsn import Failure, build_dsn
-from gateway.models import Direction, Recipient, RecipientState
+from gateway.models import Direction, Message, Recipient, RecipientState
 from gateway.settings import Settings
 from gateway.spool import Envelope, store_received
 
@@ -29,6 +29,7 @@ class MessageRef:
 
 
 _r = table_of(Recipient)
+_m = table_of(Message)
 _THIS_RECIPIENT = and_(_r.c.message_id == bindparam("mid"), _r.c.address == bindparam("addr"))
 _MARK_DELIVERED = update(_r).where(_THIS_RECIPIENT).values(
     state=RecipientState.DELIVERED.value, response=bindparam("response"),
@@ -54,6 +55,19 @@ def note_attempt(session: Session, message_id: int, address: str, response: str)
 
 def pending_recipients(session: Session, message_id: int) -> list[str]:
     return list(session.scalars(_PENDING, {"mid": message_id}))
+
+
+def pending_pairs(session: Session, queue_ids: Collection[str]) -> set[tuple[str, str]]:
+    """(queue id, address) of every pending recipient of these messages."""
+    found: set[tuple[str, str]] = set()
+    ids = sorted(queue_ids)
+    # In slices: a database limits the parameters of one statement.
+    for start in range(0, len(ids), 500):
+        found.update((q, a) for q, a in session.execute(
+            select(_m.c.queue_id, _r.c.address).join(_m, _m.c.id == _r.c.message_id)
+            .where(_m.c.queue_id.in_(ids[start:start + 500]),
+                   _r.c.state == RecipientState.PENDING.value)))
+    return found
 
 
 _ALL = select(_r.c.address, _r.c.state).where(_r.c.message_id == bindparam("mid")).order_by(

@@ -22,7 +22,7 @@ import smtplib
 import ssl
 from collections.abc import Sequence
 
-from gateway.delivery.transport import Reply, TransportError
+from gateway.delivery.transport import RepliesHook, Reply, TransportError
 from gateway.settings import RelayRoute, Settings, TlsPolicy
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 # Once the final reply to DATA is in, the message is delivered; a server that is slow to
-# answer QUIT must not hold the worker (and widen the window for a duplicate after a crash).
+# answer QUIT must not hold the worker.
 _QUIT_TIMEOUT_SECONDS = 5.0
 
 
@@ -55,7 +55,21 @@ class SmtpRelayTransport:
         self._settings = settings
 
     def send(self, route: RelayRoute, mail_from: str, recipients: Sequence[str],
-             data: bytes) -> dict[str, Reply]:
+             data: bytes, *, on_replies: RepliesHook | None = None) -> dict[str, Reply]:
+        client, replies = self._exchange(route, mail_from, recipients, data)
+        try:
+            # Before QUIT: the caller records the delivery while the next hop waits for our
+            # goodbye, so a crash cannot fall between its 250 and the end of the session.
+            if on_replies is not None:
+                on_replies(replies)
+        finally:
+            _close(client, polite=True)
+        return replies
+
+    def _exchange(self, route: RelayRoute, mail_from: str, recipients: Sequence[str],
+                  data: bytes) -> tuple[smtplib.SMTP, dict[str, Reply]]:
+        """Connect, EHLO, STARTTLS as the policy says, the transaction; the open session and
+        the replies. On any error the session is dropped and TransportError raised."""
         hop = f"{route.host}:{route.port}"
         payload = encode_data(data)
         client: smtplib.SMTP | None = None
@@ -69,7 +83,7 @@ class SmtpRelayTransport:
             self._start(client, route, hop)
             replies = _Transaction(client, hop, payload).run(mail_from, recipients)
             finished = True
-            return replies
+            return client, replies
         except smtplib.SMTPConnectError as exc:
             raise TransportError(
                 f"{hop} did not greet: {_reply_text(exc.smtp_code, exc.smtp_error)}") from exc
@@ -84,8 +98,8 @@ class SmtpRelayTransport:
         except OSError as exc:
             raise TransportError(f"cannot talk to {hop}: {_describe(exc)}") from exc
         finally:
-            if client is not None:
-                _close(client, polite=finished)
+            if client is not None and not finished:
+                _close(client, polite=False)
 
     def _start(self, client: smtplib.SMTP, route: RelayRoute, hop: str) -> None:
         """EHLO and, as the route's policy says, STARTTLS."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,10 +37,22 @@ class TransportError(Exception):
         self.permanent = permanent
 
 
+# Called with the replies (one per recipient) as soon as the next hop's final reply to the
+# DATA is in, while the session is still open.
+RepliesHook = Callable[[Mapping[str, Reply]], None]
+
+
 class Transport(Protocol):
     def send(self, route: RelayRoute, mail_from: str, recipients: Sequence[str],
-             data: bytes) -> dict[str, Reply]:
-        """Send once; a reply per recipient. Raises TransportError if nothing was sent."""
+             data: bytes, *, on_replies: RepliesHook | None = None) -> dict[str, Reply]:
+        """Send once; a reply per recipient. Raises TransportError if nothing was sent.
+
+        ``on_replies`` is called exactly once, with the replies ``send`` then returns, before
+        the session is ended (QUIT): the caller records the delivery there. Between the next
+        hop's 250 and that record the message is delivered but we do not know it yet; a crash
+        in that window makes a duplicate, so ending the session politely must not widen it.
+        An exception from ``on_replies`` propagates (the session is closed first).
+        """
         ...
 
 
@@ -53,8 +65,11 @@ class RecordingTransport:
     sent: list[tuple[str, str, tuple[str, ...], bytes]] = field(default_factory=list)
 
     def send(self, route: RelayRoute, mail_from: str, recipients: Sequence[str],
-             data: bytes) -> dict[str, Reply]:
+             data: bytes, *, on_replies: RepliesHook | None = None) -> dict[str, Reply]:
         if self.error is not None:
             raise self.error
         self.sent.append((route.host, mail_from, tuple(recipients), data))
-        return {r: self.replies.get(r, Reply(250, "2.0.0 Ok")) for r in recipients}
+        replies = {r: self.replies.get(r, Reply(250, "2.0.0 Ok")) for r in recipients}
+        if on_replies is not None:
+            on_replies(replies)
+        return replies

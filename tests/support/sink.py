@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -33,6 +34,9 @@ class Delivery:
     wire_data: bytes
     tls: bool
     mail_options: tuple[str, ...]
+    # time.time() as the sink answered the final dot with 250 (set against the worker's
+    # "relay recorded" time, it is the window in which a crash makes a duplicate).
+    replied_at: float = 0.0
 
 
 class _SinkSMTP(SMTP):
@@ -125,6 +129,11 @@ class SmtpSink:
         wait_until(closed, timeout=timeout, what=f"{count} closed connection(s) at the sink")
         with self._lock:
             return list(self._transcripts)
+
+    def live_transcripts(self) -> list[bytes]:
+        """What the clients of the connections still open have sent so far. Called from
+        another thread while the sink runs: a snapshot, good enough to look for a command."""
+        return [bytes(conn.wire) for conn in list(self._connections)]
 
     def stall_data(self) -> None:
         """Hold every DATA (before replying) until release()."""
@@ -260,6 +269,8 @@ class SmtpSink:
             wire_data=wire_data,
             tls=session.ssl is not None,
             mail_options=tuple(envelope.mail_options),
+            # aiosmtpd writes the reply as soon as this returns, in the same loop step.
+            replied_at=time.time(),
         )
         with self._lock:
             self._deliveries.append(delivery)

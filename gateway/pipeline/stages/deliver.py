@@ -1,15 +1,25 @@
 """Deliver to each pending recipient: file into a mailbox, or relay to the next hop.
 
-A relay delivery is committed as soon as the next hop answers, so a crash afterwards does
-not repeat it (at-least-once only in the moment between the 250 and our commit). A mailbox
-copy is sealed here and filed by the worker in the one transaction that also records the
-message's outcome: filed, marked delivered and audited together or not at all, so it is
-exactly once without a transaction of its own.
+A relay delivery is recorded as soon as the next hop has answered the final dot, before the
+session is ended with QUIT (the transport calls back): first noted in the relay journal
+(gateway.delivery.journal: one fsync, no wait for the queue database's write lock), then in
+the queue database in a short transaction of its own. A crash after the note does not repeat
+the delivery. A crash between the next hop's 250 and the note leaves the recipient pending,
+and the message is sent again once the lease has run out: a duplicate, as with every MTA.
+benchmarks/relay_window.py measures that window.
+
+A mailbox copy is sealed here and filed by the worker in the one transaction that also
+records the message's outcome: filed, marked delivered and audited together or not at all,
+so it is exactly once without a transaction of its own.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import time
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,6 +36,8 @@ from gateway.pipeline.outcomes import Defer
 from gateway.services import Services
 from gateway.settings import RelayRoute, TlsPolicy
 from mailboxes.store import seal_for_mailbox
+
+log = logging.getLogger(__name__)
 
 # Next hop, its TLS policy, and which form of the message (recipients' copies differ when
 # they are encrypted for them).
@@ -118,8 +130,16 @@ class DeliverStage:
                addresses: list[str], content: bytes, failures: list[Failure],
                transient: dict[str, str]) -> None:
         hop = f"{route.host}:{route.port}"
+        recorded = False
+
+        def record(replies: Mapping[str, Reply]) -> None:
+            nonlocal recorded
+            recorded = True
+            self._record(ctx, services, hop, route, addresses, replies, failures, transient)
+
         try:
-            replies = services.transport.send(route, ctx.mail_from, addresses, content)
+            replies = services.transport.send(route, ctx.mail_from, addresses, content,
+                                              on_replies=record)
         except TransportError as exc:
             for address in addresses:
                 if exc.permanent:
@@ -130,23 +150,77 @@ class DeliverStage:
                 for address in addresses:
                     note_attempt(session, ctx.message_id, address, exc.reason)
             return
+        if not recorded:
+            # A transport that did not call back: record now, later than it should be.
+            record(replies)
+
+    def _record(self, ctx: MessageContext, services: Services, hop: str, route: RelayRoute,
+                addresses: list[str], replies: Mapping[str, Reply], failures: list[Failure],
+                transient: dict[str, str]) -> None:
+        """The next hop's answers, recorded while its session is still open (see the module
+        docstring): noted in the relay journal at once, then one short transaction."""
+        replied = time.monotonic()
+        outcome = [(a, replies.get(a, Reply(451, "4.3.0 no reply for recipient")))
+                   for a in addresses]
+        delivered = [(a, r) for a, r in outcome if r.ok]
+        noted = self._note(ctx, services, hop, delivered)
+        if noted:
+            _log_recorded(ctx, hop, delivered, replied)
         now = services.clock()
         with session_scope(services.sessions) as session:
-            for address in addresses:
-                reply = replies.get(address, Reply(451, "4.3.0 no reply for recipient"))
+            for address, reply in outcome:
                 if reply.ok:
                     mark_delivered(session, ctx.message_id, address, str(reply), now)
-                    audit.record(session, actor=ctx.worker, action="delivered",
-                                 queue_id=ctx.queue_id,
-                                 detail={"recipient": address, "relay": hop,
-                                         "reply": str(reply)})
-                    ctx.pending.remove(address)
-                elif reply.permanent:
-                    failures.append(Failure(address, _status(reply, "5.0.0"), str(reply),
-                                            route.host))
-                else:
-                    transient[address] = f"{hop}: {reply}"
+                elif not reply.permanent:
                     note_attempt(session, ctx.message_id, address, str(reply))
+            audit.record_many(session, [audit.Event(
+                ctx.worker, "delivered", ctx.queue_id,
+                {"recipient": address, "relay": hop, "reply": str(reply)})
+                for address, reply in delivered])
+        if delivered and not noted:
+            _log_recorded(ctx, hop, delivered, replied)
+        if noted and services.relay_journal is not None:
+            try:
+                services.relay_journal.forget(ctx.queue_id, [a for a, _ in delivered])
+            except sqlite3.Error as exc:
+                # Forgotten when a worker process starts next, or the message is claimed.
+                log.warning("relay journal: %s", exc, extra={"queue_id": ctx.queue_id})
+        for address, reply in outcome:
+            if reply.ok:
+                ctx.pending.remove(address)
+            elif reply.permanent:
+                failures.append(Failure(address, _status(reply, "5.0.0"), str(reply),
+                                        route.host))
+            else:
+                transient[address] = f"{hop}: {reply}"
+
+    def _note(self, ctx: MessageContext, services: Services, hop: str,
+              delivered: list[tuple[str, Reply]]) -> bool:
+        """Note the deliveries in the relay journal; False if there is nothing to note or
+        no journal to note it in."""
+        journal = services.relay_journal
+        if journal is None or not delivered:
+            return False
+        try:
+            journal.note(ctx.queue_id, hop, [(a, str(r)) for a, r in delivered])
+        except sqlite3.Error as exc:
+            # The queue database's record follows at once; only the window is longer.
+            log.error("relay journal unavailable (%s); recording in the queue database only",
+                      exc, extra={"queue_id": ctx.queue_id})
+            return False
+        return True
+
+
+def _log_recorded(ctx: MessageContext, hop: str, delivered: list[tuple[str, Reply]],
+                  replied: float) -> None:
+    """Logged as soon as the delivery is durably recorded (the journal's note, or else the
+    queue database's commit): the crash tests and benchmarks/relay_window.py read it."""
+    log.info("relay recorded", extra={
+        "queue_id": ctx.queue_id, "relay": hop, "delivered": len(delivered),
+        "reply": str(delivered[0][1]),
+        # Wall clock, to set against the next hop's time of its 250.
+        "recorded_at": round(time.time(), 6),
+        "record_ms": round((time.monotonic() - replied) * 1000, 3)})
 
 
 def _status(reply: Reply, default: str) -> str:
