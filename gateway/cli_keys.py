@@ -428,6 +428,10 @@ def cmd_own_import(args: argparse.Namespace) -> int:
     print(f"  {view['fingerprint']}  {view['subject'].splitlines()[0]}")
     if not view["can_sign"]:
         print("  note: this key cannot sign (decryption only)")
+    if view["intermediates"]:
+        count = view["intermediates"]
+        print(f"  kept {count} intermediate certificate{'s' if count != 1 else ''} "
+              "(sent with signatures and in the export)")
     return 0
 
 

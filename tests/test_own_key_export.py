@@ -134,8 +134,9 @@ def test_certificate_is_exported_with_its_intermediates(cli: Cli, pki: Pki,
     else:
         # The order in the file does not matter, nor does a certificate that issued nothing.
         chain = cli.file("chain.pem", _pem(pki.unrelated, pki.root, pki.ours, pki.intermediate))
-        cli("keys", "own", "import", "--address", MAILBOX, "--cert", chain,
-            "--key", str(pki.ours.key_pem))
+        _, printed, _ = cli("keys", "own", "import", "--address", MAILBOX, "--cert", chain,
+                            "--key", str(pki.ours.key_pem))
+        assert "kept 1 intermediate certificate (sent with" in printed
     out = cli.tmp / "jugendamt.pem"
     _, printed, _ = cli("keys", "own", "export", "--kind", "smime", "--out", str(out))
     assert printed.startswith(f"wrote 1 public key to {out}\n")

@@ -112,6 +112,8 @@ def own_key_view(key: OwnKey) -> dict[str, Any]:
         "subject": key.subject,
         "algorithm": key.algorithm,
         "can_sign": key.can_sign,
+        # Intermediate certificates kept with it (sent with signatures and the export).
+        "intermediates": (key.chain or b"").count(b"-----BEGIN CERTIFICATE-----"),
         "not_before": _time(key.not_before),
         "not_after": _time(key.not_after),
         "created_at": _time(key.created_at), "created_by": key.created_by,
