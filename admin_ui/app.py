@@ -22,7 +22,13 @@ from admin_ui.wkd import include_wkd
 from gateway.clock import Clock, system_clock
 from gateway.db import make_engine, make_session_factory
 from gateway.keydir.expiry import ExpiryWatch, KeyExpiryCollector
-from gateway.metrics import QueueCollector, metrics_dir, scrape_registry
+from gateway.metrics import (
+    PartsCollector,
+    QueueCollector,
+    metrics_dir,
+    part_status_file,
+    scrape_registry,
+)
 from gateway.settings import Settings
 
 
@@ -30,6 +36,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     engine = make_engine(settings)
     sessions = make_session_factory(engine)
     queue_collector = QueueCollector(sessions, clock)
+    parts_collector = PartsCollector(part_status_file(settings))
     warn_days = settings.crypto.expiry_warning_days
     expiry_collector = KeyExpiryCollector(sessions, clock, warn_days)
     expiry_watch = ExpiryWatch(sessions, clock, warn_days)
@@ -59,7 +66,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
 
     @app.get("/metrics")
     def metrics() -> Response:
-        registry = scrape_registry(samples_dir, queue_collector, expiry_collector)
+        registry = scrape_registry(samples_dir, queue_collector, expiry_collector,
+                                   parts_collector)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

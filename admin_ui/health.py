@@ -9,6 +9,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db import read_scope
+from gateway.metrics import part_status_file
+from gateway.part_status import PartStatus, read_status
 from gateway.queue_stats import state_counts
 from gateway.settings import Settings
 from scanning.clamd_client import ClamdClient
@@ -47,12 +49,15 @@ class Health:
     queue: dict[str, int] = field(default_factory=dict)
     problem: str | None = None
     scanner: ScannerHealth | None = None
+    # The parts of ``xgate serve`` (None when no supervisor of ours runs them).
+    parts: dict[str, PartStatus] | None = None
 
     @property
     def status(self) -> str:
         scanner_ok = self.scanner is None or (self.scanner.reachable
                                               and self.scanner.real_signatures is not False)
-        return "ok" if self.database_reachable and scanner_ok else "degraded"
+        parts_ok = self.parts is None or all(p.healthy for p in self.parts.values())
+        return "ok" if self.database_reachable and scanner_ok and parts_ok else "degraded"
 
     def as_json(self) -> dict[str, object]:
         database: dict[str, object] = {"reachable": self.database_reachable}
@@ -62,6 +67,8 @@ class Health:
                                    "queue": self.queue}
         if self.scanner is not None:
             data["scanner"] = self.scanner.as_json()
+        if self.parts is not None:
+            data["parts"] = {name: part.as_json() for name, part in sorted(self.parts.items())}
         return data
 
 
@@ -86,6 +93,7 @@ def check_scanner(settings: Settings) -> ScannerHealth:
 
 def check_health(sessions: sessionmaker[Session], settings: Settings | None = None) -> Health:
     scanner = check_scanner(settings) if settings is not None else None
+    parts = read_status(part_status_file(settings)) if settings is not None else None
     try:
         with read_scope(sessions) as session:
             counts = state_counts(session)
@@ -94,6 +102,6 @@ def check_health(sessions: sessionmaker[Session], settings: Settings | None = No
         # connection strings into an HTTP answer.
         problem = f"database error: {type(exc).__name__}"
         log.warning("health check: %s", problem)
-        return Health(False, problem=problem, scanner=scanner)
+        return Health(False, problem=problem, scanner=scanner, parts=parts)
     return Health(True, {state.value: count for state, count in counts.items()},
-                  scanner=scanner)
+                  scanner=scanner, parts=parts)

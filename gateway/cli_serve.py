@@ -22,9 +22,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve = commands.add_parser(
         "serve", help="run the gateway (all parts, or one part alone)",
         description="Without PART: run the SMTP listeners, the workers and the web app, each "
-                    "as a child process that is restarted if it dies; SIGTERM or SIGINT stops "
-                    "them all. With PART: run only that part in this process (for running "
-                    "parts on separate machines that share a PostgreSQL database).")
+                    "as a child process that is restarted if it dies (with backoff, for ever; "
+                    "the others keep running); SIGTERM or SIGINT stops them all. With PART: "
+                    "run only that part in this process (for systemd units, or parts on "
+                    "separate machines that share a PostgreSQL database).")
     serve.add_argument("part", nargs="?", choices=PARTS, metavar="PART",
                        help="clamd (the managed virus scanner, when no external clamd is "
                             "configured), smtp (inbound and submission listeners), worker "
@@ -81,7 +82,7 @@ def listener_lines(settings: Settings) -> list[str]:
 
 def _serve_all(config: Path, settings: Settings) -> int:
     from gateway.delivery.staff_routes import warn_unrouted_staff
-    from gateway.metrics import MULTIPROC_ENV, metrics_dir, reset_metrics_dir
+    from gateway.metrics import MULTIPROC_ENV, metrics_dir, part_status_file, reset_metrics_dir
     from gateway.supervisor import Child, Supervisor
 
     samples = metrics_dir(settings)
@@ -106,7 +107,7 @@ def _serve_all(config: Path, settings: Settings) -> int:
                          for n in range(1, settings.workers.processes + 1)]
         else:
             children.append(Child(part, [*base, part]))
-    supervisor = Supervisor(children, env)
+    supervisor = Supervisor(children, env, status_file=part_status_file(settings))
     supervisor.install_signal_handlers()
     print(f"xgate serving (pid {os.getpid()}); stop with Ctrl-C or SIGTERM", flush=True)
     for line in listener_lines(settings):
@@ -114,6 +115,5 @@ def _serve_all(config: Path, settings: Settings) -> int:
     for line in warn_unrouted_staff(settings):
         print(f"  WARNING: {line}", flush=True)
     status = supervisor.run()
-    print("xgate stopped" if status == 0 else "xgate stopped: a part kept failing",
-          file=sys.stderr if status else sys.stdout, flush=True)
+    print("xgate stopped", flush=True)
     return status

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Histogram, values
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.clock import Clock
 from gateway.db import read_scope
+from gateway.part_status import FILE_NAME as PART_STATUS_FILE
+from gateway.part_status import PartState, read_status
 from gateway.queue_stats import oldest_runnable_age, state_counts
 from gateway.settings import Settings
 
@@ -100,6 +102,39 @@ class QueueCollector(Collector):
             "Seconds since the oldest message waiting for a worker was received (0 if none)",
             value=age,
         )
+
+
+class PartsCollector(Collector):
+    """The parts of ``xgate serve`` as its supervisor last wrote them (gateway.part_status):
+    restarts, flapping, up. Nothing without a running supervisor."""
+
+    def __init__(self, status_file: Path) -> None:
+        self.status_file = status_file
+
+    def collect(self) -> Iterator[Metric]:
+        parts = read_status(self.status_file)
+        if parts is None:
+            return
+        restarts = CounterMetricFamily(
+            "xgate_part_restarts", "Times the supervisor restarted a part of xgate serve",
+            labels=["part"])
+        flapping = GaugeMetricFamily(
+            "xgate_part_flapping",
+            "1 while a part keeps dying right after its start (it is restarted with backoff)",
+            labels=["part"])
+        up = GaugeMetricFamily("xgate_part_up", "1 while a part's process is running",
+                               labels=["part"])
+        for name, part in sorted(parts.items()):
+            restarts.add_metric([name], part.restarts)
+            flapping.add_metric([name], 1 if part.flapping else 0)
+            up.add_metric([name], 1 if part.state == PartState.RUNNING else 0)
+        yield restarts
+        yield flapping
+        yield up
+
+
+def part_status_file(settings: Settings) -> Path:
+    return metrics_dir(settings) / PART_STATUS_FILE
 
 
 def scrape_registry(directory: Path, *live: Collector) -> CollectorRegistry:
