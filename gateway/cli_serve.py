@@ -21,11 +21,12 @@ def managed_clamd_wanted(settings: Settings) -> bool:
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser(
         "serve", help="run the gateway (all parts, or one part alone)",
-        description="Without PART: run the SMTP listeners, the workers and the web app, each "
-                    "as a child process that is restarted if it dies (with backoff, for ever; "
-                    "the others keep running); SIGTERM or SIGINT stops them all. With PART: "
-                    "run only that part in this process (for systemd units, or parts on "
-                    "separate machines that share a PostgreSQL database).")
+        description="Without PART: check the configuration and bind every listener, then "
+                    "run the SMTP listeners, the workers and the web app, each as a child "
+                    "process that is restarted if it dies (with backoff, for ever; the others "
+                    "keep running); SIGTERM or SIGINT stops them all. With PART: run only that "
+                    "part in this process (for systemd units, or parts on separate machines "
+                    "that share a PostgreSQL database).")
     serve.add_argument("part", nargs="?", choices=PARTS, metavar="PART",
                        help="clamd (the managed virus scanner, when no external clamd is "
                             "configured), smtp (inbound and submission listeners), worker "
@@ -45,9 +46,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.part is None:
         return _serve_all(Path(args.config), settings)
     from gateway import demo_catcher, serve_parts
+    from gateway.serve_checks import check_before_serving
 
-    runner = {"clamd": serve_parts.run_clamd, "smtp": serve_parts.run_smtp,
-              "worker": serve_parts.run_workers, "web": serve_parts.run_web,
+    # Alone, or as a child of xgate serve (then with the sockets it bound for us).
+    bound = check_before_serving(settings, [args.part])
+    if args.part == "smtp":
+        return serve_parts.run_smtp(settings, bound)
+    if args.part == "web":
+        return serve_parts.run_web(settings, bound.get("web", []))
+    runner = {"clamd": serve_parts.run_clamd, "worker": serve_parts.run_workers,
               "catcher": demo_catcher.run_catcher}[args.part]
     return runner(settings)
 
@@ -82,13 +89,11 @@ def listener_lines(settings: Settings) -> list[str]:
 
 def _serve_all(config: Path, settings: Settings) -> int:
     from gateway.delivery.staff_routes import warn_unrouted_staff
+    from gateway.listen import FDS_ENV, close_all, fds_env, fds_of
     from gateway.metrics import MULTIPROC_ENV, metrics_dir, part_status_file, reset_metrics_dir
+    from gateway.serve_checks import check_before_serving
     from gateway.supervisor import Child, Supervisor
 
-    samples = metrics_dir(settings)
-    reset_metrics_dir(samples)
-    env = dict(os.environ)
-    env[MULTIPROC_ENV] = str(samples)
     smtp_enabled = settings.smtp.inbound.enabled or settings.smtp.submission.enabled
     if managed_clamd_wanted(settings):
         from scanning.managed import select_signatures
@@ -99,6 +104,18 @@ def _serve_all(config: Path, settings: Settings) -> int:
     parts = [p for p in PARTS if (p != "smtp" or smtp_enabled)
              and (p != "clamd" or managed_clamd_wanted(settings))
              and (p != "catcher" or settings.demo.catcher.enabled)]
+    # Every listener bound and what the parts need checked before anything says "serving"
+    # (and before the metrics are reset: a second xgate serve by mistake must not wipe the
+    # running one's); the SMTP and web parts inherit their sockets and keep them across
+    # restarts.
+    bound = check_before_serving(settings, parts)
+    samples = metrics_dir(settings)
+    reset_metrics_dir(samples)
+    env = dict(os.environ)
+    env[MULTIPROC_ENV] = str(samples)
+    env[FDS_ENV] = fds_env(bound)
+    handed = {"smtp": fds_of({k: v for k, v in bound.items() if k.startswith("smtp.")}),
+              "web": fds_of({k: v for k, v in bound.items() if k == "web"})}
     base = [sys.executable, "-m", "gateway.cli", "-c", str(config.resolve()), "serve"]
     children = []
     for part in parts:
@@ -106,7 +123,7 @@ def _serve_all(config: Path, settings: Settings) -> int:
             children += [Child(f"worker-{n}", [*base, part])
                          for n in range(1, settings.workers.processes + 1)]
         else:
-            children.append(Child(part, [*base, part]))
+            children.append(Child(part, [*base, part], pass_fds=handed.get(part, [])))
     supervisor = Supervisor(children, env, status_file=part_status_file(settings))
     supervisor.install_signal_handlers()
     print(f"xgate serving (pid {os.getpid()}); stop with Ctrl-C or SIGTERM", flush=True)
@@ -114,6 +131,9 @@ def _serve_all(config: Path, settings: Settings) -> int:
         print(f"  {line}", flush=True)
     for line in warn_unrouted_staff(settings):
         print(f"  WARNING: {line}", flush=True)
-    status = supervisor.run()
+    try:
+        status = supervisor.run()
+    finally:
+        close_all(bound)
     print("xgate stopped", flush=True)
     return status

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 import threading
+from collections.abc import Mapping, Sequence
 
 from gateway.checkpoint import WalCheckpointer
 from gateway.metrics import enable_multiprocess, metrics_dir
@@ -94,7 +96,8 @@ def run_clamd(settings: Settings) -> int:
     return run_managed_clamd(settings, stop)
 
 
-def run_web(settings: Settings) -> int:
+def run_web(settings: Settings, sockets: Sequence[socket.socket] = ()) -> int:
+    """The web app; on ``sockets`` when given (bound by ``xgate serve``, gateway.listen)."""
     import uvicorn
 
     from admin_ui.app import create_app
@@ -109,12 +112,14 @@ def run_web(settings: Settings) -> int:
 
     watch_parent(_exit)
     # uvicorn handles SIGTERM/SIGINT itself with a graceful shutdown.
-    server.run()
+    server.run(sockets=list(sockets) or None)
     return 0 if server.started else 1
 
 
-def run_smtp(settings: Settings) -> int:
-    """The inbound and submission listeners (gateway.smtp) on one event loop."""
+def run_smtp(settings: Settings,
+             sockets: Mapping[str, Sequence[socket.socket]] | None = None) -> int:
+    """The inbound and submission listeners (gateway.smtp) on one event loop; on
+    ``sockets`` when given (bound by ``xgate serve``, gateway.listen)."""
     from gateway.services import build_services
     from gateway.smtp.server import serve_smtp
 
@@ -136,7 +141,7 @@ def run_smtp(settings: Settings) -> int:
             loop.call_soon_threadsafe(stop.set)
 
         watch_parent(_orphaned)
-        await serve_smtp(services, stop)
+        await serve_smtp(services, stop, sockets)
 
     try:
         asyncio.run(_main())

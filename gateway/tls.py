@@ -31,11 +31,17 @@ class TlsError(Exception):
 def build_server_context(settings: Settings) -> ssl.SSLContext:
     cert = settings.resolve(settings.tls.cert_file)
     key = settings.resolve(settings.tls.key_file)
-    for path in (cert, key):
+    for name, path in (("tls.cert_file", cert), ("tls.key_file", key)):
+        # Each message names the key to fix, e.g. "tls.cert_file /x/cert.pem: no such file".
+        if not path.exists():
+            raise TlsError(f"{name} {path}: no such file")
         if not path.is_file():
-            raise TlsError(f"TLS file not found: {path} (tls.cert_file / tls.key_file)")
+            raise TlsError(f"{name} {path}: not a file")
+        if not os.access(path, os.R_OK):
+            raise TlsError(f"{name} {path}: not readable by this user")
     if key.stat().st_mode & stat.S_IROTH:
-        raise TlsError(f"TLS private key {key} is readable by everyone; chmod o-r it")
+        raise TlsError(f"tls.key_file {key}: the TLS private key is readable by everyone; "
+                       "chmod o-r it")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)
@@ -46,7 +52,8 @@ def build_server_context(settings: Settings) -> ssl.SSLContext:
     try:
         context.load_cert_chain(cert, key)
     except (ssl.SSLError, OSError) as exc:
-        raise TlsError(f"cannot load TLS certificate {cert} with key {key}: {exc}") from None
+        raise TlsError(f"tls.cert_file {cert} with tls.key_file {key}: cannot load: {exc}"
+                       ) from None
     return context
 
 

@@ -29,6 +29,7 @@ from tests.support.cli import (
     init_installation,
     installation_services,
     installation_settings,
+    run_xgate,
 )
 from tests.support.postgres import free_port
 
@@ -50,6 +51,23 @@ def listening(port: int) -> bool:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
         return True
     except OSError:
+        return False
+
+
+def greets(port: int) -> bool:
+    """An SMTP part answers on the port (``xgate serve`` binds the socket before its SMTP
+    part runs, so a connection alone proves nothing)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+            return conn.recv(100).startswith(b"220 ")
+    except OSError:
+        return False
+
+
+def answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code in (200, 503)
+    except httpx.HTTPError:
         return False
 
 
@@ -122,7 +140,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     served = Served(process, inbound, web, services)
     served.collect()
     try:
-        wait_for(lambda: listening(inbound) and listening(submission) and listening(web),
+        wait_for(lambda: greets(inbound) and greets(submission) and answers(web),
                  "the listeners")
         yield served
     finally:
@@ -178,3 +196,113 @@ def test_children_stop_when_the_supervisor_is_killed(served: Served) -> None:
     served.process.kill()
     served.process.wait()
     wait_for(lambda: not [pid for pid in children if alive(pid)], "orphans to stop", 15)
+
+
+def test_a_flapping_part_does_not_stop_the_others(served: Served) -> None:
+    """A worker that dies right after every start (five times in a row) is flagged
+    flapping and restarted with backoff; SMTP and the other worker go on."""
+    killed: list[int] = []
+    while len(killed) < 5:
+        wait_for(lambda: len(served.child_pids("worker-1")) > len(killed),
+                 "worker-1 to be started again", timeout=60)
+        pid = served.child_pids("worker-1")[-1]
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    def alerted() -> bool:
+        return any(e.get("level") == "ERROR" and e.get("part") == "worker-1"
+                   for e in list(served.logs))
+
+    wait_for(alerted, "the flapping alert")
+    assert served.process.poll() is None, "xgate serve stopped"
+
+    def flapping_on_healthz() -> bool:
+        health = httpx.get(f"http://127.0.0.1:{served.web}/healthz", timeout=10).json()
+        return bool(health.get("parts", {}).get("worker-1", {}).get("flapping"))
+
+    wait_for(flapping_on_healthz, "/healthz to show worker-1 flapping")
+    health = httpx.get(f"http://127.0.0.1:{served.web}/healthz", timeout=10)
+    assert health.status_code == 200
+    body = health.json()
+    assert body["status"] == "degraded"
+    assert body["parts"]["smtp"] == {"state": "running", "flapping": False, "restarts": 0,
+                                     "pid": served.child_pids("smtp")[0]}
+    assert body["parts"]["worker-1"]["restarts"] >= 4
+    metrics = httpx.get(f"http://127.0.0.1:{served.web}/metrics", timeout=10).text
+    assert 'xgate_part_flapping{part="worker-1"} 1.0' in metrics
+    assert 'xgate_part_flapping{part="worker-2"} 0.0' in metrics
+    assert 'xgate_part_restarts_total{part="smtp"} 0.0' in metrics
+
+    # Mail is still accepted and delivered (by worker-2, or worker-1 between its deaths).
+    served.send("trotz des Ausfalls")
+    wait_for(lambda: served.mailbox_count() == 1, "the message in the mailbox")
+    served.process.send_signal(signal.SIGTERM)
+    assert served.process.wait(timeout=20) == 0
+    assert all("Traceback" not in line for line in served.raw_stderr)
+
+
+def test_a_restarted_smtp_part_takes_up_the_same_socket(served: Served) -> None:
+    """The listening socket belongs to ``xgate serve``: while its SMTP part restarts, a
+    client's connection waits in the backlog instead of being refused."""
+    [first] = served.child_pids("smtp")
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: not alive(first), "the SMTP part to be gone")
+    # The part is dead and its restart a second away: the client waits, then is served.
+    served.send("während des Neustarts")
+    wait_for(lambda: len(served.child_pids("smtp")) == 2, "the restart in the log")
+    wait_for(lambda: served.mailbox_count() == 1, "the message in the mailbox")
+
+
+# -- start-up checks: refuse with one line, before anything says "serving" ------------------
+
+
+def _serve_fails(config: Path, env: dict[str, str], *part: str) -> str:
+    result = run_xgate("-c", config, "serve", *part, env=env, timeout=60)
+    assert result.returncode != 0
+    assert "serving" not in result.stdout
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("xgate: error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize("part", [(), ("smtp",)], ids=["serve", "serve smtp"])
+def test_serve_refuses_a_port_in_use(tmp_path: Path, part: tuple[str, ...]) -> None:
+    config = init_installation(tmp_path / "inst", "--demo")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = _serve_fails(config, {"XGATE_SMTP__INBOUND__PORT": str(port),
+                                     "XGATE_SMTP__SUBMISSION__PORT": str(free_port()),
+                                     "XGATE_WEB__PORT": str(free_port())}, *part)
+    assert line == f"xgate: error: smtp.inbound port 127.0.0.1:{port} is in use"
+
+
+def test_serve_refuses_a_web_port_in_use(tmp_path: Path) -> None:
+    config = init_installation(tmp_path / "inst", "--demo")
+    inbound = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = _serve_fails(config, {"XGATE_SMTP__INBOUND__PORT": str(inbound),
+                                     "XGATE_SMTP__SUBMISSION__PORT": str(free_port()),
+                                     "XGATE_WEB__PORT": str(port)})
+    assert line == f"xgate: error: web port 127.0.0.1:{port} is in use"
+    # Nothing was left bound: the SMTP port bound before the web port is free again.
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", inbound))
+
+
+@pytest.mark.parametrize("part", [(), ("smtp",)], ids=["serve", "serve smtp"])
+def test_serve_refuses_without_the_tls_files(tmp_path: Path, part: tuple[str, ...]) -> None:
+    # "xgate init" without --demo writes no certificate.
+    config = init_installation(tmp_path / "inst")
+    cert = tmp_path / "inst" / "tls" / "cert.pem"
+    assert not cert.exists()
+    line = _serve_fails(config, {"XGATE_SMTP__INBOUND__PORT": str(free_port()),
+                                 "XGATE_SMTP__SUBMISSION__PORT": str(free_port()),
+                                 "XGATE_WEB__PORT": str(free_port())}, *part)
+    assert line == f"xgate: error: tls.cert_file {cert}: no such file"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from gateway.intake import IntakeCommitter
@@ -50,14 +52,15 @@ def command_call_limits(smtp: SmtpSettings) -> dict[str, int]:
 @dataclass
 class Listener:
     kind: ListenerKind
-    server: asyncio.Server
+    # One per listening socket (a host name may resolve to several addresses).
+    servers: list[asyncio.Server]
     limiter: ConnectionLimiter
     committer: IntakeCommitter
 
     @property
     def address(self) -> tuple[str, int]:
         """The bound (host, port); the real port when the settings asked for port 0."""
-        host, port = self.server.sockets[0].getsockname()[:2]
+        host, port = self.servers[0].sockets[0].getsockname()[:2]
         return str(host), int(port)
 
     @property
@@ -67,16 +70,22 @@ class Listener:
     async def close(self) -> None:
         """Stop accepting and close every open connection (an unfinished DATA is lost,
         which is safe: nothing was acknowledged)."""
-        self.server.close()
+        for server in self.servers:
+            server.close()
         self.limiter.close_all()
-        await self.server.wait_closed()
+        for server in self.servers:
+            await server.wait_closed()
         # Shared with the other listener; stopping twice is harmless, and a session of the
         # other listener that submits afterwards gets 451, never a lost message.
         await asyncio.to_thread(self.committer.stop)
 
 
-async def start_listeners(services: Services) -> list[Listener]:
-    """Bind every enabled listener (inbound, submission) and start accepting.
+async def start_listeners(services: Services,
+                          sockets: Mapping[str, Sequence[socket.socket]] | None = None
+                          ) -> list[Listener]:
+    """Start accepting on every enabled listener (inbound, submission): on the sockets
+    given for it (keyed "smtp.inbound", "smtp.submission"; bound by ``xgate serve``, see
+    gateway.listen), else bound here.
 
     Raises gateway.tls.TlsError if the certificate or key is unusable, OSError if a port
     cannot be bound; nothing is left listening then.
@@ -89,7 +98,9 @@ async def start_listeners(services: Services) -> list[Listener]:
     try:
         for kind in ListenerKind:
             if kind.settings(services.settings).enabled:
-                listeners.append(await start_listener(services, kind, tls_context, committer))
+                given = (sockets or {}).get(f"smtp.{kind.value}", ())
+                listeners.append(await start_listener(services, kind, tls_context, committer,
+                                                      given))
     except BaseException:
         for listener in listeners:
             await listener.close()
@@ -99,7 +110,8 @@ async def start_listeners(services: Services) -> list[Listener]:
 
 
 async def start_listener(services: Services, kind: ListenerKind,
-                         tls_context: ssl.SSLContext, committer: IntakeCommitter) -> Listener:
+                         tls_context: ssl.SSLContext, committer: IntakeCommitter,
+                         sockets: Sequence[socket.socket] = ()) -> Listener:
     loop = asyncio.get_running_loop()
     smtp = services.settings.smtp
     where = kind.settings(services.settings)
@@ -123,17 +135,21 @@ async def start_listener(services: Services, kind: ListenerKind,
             auth_exclude_mechanism=() if submission else ("LOGIN", "PLAIN"),
         )
 
-    server = await loop.create_server(protocol, host=where.host, port=where.port)
-    listener = Listener(kind, server, limiter, committer)
+    if sockets:
+        servers = [await loop.create_server(protocol, sock=sock) for sock in sockets]
+    else:
+        servers = [await loop.create_server(protocol, host=where.host, port=where.port)]
+    listener = Listener(kind, servers, limiter, committer)
     host, port = listener.address
     log.info("SMTP listener started", extra={"listener": kind.value, "host": host,
                                              "port": port})
     return listener
 
 
-async def serve_smtp(services: Services, stop: asyncio.Event) -> None:
+async def serve_smtp(services: Services, stop: asyncio.Event,
+                     sockets: Mapping[str, Sequence[socket.socket]] | None = None) -> None:
     """Run the listeners until ``stop`` is set, then close them."""
-    listeners = await start_listeners(services)
+    listeners = await start_listeners(services, sockets)
     try:
         await stop.wait()
     finally:

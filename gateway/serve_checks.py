@@ -1,0 +1,90 @@
+"""What ``xgate serve`` checks before it says anything: the configuration each part needs,
+and every listener bound.
+
+A part that cannot start would otherwise be restarted for ever while the gateway claims to be
+serving. Each problem is one line naming the configuration key, e.g.
+
+    xgate: error: smtp.inbound port 127.0.0.1:2525 is in use
+    xgate: error: tls.cert_file /etc/xgate/tls/cert.pem: no such file
+
+The database (``open_database``) and the managed clamd's signatures are checked by
+gateway.cli_serve before this runs.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Collection
+
+from crypto.at_rest import MasterKey
+from crypto.errors import CryptoError
+from gateway.cli_common import CliError
+from gateway.listen import (
+    Endpoint,
+    ListenError,
+    bind,
+    bind_all,
+    close_all,
+    inherited,
+    smtp_endpoints,
+    web_endpoint,
+)
+from gateway.settings import Settings
+from gateway.tls import build_server_context
+
+# Bound sockets by configuration key ("smtp.inbound", "smtp.submission", "web").
+Bound = dict[str, list[socket.socket]]
+
+
+def check_before_serving(settings: Settings, parts: Collection[str]) -> Bound:
+    """Check what ``parts`` need and bind their listeners; the sockets, to hand over.
+
+    A part started by ``xgate serve`` finds its sockets already bound (inherited) and uses
+    those. Raises an operator error (one line) for the first problem; then nothing is left
+    bound.
+    """
+    smtp = "smtp" in parts and bool(smtp_endpoints(settings))
+    if smtp:
+        # TlsError names tls.cert_file / tls.key_file.
+        build_server_context(settings)
+    if smtp or "worker" in parts:
+        _check_master_key(settings)
+    endpoints: list[Endpoint] = []
+    if smtp:
+        endpoints += smtp_endpoints(settings)
+    if "web" in parts:
+        endpoints.append(web_endpoint(settings))
+    bound: Bound = {}
+    missing: list[Endpoint] = []
+    for endpoint in endpoints:
+        handed = inherited(endpoint.key)
+        if handed:
+            bound[endpoint.key] = handed
+        else:
+            missing.append(endpoint)
+    try:
+        bound.update(bind_all(missing))
+        _check_free(settings, parts)
+    except ListenError as exc:
+        close_all(bound)
+        raise CliError(str(exc)) from None
+    except BaseException:
+        close_all(bound)
+        raise
+    return bound
+
+
+def _check_master_key(settings: Settings) -> None:
+    path = settings.resolve(settings.storage.master_key_file)
+    try:
+        MasterKey.load(path)
+    except CryptoError as exc:
+        raise CliError(f"storage.master_key_file: {exc}") from None
+
+
+def _check_free(settings: Settings, parts: Collection[str]) -> None:
+    """Listeners of parts that bind for themselves (the demo catcher): free right now."""
+    catcher = settings.demo.catcher
+    if "catcher" in parts and catcher.enabled:
+        close_all({"demo.catcher": bind(Endpoint("demo.catcher", catcher.host,
+                                                 catcher.port))})
