@@ -33,7 +33,8 @@ def test_header_block_size() -> None:
 
 def test_checks_run_in_order() -> None:
     # A bare LF is reported even when NUL and a huge header block are there too.
-    assert content_problem(b"A: \x00\n" + b"x" * 500, 10) == codes.BARE_CR_OR_LF
+    assert content_problem(b"A: \x00\n" + b"x" * 500, 10) == codes.BARE_LF
+    assert content_problem(b"A: \x00\r" + b"x" * 500, 10) == codes.BARE_CR
     assert content_problem(b"A: \x00" + b"x" * 500, 10) == codes.NUL_IN_CONTENT
     assert content_problem(b"A: " + b"x" * 500, 10) == codes.HEADERS_TOO_LARGE
     assert content_problem(b"A: b\r\n\r\n\xff\xfe", 10) is None

@@ -200,6 +200,46 @@ def test_bare_cr_or_lf_anywhere_is_refused(services: Services, edge: Edge, mailb
     assert count_messages(services) == 0
 
 
+# A script that writes Unix line ends: without a CRLF the whole message is one "line", so
+# the line limit used to answer "500 Line too long" for a few hundred short lines.
+UNIX_MESSAGE = (b"From: a@partner.example\nTo: kita@jugendamt.example\nSubject: unix\n\n"
+                + b"Zeile mit Unix-Zeilenende\n" * 200)
+
+
+@pytest.mark.parametrize(("content", "found"), [
+    (UNIX_MESSAGE, "LF"),
+    (UNIX_MESSAGE.replace(b"\n", b"\r"), "CR"),
+    (b"From: a@partner.example\n\nshort\n", "LF"),
+], ids=["long-lf", "long-cr", "short-lf"])
+def test_bare_line_ends_are_named_not_called_too_long(
+        services: Services, edge: Edge, mailbox: str, content: bytes, found: str) -> None:
+    code, reply = _send_raw(edge, content)
+    assert (code, reply) == (550, f"5.6.11 Line ends must be CRLF (bare {found} received)")
+    assert count_messages(services) == 0
+
+
+def test_a_long_line_with_crlf_is_still_too_long(services: Services, edge: Edge,
+                                                mailbox: str) -> None:
+    code, reply = _send_raw(edge, make_message(body=b"x" * 1000 + b"\r\n"))
+    assert code == 500 and "Line too long" in reply
+    assert count_messages(services) == 0
+
+
+def test_bare_lf_before_a_dot_never_ends_the_data(services: Services, edge: Edge,
+                                                  mailbox: str) -> None:
+    """A client with Unix line ends throughout ends its data with LF "." LF: that is not the
+    end of DATA (it would be the smuggling sequence). Only CRLF "." CRLF ends it, and the
+    answer names the bare LF; the second message stays inside the refused first one."""
+    client = _open_data(edge)
+    client.send(UNIX_MESSAGE + b".\nMAIL FROM:<x@partner.example>\n")
+    client.send(b"more\r\n.\r\n")
+    reply = client.reply()
+    assert (reply.code, reply.text) == (550, "5.6.11 Line ends must be CRLF (bare LF received)")
+    assert client.command("QUIT").code == 221
+    client.close()
+    assert count_messages(services) == 0
+
+
 def test_nul_bytes_are_refused(services: Services, edge: Edge, mailbox: str) -> None:
     code, reply = _send_raw(edge, make_message(body=b"before\x00after\r\n"))
     assert (code, reply[:5]) == (550, "5.6.0")

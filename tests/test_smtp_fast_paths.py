@@ -8,6 +8,7 @@ from email._header_value_parser import get_angle_addr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.smtp import codes
 from gateway.smtp.data_reader import DataResult, read_data
 from gateway.smtp.protocol import _PLAIN_ANGLE_ADDR
 
@@ -102,6 +103,14 @@ def test_line_limit_counts_the_crlf() -> None:
     long, left = _read(b"x" * 1000 + b"\r\n.\r\nQUIT\r\n", max_line=1001)
     assert long.too_long and long.content is None
     assert left == b"QUIT\r\n"
+
+
+def test_bare_line_ends_are_named_before_the_line_limit() -> None:
+    unix, left = _read(b"line\n" * 300 + b"\r\n.\r\nQUIT\r\n", max_line=1001)
+    assert unix.bare_line_end == codes.BARE_LF and not unix.too_long
+    assert unix.content is None and left == b"QUIT\r\n"
+    old_mac, _ = _read(b"line\r" * 300 + b"\r\n.\r\n", max_line=1001)
+    assert old_mac.bare_line_end == codes.BARE_CR
 
 
 def test_too_much_data_is_read_to_the_end_but_not_kept() -> None:

@@ -24,7 +24,11 @@ UNKNOWN_RECIPIENT = "550 5.1.1 Recipient address rejected: not accepted here"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 
 # DATA: the content checks, in the order they run.
-BARE_CR_OR_LF = "550 5.6.11 Message contains bare CR or bare LF; only CRLF line endings allowed"
+# 5.6.11 as Exchange Online answers bare LF; the text says which one was found, so that
+# whoever runs a broken script sees what to fix (and not "Line too long": without CRLF the
+# whole message is one line).
+BARE_LF = "550 5.6.11 Line ends must be CRLF (bare LF received)"
+BARE_CR = "550 5.6.11 Line ends must be CRLF (bare CR received)"
 NUL_IN_CONTENT = "550 5.6.0 Message contains NUL characters"
 HEADERS_TOO_LARGE = "552 5.3.4 Message header block too large"
 # More DATA than smtp.max_message_bytes, or a larger SIZE= announced with MAIL FROM.

@@ -12,14 +12,24 @@ from __future__ import annotations
 from gateway.smtp import codes
 
 
-def has_bare_cr_or_lf(data: bytes) -> bool:
-    """A CR not followed by LF, or an LF not preceded by CR, anywhere.
+def bare_line_end(data: bytes) -> str | None:
+    """The refusal for an LF not preceded by CR or a CR not followed by LF anywhere (bare
+    LF named first: it is the usual one, from Unix line ends); None if every line ends in
+    CRLF.
 
     Every CRLF accounts for one CR and one LF, so all of them are paired exactly when the
     three counts agree; three C-speed passes beat a regex with lookbehind on the hot path.
     """
     crlf = data.count(b"\r\n")
-    return data.count(b"\r") != crlf or data.count(b"\n") != crlf
+    if data.count(b"\n") != crlf:
+        return codes.BARE_LF
+    if data.count(b"\r") != crlf:
+        return codes.BARE_CR
+    return None
+
+
+def has_bare_cr_or_lf(data: bytes) -> bool:
+    return bare_line_end(data) is not None
 
 
 def header_block_size(data: bytes, limit: int) -> int:
@@ -40,8 +50,9 @@ def header_block_size(data: bytes, limit: int) -> int:
 
 def content_problem(data: bytes, max_header_bytes: int) -> str | None:
     """The reply refusing ``data``, or None if it may be stored."""
-    if has_bare_cr_or_lf(data):
-        return codes.BARE_CR_OR_LF
+    bare = bare_line_end(data)
+    if bare is not None:
+        return bare
     if b"\x00" in data:
         return codes.NUL_IN_CONTENT
     if header_block_size(data, max_header_bytes) > max_header_bytes:

@@ -9,7 +9,9 @@ search, all at C speed. The semantics stay aiosmtpd's (RFC 5321 4.5.2):
 - a line starting with "." loses that dot;
 - a line longer than the limit (CRLF and transparency dot included) gets 500, more data
   than the size limit gets 552, both only after the terminator, so the session stays in
-  step with the client.
+  step with the client;
+- a message with bare LF (or CR) line ends is one long "line" between CRLFs: that is named
+  (gateway.smtp.content's refusal) instead of the line limit.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from gateway.smtp.content import bare_line_end
 
 TERMINATOR = b"\r\n.\r\n"
 CHUNK = 64 * 1024
@@ -27,6 +31,8 @@ class DataResult:
     content: bytes | None = None
     too_long: bool = False
     too_much: bool = False
+    # The refusal for bare LF or CR line ends, when those made a line too long.
+    bare_line_end: str | None = None
     # The client went away before the terminator.
     closed: bool = False
 
@@ -77,6 +83,9 @@ async def _read(reader: asyncio.StreamReader, max_bytes: int | None, max_line: i
     if max_bytes is not None and len(raw) > max_bytes:
         return DataResult(too_much=True)
     if _has_long_line(raw, max_line):
+        bare = bare_line_end(raw)
+        if bare is not None:
+            return DataResult(bare_line_end=bare)
         return DataResult(too_long=True)
     # Transparency (RFC 5321 4.5.2): drop the first dot of every line that starts with one.
     return DataResult(content=(b"\r\n" + raw).replace(b"\r\n.", b"\r\n")[2:])

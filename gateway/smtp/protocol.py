@@ -169,6 +169,10 @@ class GatewaySMTP(SMTP):
             log.info("connection lost during DATA")
             self._writer.close()
             return
+        if result.bare_line_end is not None:
+            await self.push(result.bare_line_end)
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            return
         if result.too_long:
             await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
             self._set_post_data_state()  # type: ignore[no-untyped-call]
