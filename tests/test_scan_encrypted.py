@@ -26,7 +26,7 @@ import pytest
 from gateway.db import session_scope
 from gateway.keydir.own_openpgp import import_own_openpgp
 from gateway.models import Direction, Message, MessageState
-from gateway.quarantine import ReleaseOutcome, ReleaseResult
+from gateway.quarantine import ReleaseOutcome
 from gateway.services import Services
 from mailboxes.directory import add_mailbox
 from scanning.encrypted import encryption_of
@@ -37,6 +37,7 @@ from tests.support.gpg_partner import GpgPartner
 from tests.support.openssl_partner import OpensslPartner, mail
 from tests.support.pipeline import drain, enqueue, load_message
 from tests.support.smime_pki import Party, make_ca, make_person
+from tests.test_pipeline_scan import _admins, _approve
 from tests.test_scan_limits import make_zip
 
 MAILBOX = "kita@jugendamt.example"
@@ -449,24 +450,6 @@ def test_blocked_executable_that_clamd_knows_is_infected_with_both_findings(
     reason = message.reason
     assert reason is not None and reason.startswith("infected: ")
     assert TESTFILE_NAME in reason and "blocked: blocked type: executable" in reason
-
-
-def _admins(gw: Services) -> None:
-    from gateway.staff import add_user
-
-    with session_scope(gw.sessions) as s:
-        for name in ("alice", "bob"):
-            add_user(s, name, f"{name}-sehr-geheim-123", admin=True)
-
-
-def _approve(gw: Services, queue_id: str, admin: str) -> ReleaseResult:
-    from gateway.quarantine import approve_release
-    from gateway.rescan import PipelineRescanner
-
-    with session_scope(gw.sessions) as s:
-        return approve_release(s, queue_id, admin=admin, reason=f"checked by {admin}",
-                               now=gw.clock(), master_key=gw.master_key,
-                               rescan=PipelineRescanner(gw))
 
 
 def test_two_admins_cannot_release_a_blocked_executable_that_is_malware(
