@@ -1,11 +1,18 @@
-"""Helpers shared by the benchmarks: free ports, waiting, message corpora, percentiles."""
+"""Helpers shared by the benchmarks: free ports, waiting, message corpora, percentiles, the
+counting sink and stopping the processes they start."""
 
 from __future__ import annotations
 
 import base64
 import os
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -43,3 +50,60 @@ def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
     return ordered[k]
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within ``timeout`` seconds; reaps it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Sink:
+    """benchmarks/counting_sink.py in a process of its own; it logs the time of each 250."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.log = workdir / "sink.log"
+        self.log.touch()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.counting_sink", str(self.port), str(self.log)],
+            cwd=ROOT, stdout=subprocess.DEVNULL)
+        wait_for_port(self.port)
+
+    def _entries(self) -> list[tuple[float, int, str]]:
+        """(time of the 250, size, Message-ID) per transaction, in the order answered."""
+        entries = []
+        for line in self.log.read_text().splitlines():
+            when, size, message_id = line.split(" ", 2)
+            entries.append((float(when), int(size), message_id))
+        return entries
+
+    def replies(self) -> list[tuple[float, str]]:
+        """(time of the 250, Message-ID) for every transaction, duplicates included."""
+        return [(when, message_id) for when, _size, message_id in self._entries()]
+
+    def deliveries(self) -> dict[str, tuple[float, int]]:
+        """Message-ID -> (time of the 250, size), for everything received so far; a
+        Message-ID received more than once keeps its last transaction."""
+        return {message_id: (when, size) for when, size, message_id in self._entries()}
+
+    def wait_for(self, message_ids: Sequence[str], timeout: float) -> list[float]:
+        """The delivery times of ``message_ids``; TimeoutError if not all arrive in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.deliveries()
+            missing = [m for m in message_ids if m not in seen]
+            if not missing:
+                return [seen[m][0] for m in message_ids]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(missing)} of {len(message_ids)} messages not "
+                                   f"delivered within {timeout:g} s, e.g. {missing[0]}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        stop_process(self.proc, 10)

@@ -41,9 +41,16 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks.common import free_port, make_message, percentile, wait_for_port
+from benchmarks.common import (
+    ROOT,
+    Sink,
+    free_port,
+    make_message,
+    percentile,
+    stop_process,
+    wait_for_port,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 MAILBOX = "kita@jugendamt.example"
 SENDER = "bench@partner.example"
 TEST_SIGNATURES = ROOT.parent / "shared" / "testdata" / "clamav"
@@ -133,35 +140,6 @@ internal = true
     return config
 
 
-class Sink:
-    """benchmarks/counting_sink.py in a process of its own; logs the time of each 250."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.log = workdir / "sink.log"
-        self.log.touch()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.counting_sink", str(self.port), str(self.log)],
-            cwd=ROOT, stdout=subprocess.DEVNULL)
-        wait_for_port(self.port)
-
-    def replies(self) -> list[tuple[float, str]]:
-        """(time of the 250, Message-ID) for every transaction, duplicates included."""
-        found = []
-        for line in self.log.read_text().splitlines():
-            when, _size, message_id = line.split(" ", 2)
-            found.append((float(when), message_id))
-        return found
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 class Gateway:
     """``xgate serve`` on the installation; every part's JSON log lines in one file."""
 
@@ -194,12 +172,7 @@ class Gateway:
         return list(latest.values())
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 30)
 
 
 def wait_for_socket(path: Path, timeout: float) -> None:

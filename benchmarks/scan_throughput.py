@@ -92,7 +92,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: python benchmarks/scan_throughput.py
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import free_port, wait_for_port  # noqa: E402
+from benchmarks.common import Sink, free_port, stop_process, wait_for_port  # noqa: E402
 
 MB = 1024 * 1024
 SENDER = "asd@partner.example"
@@ -483,48 +483,6 @@ def measure_bare_whole(socket_path: Path, samples: Sequence[Sample], series: Ser
 # -- SMTP relays: amavisd-new and xgate serve, into a counting sink --------------------------
 
 
-class Sink:
-    """benchmarks/counting_sink.py in a process of its own."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.log = workdir / "sink.log"
-        self.log.touch()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.counting_sink", str(self.port), str(self.log)],
-            cwd=ROOT, stdout=subprocess.DEVNULL)
-        wait_for_port(self.port)
-
-    def deliveries(self) -> dict[str, tuple[float, int]]:
-        """Message-ID -> (time of the 250, size), for everything received so far."""
-        found: dict[str, tuple[float, int]] = {}
-        for line in self.log.read_text().splitlines():
-            when, size, message_id = line.split(" ", 2)
-            found[message_id] = (float(when), int(size))
-        return found
-
-    def wait_for(self, message_ids: Sequence[str], timeout: float) -> list[float]:
-        """The delivery times of ``message_ids``; TimeoutError if not all arrive in time."""
-        deadline = time.monotonic() + timeout
-        while True:
-            seen = self.deliveries()
-            missing = [m for m in message_ids if m not in seen]
-            if not missing:
-                return [seen[m][0] for m in message_ids]
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(missing)} of {len(message_ids)} messages not "
-                                   f"delivered within {timeout:g} s, e.g. {missing[0]}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def send_all(port: int, samples: Sequence[Sample], clients: int) -> float:
     """Send every sample over SMTP with ``clients`` connections; returns the start time."""
     errors: list[str] = []
@@ -703,13 +661,7 @@ class Amavisd:
         return logfile.read_text(errors="replace") if logfile.exists() else ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()  # the parent stops its children
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 30)  # the parent stops its children
 
 
 class Gateway:
@@ -748,13 +700,7 @@ class Gateway:
             raise
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 30)
 
 
 def pipeline_scans() -> bool:
