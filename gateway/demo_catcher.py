@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import threading
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -86,21 +85,9 @@ async def serve_catcher(settings: Settings, stop: asyncio.Event,
 
 def run_catcher(settings: Settings) -> int:
     """``xgate serve catcher``: the demo catcher in this process, until SIGTERM/SIGINT."""
-    from gateway.supervisor import watch_parent
+    from gateway.serve_parts import run_until_stopped
 
-    async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-
-        def _orphaned() -> None:
-            loop.call_soon_threadsafe(stop.set)
-
-        watch_parent(_orphaned)
-        await serve_catcher(settings, stop)
-
-    asyncio.run(_main())
+    run_until_stopped(lambda stop: serve_catcher(settings, stop))
     log.info("demo catcher stopped")
     return 0
 

@@ -12,7 +12,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from gateway.checkpoint import WalCheckpointer
 from gateway.metrics import enable_multiprocess, metrics_dir
@@ -29,6 +29,25 @@ def stop_on_signals(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, _handler)
     signal.signal(signal.SIGINT, _handler)
+
+
+def run_until_stopped(part: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """``part(stop)`` on a new event loop; ``stop`` is set on SIGTERM/SIGINT, or when the
+    supervisor that started this process disappears."""
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+
+        def _orphaned() -> None:
+            loop.call_soon_threadsafe(stop.set)
+
+        watch_parent(_orphaned)
+        await part(stop)
+
+    asyncio.run(_main())
 
 
 def run_workers(settings: Settings) -> int:
@@ -131,20 +150,8 @@ def run_smtp(settings: Settings,
     # the lock, which the workers need too) waiting for that long on every switch.
     sys.setswitchinterval(0.001)
 
-    async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-
-        def _orphaned() -> None:
-            loop.call_soon_threadsafe(stop.set)
-
-        watch_parent(_orphaned)
-        await serve_smtp(services, stop, sockets)
-
     try:
-        asyncio.run(_main())
+        run_until_stopped(lambda stop: serve_smtp(services, stop, sockets))
     finally:
         checkpointer.stop()
         services.sessions.kw["bind"].dispose()
