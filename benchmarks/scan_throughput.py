@@ -907,6 +907,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         packages["amavisd-new"] = "amavisd"
     ensure_debian_packages(packages)
 
+    from gateway.services import scanner_config
     from gateway.settings import ScanningSettings
     from scanning.clamd_client import ClamdClient
     from scanning.scanner import MessageScanner
@@ -919,9 +920,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         scanning = ScanningSettings(clamd_socket=socket_path)
         client = ClamdClient(socket_path=socket_path, timeout=scanning.timeout_seconds,
                              max_concurrent=scanning.max_concurrent_scans)
-        scanner = MessageScanner(client, scanning)
+        config = scanner_config(scanning)
+        scanner = MessageScanner(client, config)
         stack.callback(scanner.close)
-        stub_scanner = MessageScanner(StubClamd(), scanning)  # type: ignore[arg-type]
+        stub_scanner = MessageScanner(StubClamd(), config)  # type: ignore[arg-type]
         stack.callback(stub_scanner.close)
         pool = ThreadPoolExecutor(max_workers=scanning.max_concurrent_scans)
         stack.callback(pool.shutdown)

@@ -15,9 +15,12 @@ from gateway.delivery.journal import RelayJournal
 from gateway.delivery.transport import Transport
 from gateway.own_key_cache import OwnKeyLookup, PrivateKeyCache
 from gateway.scanner_health import ScannerHealth
-from gateway.settings import Settings
+from gateway.settings import ScanningSettings, Settings
 from gateway.trust import TrustStore
+from scanning.archives import ArchiveLimits
 from scanning.clamd_client import ClamdClient
+from scanning.config import ScannerConfig
+from scanning.parts import MimeLimits
 from scanning.scanner import MessageScanner
 
 
@@ -52,6 +55,14 @@ def make_pgp_backend(settings: Settings) -> PgpBackend:
     return SequoiaBackend()
 
 
+def scanner_config(scanning: ScanningSettings) -> ScannerConfig:
+    """The scanner's own settings from the gateway's [scanning] section."""
+    return ScannerConfig(blocked_types=frozenset(scanning.blocked_types),
+                         max_concurrent_scans=scanning.max_concurrent_scans,
+                         archive=ArchiveLimits.from_settings(scanning),
+                         mime=MimeLimits.from_settings(scanning))
+
+
 def build_services(settings: Settings, *, transport: Transport | None = None,
                    clock: Clock = system_clock) -> Services:
     if transport is None:
@@ -66,7 +77,8 @@ def build_services(settings: Settings, *, transport: Transport | None = None,
         transport=transport,
         pgp=make_pgp_backend(settings),
         trust=TrustStore.from_settings(settings),
-        scanner=MessageScanner(ClamdClient.from_settings(settings), settings.scanning),
+        scanner=MessageScanner(ClamdClient.from_settings(settings),
+                               scanner_config(settings.scanning)),
         scanner_health=ScannerHealth(settings.scanning.alert_after_seconds, clock),
         clock=clock,
         relay_journal=RelayJournal(settings.resolve(settings.data_dir) / JOURNAL_FILE),

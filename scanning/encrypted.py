@@ -15,7 +15,7 @@ here whether it is encrypted:
   restricted (printing, copying) opens without a password and ClamAV reads it;
 - ``office``: an OLE2 compound file holding ``EncryptedPackage`` (a password-protected OOXML
   document, ECMA-376 "agile" or "standard" encryption);
-- encrypted archives (zip members, 7z, RAR headers) are ``scanning.limits``' business.
+- encrypted archives (zip members, 7z, RAR headers) are ``scanning.archives``' business.
 
 OpenPGP and CMS may be ours to open (``openable``); the scanner asks its opener. The rest
 cannot be opened without a password the gateway does not have, and is UNSCANNABLE.

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesParser
 
-from gateway.settings import ScanningSettings
+from scanning.archives import ArchiveLimits, ArchiveRejected, check_archive, iter_members
 from scanning.clamd_client import ClamdAnswer, ClamdClient
+from scanning.config import ScannerConfig
 from scanning.content_types import blocked_type
 from scanning.encrypted import Encrypted, encryption_of
-from scanning.limits import ArchiveLimits, ArchiveRejected, check_archive, iter_members
 from scanning.opening import Accepted, CannotOpen, NoOpener, Opener
 from scanning.parts import MimeLimits, Part, TooComplex, check_raw_structure, leaf_parts
 from scanning.verdict import Finding, ScanResult, Verdict
@@ -69,14 +69,14 @@ class _Walk:
 
 
 class MessageScanner:
-    def __init__(self, client: ClamdClient, settings: ScanningSettings) -> None:
+    def __init__(self, client: ClamdClient, config: ScannerConfig | None = None) -> None:
         self.client = client
-        self.settings = settings
-        self.archive_limits = ArchiveLimits.from_settings(settings)
-        self.mime_limits = MimeLimits.from_settings(settings)
+        self.config = config or ScannerConfig()
+        self.archive_limits: ArchiveLimits = self.config.archive
+        self.mime_limits: MimeLimits = self.config.mime
         # clamd scans streams in parallel; the parts of one message go to it side by side,
         # up to the client's own bound on concurrent scans.
-        self._pool = ThreadPoolExecutor(max_workers=settings.max_concurrent_scans,
+        self._pool = ThreadPoolExecutor(max_workers=self.config.max_concurrent_scans,
                                         thread_name_prefix="scan")
 
     def close(self) -> None:
@@ -119,7 +119,7 @@ class MessageScanner:
         for the caller to open.
         """
         found: list[Finding] = []
-        blocked = blocked_type(part.data, part.filename, self.settings.blocked_types)
+        blocked = blocked_type(part.data, part.filename, self.config.blocked_types)
         if blocked is not None:
             found.append(Finding(Verdict.BLOCKED, blocked, part.path))
         encrypted = encryption_of(part.data)
@@ -137,7 +137,7 @@ class MessageScanner:
                     if len(found) >= _MAX_FINDINGS_PER_PART:
                         break
                     member_name = path.rsplit("/", 1)[-1]
-                    reason = blocked_type(content, member_name, self.settings.blocked_types)
+                    reason = blocked_type(content, member_name, self.config.blocked_types)
                     if reason is not None:
                         found.append(Finding(Verdict.BLOCKED, f"{reason} in {path}", part.path))
                     inside = encryption_of(content)

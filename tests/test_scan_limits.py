@@ -1,4 +1,4 @@
-"""The gateway's own archive limits (scanning.limits) on generated and tool-made hostile input.
+"""The gateway's own archive limits (scanning.archives) on generated and tool-made hostile input.
 
 Bombs are built at test time from one deflate stream reused many times; the few archives that
 only real tools can write (ZipCrypto, WinZip AES, 7z) are embedded below, each made by the
@@ -29,7 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.settings import Settings
-from scanning.limits import (
+from scanning.archives import (
     ArchiveLimits,
     ArchiveRejected,
     archive_kind,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from scanning.archives import ArchiveLimits, ArchiveRejected
 from scanning.content_types import (
     blocked_in_archive,
     blocked_type,
@@ -19,7 +20,6 @@ from scanning.content_types import (
     office_macro_kind,
     script_kind,
 )
-from scanning.limits import ArchiveLimits, ArchiveRejected
 
 ALL = ("executable", "script", "office-macro")
 OLE2 = bytes.fromhex("d0cf11e0a1b11ae1")
