@@ -30,6 +30,7 @@ from typing import Any
 from gateway.settings import Settings, load_settings
 from scanning.clamd_client import ClamdClient
 from scanning.managed import ManagedClamd
+from tests.support.sockets import pipe
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_SIGNATURES = ROOT.parent / "shared" / "testdata" / "clamav"
@@ -178,32 +179,15 @@ class ClamdProxy:
         upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             upstream.connect(str(self.target))
-            forward = threading.Thread(target=self._pipe, args=(client, upstream, False),
-                                       daemon=True)
+            forward = threading.Thread(target=pipe, args=(client, upstream), daemon=True)
             forward.start()
-            self._pipe(upstream, client, True)
+            # clamd's answers wait for ``hold``; requests pass at once.
+            pipe(upstream, client, self.hold)
         except OSError:
             pass
         finally:
             upstream.close()
             client.close()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
-        try:
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                if answers:
-                    self.hold.wait()
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            try:
-                sink.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
 
     def close(self) -> None:
         self.hold.set()

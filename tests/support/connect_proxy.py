@@ -15,6 +15,8 @@ import socket
 import threading
 from types import TracebackType
 
+from tests.support.sockets import pipe
+
 
 class ConnectProxy:
     def __init__(self, target: tuple[str, int], hosts: set[str]) -> None:
@@ -74,9 +76,9 @@ class ConnectProxy:
                 rest = head.split(b"\r\n\r\n", 1)[1]
                 if rest:
                     upstream.sendall(rest)
-                back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+                back = threading.Thread(target=pipe, args=(upstream, client), daemon=True)
                 back.start()
-                _pipe(client, upstream)
+                pipe(client, upstream)
                 back.join(10)
 
     def __enter__(self) -> ConnectProxy:
@@ -88,19 +90,3 @@ class ConnectProxy:
         self._stop.set()
         self._thread.join(timeout=5)
         self._listener.close()
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while True:
-            data = source.recv(65536)
-            if not data:
-                break
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        try:
-            sink.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
