@@ -13,38 +13,25 @@ from __future__ import annotations
 
 import socket
 import threading
-from types import TracebackType
 
-from tests.support.sockets import pipe
+from tests.support.sockets import LoopbackListener, pipe
 
 
-class ConnectProxy:
+class ConnectProxy(LoopbackListener):
     def __init__(self, target: tuple[str, int], hosts: set[str]) -> None:
         """Tunnel CONNECTs for ``hosts`` (any port) to ``target``; refuse others (502)."""
+        super().__init__("connect-proxy", poll=0.05)
         self.target = target
         self.hosts = {h.lower() for h in hosts}
         self.seen: list[str] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self.port: int = self._listener.getsockname()[1]
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept, name="connect-proxy",
-                                        daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+    def _accepted(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
         with client:
@@ -80,13 +67,3 @@ class ConnectProxy:
                 back.start()
                 pipe(client, upstream)
                 back.join(10)
-
-    def __enter__(self) -> ConnectProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._listener.close()

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from tests.support.pki import CertPair
+from tests.support.sockets import LoopbackListener
 
 
 @dataclass(frozen=True)
@@ -163,40 +164,25 @@ class WkdServer:
         self.stop()
 
 
-class BlackHole:
+class BlackHole(LoopbackListener):
     """Accepts TCP connections on 127.0.0.1 and never sends anything."""
 
     def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.02)
-        self.port: int = self._listener.getsockname()[1]
+        super().__init__("black-hole", poll=0.02)
         self._held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name="black-hole", daemon=True)
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            self._held.append(conn)  # kept open so the client sees silence, not a reset
-
-    def __enter__(self) -> BlackHole:
-        self._thread.start()
-        return self
+    def _accepted(self, conn: socket.socket) -> None:
+        self._held.append(conn)  # kept open so the client sees silence, not a reset
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        super().__exit__(exc_type, exc, tb)
         for conn in self._held:
             conn.close()
-        self._listener.close()
 
 
 def closed_port() -> int:
