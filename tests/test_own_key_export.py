@@ -40,7 +40,7 @@ from tests.support.gpg_partner import GpgPartner
 from tests.support.openssl_partner import OpensslPartner, mail
 from tests.support.pipeline import drain, enqueue, load_message
 from tests.support.pki import CA_KEY_USAGE
-from tests.support.smime_pki import DAY, Party, make_ca, make_person, now
+from tests.support.smime_pki import DAY, Party, make_ca, make_person, now, write_party
 
 MAILBOX = "hilfeplan@jugendamt.example"
 STAFF = "sachbearbeitung@jugendamt.example"
@@ -61,12 +61,7 @@ def make_intermediate(directory: Path, name: str, root: Party) -> Party:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                            critical=False)
             .sign(root.key, hashes.SHA256()))
-    cert_pem, key_pem = directory / f"{name}.pem", directory / f"{name}.key"
-    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    return Party(cert, key, cert_pem, key_pem)
+    return write_party(directory, name, cert, key)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from tests.support import crypto_setup
 from tests.support.cli import Cli
 from tests.support.openssl_partner import OpensslPartner, crlf, mail
 from tests.support.pipeline import drain, enqueue, load_message
-from tests.support.smime_pki import DAY, Party, make_ca, make_person, now
+from tests.support.smime_pki import DAY, Party, make_ca, make_person, now, write_party
 
 SERVICE = "info@lotse.example"
 MAILBOX = "hilfeplan@jugendamt.example"
@@ -67,16 +67,6 @@ def openssl_self_signed(directory: Path, name: str, email: str, *,
     return Party(cert, key, cert_pem, key_pem)
 
 
-def _write_party(directory: Path, name: str, cert: x509.Certificate,
-                 key: rsa.RSAPrivateKey) -> Party:
-    cert_pem, key_pem = directory / f"{name}.pem", directory / f"{name}.key"
-    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    return Party(cert, key, cert_pem, key_pem)
-
-
 def _issued_by(directory: Path, name: str, issuer: Party, email: str) -> Party:
     """A certificate the pinned one "issued": it says CA:TRUE, so it technically could."""
     assert isinstance(issuer.key, rsa.RSAPrivateKey)
@@ -89,7 +79,7 @@ def _issued_by(directory: Path, name: str, issuer: Party, email: str) -> Party:
             .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]),
                            critical=False)
             .sign(issuer.key, hashes.SHA256()))
-    return _write_party(directory, name, cert, key)
+    return write_party(directory, name, cert, key)
 
 
 def _expired_self_signed(directory: Path, email: str) -> Party:
@@ -101,7 +91,7 @@ def _expired_self_signed(directory: Path, email: str) -> Party:
             .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]),
                            critical=False)
             .sign(key, hashes.SHA256()))
-    return _write_party(directory, "expired", cert, key)
+    return write_party(directory, "expired", cert, key)
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,9 @@ class Party:
         return self.cert.fingerprint(hashes.SHA256()).hex()
 
 
-def _write(directory: Path, name: str, cert: x509.Certificate, key: PrivateKeyTypes) -> Party:
+def write_party(directory: Path, name: str, cert: x509.Certificate,
+                key: PrivateKeyTypes) -> Party:
+    """``cert`` and ``key`` as ``name``.pem and ``name``.key (PKCS#8, readable by us only)."""
     cert_pem = directory / f"{name}.pem"
     key_pem = directory / f"{name}.key"
     cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -71,7 +73,7 @@ def make_ca(directory: Path, name: str, *, bits: int = 3072) -> Party:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                        critical=False)
         .sign(key, hashes.SHA256()))
-    return _write(directory, name, cert, key)
+    return write_party(directory, name, cert, key)
 
 
 def make_person(directory: Path, name: str, email: str, ca: Party, *,
@@ -104,7 +106,7 @@ def make_person(directory: Path, name: str, email: str, ca: Party, *,
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
             ca.key.public_key()), critical=False)
         .sign(ca.key, hashes.SHA256()))
-    return _write(directory, name, cert, key)
+    return write_party(directory, name, cert, key)
 
 
 def make_crl(directory: Path, ca: Party, revoked: list[Party]) -> Path:
