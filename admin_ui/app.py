@@ -1,7 +1,7 @@
 """The admin web app: health check, metrics, the JSON API (key directory, consent
 register), and the office's own Web Key Directory (public); staff pages come later.
 
-Route functions only call data functions (admin_ui.health, gateway.metrics); they never query
+Route functions only call data functions (admin_ui.public.health, gateway.metrics); they never query
 the database themselves.
 """
 
@@ -14,11 +14,11 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from admin_ui.api_consents import MasterKeySource, include_consents_api
-from admin_ui.api_keys import include_keys_api
-from admin_ui.errors import install_error_handlers
-from admin_ui.health import check_health
-from admin_ui.wkd import include_wkd
+from admin_ui.api.consents import MasterKeySource, include_consents_api
+from admin_ui.api.errors import install_error_handlers
+from admin_ui.api.keys import include_keys_api
+from admin_ui.public.health import check_health
+from admin_ui.public.wkd import include_wkd
 from gateway.clock import Clock, system_clock
 from gateway.db import make_engine, make_session_factory
 from gateway.keydir.expiry import ExpiryWatch, KeyExpiryCollector

@@ -53,7 +53,7 @@ class ApiError(Exception):
 
 
 def install_api_error_handler(app: FastAPI) -> None:
-    # Its own handler because the generic one (admin_ui.errors) does not pass headers on,
+    # Its own handler because the generic one (admin_ui.api.errors) does not pass headers on,
     # and a 401 without WWW-Authenticate leaves clients without a way to log in.
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin_ui.auth import ApiError
+from admin_ui.security.basic import ApiError
 from gateway.db import read_scope, session_scope
 
 

@@ -24,10 +24,10 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import Receive, Scope
 
-from admin_ui.api_sessions import ApiSessions, DomainErrors
-from admin_ui.auth import ApiError, Staff, install_api_error_handler, staff_dependency
-from admin_ui.errors import invalid_field
-from admin_ui.params import MAX_ID, RowId
+from admin_ui.api.errors import invalid_field
+from admin_ui.api.params import MAX_ID, RowId
+from admin_ui.api.transactions import ApiSessions, DomainErrors
+from admin_ui.security.basic import ApiError, Staff, install_api_error_handler, staff_dependency
 from crypto.at_rest import MasterKey
 from crypto.errors import KeyFileError
 from gateway.clock import Clock
@@ -186,7 +186,7 @@ class _BoundedRequest(Request):
 def _consent_route(max_body: int) -> type[APIRoute]:
     class ConsentRoute(APIRoute):
         """Bounds the body. Validation errors name the field in the app-wide handler
-        (admin_ui.errors)."""
+        (admin_ui.api.errors)."""
 
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()

@@ -14,9 +14,9 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin_ui.api_sessions import ApiSessions, DomainErrors
-from admin_ui.auth import Admin, admin_dependency, install_api_error_handler
-from admin_ui.params import RowId as KeyId
+from admin_ui.api.params import RowId as KeyId
+from admin_ui.api.transactions import ApiSessions, DomainErrors
+from admin_ui.security.basic import Admin, admin_dependency, install_api_error_handler
 from gateway.clock import Clock
 from gateway.keydir import keys, partners
 from gateway.keydir.errors import Conflict, KeyDirError, NotFound

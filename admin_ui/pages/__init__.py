@@ -1,0 +1,7 @@
+"""Server-rendered pages for staff and admins, one subpackage per area: mailboxes, tickets,
+hotline, transfers, quarantine, consent, keys, users, figures.
+
+A page handler reads the request, checks the right it needs (admin_ui.security.rights),
+calls one library function and renders a template that extends ``layout.html``
+(admin_ui/templates). Rules live in the library packages, not here. No pages yet.
+"""
