@@ -33,7 +33,6 @@ from gateway.keydir.own_keys import import_own_smime, own_keys_for
 from gateway.models import Direction, MessageState
 from gateway.services import Services, build_services
 from gateway.settings import Settings, load_settings
-from tests.conftest import make_settings
 from tests.support import crypto_setup
 from tests.support.cli import Cli
 from tests.support.gpg_partner import GpgPartner
@@ -233,11 +232,7 @@ def test_openpgp_key_is_exported_public_only(cli: Cli, gpg: GpgPartner) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, pki: Pki) -> Settings:
-    return make_settings(tmp_path / "var", database_url, crypto={
-        "trust_anchors_file": str(pki.root.cert_pem), "unknown_partner_outbound": "either"},
-        delivery={"routes": [
-            {"domain": "jugendamt.example", "host": "groupware.invalid", "internal": True},
-            {"domain": "*", "host": "relay.invalid", "port": 25}]})
+    return crypto_setup.outbound_settings(tmp_path / "var", database_url, pki.root.cert_pem)
 
 
 def test_outbound_signature_carries_the_intermediate(settings: Settings, pki: Pki) -> None:

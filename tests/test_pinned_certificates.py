@@ -34,7 +34,6 @@ from gateway.services import Services, build_services
 from gateway.settings import Settings
 from mailboxes.directory import add_mailbox, mailbox_id_for
 from mailboxes.store import messages_in, read_message
-from tests.conftest import make_settings
 from tests.support import crypto_setup
 from tests.support.cli import Cli
 from tests.support.openssl_partner import OpensslPartner, crlf, mail
@@ -217,11 +216,7 @@ def test_import_is_pending_and_approve_shows_the_fingerprint_for_the_phone(
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, certs: Certs) -> Settings:
-    return make_settings(tmp_path / "var", database_url, crypto={
-        "trust_anchors_file": str(certs.ca.cert_pem), "unknown_partner_outbound": "either"},
-        delivery={"routes": [
-            {"domain": "jugendamt.example", "host": "groupware.invalid", "internal": True},
-            {"domain": "*", "host": "relay.invalid", "port": 25}]})
+    return crypto_setup.outbound_settings(tmp_path / "var", database_url, certs.ca.cert_pem)
 
 
 @pytest.fixture

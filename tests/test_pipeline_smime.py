@@ -489,11 +489,8 @@ def outbound(gw: Services, pki: Pki,
              tmp_path: Path) -> Iterator[tuple[Services, RecordingTransport]]:
     """The gateway with a relay route for the partner's domain and the staff member's key."""
     transport = RecordingTransport()
-    settings = make_settings(tmp_path / "var", gw.settings.database.url, crypto={
-        "trust_anchors_file": str(pki.ca.cert_pem), "unknown_partner_outbound": "either"},
-        delivery={"routes": [
-            {"domain": "jugendamt.example", "host": "groupware.invalid", "internal": True},
-            {"domain": "*", "host": "relay.invalid", "port": 25}]})
+    settings = crypto_setup.outbound_settings(tmp_path / "var", gw.settings.database.url,
+                                              pki.ca.cert_pem)
     services = build_services(settings, transport=transport, clock=gw.clock)
     crypto_setup.own_smime(services, STAFF, pki.staff)
     yield services, transport
