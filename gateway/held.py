@@ -6,6 +6,9 @@ policy, an address or domain added or removed, the partner added): the worker
 runs its pipeline again, and the message goes out (or is held again, with a fresh notice,
 if a recipient still lacks what its policy asks for). One rule for both, called by the key
 directory's own functions, so the CLI and the API cannot differ.
+
+The rule's dependencies point one way: the key directory calls this module, and the outbound
+policy writes holds with ``KEY_HOLD_PREFIX`` from here; this module needs neither.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ from sqlalchemy.orm import Session
 
 from gateway import audit
 from gateway.models import Direction, Message, MessageState, Recipient, RecipientState
-from gateway.policy.outbound import KEY_HOLD_PREFIX
+
+# How the reason of a message held for a missing key starts (gateway.policy.outbound writes
+# it): only such holds are re-queued here.
+KEY_HOLD_PREFIX = "encryption is required but no usable key exists"
 
 
 def requeue_held_for(session: Session, addresses: Iterable[str], *, actor: str,

@@ -17,9 +17,9 @@ from crypto.at_rest import MasterKey
 from gateway import staff
 from gateway.clock import FakeClock, system_clock
 from gateway.db import make_engine, make_session_factory, read_scope, session_scope
+from gateway.held import KEY_HOLD_PREFIX
 from gateway.keydir.partners import add_partner, add_partner_pattern, update_partner
 from gateway.models import AuditEntry, Direction, Message, MessageState
-from gateway.policy.outbound import KEY_HOLD_PREFIX
 from gateway.services import Services
 from gateway.settings import OutboundPolicy, RelayRoute, Settings, load_settings
 from gateway.spool import Envelope, store_received

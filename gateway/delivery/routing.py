@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.orm import Session
 
-from gateway.pipeline.context import LocalRoute, Route
+from gateway.delivery.routes import LocalRoute, Route
 from gateway.settings import RelayRoute
 from mailboxes.directory import mailbox_id_for
 

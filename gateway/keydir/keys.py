@@ -20,6 +20,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from gateway import audit
+from gateway.held import requeue_held_for
 from gateway.keydir.addresses import normalise
 from gateway.keydir.errors import Conflict, KeyDirError, NotFound
 from gateway.keydir.material import ParsedKey, is_self_signed_der, parse_partner_material
@@ -277,9 +278,6 @@ def _decide(session: Session, key: PartnerKey, status: KeyStatus, actor: str,
 
 
 def _release_waiting(session: Session, key: PartnerKey, actor: str, now: datetime) -> None:
-    # Imported here: gateway.held needs the outbound policy, which needs this module.
-    from gateway.held import requeue_held_for
-
     requeue_held_for(session, key.address_list, actor=actor, now=now,
                      why=f"{key.kind} key {key.fingerprint} approved")
 

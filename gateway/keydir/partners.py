@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import audit
+from gateway.held import requeue_held_for
 from gateway.keydir.addresses import check_pattern, domain_of, normalise
 from gateway.keydir.errors import Conflict, KeyDirError, NotFound
 from gateway.keydir.models import InvalidSignature, Partner, PartnerAddress
@@ -204,9 +205,6 @@ def _release_waiting(session: Session, patterns: Iterable[str], actor: str, now:
                      why: str) -> None:
     """Re-queue the messages held for a missing key to these addresses and domains: under
     the changed policy they may go now, as after a key's approval (gateway.held)."""
-    # Imported here: gateway.held needs the outbound policy, which needs this module.
-    from gateway.held import requeue_held_for
-
     listed = list(patterns)
     requeue_held_for(session, [p for p in listed if "@" in p], actor=actor, now=now, why=why,
                      domains=[p for p in listed if "@" not in p])

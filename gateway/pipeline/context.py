@@ -12,22 +12,13 @@ from email.parser import BytesHeaderParser
 from crypto.canonical import encode_binary_bodies
 from gateway.consent.classify import ConsentRequest
 from gateway.delivery.recipients import MessageRef
+from gateway.delivery.routes import LocalRoute, Route
 from gateway.mime.entity import split_entity
 from gateway.mime.headers import prepend_headers, split_header_block
 from gateway.models import Direction
 from gateway.pipeline.crypto_state import InboundCrypto, OutboundCrypto
-from gateway.settings import RelayRoute
 
 _BINARY_CTE = re.compile(rb"(?im)^content-transfer-encoding:[ \t]*binary")
-
-
-@dataclass(frozen=True)
-class LocalRoute:
-    mailbox_id: int
-    mailbox_address: str
-
-
-Route = LocalRoute | RelayRoute
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from cryptography import x509
 from sqlalchemy.orm import Session
 
 from crypto.smime_out import recipient_problem
+from gateway.delivery.routes import LocalRoute, Route
+from gateway.held import KEY_HOLD_PREFIX
 from gateway.keydir.keys import KeyKind, PartnerKeyMaterial, usable_partner_keys
 from gateway.keydir.partners import PartnerPolicy, partner_for
-from gateway.pipeline.context import LocalRoute, Route
 from gateway.settings import OutboundPolicy, RelayRoute, Settings
 
 
@@ -112,9 +113,6 @@ def _policy_source(partner: PartnerPolicy | None, policy: OutboundPolicy) -> str
     if partner is None:
         return f"no partner record: the default policy for unknown partners is {policy.value}"
     return f"partner {partner.name!r} (matched {partner.pattern}) requires {policy.value}"
-
-
-KEY_HOLD_PREFIX = "encryption is required but no usable key exists"
 
 
 def hold_reason(plans: Sequence[RecipientPlan]) -> str | None:

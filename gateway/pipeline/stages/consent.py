@@ -26,8 +26,9 @@ from gateway.consent.records import known_cases, releases_for_case
 from gateway.consent.references import case_references, leading_texts
 from gateway.db import read_scope
 from gateway.delivery.notices import Bilingual
+from gateway.delivery.routes import Route
 from gateway.mime.headers import replace_header
-from gateway.pipeline.context import MessageContext, Route
+from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Hold, Reject
 from gateway.policy.consent import Decision, Verdict, normalise_case
 from gateway.services import Services

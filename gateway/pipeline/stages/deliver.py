@@ -28,10 +28,11 @@ from gateway.consent.records import still_current
 from gateway.db import read_scope, session_scope
 from gateway.delivery.dsn import Failure
 from gateway.delivery.recipients import fail_recipients, mark_delivered, note_attempt
+from gateway.delivery.routes import LocalRoute
 from gateway.delivery.transport import Reply, TransportError
 from gateway.mime.headers import prepend_headers
 from gateway.models import Direction
-from gateway.pipeline.context import Filing, LocalRoute, MessageContext
+from gateway.pipeline.context import Filing, MessageContext
 from gateway.pipeline.outcomes import Defer
 from gateway.services import Services
 from gateway.settings import RelayRoute, TlsPolicy
