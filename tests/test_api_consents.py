@@ -416,7 +416,7 @@ def test_invalid_releases_are_json_422(client: TestClient, settings: Settings) -
         assert response.status_code == 422, message
         answer = response.json()
         assert message in answer["message"], answer
-        # The schema's refusals name the field apart too (admin_ui.errors); the library's
+        # The schema's refusals name the field apart too (admin_ui.api.errors); the library's
         # rules answer with their message alone.
         field, colon, problem = message.partition(": ")
         if colon and " " not in field:  # "granted_by.role: ...", not a sentence

@@ -181,7 +181,7 @@ def test_import_errors_are_json(client: TestClient, body: dict[str, object], sta
 
 
 def test_invalid_requests_name_the_field_and_the_problem(client: TestClient) -> None:
-    # One handler for every JSON API (admin_ui.errors): which field, and what is wrong.
+    # One handler for every JSON API (admin_ui.api.errors): which field, and what is wrong.
     policy = client.put("/api/v1/partners/Jugendamt B", headers=ADMIN,
                         json={"outbound_policy": "rot13"})
     assert policy.status_code == 422

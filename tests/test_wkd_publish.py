@@ -1,4 +1,4 @@
-"""The office's own Web Key Directory, served by the web listener (admin_ui.wkd).
+"""The office's own Web Key Directory, served by the web listener (admin_ui.public.wkd).
 
 The real app runs under uvicorn over HTTPS on loopback with a certificate for
 openpgpkey.jugendamt.example and jugendamt.example from a test CA. Two real clients look the

@@ -12,22 +12,22 @@ errors into JSON answers; the JSON shapes come from gateway.consent.views, so th
 import base64
 import logging
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
-from fastapi.routing import APIRoute
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from fastapi import APIRouter, Depends, Path, Query, Response
+from pydantic import AwareDatetime, BeforeValidator, Field
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.types import Receive, Scope
 
-from admin_ui.api.errors import invalid_field
-from admin_ui.api.params import MAX_ID, RowId
+from admin_ui.api.body_limit import bounded_route
+from admin_ui.api.errors import ApiError, invalid_field
+from admin_ui.api.params import MAX_ID, RowId, StrictBody
 from admin_ui.api.transactions import ApiSessions, DomainErrors
-from admin_ui.security.basic import ApiError, Staff, install_api_error_handler, staff_dependency
+from admin_ui.security.identity import Staff
+from admin_ui.security.rights import require_staff
 from crypto.at_rest import MasterKey
 from crypto.errors import KeyFileError
 from gateway.clock import Clock
@@ -95,27 +95,23 @@ IsoDate = Annotated[date, BeforeValidator(_date_text)]
 IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_datetime_text)]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class GrantorBody(_Body):
+class GrantorBody(StrictBody):
     name: str = Field(max_length=MAX_NAME)
     role: GrantorRole
 
 
-class RecipientBody(_Body):
+class RecipientBody(StrictBody):
     kind: Literal["partner", "address"]
     value: Annotated[str, BeforeValidator(_not_blank)] = Field(max_length=MAX_ADDRESS)
 
 
-class DocumentBody(_Body):
+class DocumentBody(StrictBody):
     filename: str = Field(max_length=MAX_NAME, pattern=_NO_CONTROL)
     content_type: str = Field(max_length=100, pattern=_MEDIA_TYPE)
     data_base64: str = Field(min_length=1)
 
 
-class ReleaseBody(_Body):
+class ReleaseBody(StrictBody):
     case: str = Field(max_length=1000)
     data_subjects: list[Annotated[str, Field(max_length=MAX_NAME)]] = Field(
         max_length=MAX_ITEMS)
@@ -138,69 +134,21 @@ class ChangeBody(ReleaseBody):
     expected_version: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
-class RevokeBody(_Body):
+class RevokeBody(StrictBody):
     # How the revocation was received ("letter of 3 March").
     reason: str = Field(max_length=MAX_TEXT)
     revoked_at: IsoDateTime | None = None
 
 
-class CheckBody(_Body):
+class CheckBody(StrictBody):
     case: str = Field(max_length=1000)
     category: str = Field(max_length=MAX_NAME)
     recipient: str = Field(max_length=MAX_ADDRESS)
     on: IsoDate | None = Field(default=None, alias="date")
 
 
-class ApproveBody(_Body):
+class ApproveBody(StrictBody):
     reason: str = Field(max_length=MAX_TEXT)
-
-
-class _BoundedRequest(Request):
-    """A request whose body may not exceed ``limit`` bytes, counted as it arrives, so an
-    oversize upload is refused before it is held in memory (FastAPI's custom Request
-    pattern). Starlette's own limit would answer in plain text, not JSON."""
-
-    def __init__(self, scope: Scope, receive: Receive, limit: int) -> None:
-        super().__init__(scope, receive)
-        self.limit = limit
-
-    def _too_large(self) -> ApiError:
-        return ApiError(413, "too_large", f"the request is larger than {self.limit} bytes")
-
-    async def body(self) -> bytes:
-        if not hasattr(self, "_body"):
-            declared = self.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > self.limit:
-                raise self._too_large()
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in self.stream():
-                size += len(chunk)
-                if size > self.limit:
-                    raise self._too_large()
-                chunks.append(chunk)
-            self._body = b"".join(chunks)
-        return self._body
-
-
-def _consent_route(max_body: int) -> type[APIRoute]:
-    class ConsentRoute(APIRoute):
-        """Bounds the body. Validation errors name the field in the app-wide handler
-        (admin_ui.api.errors)."""
-
-        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-            handler = super().get_route_handler()
-
-            async def handle(request: Request) -> Response:
-                bounded = _BoundedRequest(request.scope, request.receive, max_body)
-                # Read here, not first in the handler: FastAPI turns any error while it
-                # reads the body into a bare 400.
-                await bounded.body()
-                return await handler(bounded)
-
-            return handle
-
-    return ConsentRoute
 
 
 class MasterKeySource:
@@ -266,20 +214,14 @@ def _attachment(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-def include_consents_api(app: FastAPI, sessions: sessionmaker[Session], clock: Clock,
-                         settings: Settings, master_key: Callable[[], MasterKey]) -> None:
-    install_api_error_handler(app)
-    app.include_router(consents_router(sessions, clock, settings, master_key))
-
-
 def consents_router(sessions: sessionmaker[Session], clock: Clock, settings: Settings,
                     master_key: Callable[[], MasterKey]) -> APIRouter:
     limit = settings.consent.max_document_bytes
     # A whole request is read into memory before validation: bound it by the largest scan
     # the settings allow, so an upload far beyond it is refused (413) while it arrives.
     router = APIRouter(prefix="/api/v1/consents",
-                       route_class=_consent_route(_base64_length(limit) + BODY_OVERHEAD))
-    StaffUser = Annotated[Staff, Depends(staff_dependency(sessions))]
+                       route_class=bounded_route(_base64_length(limit) + BODY_OVERHEAD))
+    StaffUser = Annotated[Staff, Depends(require_staff(sessions))]
     zone = ZoneInfo(settings.consent.timezone)
 
     api = ApiSessions(sessions, DomainErrors(ConsentNotFound, ConsentConflict, ConsentError, 422))

@@ -1,4 +1,9 @@
-"""Every error answer is JSON with a message, never an HTML page or a stack trace.
+"""Every error answer is JSON with a message, never an HTML page or a stack trace::
+
+    {"error": "not_found", "message": "no partner named ..."}
+
+A route refuses with ``ApiError``; a refused login or right (admin_ui.security.errors) is a
+401 with its WWW-Authenticate challenge, or a 403.
 
 A request the schema refuses is one shape for every API (422)::
 
@@ -16,7 +21,7 @@ one field are joined with "; ".
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,7 +29,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from admin_ui.security.errors import Forbidden, NotAuthenticated
+
 log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An answer other than success, as JSON ``{"error": ..., "message": ...}``."""
+
+    def __init__(self, status: int, error: str, message: str,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.headers = dict(headers or {})
 
 
 def _error(status: int, error: str, message: str) -> JSONResponse:
@@ -32,6 +51,21 @@ def _error(status: int, error: str, message: str) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.error, "message": exc.message},
+                            status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(NotAuthenticated)
+    async def not_authenticated(_request: Request, exc: NotAuthenticated) -> JSONResponse:
+        headers = {"WWW-Authenticate": exc.challenge} if exc.challenge else None
+        return JSONResponse({"error": "unauthorized", "message": exc.message},
+                            status_code=401, headers=headers)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_request: Request, exc: Forbidden) -> JSONResponse:
+        return _error(403, "forbidden", exc.message)
+
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 404:

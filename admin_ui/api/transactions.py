@@ -1,4 +1,5 @@
-"""Database sessions for API handlers, with a domain's errors turned into JSON answers.
+"""Database transactions for API handlers, with a domain's errors turned into JSON answers
+(SQLAlchemy sessions; login sessions belong to admin_ui.security).
 
 Each router names its domain's three kinds of refusal (not found, conflict, refused); a
 unique-constraint race is a conflict everywhere: two people changing the same thing at the
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin_ui.security.basic import ApiError
+from admin_ui.api.errors import ApiError
 from gateway.db import read_scope, session_scope
 
 

@@ -18,7 +18,7 @@ the internet (the admin API lives on the same listener).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.clock import Clock
@@ -31,11 +31,6 @@ _PREFIX = "/.well-known/openpgpkey"
 _HEADERS = {"Access-Control-Allow-Origin": "*"}
 # z-base-32 of a SHA-1: 32 characters of this alphabet.
 _ZBASE32 = frozenset("ybndrfg8ejkmcpqxot1uwisza345h769")
-
-
-def include_wkd(app: FastAPI, sessions: sessionmaker[Session], clock: Clock,
-                settings: Settings) -> None:
-    app.include_router(wkd_router(sessions, clock, settings))
 
 
 def wkd_router(sessions: sessionmaker[Session], clock: Clock, settings: Settings) -> APIRouter:
