@@ -32,12 +32,11 @@ from gateway.keydir.models import KeyStatus
 from gateway.models import Direction, MessageState
 from gateway.services import Services, build_services
 from gateway.settings import Settings
-from mailboxes.directory import add_mailbox, mailbox_id_for
-from mailboxes.store import messages_in, read_message
+from mailboxes.directory import add_mailbox
 from tests.support import crypto_setup
 from tests.support.cli import Cli
 from tests.support.openssl_partner import OpensslPartner, crlf, mail
-from tests.support.pipeline import drain, enqueue, load_message
+from tests.support.pipeline import drain, enqueue, filed_copies, load_message
 from tests.support.smime_pki import DAY, Party, make_ca, make_person, now, write_party
 
 SERVICE = "info@lotse.example"
@@ -232,11 +231,7 @@ def gw(services: Services, certs: Certs) -> Services:
 def _receive(gw: Services, raw: bytes) -> tuple[str, bytes | None]:
     qid = enqueue(gw, [MAILBOX], raw, mail_from=SERVICE)
     drain(gw)
-    with session_scope(gw.sessions) as s:
-        found = mailbox_id_for(s, MAILBOX)
-        assert found is not None
-        filed = [read_message(gw.master_key, m) for m in messages_in(s, found[0])
-                 if m.mail_from]
+    filed = filed_copies(gw, MAILBOX)
     return qid, (filed[-1] if filed else None)
 
 

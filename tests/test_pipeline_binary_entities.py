@@ -31,13 +31,12 @@ from gateway.keydir.own_openpgp import import_own_openpgp
 from gateway.models import Direction, MessageState
 from gateway.services import Services
 from gateway.settings import Settings
-from mailboxes.directory import add_mailbox, mailbox_id_for
-from mailboxes.store import messages_in, read_message
+from mailboxes.directory import add_mailbox
 from tests.conftest import make_settings
 from tests.support import crypto_setup
 from tests.support.gpg_partner import GpgPartner, mail_message
 from tests.support.openssl_partner import OpensslPartner, mail
-from tests.support.pipeline import drain, enqueue, load_message
+from tests.support.pipeline import drain, enqueue, filed_copies, load_message
 from tests.support.sink import SmtpSink
 from tests.support.smime_pki import Party, make_ca, make_person
 
@@ -89,14 +88,6 @@ def _check_delivered(message: bytes) -> None:
 def _xgate(message: bytes) -> dict[str, str]:
     parsed = BytesParser(policy=policy.default).parsebytes(message, headersonly=True)
     return {k: str(v) for k, v in parsed.items() if k.lower().startswith("x-xgate-")}
-
-
-def _filed(services: Services, address: str = MAILBOX) -> list[bytes]:
-    with session_scope(services.sessions) as s:
-        found = mailbox_id_for(s, address)
-        assert found is not None
-        return [read_message(services.master_key, m) for m in messages_in(s, found[0])
-                if m.mail_from]
 
 
 # --- S/MIME: openssl as the partner -----------------------------------------------------------
@@ -170,7 +161,7 @@ def test_openssl_binary_signed_then_encrypted(gw: Services, pki: Pki, openssl: O
     drain(gw)
     message = load_message(gw, qid)
     assert message.state == MessageState.DELIVERED, message.reason
-    [filed] = _filed(gw)
+    [filed] = filed_copies(gw, MAILBOX)
     _check_delivered(filed)
     headers = _xgate(filed)
     assert headers["X-Xgate-Signature"] == "valid"
@@ -184,7 +175,7 @@ def test_openssl_binary_attachment_encrypted_without_signature(
     qid = enqueue(gw, [MAILBOX], mail(sealed, sender=PARTNER, to=MAILBOX), mail_from=PARTNER)
     drain(gw)
     assert load_message(gw, qid).state == MessageState.DELIVERED
-    [filed] = _filed(gw)
+    [filed] = filed_copies(gw, MAILBOX)
     _check_delivered(filed)
     assert _xgate(filed)["X-Xgate-Signature"] == "none"
 
@@ -288,7 +279,7 @@ def test_gpg_pgp_mime_with_binary_attachment(pgp_gw: Services, pgp_world: PgpWor
     drain(pgp_gw)
     message = load_message(pgp_gw, qid)
     assert message.state == MessageState.DELIVERED, message.reason
-    [filed] = _filed(pgp_gw)
+    [filed] = filed_copies(pgp_gw, MAILBOX)
     _check_delivered(filed)
     headers = _xgate(filed)
     assert headers["X-Xgate-Encryption"].startswith("OpenPGP")

@@ -26,12 +26,11 @@ from gateway.mime.entity import split_entity
 from gateway.models import Direction, MessageState
 from gateway.services import Services, build_services
 from gateway.settings import Settings
-from mailboxes.directory import add_mailbox, mailbox_id_for
-from mailboxes.store import messages_in, read_message
+from mailboxes.directory import add_mailbox
 from tests.conftest import make_settings
 from tests.support import crypto_setup
 from tests.support.gpg_partner import GpgPartner, mail_message
-from tests.support.pipeline import bounces, drain, enqueue, load_message
+from tests.support.pipeline import bounces, drain, enqueue, filed_copies, load_message
 from tests.support.warned import assert_warned
 
 MAILBOX = "hilfeplan@jugendamt.example"
@@ -112,11 +111,7 @@ def _receive(gw: Gateway, raw: bytes) -> tuple[str, bytes | None]:
     services = gw.services
     qid = enqueue(services, [MAILBOX], _as_partner_mail(raw), mail_from=PARTNER)
     drain(services)
-    with session_scope(services.sessions) as s:
-        found = mailbox_id_for(s, MAILBOX)
-        assert found is not None
-        filed = [read_message(services.master_key, m) for m in messages_in(s, found[0])
-                 if m.mail_from]  # not the gateway's own notices
+    filed = filed_copies(services, MAILBOX)
     return qid, (filed[-1] if filed else None)
 
 

@@ -23,12 +23,11 @@ from gateway.models import Direction, Message, MessageState, SealedContent
 from gateway.quarantine import ReleaseResult
 from gateway.services import Services
 from gateway.spool import content_context
-from mailboxes.directory import add_mailbox, mailbox_id_for
-from mailboxes.store import messages_in, read_message
+from mailboxes.directory import add_mailbox
 from tests.support import crypto_setup
 from tests.support.clamd import CLAMAV_TESTFILES, EICAR, EICAR_NAME, encrypted_zip, shared_clamd
 from tests.support.openssl_partner import OpensslPartner, mail
-from tests.support.pipeline import bounces, drain, enqueue, load_message
+from tests.support.pipeline import bounces, drain, enqueue, filed_copies, load_message
 from tests.support.smime_pki import make_ca, make_person
 from tests.test_scan_limits import make_zip, nested_bomb, nested_zips
 
@@ -71,14 +70,6 @@ def _verdict(gw: Services, raw: bytes, *, mail_from: str = SENDER,
     return load_message(gw, qid)
 
 
-def _filed(gw: Services) -> list[bytes]:
-    with session_scope(gw.sessions) as s:
-        found = mailbox_id_for(s, MAILBOX)
-        assert found is not None
-        return [read_message(gw.master_key, m) for m in messages_in(s, found[0])
-                if m.mail_from]
-
-
 def _zip(name: str, data: bytes) -> bytes:
     return make_zip({name: data})
 
@@ -96,7 +87,7 @@ def test_eicar_is_found(gw: Services, attachment: bytes, where: str) -> None:
     assert message.state == MessageState.QUARANTINED, (where, message.reason)
     assert message.reason is not None and message.reason.startswith("infected: ")
     assert EICAR_NAME in message.reason
-    assert _filed(gw) == []
+    assert filed_copies(gw, MAILBOX) == []
 
 
 def test_clamav_testfile_in_7z_is_found(gw: Services) -> None:
@@ -202,7 +193,7 @@ def test_clean_message_is_delivered_with_the_scan_fact(gw: Services) -> None:
     message = _verdict(gw, _multipart(TEXT, _attachment(b"%PDF-1.4 harmlos", "a.pdf")))
     assert message.state == MessageState.DELIVERED
     assert message.facts is not None and '"scan": "clean"' in message.facts
-    assert len(_filed(gw)) == 1
+    assert len(filed_copies(gw, MAILBOX)) == 1
 
 
 def test_notices_sender_without_details_and_mailbox_with_them(gw: Services) -> None:
@@ -242,7 +233,7 @@ def test_fail_closed_while_clamd_is_down(gw: Services, clock: FakeClock,
         drain(gw)
         states = {load_message(gw, q).state for q in qids}
         assert states == {MessageState.DEFERRED}
-        assert _filed(gw) == []
+        assert filed_copies(gw, MAILBOX) == []
         # Still failing after the alert time: an error is logged once.
         clock.advance(gw.settings.scanning.alert_after_seconds + 1)
         drain(gw)
@@ -251,7 +242,7 @@ def test_fail_closed_while_clamd_is_down(gw: Services, clock: FakeClock,
     clock.advance(2 * 3600)
     drain(gw)
     assert {load_message(gw, q).state for q in qids} == {MessageState.DELIVERED}
-    assert len(_filed(gw)) == 3
+    assert len(filed_copies(gw, MAILBOX)) == 3
     assert not gw.scanner_health.alerting
 
 

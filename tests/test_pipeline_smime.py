@@ -35,12 +35,11 @@ from gateway.services import Services, build_services
 from gateway.settings import Settings
 from gateway.spool import content_context
 from gateway.staff import add_user
-from mailboxes.directory import add_mailbox, mailbox_id_for
-from mailboxes.store import messages_in, read_message
+from mailboxes.directory import add_mailbox
 from tests.conftest import make_settings
 from tests.support import crypto_setup
 from tests.support.openssl_partner import OpensslPartner, crlf, mail
-from tests.support.pipeline import bounces, drain, enqueue, load_message
+from tests.support.pipeline import bounces, drain, enqueue, filed_copies, load_message
 from tests.support.smime_pki import DAY, Party, make_ca, make_crl, make_person, now
 from tests.support.warned import assert_warned
 
@@ -120,12 +119,7 @@ def gw(services: Services, pki: Pki) -> Services:
 def _receive(gw: Services, raw: bytes, rcpt: str = MAILBOX) -> tuple[str, bytes | None]:
     qid = enqueue(gw, [rcpt], raw, mail_from=PARTNER)
     drain(gw)
-    with session_scope(gw.sessions) as s:
-
-        found = mailbox_id_for(s, rcpt)
-        assert found is not None
-        filed = [read_message(gw.master_key, m) for m in messages_in(s, found[0])
-                 if m.mail_from]  # not the gateway's own notices
+    filed = filed_copies(gw, rcpt)
     return qid, (filed[-1] if filed else None)
 
 
@@ -364,11 +358,7 @@ def test_released_by_two_admins_it_is_delivered_with_the_warning(
     assert result.outcome == ReleaseOutcome.RELEASED
     drain(gw)
     assert load_message(gw, qid).state == MessageState.DELIVERED
-    with session_scope(gw.sessions) as s:
-        found = mailbox_id_for(s, MAILBOX)
-        assert found is not None
-        [filed] = [read_message(gw.master_key, m) for m in messages_in(s, found[0])
-                   if m.mail_from]
+    [filed] = filed_copies(gw, MAILBOX)
     assert_warned(filed, reason, german, sender=PARTNER, to=MAILBOX)
     assert _facts(gw, qid)["inbound_policy"] == "released from quarantine by two admins"
 
@@ -586,11 +576,7 @@ def test_outbound_mixed_recipients_each_get_their_form(
     assert set(sent) == {(PARTNER,), ("info@verein.example",)}
     assert b"Hilfeplan fuer Kind A." not in sent[(PARTNER,)]
     assert b"Hilfeplan" in openssl.decrypt(sent[(PARTNER,)], pki.partner)
-    with session_scope(services.sessions) as s:
-
-        found = mailbox_id_for(s, MAILBOX)
-        assert found is not None
-        [filed] = [read_message(services.master_key, m) for m in messages_in(s, found[0])]
+    [filed] = filed_copies(services, MAILBOX, notices=True)
     assert b"Hilfeplan fuer Kind A." in filed
 
 

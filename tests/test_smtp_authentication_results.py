@@ -30,13 +30,12 @@ from gateway.mime.headers import (
 from gateway.services import Services, build_services
 from gateway.settings import RelayRoute, Settings, TlsPolicy
 from gateway.staff import add_user
-from mailboxes.directory import add_mailbox, mailbox_id_for
-from mailboxes.store import messages_in, read_message
+from mailboxes.directory import add_mailbox
 from tests.conftest import make_settings
 from tests.support import crypto_setup
 from tests.support.gpg_partner import GpgPartner
 from tests.support.openssl_partner import OpensslPartner, mail
-from tests.support.pipeline import drain
+from tests.support.pipeline import drain, filed_copies
 from tests.support.sink import SmtpSink
 from tests.support.smime_pki import Party, make_ca, make_person
 from tests.support.smtp_client import client_context
@@ -86,14 +85,6 @@ def services(settings: Settings) -> Services:
     return built
 
 
-def _filed(services: Services) -> bytes:
-    with session_scope(services.sessions) as s:
-        found = mailbox_id_for(s, MAILBOX)
-        assert found is not None
-        [filed] = [read_message(services.master_key, m) for m in messages_in(s, found[0])]
-    return filed
-
-
 def _results_fields(message: bytes) -> list[bytes]:
     """The (ARC-)Authentication-Results fields of the top header block, CRLF-terminated."""
     block, _ = split_header_block(message)
@@ -105,7 +96,8 @@ def _receive(services: Services, edge: Edge, raw: bytes) -> bytes:
     with smtplib.SMTP(*edge.inbound) as client:
         client.sendmail(PARTNER, [MAILBOX], raw)
     drain(services)
-    return _filed(services)
+    [filed] = filed_copies(services, MAILBOX, notices=True)
+    return filed
 
 
 @pytest.mark.parametrize(("field", "expected"), [

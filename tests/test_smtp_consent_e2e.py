@@ -39,11 +39,10 @@ from gateway.policy.consent import RecipientRef, local_date
 from gateway.services import Services, build_services
 from gateway.settings import Settings
 from gateway.staff import add_user
-from mailboxes.directory import add_mailbox, mailbox_id_for
-from mailboxes.store import messages_in, read_message
+from mailboxes.directory import add_mailbox
 from tests.support import crypto_setup
 from tests.support.openssl_partner import OpensslPartner, mail
-from tests.support.pipeline import drain, load_message
+from tests.support.pipeline import drain, filed_copies, load_message
 from tests.support.sink import Delivery, SmtpSink
 from tests.support.smime_pki import Party, make_ca, make_person
 from tests.support.smtp_client import client_context
@@ -249,10 +248,7 @@ def test_handover_from_a_partner_shows_its_case_and_release(
         client.sendmail(PARTNER, [MAILBOX], mail(ENTITY, sender=PARTNER, to=MAILBOX,
                                                   extra_headers=forged))
     drain(services)
-    with session_scope(services.sessions) as s:
-        found = mailbox_id_for(s, MAILBOX)
-        assert found is not None
-        filed = [read_message(services.master_key, m) for m in messages_in(s, found[0])]
+    filed = filed_copies(services, MAILBOX, notices=True)
     by_encryption = {BytesHeaderParser().parsebytes(f)["X-Xgate-Encryption"] != "none": f
                      for f in filed}
     protected = BytesHeaderParser().parsebytes(by_encryption[True])

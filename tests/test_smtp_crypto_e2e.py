@@ -25,12 +25,11 @@ from gateway.models import Direction, Message, MessageState
 from gateway.services import Services, build_services
 from gateway.settings import Settings
 from gateway.staff import add_user
-from mailboxes.directory import add_mailbox, mailbox_id_for
-from mailboxes.store import messages_in, read_message
+from mailboxes.directory import add_mailbox
 from tests.support import crypto_setup
 from tests.support.gpg_partner import GpgPartner
 from tests.support.openssl_partner import OpensslPartner, crlf, mail
-from tests.support.pipeline import bounces, drain
+from tests.support.pipeline import bounces, drain, filed_copies
 from tests.support.sink import SmtpSink
 from tests.support.smime_pki import make_ca, make_person
 from tests.support.smtp_client import client_context
@@ -66,13 +65,6 @@ def services(settings: Settings) -> Services:
     return built
 
 
-def _filed(services: Services) -> list[bytes]:
-    with session_scope(services.sessions) as s:
-        found = mailbox_id_for(s, MAILBOX)
-        assert found is not None
-        return [read_message(services.master_key, m) for m in messages_in(s, found[0])]
-
-
 def _submit(edge: Edge, raw: bytes) -> None:
     with smtplib.SMTP(*edge.submission) as client:
         client.starttls(context=client_context(edge.cert))
@@ -102,7 +94,7 @@ def test_smime_both_ways_through_smtp(services: Services, edge: Edge, sink: Smtp
     with smtplib.SMTP(*edge.inbound) as client:
         client.sendmail(PARTNER, [MAILBOX], mail(sealed, sender=PARTNER, to=MAILBOX))
     drain(services)
-    [filed] = _filed(services)
+    [filed] = filed_copies(services, MAILBOX, notices=True)
     assert TEXT in filed
     headers = BytesHeaderParser().parsebytes(filed)
     assert headers["X-Xgate-Signature"] == "valid"
@@ -140,7 +132,7 @@ def test_openpgp_both_ways_through_smtp(services: Services, edge: Edge, sink: Sm
         with smtplib.SMTP(*edge.inbound) as client:
             client.sendmail(PARTNER, [MAILBOX], raw)
         drain(services)
-        [filed] = _filed(services)
+        [filed] = filed_copies(services, MAILBOX, notices=True)
         assert TEXT in filed
         headers = BytesHeaderParser().parsebytes(filed)
         assert headers["X-Xgate-Signature"] == "valid" and fpr in headers["X-Xgate-Signer"]
@@ -174,7 +166,7 @@ def test_tampered_signature_through_smtp_quarantined_then_warned(
         assert message.reason == f"S/MIME signature fails: {reason}"
     told = sorted(m.recipients[0].address for m in bounces(services))
     assert told == sorted([PARTNER, MAILBOX])
-    assert not [m for m in _filed(services) if b"Kind D." in m]
+    assert not [m for m in filed_copies(services, MAILBOX, notices=True) if b"Kind D." in m]
 
     # The partner's admin chose warnings instead: delivered, and every reader sees why.
     crypto_setup.partner(services, "Jugendamt B", "jugendamt-b.example",
@@ -182,6 +174,6 @@ def test_tampered_signature_through_smtp_quarantined_then_warned(
     with smtplib.SMTP(*edge.inbound) as client:
         client.sendmail(PARTNER, [MAILBOX], tampered)
     drain(services)
-    [filed] = [m for m in _filed(services) if b"Kind D." in m]
+    [filed] = [m for m in filed_copies(services, MAILBOX, notices=True) if b"Kind D." in m]
     assert_warned(filed, reason, "der Inhalt wurde nach dem Signieren verändert",
                   sender=PARTNER, to=MAILBOX, original_text="Kind D.")

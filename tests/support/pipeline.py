@@ -1,4 +1,5 @@
-"""Small helpers for tests that drive the queue: enqueue, look at a message, drain."""
+"""Small helpers for tests that drive the queue: enqueue, look at a message, drain, read
+what was filed in a shared mailbox."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from gateway.models import Direction, Message
 from gateway.services import Services
 from gateway.spool import Envelope, store_received
 from gateway.worker import Worker
+from mailboxes.directory import mailbox_id_for
+from mailboxes.store import messages_in, read_message
 
 
 def enqueue(services: Services, rcpts: list[str], data: bytes, *,
@@ -53,3 +56,13 @@ def without_result_headers(delivered: bytes) -> bytes:
     while rest.lower().startswith(b"x-xgate-"):
         rest = rest.split(b"\r\n", 1)[1]
     return rest
+
+
+def filed_copies(services: Services, address: str, *, notices: bool = False) -> list[bytes]:
+    """The copies filed in the shared mailbox ``address``, unsealed, oldest first; the
+    gateway's own notices (null sender) only with ``notices``."""
+    with session_scope(services.sessions) as s:
+        found = mailbox_id_for(s, address)
+        assert found is not None
+        return [read_message(services.master_key, m) for m in messages_in(s, found[0])
+                if notices or m.mail_from]
