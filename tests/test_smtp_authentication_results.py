@@ -38,7 +38,6 @@ from tests.support.openssl_partner import OpensslPartner, mail
 from tests.support.pipeline import drain, filed_copies
 from tests.support.sink import SmtpSink
 from tests.support.smime_pki import Party, make_ca, make_person
-from tests.support.smtp_client import client_context
 from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
     HOSTNAME,
     Edge,
@@ -180,10 +179,7 @@ def test_forged_results_inside_openpgp_encryption_are_removed(
 def test_forged_results_from_staff_do_not_reach_the_partner(
         services: Services, edge: Edge, sink: SmtpSink) -> None:
     raw = mail(ENTITY, sender=STAFF, to=PARTNER, extra_headers=FORGED + FOREIGN[0])
-    with smtplib.SMTP(*edge.submission) as client:
-        client.starttls(context=client_context(edge.cert))
-        client.login(USER, PASSWORD)
-        client.sendmail(STAFF, [PARTNER], raw)
+    edge.submit(USER, PASSWORD, STAFF, [PARTNER], raw)
     drain(services)
     [delivered] = sink.deliveries
     assert delivered.rcpt_tos == (PARTNER,)

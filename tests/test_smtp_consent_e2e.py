@@ -45,7 +45,6 @@ from tests.support.openssl_partner import OpensslPartner, mail
 from tests.support.pipeline import drain, filed_copies, load_message
 from tests.support.sink import Delivery, SmtpSink
 from tests.support.smime_pki import Party, make_ca, make_person
-from tests.support.smtp_client import client_context
 from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
     Edge,
     edge_fixture,
@@ -108,10 +107,7 @@ def office(services: Services, tmp_path: Path) -> Office:
 
 
 def submit(edge: Edge, raw: bytes, *, user: str = "sb", sender: str = STAFF) -> None:
-    with smtplib.SMTP(*edge.submission) as client:
-        client.starttls(context=client_context(edge.cert))
-        client.login(user, PASSWORD)
-        client.sendmail(sender, [PARTNER], raw)
+    edge.submit(user, PASSWORD, sender, [PARTNER], raw)
 
 
 def text_of(delivery: Delivery) -> str:

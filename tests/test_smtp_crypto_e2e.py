@@ -32,7 +32,6 @@ from tests.support.openssl_partner import OpensslPartner, crlf, mail
 from tests.support.pipeline import bounces, drain, filed_copies
 from tests.support.sink import SmtpSink
 from tests.support.smime_pki import make_ca, make_person
-from tests.support.smtp_client import client_context
 from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
     Edge,
     edge_fixture,
@@ -65,13 +64,6 @@ def services(settings: Settings) -> Services:
     return built
 
 
-def _submit(edge: Edge, raw: bytes) -> None:
-    with smtplib.SMTP(*edge.submission) as client:
-        client.starttls(context=client_context(edge.cert))
-        client.login(USER, PASSWORD)
-        client.sendmail(STAFF, [PARTNER], raw)
-
-
 def test_smime_both_ways_through_smtp(services: Services, edge: Edge, sink: SmtpSink,
                                       tmp_path: Path) -> None:
     ca = make_ca(tmp_path, "ca")
@@ -101,7 +93,8 @@ def test_smime_both_ways_through_smtp(services: Services, edge: Edge, sink: Smtp
     assert str(headers["X-Xgate-Encryption"]).startswith("S/MIME aes256-gcm, rsaes-oaep")
 
     # Out: the staff member answers; the partner's openssl reads it.
-    _submit(edge, mail(ENTITY, sender=STAFF, to=PARTNER, subject="Antwort"))
+    edge.submit(USER, PASSWORD, STAFF, [PARTNER],
+                mail(ENTITY, sender=STAFF, to=PARTNER, subject="Antwort"))
     drain(services)
     [delivered] = sink.deliveries
     assert delivered.rcpt_tos == (PARTNER,) and TEXT not in delivered.content
@@ -137,7 +130,8 @@ def test_openpgp_both_ways_through_smtp(services: Services, edge: Edge, sink: Sm
         headers = BytesHeaderParser().parsebytes(filed)
         assert headers["X-Xgate-Signature"] == "valid" and fpr in headers["X-Xgate-Signer"]
 
-        _submit(edge, mail(ENTITY, sender=STAFF, to=PARTNER, subject="Antwort"))
+        edge.submit(USER, PASSWORD, STAFF, [PARTNER],
+                    mail(ENTITY, sender=STAFF, to=PARTNER, subject="Antwort"))
         drain(services)
         [delivered] = sink.deliveries
         content = delivered.content

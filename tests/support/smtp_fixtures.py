@@ -7,6 +7,7 @@ does not shadow the import.
 
 from __future__ import annotations
 
+import smtplib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from gateway.tls import generate_self_signed
 from mailboxes.directory import add_mailbox
 from tests.conftest import make_settings
 from tests.support.sink import SmtpSink
-from tests.support.smtp_client import wait_for
+from tests.support.smtp_client import client_context, wait_for
 
 # The certificate is issued for the loopback address the clients connect to, so clients
 # verify it for real (chain and name) instead of switching verification off.
@@ -51,6 +52,15 @@ class Edge:
     def wait_idle(self, kind: ListenerKind = ListenerKind.INBOUND) -> None:
         """Wait until the server has seen every connection of ``kind`` end."""
         self.wait_connections(kind, 0)
+
+    def submit(self, user: str, password: str, sender: str, rcpts: list[str],
+               raw: bytes) -> None:
+        """One message as a staff member's mail client sends it: STARTTLS (checking the
+        test certificate), AUTH, then the transaction."""
+        with smtplib.SMTP(*self.submission) as client:
+            client.starttls(context=client_context(self.cert))
+            client.login(user, password)
+            client.sendmail(sender, rcpts, raw)
 
 
 @pytest.fixture(scope="session", name="tls_files")
