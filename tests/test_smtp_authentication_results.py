@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from gateway.db import session_scope
-from gateway.delivery.smtp_relay import SmtpRelayTransport
 from gateway.keydir.models import KeyKind
 from gateway.keydir.own_keys import own_keys_for
 from gateway.keydir.own_openpgp import generate_own_openpgp
@@ -27,10 +26,8 @@ from gateway.mime.headers import (
     header_fields,
     split_header_block,
 )
-from gateway.services import Services, build_services
+from gateway.services import Services
 from gateway.settings import RelayRoute, Settings, TlsPolicy
-from gateway.staff import add_user
-from mailboxes.directory import add_mailbox
 from tests.conftest import make_settings
 from tests.support import crypto_setup
 from tests.support.gpg_partner import GpgPartner
@@ -42,6 +39,7 @@ from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
     HOSTNAME,
     Edge,
     edge_fixture,
+    relaying_services,
     start_edge_fixture,
     tls_files_fixture,
 )
@@ -77,11 +75,8 @@ def settings(tmp_path: Path, database_url: str, sink: SmtpSink) -> Settings:
 
 @pytest.fixture
 def services(settings: Settings) -> Services:
-    built = build_services(settings, transport=SmtpRelayTransport(settings))
-    with session_scope(built.sessions) as s:
-        add_mailbox(s, MAILBOX, "Hilfeplanung")
-        add_user(s, USER, PASSWORD, addresses=[STAFF])
-    return built
+    return relaying_services(settings, mailboxes={MAILBOX: "Hilfeplanung"},
+                             users={USER: (PASSWORD, [STAFF])})
 
 
 def _results_fields(message: bytes) -> list[bytes]:

@@ -33,13 +33,10 @@ from gateway.consent.actions import record_release, record_revocation
 from gateway.consent.holds import approve_statutory
 from gateway.consent.records import ReleaseInput
 from gateway.db import session_scope
-from gateway.delivery.smtp_relay import SmtpRelayTransport
 from gateway.models import Message, MessageState
 from gateway.policy.consent import RecipientRef, local_date
-from gateway.services import Services, build_services
+from gateway.services import Services
 from gateway.settings import Settings
-from gateway.staff import add_user
-from mailboxes.directory import add_mailbox
 from tests.support import crypto_setup
 from tests.support.openssl_partner import OpensslPartner, mail
 from tests.support.pipeline import drain, filed_copies, load_message
@@ -49,6 +46,7 @@ from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
     Edge,
     edge_fixture,
     partner_relay_settings,
+    relaying_services,
     start_edge_fixture,
     tls_files_fixture,
 )
@@ -71,12 +69,8 @@ def settings(tmp_path: Path, database_url: str, sink: SmtpSink) -> Settings:
 
 @pytest.fixture
 def services(settings: Settings) -> Services:
-    built = build_services(settings, transport=SmtpRelayTransport(settings))
-    with session_scope(built.sessions) as s:
-        add_user(s, "sb", PASSWORD, addresses=[STAFF])
-        add_user(s, "leitung", PASSWORD, addresses=[LEAD])
-        add_mailbox(s, MAILBOX, "Fallübergaben")
-    return built
+    return relaying_services(settings, mailboxes={MAILBOX: "Fallübergaben"},
+                             users={"sb": (PASSWORD, [STAFF]), "leitung": (PASSWORD, [LEAD])})
 
 
 class Office:

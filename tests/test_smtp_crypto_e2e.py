@@ -17,15 +17,12 @@ import pytest
 from sqlalchemy import select
 
 from gateway.db import session_scope
-from gateway.delivery.smtp_relay import SmtpRelayTransport
 from gateway.keydir.models import KeyKind
 from gateway.keydir.own_keys import own_keys_for
 from gateway.keydir.own_openpgp import generate_own_openpgp
 from gateway.models import Direction, Message, MessageState
-from gateway.services import Services, build_services
+from gateway.services import Services
 from gateway.settings import Settings
-from gateway.staff import add_user
-from mailboxes.directory import add_mailbox
 from tests.support import crypto_setup
 from tests.support.gpg_partner import GpgPartner
 from tests.support.openssl_partner import OpensslPartner, crlf, mail
@@ -36,6 +33,7 @@ from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
     Edge,
     edge_fixture,
     partner_relay_settings,
+    relaying_services,
     start_edge_fixture,
     tls_files_fixture,
 )
@@ -57,11 +55,8 @@ def settings(tmp_path: Path, database_url: str, sink: SmtpSink) -> Settings:
 
 @pytest.fixture
 def services(settings: Settings) -> Services:
-    built = build_services(settings, transport=SmtpRelayTransport(settings))
-    with session_scope(built.sessions) as s:
-        add_mailbox(s, MAILBOX, "Hilfeplanung")
-        add_user(s, USER, PASSWORD, addresses=[STAFF])
-    return built
+    return relaying_services(settings, mailboxes={MAILBOX: "Hilfeplanung"},
+                             users={USER: (PASSWORD, [STAFF])})
 
 
 def test_smime_both_ways_through_smtp(services: Services, edge: Edge, sink: SmtpSink,

@@ -8,7 +8,7 @@ does not shadow the import.
 from __future__ import annotations
 
 import smtplib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 
 from gateway.db import session_scope
-from gateway.services import Services
+from gateway.delivery.smtp_relay import SmtpRelayTransport
+from gateway.services import Services, build_services
 from gateway.settings import ListenerSettings, RelayRoute, Settings, TlsPolicy, TlsSettings
 from gateway.smtp.background import BackgroundListeners
 from gateway.smtp.handler import ListenerKind
+from gateway.staff import add_user
 from gateway.tls import generate_self_signed
 from mailboxes.directory import add_mailbox
 from tests.conftest import make_settings
@@ -118,3 +120,16 @@ def partner_relay_settings(tmp_path: Path, database_url: str, sink: SmtpSink) ->
         "trust_anchors_file": str(tmp_path / "ca.pem"), "unknown_partner_outbound": "either"},
         delivery={"routes": [RelayRoute(domain="*", host=sink.host, port=sink.port,
                                         tls=TlsPolicy.NONE).model_dump()]})
+
+
+def relaying_services(settings: Settings, *, mailboxes: Mapping[str, str],
+                      users: Mapping[str, tuple[str, list[str]]]) -> Services:
+    """Services that deliver over the real SMTP relay, with the shared ``mailboxes``
+    (address: name) and staff ``users`` (name: (password, addresses)) in place."""
+    built = build_services(settings, transport=SmtpRelayTransport(settings))
+    with session_scope(built.sessions) as s:
+        for address, name in mailboxes.items():
+            add_mailbox(s, address, name)
+        for user, (password, addresses) in users.items():
+            add_user(s, user, password, addresses=addresses)
+    return built
