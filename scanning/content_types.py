@@ -33,7 +33,8 @@ import re
 import struct
 from collections.abc import Collection
 
-from scanning.archives import ArchiveLimits, ArchiveRejected, iter_members, read_zip_directory
+from scanning.archives import ArchiveLimits, ArchiveRejected, iter_members
+from scanning.archives.zip import read_zip_directory
 
 _SAMPLE = 8192  # bytes of content looked at to decide "text"
 _ZIP_NAMES_CAP = 0xFFFF  # more entries than a zip without zip64 records can hold

@@ -35,8 +35,8 @@ from scanning.archives import (
     archive_kind,
     check_archive,
     iter_members,
-    read_zip_directory,
 )
+from scanning.archives.zip import read_zip_directory
 
 T = TypeVar("T")
 LIMITS = ArchiveLimits()
