@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,9 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from admin_ui.app import create_app
 from gateway.cli_demo import DEMO_MAILBOX
 from gateway.db import session_scope
 from gateway.models import Direction
@@ -33,7 +30,7 @@ from tests.support.cli import (
     installation_services,
     installation_settings,
 )
-from tests.support.postgres import free_port
+from tests.support.web import serving_web_app
 
 MSG = b"From: a@partner.example\r\nSubject: Hallo\r\n\r\nText\r\n"
 
@@ -41,21 +38,8 @@ MSG = b"From: a@partner.example\r\nSubject: Hallo\r\n\r\nText\r\n"
 @contextmanager
 def serving(settings: Settings) -> Iterator[str]:
     """The real app under uvicorn in a thread; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_config=None, lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "web app did not start"
-        assert thread.is_alive(), "web app thread died"
-        time.sleep(0.05)
-    try:
+    with serving_web_app(settings) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture

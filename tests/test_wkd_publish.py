@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -23,7 +21,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from admin_ui.app import create_app
@@ -35,11 +32,10 @@ from gateway.keydir.own_keys import retire_own_key
 from gateway.keydir.own_openpgp import generate_own_openpgp, import_own_openpgp
 from gateway.keydir.publish import wkd_key
 from gateway.services import Services
-from gateway.settings import Settings
 from tests.support.connect_proxy import ConnectProxy
 from tests.support.gpg_partner import GpgPartner
 from tests.support.pki import NamedPki, make_named_pki
-from tests.support.postgres import free_port
+from tests.support.web import serving_web_app
 from tests.support.wkd_server import closed_port
 
 DOMAIN = "jugendamt.example"
@@ -89,31 +85,12 @@ def _own_fingerprint(services: Services, address: str) -> str:
         return key.fingerprint
 
 
-@contextmanager
-def serving_https(settings: Settings, named_pki: NamedPki) -> Iterator[int]:
-    """The real web app under uvicorn, HTTPS on 127.0.0.1; yields its port."""
-    port = free_port()
-    cert = named_pki.certs["office"]
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on",
-        ssl_certfile=str(cert.cert_file), ssl_keyfile=str(cert.key_file)))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "web app did not start"
-        assert thread.is_alive(), "web app thread died"
-        time.sleep(0.05)
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture
 def web(office: Services, named_pki: NamedPki) -> Iterator[int]:
-    with serving_https(office.settings, named_pki) as port:
+    """The real web app under uvicorn, HTTPS on 127.0.0.1; its port."""
+    cert = named_pki.certs["office"]
+    with serving_web_app(office.settings, ssl_certfile=str(cert.cert_file),
+                         ssl_keyfile=str(cert.key_file)) as port:
         yield port
 
 
