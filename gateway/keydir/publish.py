@@ -1,7 +1,7 @@
 """The office's own public keys, for the people who must encrypt to it.
 
 Partners and citizens need the office's keys: OpenPGP keys are published in the office's
-own Web Key Directory (admin_ui.wkd serves them; gpg, Thunderbird and our own lookup find
+own Web Key Directory (admin_ui.public.wkd serves them; gpg, Thunderbird and our own lookup find
 them by address), and ``xgate keys own export`` hands out certificates (with the chain
 they were imported with) and OpenPGP keys as files. Only public material leaves here, and
 only keys in use: not retired and valid now.
