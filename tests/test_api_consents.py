@@ -12,19 +12,19 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from admin_ui.app import create_app
-from crypto.at_rest import MasterKey
 from gateway import audit, staff
 from gateway.clock import FakeClock
 from gateway.consent.holds import CASE_FACT, CONSENT_HOLD_PREFIX, STATUTORY_HOLD_PREFIX
-from gateway.db import make_engine, make_session_factory, read_scope, session_scope
+from gateway.db import read_scope, session_scope
 from gateway.keydir.partners import add_partner
-from gateway.models import AuditEntry, Direction, Message, MessageState
+from gateway.models import AuditEntry, Direction, MessageState
 from gateway.policy.consent import normalise_case
 from gateway.settings import Settings
-from gateway.spool import Envelope, store_received
+from gateway.spool import Envelope
+from tests.support.db import message_state, opened, store_held
 
 PASSWORD = "ein sehr langes passwort"
 # 11:00 in Berlin on 10 March 2026; the releases below run through March.
@@ -61,14 +61,12 @@ def _release(**changes: Any) -> dict[str, Any]:
 def client(settings: Settings) -> Iterator[TestClient]:
     # Small, so the oversize test needs no megabytes; 1 KiB is the settings' minimum.
     settings.consent.max_document_bytes = 1024
-    engine = make_engine(settings)
     # Two caseworkers only: every user costs an argon2 hash, in every test.
-    with session_scope(make_session_factory(engine)) as session:
+    with opened(settings) as sessions, session_scope(sessions) as session:
         staff.add_user(session, "sachb", PASSWORD, addresses=[SENDER])
         staff.add_user(session, "kolle", PASSWORD)
         add_partner(session, "Jugendamt B", actor="test", now=NOW,
                     patterns=["jugendamt-b.example"])
-    engine.dispose()
     with TestClient(create_app(settings, clock=FakeClock(NOW))) as test_client:
         yield test_client
 
@@ -90,42 +88,19 @@ def _check(client: TestClient, **body: str) -> dict[str, Any]:
 
 
 def _audit(settings: Settings) -> list[tuple[str, str, dict[str, Any]]]:
-    engine = make_engine(settings)
-    try:
-        with read_scope(make_session_factory(engine)) as session:
-            assert audit.verify(session).ok
-            return [(e.actor, e.action, json.loads(e.detail)) for e in session.scalars(
-                select(AuditEntry).order_by(AuditEntry.seq))]
-    finally:
-        engine.dispose()
+    with opened(settings) as sessions, read_scope(sessions) as session:
+        assert audit.verify(session).ok
+        return [(e.actor, e.action, json.loads(e.detail)) for e in session.scalars(
+            select(AuditEntry).order_by(AuditEntry.seq))]
 
 
 def _hold(settings: Settings, reason: str, *, case: str = CASE) -> str:
     """An outbound report the consent gate holds, as the consent stage leaves it."""
-    engine = make_engine(settings)
-    key = MasterKey.load(settings.resolve(settings.storage.master_key_file))
-    try:
-        with session_scope(make_session_factory(engine)) as session:
-            stored = store_received(session, key, Envelope(
-                Direction.OUTBOUND, SENDER, [PARTNER_ADDRESS], b"Subject: Bericht\r\n\r\nx\r\n",
-                auth_user="sachb"), actor="test", now=NOW)
-            facts = {"consent:case": case, CASE_FACT: normalise_case(case),
-                     "consent:category": "Hilfeplan", "consent:legal_basis": "§ 8a SGB VIII"}
-            session.execute(update(Message).where(Message.id == stored.id).values(
-                state=MessageState.HELD, reason=reason, facts=json.dumps(facts)))
-            return stored.queue_id
-    finally:
-        engine.dispose()
-
-
-def _state(settings: Settings, queue_id: str) -> MessageState:
-    engine = make_engine(settings)
-    try:
-        with read_scope(make_session_factory(engine)) as session:
-            return session.scalars(select(Message.state)
-                                   .where(Message.queue_id == queue_id)).one()
-    finally:
-        engine.dispose()
+    return store_held(settings, Envelope(
+        Direction.OUTBOUND, SENDER, [PARTNER_ADDRESS], b"Subject: Bericht\r\n\r\nx\r\n",
+        auth_user="sachb"), reason=reason, now=NOW, facts={
+            "consent:case": case, CASE_FACT: normalise_case(case),
+            "consent:category": "Hilfeplan", "consent:legal_basis": "§ 8a SGB VIII"})
 
 
 # --- authentication -------------------------------------------------------------------------
@@ -133,12 +108,10 @@ def _state(settings: Settings, queue_id: str) -> MessageState:
 
 def _add_users(settings: Settings) -> None:
     """An admin, and a disabled user whose password is right."""
-    engine = make_engine(settings)
-    with session_scope(make_session_factory(engine)) as session:
+    with opened(settings) as sessions, session_scope(sessions) as session:
         staff.add_user(session, "chef", PASSWORD, admin=True)
         staff.add_user(session, "alt", PASSWORD)
         staff.set_disabled(session, "alt", True)
-    engine.dispose()
 
 
 def test_without_valid_credentials_401(client: TestClient, settings: Settings) -> None:
@@ -484,7 +457,7 @@ def test_held_reports_and_statutory_approval(client: TestClient, settings: Setti
     approved = client.post(path, headers=COLLEAGUE, json={"reason": "Gefährdung akut"})
     assert approved.status_code == 200
     assert approved.json() == {"queue_id": waiting, "approved_by": "kolle"}
-    assert _state(settings, waiting) is MessageState.DEFERRED
+    assert message_state(settings, waiting) is MessageState.DEFERRED
     again = client.post(path, headers=COLLEAGUE, json={"reason": "nochmal"})
     assert again.status_code == 409 and again.json()["error"] == "conflict"
     assert [(actor, detail) for actor, action, detail in _audit(settings)
@@ -504,7 +477,7 @@ def test_approving_a_report_without_justification_is_refused(client: TestClient,
         "message": f"message {waiting} has no justification (X-Xgate-Justification): a "
                    "transfer on a legal basis does not leave without one, approved or not; "
                    "the sender has to send it again with the reasons in that field"}
-    assert _state(settings, waiting) is MessageState.HELD
+    assert message_state(settings, waiting) is MessageState.HELD
     assert not [a for _, a, _ in _audit(settings) if a == "statutory-approved"]
 
 
@@ -514,5 +487,5 @@ def test_a_new_release_rechecks_the_case_held_reports(client: TestClient,
     other = _hold(settings, f"{CONSENT_HOLD_PREFIX}no release", case="51.2-7/2026")
     created = _create(client)
     assert created["rechecked"] == [mine]
-    assert _state(settings, mine) is MessageState.DEFERRED
-    assert _state(settings, other) is MessageState.HELD
+    assert message_state(settings, mine) is MessageState.DEFERRED
+    assert message_state(settings, other) is MessageState.HELD

@@ -10,20 +10,20 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from admin_ui.app import create_app
-from crypto.at_rest import MasterKey
 from gateway import staff
 from gateway.clock import FakeClock, system_clock
-from gateway.db import make_engine, make_session_factory, read_scope, session_scope
+from gateway.db import read_scope, session_scope
 from gateway.held import KEY_HOLD_PREFIX
 from gateway.keydir.partners import add_partner, add_partner_pattern, update_partner
-from gateway.models import AuditEntry, Direction, Message, MessageState
+from gateway.models import AuditEntry, Direction, MessageState
 from gateway.services import Services
 from gateway.settings import OutboundPolicy, RelayRoute, Settings, load_settings
-from gateway.spool import Envelope, store_received
+from gateway.spool import Envelope
 from tests.support.cli import Cli
+from tests.support.db import message_state, opened, store_held
 from tests.support.pipeline import drain, enqueue, load_message
 
 STAFF = "sb@jugendamt.example"
@@ -112,28 +112,9 @@ def test_a_new_partner_lets_the_held_message_to_its_domain_go(office: Services) 
 
 def _store_held(settings: Settings, to: str) -> str:
     """An outbound message as the outbound policy stage leaves it: held, no key."""
-    engine = make_engine(settings)
-    key = MasterKey.load(settings.resolve(settings.storage.master_key_file))
-    try:
-        with session_scope(make_session_factory(engine)) as s:
-            stored = store_received(s, key, Envelope(Direction.OUTBOUND, STAFF, [to],
-                                                     _mail(to)), actor="test",
-                                    now=system_clock())
-            s.execute(update(Message).where(Message.id == stored.id).values(
-                state=MessageState.HELD,
-                reason=f"{KEY_HOLD_PREFIX}: needs an approved, valid OpenPGP key for {to}"))
-            return stored.queue_id
-    finally:
-        engine.dispose()
-
-
-def _state(settings: Settings, qid: str) -> MessageState:
-    engine = make_engine(settings)
-    try:
-        with read_scope(make_session_factory(engine)) as s:
-            return s.scalars(select(Message.state).where(Message.queue_id == qid)).one()
-    finally:
-        engine.dispose()
+    return store_held(
+        settings, Envelope(Direction.OUTBOUND, STAFF, [to], _mail(to)), now=system_clock(),
+        reason=f"{KEY_HOLD_PREFIX}: needs an approved, valid OpenPGP key for {to}")
 
 
 def test_partner_set_requeues(cli: Cli) -> None:
@@ -142,22 +123,20 @@ def test_partner_set_requeues(cli: Cli) -> None:
         "--outbound", "require-openpgp")
     held, other = _store_held(settings, PARTNER), _store_held(settings, OTHER)
     cli("partner", "set", "Beratungsstelle", "--outbound", "plaintext", "--non-sensitive")
-    assert _state(settings, held) == MessageState.DEFERRED
-    assert _state(settings, other) == MessageState.HELD
+    assert message_state(settings, held) == MessageState.DEFERRED
+    assert message_state(settings, other) == MessageState.HELD
     cli("partner", "set", "Beratungsstelle", "--add-address", OTHER)
-    assert _state(settings, other) == MessageState.DEFERRED
+    assert message_state(settings, other) == MessageState.DEFERRED
     assert [action for _, action in cli.audit_actions()].count("requeued") == 2
 
 
 @pytest.fixture
 def admin_client(settings: Settings) -> Iterator[TestClient]:
-    engine = make_engine(settings)
-    with session_scope(make_session_factory(engine)) as s:
+    with opened(settings) as sessions, session_scope(sessions) as s:
         staff.add_user(s, "chef", PASSWORD, admin=True)
         add_partner(s, "Beratungsstelle", actor="chef", now=system_clock(),
                     patterns=["beratung.example"],
                     outbound_policy=OutboundPolicy.REQUIRE_OPENPGP)
-    engine.dispose()
     with TestClient(create_app(settings, clock=FakeClock(system_clock()))) as client:
         yield client
 
@@ -169,4 +148,4 @@ def test_api_put_requeues(admin_client: TestClient, settings: Settings) -> None:
                                 headers={"Authorization": f"Basic {token}"},
                                 json={"outbound_policy": "plaintext", "non_sensitive": True})
     assert response.status_code == 200, response.text
-    assert _state(settings, held) == MessageState.DEFERRED
+    assert message_state(settings, held) == MessageState.DEFERRED

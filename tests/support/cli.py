@@ -16,12 +16,13 @@ from sqlalchemy import select
 from crypto.at_rest import MasterKey
 from gateway import audit
 from gateway.cli import main
-from gateway.db import make_engine, make_session_factory, read_scope
+from gateway.db import read_scope
 from gateway.delivery.transport import RecordingTransport
 from gateway.models import AuditEntry
 from gateway.services import Services, build_services
 from gateway.settings import Settings, load_settings
 from tests.support.clamd import shared_clamd
+from tests.support.db import opened
 
 XGATE = Path(sys.executable).with_name("xgate")
 
@@ -107,12 +108,7 @@ class Cli:
         return str(path)
 
     def audit_actions(self) -> list[tuple[str, str]]:
-        settings = load_settings(self.config)
-        engine = make_engine(settings)
-        try:
-            with read_scope(make_session_factory(engine)) as session:
-                assert audit.verify(session).ok
-                return [(e.actor, e.action) for e in session.scalars(
-                    select(AuditEntry).order_by(AuditEntry.seq))]
-        finally:
-            engine.dispose()
+        with opened(load_settings(self.config)) as sessions, read_scope(sessions) as session:
+            assert audit.verify(session).ok
+            return [(e.actor, e.action) for e in session.scalars(
+                select(AuditEntry).order_by(AuditEntry.seq))]
