@@ -60,19 +60,28 @@ def test_a_bad_staff_relay_is_one_line_and_writes_nothing(tmp_path: Path) -> Non
     assert too_big.returncode == 1 and "port must be 1 to 65535" in too_big.stderr
 
 
-def test_init_asks_on_a_terminal(tmp_path: Path) -> None:
+def _init_on_a_terminal(directory: Path, typed: bytes) -> tuple[int, str, str]:
+    """``xgate init DIRECTORY`` with a pseudo-terminal as standard input, ``typed`` on it;
+    (exit status, standard output, standard error)."""
     controller, terminal = pty.openpty()
     try:
-        process = subprocess.Popen([str(XGATE), "init", str(tmp_path / "inst")],
+        process = subprocess.Popen([str(XGATE), "init", str(directory)],
                                    stdin=terminal, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, env=clean_env())
-        # A wrong answer is asked again; the line discipline keeps both lines until read.
-        os.write(controller, b"not a host!\nrelay.intern.example:587\n")
+        # The line discipline keeps every typed line until the command reads it.
+        os.write(controller, typed)
         out, err = process.communicate(timeout=120)
     finally:
         os.close(terminal)
         os.close(controller)
-    assert process.returncode == 0, err
+    return process.returncode, out, err
+
+
+def test_init_asks_on_a_terminal(tmp_path: Path) -> None:
+    # A wrong answer is asked again.
+    code, out, err = _init_on_a_terminal(tmp_path / "inst",
+                                         b"not a host!\nrelay.intern.example:587\n")
+    assert code == 0, err
     assert f"Where does mail for staff ({OFFICE}) go?" in out
     assert "not a HOST:PORT: 'not a host!'" in out
     [route] = _routes(tmp_path / "inst" / "xgate.toml")
@@ -82,17 +91,8 @@ def test_init_asks_on_a_terminal(tmp_path: Path) -> None:
 
 
 def test_an_empty_answer_on_the_terminal_leaves_the_placeholder(tmp_path: Path) -> None:
-    controller, terminal = pty.openpty()
-    try:
-        process = subprocess.Popen([str(XGATE), "init", str(tmp_path / "inst")],
-                                   stdin=terminal, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, env=clean_env())
-        os.write(controller, b"\n")
-        _, err = process.communicate(timeout=120)
-    finally:
-        os.close(terminal)
-        os.close(controller)
-    assert process.returncode == 0, err
+    code, _, err = _init_on_a_terminal(tmp_path / "inst", b"\n")
+    assert code == 0, err
     assert _routes(tmp_path / "inst" / "xgate.toml") == []
     assert f"warning: no route for staff mail to {OFFICE}" in err
 
