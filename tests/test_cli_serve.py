@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -267,13 +268,19 @@ def _serve_fails(config: Path, env: dict[str, str], *part: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("part", [(), ("smtp",)], ids=["serve", "serve smtp"])
-def test_serve_refuses_a_port_in_use(tmp_path: Path, part: tuple[str, ...]) -> None:
-    config = init_installation(tmp_path / "inst", "--demo")
+@contextmanager
+def _port_in_use() -> Iterator[int]:
+    """A loopback port something listens on while in the block."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
+        yield taken.getsockname()[1]
+
+
+@pytest.mark.parametrize("part", [(), ("smtp",)], ids=["serve", "serve smtp"])
+def test_serve_refuses_a_port_in_use(tmp_path: Path, part: tuple[str, ...]) -> None:
+    config = init_installation(tmp_path / "inst", "--demo")
+    with _port_in_use() as port:
         line = _serve_fails(config, {"XGATE_SMTP__INBOUND__PORT": str(port),
                                      "XGATE_SMTP__SUBMISSION__PORT": str(free_port()),
                                      "XGATE_WEB__PORT": str(free_port())}, *part)
@@ -283,10 +290,7 @@ def test_serve_refuses_a_port_in_use(tmp_path: Path, part: tuple[str, ...]) -> N
 def test_serve_refuses_a_web_port_in_use(tmp_path: Path) -> None:
     config = init_installation(tmp_path / "inst", "--demo")
     inbound = free_port()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with _port_in_use() as port:
         line = _serve_fails(config, {"XGATE_SMTP__INBOUND__PORT": str(inbound),
                                      "XGATE_SMTP__SUBMISSION__PORT": str(free_port()),
                                      "XGATE_WEB__PORT": str(port)})
