@@ -157,6 +157,18 @@ def _audit_actions(services: Services, queue_id: str) -> list[str]:
                               .order_by(AuditEntry.seq)))
 
 
+def _taken_over(settings: Settings, services: Services,
+                make_workers: Callable[..., WorkerProcess], queue_id: str, *, what: str,
+                **relay_to: Any) -> WorkerProcess:
+    """A worker process ("second", relaying to ``relay_to``) delivers ``queue_id``; it has
+    stopped cleanly on return."""
+    second = make_workers(settings, threads=1, name="second", **relay_to).start()
+    wait_until(_all_delivered(services, [queue_id]), timeout=20, detail=second.log_tail,
+               what=what)
+    assert second.stop() == 0
+    return second
+
+
 def test_kill_during_relay_data_resumes_without_duplicates(
         settings: Settings, services_here: Services, make_sink: MakeSink,
         make_workers: Callable[..., WorkerProcess]) -> None:
@@ -194,10 +206,8 @@ def test_kill_during_relay_data_resumes_without_duplicates(
         # Filed with the outcome, in one transaction: nothing was filed before the kill.
         assert messages_in(s, mailbox_id) == []
 
-    second = make_workers(settings, threads=1, sinks=sinks, name="second").start()
-    wait_until(_all_delivered(services, [queue_id]), timeout=20, detail=second.log_tail,
-               what="the restarted worker to deliver the message")
-    assert second.stop() == 0
+    _taken_over(settings, services, make_workers, queue_id, sinks=sinks,
+                what="the restarted worker to deliver the message")
 
     with session_scope(services.sessions) as s:
         copies = messages_in(s, mailbox_id)
@@ -283,6 +293,19 @@ def _queue_database_held(services: Services) -> Iterator[None]:
         yield
 
 
+def _relay_waiting_for_the_reply(settings: Settings, services: Services, sink: SmtpSink,
+                                 make_workers: Callable[..., WorkerProcess],
+                                 n: int) -> tuple[str, WorkerProcess]:
+    """Message ``n`` to REMOTE, in the hands of a worker process ("first") that has sent it
+    to ``sink`` and waits for the reply to DATA, which ``sink.release()`` lets come."""
+    sink.stall_data()
+    [queue_id] = _enqueue(services, [([REMOTE], _message(n, REMOTE))])
+    first = make_workers(settings, threads=1, sink=sink, name="first").start()
+    wait_until(sink.stalled.is_set, timeout=20, detail=first.log_tail,
+               what="the relay to wait for the next hop's reply to DATA")
+    return queue_id, first
+
+
 def test_a_worker_killed_after_noting_a_relay_does_not_send_it_again(
         settings: Settings, services_here: Services, make_sink: MakeSink,
         make_workers: Callable[..., WorkerProcess]) -> None:
@@ -290,11 +313,7 @@ def test_a_worker_killed_after_noting_a_relay_does_not_send_it_again(
     worker that takes over records the delivery from the note and does not send again."""
     services = services_here
     sink = make_sink()
-    sink.stall_data()
-    [queue_id] = _enqueue(services, [([REMOTE], _message(1, REMOTE))])
-    first = make_workers(settings, threads=1, sink=sink, name="first").start()
-    wait_until(sink.stalled.is_set, timeout=20, detail=first.log_tail,
-               what="the relay to wait for the next hop's reply to DATA")
+    queue_id, first = _relay_waiting_for_the_reply(settings, services, sink, make_workers, 1)
     journal = _journal(settings)
     with _queue_database_held(services):
         sink.release()
@@ -307,10 +326,8 @@ def test_a_worker_killed_after_noting_a_relay_does_not_send_it_again(
         assert s.scalar(select(Recipient.state).join(Message).where(
             Message.queue_id == queue_id)) == RecipientState.PENDING
 
-    second = make_workers(settings, threads=1, sink=sink, name="second").start()
-    wait_until(_all_delivered(services, [queue_id]), timeout=20, detail=second.log_tail,
-               what="the worker taking over to finish the message")
-    assert second.stop() == 0
+    second = _taken_over(settings, services, make_workers, queue_id, sink=sink,
+                         what="the worker taking over to finish the message")
     assert len(sink.deliveries) == 1, "sent again although the journal had the delivery"
     with session_scope(services.sessions) as s:
         details = [json.loads(d) for d in s.scalars(select(AuditEntry.detail).where(
@@ -333,11 +350,7 @@ def test_a_worker_killed_between_the_250_and_the_note_sends_again_once(
     transfer (README: the relay window)."""
     services = services_here
     sink = make_sink()
-    sink.stall_data()
-    [queue_id] = _enqueue(services, [([REMOTE], _message(2, REMOTE))])
-    first = make_workers(settings, threads=1, sink=sink, name="first").start()
-    wait_until(sink.stalled.is_set, timeout=20, detail=first.log_tail,
-               what="the relay to wait for the next hop's reply to DATA")
+    queue_id, first = _relay_waiting_for_the_reply(settings, services, sink, make_workers, 2)
     # Hold the journal's write lock: the worker's note waits for it.
     path = settings.resolve(settings.data_dir) / JOURNAL_FILE
     held = sqlite3.connect(path, isolation_level=None)
@@ -353,10 +366,8 @@ def test_a_worker_killed_between_the_250_and_the_note_sends_again_once(
         held.close()
     assert "relay recorded" not in first.log_text()
 
-    second = make_workers(settings, threads=1, sink=sink, name="second").start()
-    wait_until(_all_delivered(services, [queue_id]), timeout=20, detail=second.log_tail,
-               what="the worker taking over to send the message again")
-    assert second.stop() == 0
+    _taken_over(settings, services, make_workers, queue_id, sink=sink,
+                what="the worker taking over to send the message again")
     once, twice = sink.deliveries
     assert without_result_headers(once.content) == without_result_headers(twice.content)
     actions = _audit_actions(services, queue_id)
