@@ -73,7 +73,7 @@ def _sqlite_engine(url: str, echo: bool) -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         # No busy handler: SQLite's own sleeps in steps of up to 100 ms while it waits for
         # the write lock, which shows up as 250s held back for a tenth of a second. The
-        # write lock is taken by _begin_immediate below, polling in short steps instead;
+        # write lock is taken by begin_immediate below, polling in short steps instead;
         # readers in WAL mode never wait for a lock.
         cur.execute("PRAGMA busy_timeout=0")
         # Temporary tables and indices stay in memory, never in a temp file.
@@ -89,7 +89,7 @@ def _sqlite_engine(url: str, echo: bool) -> Engine:
         if conn.get_execution_options().get(_READ_ONLY_OPTION):
             raw.execute("BEGIN")
         else:
-            _begin_immediate(raw)
+            begin_immediate(raw)
 
     return engine
 
@@ -102,18 +102,23 @@ _READ_ONLY_OPTION = "xgate_read_only"
 WRITE_LOCK_TIMEOUT = 30.0
 
 
-def _begin_immediate(raw: sqlite3.Connection) -> None:
-    deadline = time.monotonic() + WRITE_LOCK_TIMEOUT
-    delay = 0.0002
+def begin_immediate(conn: sqlite3.Connection, *, timeout: float = WRITE_LOCK_TIMEOUT,
+                    first_delay: float = 0.0002, max_delay: float = 0.002) -> None:
+    """``BEGIN IMMEDIATE`` on a SQLite connection without a busy handler: while another
+    connection holds the write lock, try again after ``first_delay`` seconds, doubling up to
+    ``max_delay``; the lock error once ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    delay = first_delay
     while True:
         try:
-            raw.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            if not busy or time.monotonic() >= deadline:
                 raise
         time.sleep(delay)
-        delay = min(delay * 2, 0.002)
+        delay = min(delay * 2, max_delay)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

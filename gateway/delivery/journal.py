@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.db import begin_immediate
+
 log = logging.getLogger(__name__)
 
 FILE_NAME = "relay-journal.db"
@@ -164,15 +166,4 @@ class RelayJournal:
 def _begin_immediate(conn: sqlite3.Connection) -> None:
     # SQLite's busy handler sleeps in steps of up to 100 ms; only relay notes (each one
     # insert and one fsync) compete for this file, so short polls keep the wait short.
-    deadline = time.monotonic() + _LOCK_TIMEOUT_SECONDS
-    delay = 0.0001
-    while True:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            busy = "locked" in str(exc) or "busy" in str(exc)
-            if not busy or time.monotonic() >= deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.001)
+    begin_immediate(conn, timeout=_LOCK_TIMEOUT_SECONDS, first_delay=0.0001, max_delay=0.001)
