@@ -232,6 +232,20 @@ def test_kill_during_relay_data_resumes_without_duplicates(
     _assert_audit_verifies(services)
 
 
+def _kill_at_random(worker: WorkerProcess, done: Callable[[], bool], rng: random.Random, *,
+                    most: int, pause: tuple[float, float]) -> int:
+    """Start ``worker`` and SIGKILL it after a random pause (seconds, from ``pause``), at
+    most ``most`` times and not once ``done()``; then start it for good. How many kills."""
+    kills = 0
+    while kills < most and not done():
+        worker.start().wait_ready()
+        time.sleep(rng.uniform(*pause))
+        worker.kill()
+        kills += 1
+    worker.start().wait_ready()
+    return kills
+
+
 def test_random_kills_deliver_every_message_exactly_once(
         settings: Settings, services_here: Services,
         make_workers: Callable[..., WorkerProcess]) -> None:
@@ -249,14 +263,8 @@ def test_random_kills_deliver_every_message_exactly_once(
         states = Counter(_states(services, queue_ids).values())
         return f"seed {seed}; states {dict(states)}\n{worker.log_tail()}"
 
-    kills = 0
     # Kill at random moments, but leave each run a chance to make progress.
-    while kills < 5 and not done():
-        worker.start().wait_ready()
-        time.sleep(rng.uniform(0.1, 1.0))
-        worker.kill()
-        kills += 1
-    worker.start().wait_ready()
+    _kill_at_random(worker, done, rng, most=5, pause=(0.1, 1.0))
     wait_until(done, timeout=25, what="every message delivered after the kills",
                detail=progress)
     assert worker.stop() == 0
@@ -406,13 +414,7 @@ def test_random_kills_during_relays_never_repeat_a_recorded_delivery(
     rng = random.Random(seed)
     worker = make_workers(settings, threads=2, sink=sink)
     done = _all_delivered(services, queue_ids)
-    kills = 0
-    while kills < 6 and not done():
-        worker.start().wait_ready()
-        time.sleep(rng.uniform(0.05, 0.6))
-        worker.kill()
-        kills += 1
-    worker.start().wait_ready()
+    kills = _kill_at_random(worker, done, rng, most=6, pause=(0.05, 0.6))
     wait_until(done, timeout=40, what=f"every message delivered (seed {seed})",
                detail=worker.log_tail)
     assert worker.stop() == 0
