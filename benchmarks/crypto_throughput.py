@@ -340,7 +340,7 @@ class StageTimes:
 def run_stages(sample: Sample, services: Services, protocol: str) -> StageTimes:
     """The three stages on one message, exactly as the worker calls them, and checks that
     the message was decrypted and a valid signature found (not a failure path)."""
-    # As gateway.worker.Worker._load builds it for a claimed inbound message.
+    # As gateway.pipeline.worker.Worker._load builds it for a claimed inbound message.
     ctx = MessageContext(
         message_id=1, queue_id="BENCH", direction=Direction.INBOUND, mail_from=PARTNER,
         received_at=_now(), attempt=1, raw=sample.raw, pending=[MAILBOX], worker=ACTOR)

@@ -166,7 +166,7 @@ class Gateway:
         latest: dict[str, int] = {}
         for entry in self.records():
             part = str(entry.get("part", ""))
-            if (entry.get("logger") == "gateway.supervisor" and part.startswith("worker")
+            if (entry.get("logger") == "gateway.serve.supervisor" and part.startswith("worker")
                     and str(entry.get("message", "")).startswith("started")):
                 latest[part] = int(str(entry["pid"]))
         return list(latest.values())

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.clock import Clock
 from gateway.db import read_scope
-from gateway.part_status import FILE_NAME as PART_STATUS_FILE
-from gateway.part_status import PartState, read_status
-from gateway.queue_stats import oldest_runnable_age, state_counts
+from gateway.queue.stats import oldest_runnable_age, state_counts
+from gateway.serve.part_status import FILE_NAME as PART_STATUS_FILE
+from gateway.serve.part_status import PartState, read_status
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class QueueCollector(Collector):
 
 
 class PartsCollector(Collector):
-    """The parts of ``xgate serve`` as its supervisor last wrote them (gateway.part_status):
+    """The parts of ``xgate serve`` as its supervisor last wrote them (gateway.serve.part_status):
     restarts, flapping, up. Nothing without a running supervisor."""
 
     def __init__(self, status_file: Path) -> None:

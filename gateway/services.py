@@ -13,7 +13,7 @@ from gateway.db import make_engine, make_session_factory
 from gateway.delivery.journal import FILE_NAME as JOURNAL_FILE
 from gateway.delivery.journal import RelayJournal
 from gateway.delivery.transport import Transport
-from gateway.own_key_cache import OwnKeyLookup, PrivateKeyCache
+from gateway.keydir.own_key_cache import OwnKeyLookup, PrivateKeyCache
 from gateway.scanner_health import ScannerHealth
 from gateway.settings import ScanningSettings, Settings
 from gateway.trust import TrustStore

@@ -183,7 +183,7 @@ def relay_services(settings: Settings, clock: FakeClock
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
-    # Every command configures the root logger (gateway.cli_common.load_config).
+    # Every command configures the root logger (gateway.cli.common.load_config).
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield

@@ -24,9 +24,9 @@ from fastapi.testclient import TestClient
 
 import admin_ui
 from admin_ui.app import create_app
-from gateway import staff
 from gateway.db import make_engine, make_session_factory, session_scope
 from gateway.settings import Settings, load_settings
+from gateway.staff import users as staff
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "ein sehr langes passwort"

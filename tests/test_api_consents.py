@@ -15,15 +15,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from admin_ui.app import create_app
-from gateway import audit, staff
+from gateway import audit
 from gateway.clock import FakeClock
 from gateway.consent.holds import CASE_FACT, CONSENT_HOLD_PREFIX, STATUTORY_HOLD_PREFIX
 from gateway.db import read_scope, session_scope
 from gateway.keydir.partners import add_partner
 from gateway.models import AuditEntry, Direction, MessageState
 from gateway.policy.consent import normalise_case
+from gateway.queue.spool import Envelope
 from gateway.settings import Settings
-from gateway.spool import Envelope
+from gateway.staff import users as staff
 from tests.support.db import message_state, opened, store_held
 
 PASSWORD = "ein sehr langes passwort"

@@ -11,11 +11,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from admin_ui.app import create_app
-from gateway import audit, staff
+from gateway import audit
 from gateway.clock import FakeClock
 from gateway.db import make_engine, make_session_factory, read_scope, session_scope
 from gateway.models import AuditEntry
 from gateway.settings import Settings
+from gateway.staff import users as staff
 from tests.test_keydir_certs import fingerprint, key_pem, make_cert, pem, rsa_key, utcnow
 
 PASSWORD = "ein sehr langes passwort"

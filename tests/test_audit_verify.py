@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from gateway.cli_demo import DEMO_MAILBOX
+from gateway.cli.demo import DEMO_MAILBOX
 from gateway.db import session_scope
 from gateway.models import Direction
+from gateway.pipeline.worker import Worker
+from gateway.queue.spool import Envelope, store_received
 from gateway.services import Services
-from gateway.spool import Envelope, store_received
-from gateway.worker import Worker
 from mailboxes.directory import add_mailbox
 from tests.support.cli import (
     db_env,

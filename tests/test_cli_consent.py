@@ -22,14 +22,15 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from crypto.at_rest import MasterKey
-from gateway import audit, staff
+from gateway import audit
 from gateway.clock import system_clock
 from gateway.consent.holds import CASE_FACT, CONSENT_HOLD_PREFIX, STATUTORY_HOLD_PREFIX
 from gateway.db import make_engine, make_session_factory, read_scope, session_scope
 from gateway.models import AuditEntry, Direction, Message, MessageState
 from gateway.policy.consent import local_date, normalise_case
+from gateway.queue.spool import Envelope, store_received
 from gateway.settings import load_settings
-from gateway.spool import Envelope, store_received
+from gateway.staff import users as staff
 from tests.support.cli import Cli, master_key
 
 PASSWORD = "correct horse battery staple"

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from gateway.cli_demo import DEMO_MAILBOX, DEMO_SENDER
+from gateway.cli.demo import DEMO_MAILBOX, DEMO_SENDER
 from gateway.db import session_scope
 from gateway.keydir.own_keys import list_own_keys
 from gateway.models import AuditEntry
-from gateway.staff import sender_addresses, verify_password
+from gateway.staff.users import sender_addresses, verify_password
 from tests.support.cli import (
     dispose,
     init_installation,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli_init import sample_config
+from gateway.cli.init import sample_config
 from gateway.logging_setup import configure_logging
 from gateway.settings import ConfigError, LoggingSettings
 from tests.support.cli import run_xgate

@@ -16,13 +16,15 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from crypto.at_rest import MasterKey
-from gateway import audit, cli_quarantine, staff
+from gateway import audit
+from gateway.cli import quarantine as cli_quarantine
 from gateway.clock import system_clock
 from gateway.db import make_engine, make_session_factory, read_scope, session_scope
 from gateway.models import AuditEntry, Direction, Message, MessageState, SealedContent
-from gateway.quarantine import Rescanner, ScanOutcome
+from gateway.quarantine.records import Rescanner, ScanOutcome
+from gateway.queue.spool import Envelope, store_received
 from gateway.settings import Settings, load_settings
-from gateway.spool import Envelope, store_received
+from gateway.staff import users as staff
 from tests.support.cli import Cli, master_key
 from tests.test_quarantine import EICAR, FALSE_POSITIVE, PASSWORD, SignatureScanner, mail
 

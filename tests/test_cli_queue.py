@@ -12,13 +12,13 @@ import pytest
 from sqlalchemy import select
 
 from gateway import audit
-from gateway.cli_demo import DEMO_MAILBOX
+from gateway.cli.demo import DEMO_MAILBOX
 from gateway.db import session_scope
 from gateway.delivery.transport import RecordingTransport, TransportError
 from gateway.models import AuditEntry, Direction, Message, MessageState
+from gateway.pipeline.worker import Worker
+from gateway.queue.spool import Envelope, store_received
 from gateway.services import Services
-from gateway.spool import Envelope, store_received
-from gateway.worker import Worker
 from mailboxes.directory import add_mailbox
 from tests.support.cli import (
     db_env,

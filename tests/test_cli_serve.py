@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.cli_demo import DEMO_MAILBOX
+from gateway.cli.demo import DEMO_MAILBOX
 from gateway.db import session_scope
 from gateway.services import Services
 from mailboxes.directory import find_mailbox
@@ -108,7 +108,7 @@ class Served:
 
     def child_pids(self, part: str) -> list[int]:
         return [int(str(e["pid"])) for e in list(self.logs)
-                if e.get("logger") == "gateway.supervisor" and e.get("part") == part
+                if e.get("logger") == "gateway.serve.supervisor" and e.get("part") == part
                 and str(e["message"]).startswith("started")]
 
     def mailbox_count(self) -> int:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from gateway.metrics import PartsCollector
-from gateway.part_status import PartState, read_status
-from gateway.supervisor import (
+from gateway.serve.part_status import PartState, read_status
+from gateway.serve.supervisor import (
     FLAPPING_AFTER,
     MAX_BACKOFF_SECONDS,
     QUICK_FAILURE_SECONDS,
@@ -74,7 +74,7 @@ def test_a_flapping_part_is_restarted_for_ever_and_the_others_keep_running(
     broken = Child("broken", python("import sys; sys.exit(3)"))
     steady = Child("steady", python("import time; time.sleep(120)"))
     status_file = tmp_path / "parts.json"
-    with caplog.at_level(logging.INFO, logger="gateway.supervisor"):
+    with caplog.at_level(logging.INFO, logger="gateway.serve.supervisor"):
         supervise([broken, steady], status_file=status_file)
         # Past the point where the old supervisor gave up and stopped everything.
         wait(lambda: broken.restarts >= FLAPPING_AFTER + 2, "restarts past the alert",

@@ -16,7 +16,7 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-import gateway.staff
+import gateway.staff.users
 from admin_ui.app import create_app
 from gateway.db import make_engine, make_session_factory, read_scope
 from gateway.models import AuditEntry
@@ -37,14 +37,14 @@ NEW_PASSWORD = "ein anderes langes passwort"
 @pytest.fixture(autouse=True)
 def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     # As in test_smtp_auth: these tests are about who gets in, not about argon2's cost.
-    monkeypatch.setattr(gateway.staff, "_hasher",
+    monkeypatch.setattr(gateway.staff.users, "_hasher",
                         PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    gateway.staff._dummy_hash.cache_clear()
+    gateway.staff.users._dummy_hash.cache_clear()
 
 
 @pytest.fixture(autouse=True)
 def operator(monkeypatch: pytest.MonkeyPatch) -> str:
-    # gateway.cli_common.operator_name: the person behind sudo comes first.
+    # gateway.cli.common.operator_name: the person behind sudo comes first.
     monkeypatch.setenv("SUDO_USER", "jana")
     return "operator:jana"
 

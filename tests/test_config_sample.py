@@ -11,7 +11,7 @@ from typing import Any, get_args, get_origin
 import pytest
 from pydantic import BaseModel
 
-from gateway.cli_init import render_config, sample_config
+from gateway.cli.init import render_config, sample_config
 from gateway.settings import ConfigError, Settings, load_settings
 from tests.support.cli import run_xgate
 

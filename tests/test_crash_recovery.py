@@ -38,9 +38,9 @@ from gateway.models import (
     Recipient,
     RecipientState,
 )
+from gateway.queue.spool import Envelope, store_received
 from gateway.services import Services, build_services
 from gateway.settings import Settings
-from gateway.spool import Envelope, store_received
 from mailboxes.directory import add_mailbox
 from mailboxes.models import StoredMessage
 from mailboxes.store import messages_in, read_message

@@ -20,10 +20,10 @@ import pytest
 
 from crypto.at_rest import MasterKey
 from crypto.errors import SealError
-from gateway import demo_mail
 from gateway.clock import FakeClock
 from gateway.delivery.smtp_relay import SmtpRelayTransport
-from gateway.demo_catcher import BackgroundCatcher
+from gateway.demo import mail as demo_mail
+from gateway.demo.catcher import BackgroundCatcher
 from gateway.models import Direction, MessageState
 from gateway.services import Services, build_services
 from gateway.settings import OutboundPolicy, RelayRoute, Settings, TlsPolicy, load_settings

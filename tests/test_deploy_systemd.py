@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli_serve import PARTS
+from gateway.cli.serve import PARTS
 
 UNITS = Path(__file__).resolve().parents[1] / "deploy" / "systemd"
 SERVICES = ["xgate.service", "xgate-smtp.service", "xgate-worker@.service", "xgate-web.service"]

@@ -25,7 +25,7 @@ from sqlalchemy import Engine, inspect
 import gateway.consent.models
 import gateway.keydir.models
 import gateway.models
-import gateway.quarantine_models
+import gateway.quarantine.models
 import mailboxes.models
 from gateway.db import Base, make_engine
 from gateway.migrate import alembic_config, current_revision, downgrade, upgrade
@@ -38,7 +38,7 @@ _counter = itertools.count()
 
 # Every model module must be imported so that every table is on Base.metadata.
 _MODEL_MODULES = (gateway.models, gateway.consent.models, gateway.keydir.models,
-                  gateway.quarantine_models, mailboxes.models)
+                  gateway.quarantine.models, mailboxes.models)
 
 
 def _backends() -> list[Any]:

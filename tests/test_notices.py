@@ -19,9 +19,9 @@ from gateway.db import session_scope
 from gateway.delivery.notices import ENGLISH_SEPARATOR
 from gateway.delivery.smtp_relay import SmtpRelayTransport
 from gateway.models import Direction, MessageState, RecipientState, SealedContent
+from gateway.queue.spool import content_context
 from gateway.services import Services, build_services
 from gateway.settings import OutboundPolicy, RelayRoute, Settings, TlsPolicy
-from gateway.spool import content_context
 from mailboxes.directory import add_mailbox
 from tests.support.clamd import EICAR
 from tests.support.cli import Cli

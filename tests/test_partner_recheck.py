@@ -1,6 +1,6 @@
 """A message held for a missing key goes through its pipeline again when the policy of the
 partner its recipient belongs to changes, as it does when a key is approved: one rule
-(gateway.held, called by gateway.keydir.partners), so ``xgate partner set``, the API's PUT
+(gateway.queue.held, called by gateway.keydir.partners), so ``xgate partner set``, the API's PUT
 and the library behave alike."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from admin_ui.app import create_app
-from gateway import staff
 from gateway.clock import FakeClock, system_clock
 from gateway.db import read_scope, session_scope
-from gateway.held import KEY_HOLD_PREFIX
 from gateway.keydir.partners import add_partner, add_partner_pattern, update_partner
 from gateway.models import AuditEntry, Direction, MessageState
+from gateway.queue.held import KEY_HOLD_PREFIX
+from gateway.queue.spool import Envelope
 from gateway.services import Services
 from gateway.settings import OutboundPolicy, RelayRoute, Settings, load_settings
-from gateway.spool import Envelope
+from gateway.staff import users as staff
 from tests.support.cli import Cli
 from tests.support.db import message_state, opened, store_held
 from tests.support.pipeline import drain, enqueue, load_message

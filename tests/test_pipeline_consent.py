@@ -30,12 +30,12 @@ from gateway.mime.entity import header_value
 from gateway.models import AuditEntry, Direction, MessageState
 from gateway.pipeline.driver import run_pipeline
 from gateway.pipeline.pipelines import stages_for
+from gateway.pipeline.worker import Worker
 from gateway.policy.consent import RecipientRef, local_date
-from gateway.queue import claim_next
+from gateway.queue.store import claim_next
 from gateway.services import Services
 from gateway.settings import OutboundPolicy, RelayRoute
-from gateway.staff import add_user
-from gateway.worker import Worker
+from gateway.staff.users import add_user
 from mailboxes.directory import add_mailbox
 from tests.support.pipeline import bounces, drain, enqueue, load_message
 

@@ -9,8 +9,8 @@ from gateway.clock import FakeClock
 from gateway.db import session_scope
 from gateway.delivery.transport import RecordingTransport, Reply, TransportError
 from gateway.models import Message, MessageState, Recipient, RecipientState
+from gateway.pipeline.worker import Worker
 from gateway.services import Services
-from gateway.worker import Worker
 from mailboxes.directory import add_mailbox
 from mailboxes.models import StoredMessage
 from mailboxes.store import messages_in, read_message

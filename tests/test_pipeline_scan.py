@@ -20,9 +20,9 @@ from gateway.clock import FakeClock
 from gateway.db import session_scope
 from gateway.delivery.transport import RecordingTransport
 from gateway.models import Direction, Message, MessageState, SealedContent
-from gateway.quarantine import ReleaseResult
+from gateway.quarantine.records import ReleaseResult
+from gateway.queue.spool import content_context
 from gateway.services import Services
-from gateway.spool import content_context
 from mailboxes.directory import add_mailbox
 from tests.support import crypto_setup
 from tests.support.clamd import CLAMAV_TESTFILES, EICAR, EICAR_NAME, encrypted_zip, shared_clamd
@@ -256,7 +256,7 @@ def test_blocked_executable_inside_a_zip(gw: Services) -> None:
 
 
 def _admins(gw: Services) -> None:
-    from gateway.staff import add_user
+    from gateway.staff.users import add_user
 
     with session_scope(gw.sessions) as s:
         for name in ("alice", "bob"):
@@ -264,8 +264,8 @@ def _admins(gw: Services) -> None:
 
 
 def _approve(gw: Services, queue_id: str, admin: str) -> ReleaseResult:
-    from gateway.quarantine import approve_release
-    from gateway.rescan import PipelineRescanner
+    from gateway.quarantine.records import approve_release
+    from gateway.quarantine.rescan import PipelineRescanner
 
     with session_scope(gw.sessions) as s:
         return approve_release(s, queue_id, admin=admin, reason=f"checked by {admin}",
@@ -274,7 +274,7 @@ def _approve(gw: Services, queue_id: str, admin: str) -> ReleaseResult:
 
 
 def test_released_blocked_attachment_goes_out_after_two_admins(gw: Services) -> None:
-    from gateway.quarantine import QuarantineError, ReleaseOutcome
+    from gateway.quarantine.records import QuarantineError, ReleaseOutcome
 
     _admins(gw)
     pe = b"MZ" + b"\x90" * 58 + (64).to_bytes(4, "little") + b"PE\x00\x00" + b"\x00" * 200
@@ -294,7 +294,7 @@ def test_released_blocked_attachment_goes_out_after_two_admins(gw: Services) -> 
 
 
 def test_infected_message_is_not_released_even_by_two_admins(gw: Services) -> None:
-    from gateway.quarantine import ReleaseOutcome
+    from gateway.quarantine.records import ReleaseOutcome
 
     _admins(gw)
     message = _verdict(gw, _multipart(TEXT, _attachment(_zip("a.com", EICAR), "a.zip")))

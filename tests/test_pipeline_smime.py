@@ -29,12 +29,12 @@ from gateway.delivery.transport import RecordingTransport
 from gateway.keydir.keys import approve_key, list_keys
 from gateway.keydir.models import KeyStatus
 from gateway.models import AuditEntry, Direction, MessageState, SealedContent
-from gateway.quarantine import ReleaseOutcome, approve_release
-from gateway.rescan import PipelineRescanner
+from gateway.quarantine.records import ReleaseOutcome, approve_release
+from gateway.quarantine.rescan import PipelineRescanner
+from gateway.queue.spool import content_context
 from gateway.services import Services, build_services
 from gateway.settings import Settings
-from gateway.spool import content_context
-from gateway.staff import add_user
+from gateway.staff.users import add_user
 from mailboxes.directory import add_mailbox
 from tests.conftest import make_settings
 from tests.support import crypto_setup

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crypto.at_rest import MasterKey, seal
-from gateway import audit, staff
+from gateway import audit
 from gateway.clock import FakeClock
 from gateway.db import make_engine, make_session_factory, read_scope, session_scope
 from gateway.models import (
@@ -29,7 +29,8 @@ from gateway.models import (
     RecipientState,
     SealedContent,
 )
-from gateway.quarantine import (
+from gateway.quarantine.models import DecisionAction, QuarantineDecision, RescanVerdict
+from gateway.quarantine.records import (
     QuarantineError,
     ReleaseOutcome,
     ReleaseResult,
@@ -40,9 +41,9 @@ from gateway.quarantine import (
     rescan_all,
     show,
 )
-from gateway.quarantine_models import DecisionAction, QuarantineDecision, RescanVerdict
+from gateway.queue.spool import Envelope, content_context, store_received
 from gateway.settings import Settings
-from gateway.spool import Envelope, content_context, store_received
+from gateway.staff import users as staff
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 # A pattern an old signature matched by mistake; the update drops it.

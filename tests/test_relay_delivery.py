@@ -12,8 +12,8 @@ import pytest
 
 from gateway.clock import FakeClock
 from gateway.models import MessageState, RecipientState
+from gateway.pipeline.worker import Worker
 from gateway.services import Services
-from gateway.worker import Worker
 from tests.support.pipeline import bounces, drain, enqueue, load_message, without_result_headers
 from tests.support.sink import Delivery, SmtpSink
 

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from gateway.db import session_scope
 from gateway.delivery.journal import RelayJournal
 from gateway.models import AuditEntry, MessageState, RecipientState
+from gateway.pipeline.worker import Worker, prune_relay_journal
 from gateway.services import Services
-from gateway.worker import Worker, prune_relay_journal
 from tests.support.pipeline import enqueue, load_message
 from tests.support.sink import SmtpSink
 

@@ -13,9 +13,9 @@ import pytest
 
 from gateway.clock import FakeClock
 from gateway.models import Direction, MessageState, RecipientState
+from gateway.pipeline.worker import Worker
 from gateway.services import Services
 from gateway.settings import TlsPolicy
-from gateway.worker import Worker
 from tests.support.pipeline import enqueue, load_message, without_result_headers
 from tests.support.pki import TestPki
 from tests.support.sink import SmtpSink

@@ -26,7 +26,7 @@ import pytest
 from gateway.db import session_scope
 from gateway.keydir.own_openpgp import import_own_openpgp
 from gateway.models import Direction, Message, MessageState
-from gateway.quarantine import ReleaseOutcome
+from gateway.quarantine.records import ReleaseOutcome
 from gateway.services import Services
 from mailboxes.directory import add_mailbox
 from scanning.encrypted import encryption_of

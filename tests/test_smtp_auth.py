@@ -9,11 +9,11 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
-import gateway.staff
+import gateway.staff.users
 from gateway.db import session_scope
 from gateway.models import Direction, Message, StaffUser
 from gateway.services import Services
-from gateway.staff import (
+from gateway.staff.users import (
     StaffError,
     add_user,
     find_user,
@@ -44,16 +44,16 @@ MAILBOX = "kita@jugendamt.example"
 SENDER = "m.mueller@jugendamt.example"
 
 
-PRODUCTION_HASHER = gateway.staff._hasher
+PRODUCTION_HASHER = gateway.staff.users._hasher
 
 
 @pytest.fixture(autouse=True)
 def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     # Production argon2 parameters cost 0.3 s per hash here; the tests below are about
     # who gets in, not about argon2's cost (test_hash_is_upgraded_* uses the real ones).
-    monkeypatch.setattr(gateway.staff, "_hasher",
+    monkeypatch.setattr(gateway.staff.users, "_hasher",
                         PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    gateway.staff._dummy_hash.cache_clear()
+    gateway.staff.users._dummy_hash.cache_clear()
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def _tls_client(edge: Edge) -> smtplib.SMTP:
     return client
 
 
-# --- gateway.staff ---------------------------------------------------------------------------
+# --- gateway.staff.users -------------------------------------------------------------------------
 
 
 def test_password_is_stored_as_argon2id_hash(services: Services, staff: str) -> None:
@@ -86,7 +86,7 @@ def test_hash_is_upgraded_to_current_parameters_on_login(services: Services, sta
                                                          monkeypatch: pytest.MonkeyPatch,
                                                          start_edge: Callable[..., Edge],
                                                          via: str) -> None:
-    monkeypatch.setattr(gateway.staff, "_hasher", PRODUCTION_HASHER)
+    monkeypatch.setattr(gateway.staff.users, "_hasher", PRODUCTION_HASHER)
     if via == "smtp":
         with _tls_client(start_edge()) as client:
             assert client.login(USER, PASSWORD)[0] == 235

@@ -12,9 +12,9 @@ from crypto.at_rest import open_sealed
 from gateway import audit
 from gateway.db import session_scope
 from gateway.models import AuditEntry, Direction, Message, MessageState, Recipient
+from gateway.pipeline.worker import Worker
+from gateway.queue.spool import content_context
 from gateway.services import Services
-from gateway.spool import content_context
-from gateway.worker import Worker
 from tests.support.smtp_client import RawSMTP, count_messages, make_message
 from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
     MAILBOX,

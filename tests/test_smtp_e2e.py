@@ -15,9 +15,9 @@ from gateway.consent.actions import record_release, record_revocation
 from gateway.consent.records import ReleaseInput, read_release
 from gateway.db import is_sqlite, session_scope
 from gateway.models import Message, MessageState
+from gateway.pipeline.worker import Worker
 from gateway.policy.consent import RecipientRef
 from gateway.services import Services
-from gateway.worker import Worker
 from mailboxes.directory import add_mailbox
 from mailboxes.store import messages_in, read_message
 from tests.support.pipeline import without_result_headers

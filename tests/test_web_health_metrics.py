@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.cli_demo import DEMO_MAILBOX
+from gateway.cli.demo import DEMO_MAILBOX
 from gateway.db import session_scope
 from gateway.models import Direction
+from gateway.queue.spool import Envelope, store_received
 from gateway.services import Services
 from gateway.settings import Settings
-from gateway.spool import Envelope, store_received
 from mailboxes.directory import add_mailbox
 from tests.support.cli import (
     XGATE,

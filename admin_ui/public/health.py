@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.db import read_scope
 from gateway.metrics import part_status_file
-from gateway.part_status import PartStatus, read_status
-from gateway.queue_stats import state_counts
+from gateway.queue.stats import state_counts
+from gateway.serve.part_status import PartStatus, read_status
 from gateway.settings import Settings
 from scanning.clamd_client import ClamdClient
 from scanning.errors import ScanningError

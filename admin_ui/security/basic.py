@@ -2,7 +2,7 @@
 
 One verification path for every route, so the timing and the answers for wrong passwords,
 unknown and disabled users are the same everywhere. Passwords are checked with argon2 as on
-the submission listener (gateway.staff), outside any transaction: the verification takes
+the submission listener (gateway.staff.users), outside any transaction: the verification takes
 tens of milliseconds, and on SQLite an open write transaction would hold up the SMTP edge
 that long. What the user may then do is decided in admin_ui.security.rights.
 """
@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from admin_ui.security.errors import NotAuthenticated
 from admin_ui.security.identity import Staff
-from gateway import staff
 from gateway.db import read_scope
+from gateway.staff import users as staff
 
 REALM = "xgate admin"
 

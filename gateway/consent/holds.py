@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crypto.at_rest import MasterKey, open_sealed
-from gateway import audit, staff
+from gateway import audit
 from gateway.clock import Clock
 from gateway.consent.errors import ConsentConflict, ConsentError, ConsentNotFound
 from gateway.consent.models import StatutoryApproval
@@ -28,8 +28,9 @@ from gateway.delivery.dsn import Failure
 from gateway.delivery.recipients import MessageRef, fail_recipients
 from gateway.models import Direction, Message, MessageState, RecipientState
 from gateway.policy.consent import JUSTIFICATION_MISSING, normalise_case
+from gateway.queue.spool import content_context
 from gateway.settings import Settings
-from gateway.spool import content_context
+from gateway.staff import users as staff
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from gateway import audit
 from gateway.db import table_of
 from gateway.delivery.dsn import Failure, build_dsn
 from gateway.models import Direction, Message, Recipient, RecipientState
+from gateway.queue.spool import Envelope, store_received
 from gateway.settings import Settings
-from gateway.spool import Envelope, store_received
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 to staff addresses; without a route (or a shared mailbox) for them they cannot be delivered.
 
 ``xgate init`` and ``xgate serve`` both ask this at the start and say so loudly; the
-undeliverable notices themselves end as ``failed`` in the queue (gateway.worker).
+undeliverable notices themselves end as ``failed`` in the queue (gateway.pipeline.worker).
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from gateway import audit
-from gateway.held import requeue_held_for
 from gateway.keydir.addresses import normalise
 from gateway.keydir.errors import Conflict, KeyDirError, NotFound
 from gateway.keydir.material import ParsedKey, is_self_signed_der, parse_partner_material
@@ -29,6 +28,7 @@ from gateway.keydir.models import KeySource as KeySource
 from gateway.keydir.models import KeyStatus as KeyStatus
 from gateway.keydir.models import Partner, PartnerKey, PartnerKeyAddress
 from gateway.keydir.partners import get_partner, partner_for
+from gateway.queue.held import requeue_held_for
 
 log = logging.getLogger(__name__)
 

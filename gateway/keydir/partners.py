@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import audit
-from gateway.held import requeue_held_for
 from gateway.keydir.addresses import check_pattern, domain_of, normalise
 from gateway.keydir.errors import Conflict, KeyDirError, NotFound
 from gateway.keydir.models import InvalidSignature, Partner, PartnerAddress
+from gateway.queue.held import requeue_held_for
 from gateway.settings import OutboundPolicy
 
 MAX_NAME_LENGTH = 255
@@ -204,7 +204,7 @@ def remove_partner_pattern(session: Session, name: str, pattern: str, *, actor: 
 def _release_waiting(session: Session, patterns: Iterable[str], actor: str, now: datetime,
                      why: str) -> None:
     """Re-queue the messages held for a missing key to these addresses and domains: under
-    the changed policy they may go now, as after a key's approval (gateway.held)."""
+    the changed policy they may go now, as after a key's approval (gateway.queue.held)."""
     listed = list(patterns)
     requeue_held_for(session, [p for p in listed if "@" in p], actor=actor, now=now, why=why,
                      domains=[p for p in listed if "@" not in p])

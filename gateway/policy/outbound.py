@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from crypto.smime_out import recipient_problem
 from gateway.delivery.routes import LocalRoute, Route
-from gateway.held import KEY_HOLD_PREFIX
 from gateway.keydir.keys import KeyKind, PartnerKeyMaterial, usable_partner_keys
 from gateway.keydir.partners import PartnerPolicy, partner_for
+from gateway.queue.held import KEY_HOLD_PREFIX
 from gateway.settings import OutboundPolicy, RelayRoute, Settings
 
 

@@ -1,4 +1,4 @@
-"""SMTP AUTH (PLAIN and LOGIN) for the submission listener, checked against gateway.staff.
+"""SMTP AUTH (PLAIN and LOGIN) for the submission listener, checked against gateway.staff.users.
 
 aiosmtpd's ``authenticator`` callback is synchronous and would run argon2 and a database query
 on the event loop, stalling every other session for the length of a password hash. aiosmtpd
@@ -20,12 +20,12 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.db import read_scope, session_scope
-from gateway.intake import IntakeCommitter
+from gateway.queue.intake import IntakeCommitter
 from gateway.services import Services
 from gateway.smtp import codes
 from gateway.smtp.handler import EdgeHandler, ListenerKind, authenticated_user
 from gateway.smtp.protocol import format_peer
-from gateway.staff import (
+from gateway.staff.users import (
     MAX_USERNAME_LENGTH,
     find_user,
     needs_rehash,

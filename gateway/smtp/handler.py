@@ -14,9 +14,9 @@ from enum import StrEnum
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway import spool
-from gateway.intake import IntakeCommitter
 from gateway.models import Direction
+from gateway.queue import spool
+from gateway.queue.intake import IntakeCommitter
 from gateway.services import Services
 from gateway.settings import ListenerSettings, Settings
 from gateway.smtp import codes

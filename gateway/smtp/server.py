@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from gateway.intake import IntakeCommitter
+from gateway.queue.intake import IntakeCommitter
 from gateway.services import Services
 from gateway.settings import SmtpSettings
 from gateway.smtp.auth import SubmissionHandler
@@ -85,7 +85,7 @@ async def start_listeners(services: Services,
                           ) -> list[Listener]:
     """Start accepting on every enabled listener (inbound, submission): on the sockets
     given for it (keyed "smtp.inbound", "smtp.submission"; bound by ``xgate serve``, see
-    gateway.listen), else bound here.
+    gateway.serve.listen), else bound here.
 
     Raises gateway.tls.TlsError if the certificate or key is unusable, OSError if a port
     cannot be bound; nothing is left listening then.

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from crypto.at_rest import MasterKey
 from gateway.db import make_engine, make_session_factory, read_scope, session_scope
 from gateway.models import Message, MessageState
+from gateway.queue.spool import Envelope, store_received
 from gateway.settings import Settings
-from gateway.spool import Envelope, store_received
 
 
 @contextmanager

@@ -7,9 +7,9 @@ from sqlalchemy import select
 
 from gateway.db import session_scope
 from gateway.models import Direction, Message
+from gateway.pipeline.worker import Worker
+from gateway.queue.spool import Envelope, store_received
 from gateway.services import Services
-from gateway.spool import Envelope, store_received
-from gateway.worker import Worker
 from mailboxes.directory import mailbox_id_for
 from mailboxes.store import messages_in, read_message
 

@@ -21,7 +21,7 @@ from gateway.services import Services, build_services
 from gateway.settings import ListenerSettings, RelayRoute, Settings, TlsPolicy, TlsSettings
 from gateway.smtp.background import BackgroundListeners
 from gateway.smtp.handler import ListenerKind
-from gateway.staff import add_user
+from gateway.staff.users import add_user
 from gateway.tls import generate_self_signed
 from mailboxes.directory import add_mailbox
 from tests.conftest import make_settings

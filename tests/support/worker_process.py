@@ -150,9 +150,9 @@ def runner_command(config: Path, threads: int, stage_delay: float = 0.0) -> list
 
 def main(argv: Sequence[str]) -> int:
     """The stand-alone runner: N worker threads until SIGTERM."""
+    from gateway.pipeline.worker import Worker, worker_name
     from gateway.services import build_services
     from gateway.settings import load_settings
-    from gateway.worker import Worker, worker_name
 
     config, threads = Path(argv[0]), int(argv[1])
     delay = float(argv[2]) if len(argv) > 2 else 0.0

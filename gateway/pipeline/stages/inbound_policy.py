@@ -15,7 +15,7 @@ from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Quarantine
 from gateway.pipeline.stages.sender import sender_address
 from gateway.policy.inbound import InboundDecision, InboundVerdict, decide_inbound
-from gateway.quarantine import is_released
+from gateway.quarantine.records import is_released
 from gateway.services import Services
 
 

@@ -16,7 +16,7 @@ from gateway.pipeline.opening import PipelineOpener
 from gateway.pipeline.outcomes import Defer, Quarantine
 from gateway.pipeline.stages.parse import parse_checked
 from gateway.pipeline.stages.sender import sender_address
-from gateway.quarantine import is_released
+from gateway.quarantine.records import is_released
 from gateway.services import Services
 from scanning.errors import ScannerUnavailable
 from scanning.verdict import Verdict
@@ -45,7 +45,7 @@ class ScanStage:
         if result.opened:
             ctx.facts["opened_attachments"] = " | ".join(result.opened)
         if released and result.verdict != Verdict.INFECTED:
-            # Two admins released it after a re-scan (gateway.quarantine): their decision
+            # Two admins released it after a re-scan (gateway.quarantine.records): their decision
             # stands for the type policy and the limits. clamd was asked all the same, and
             # INFECTED outranks every other finding, so a signature update between the
             # release and now still stops it.

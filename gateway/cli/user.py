@@ -1,7 +1,7 @@
 """``xgate user``: staff accounts, for SMTP AUTH on submission, the JSON API, and ``--by`` /
 ``--admin`` on the command line.
 
-Every change is recorded in the audit trail under ``operator:NAME`` (gateway.staff_actions).
+Every change is recorded in the audit trail under ``operator:NAME`` (gateway.staff.actions).
 ``list --json`` prints an array of ``{username, admin, disabled, addresses, created_at}``
 (``created_at`` ISO 8601 in UTC); never a password hash.
 """
@@ -14,9 +14,10 @@ import json
 import sys
 from typing import Any
 
-from gateway import staff, staff_actions
-from gateway.cli_common import CliError, command_session, operator_actor, settings_from_args
+from gateway.cli.common import CliError, command_session, operator_actor, settings_from_args
 from gateway.models import StaffUser
+from gateway.staff import actions as staff_actions
+from gateway.staff import users as staff
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from crypto.at_rest import MasterKey
-from gateway.cli_common import head_revision, open_database, settings_from_args
+from gateway.cli.common import head_revision, open_database, settings_from_args
 from gateway.migrate import current_revision, upgrade
 from gateway.settings import Settings
 

@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from gateway import audit
-from gateway.audit_view import recent_entries
-from gateway.cli_common import command_session, positive_int, settings_from_args
+from gateway.audit.view import recent_entries
+from gateway.cli.common import command_session, positive_int, settings_from_args
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

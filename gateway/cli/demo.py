@@ -11,8 +11,8 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 
 from crypto.at_rest import MasterKey
-from gateway import demo_mail, staff, tls
-from gateway.cli_common import (
+from gateway import tls
+from gateway.cli.common import (
     CliError,
     command_session,
     operator_actor,
@@ -20,9 +20,11 @@ from gateway.cli_common import (
     positive_int,
     settings_from_args,
 )
-from gateway.demo_keys import create_demo_keys
+from gateway.demo import mail as demo_mail
+from gateway.demo.keys import create_demo_keys
 from gateway.settings import Settings
-from gateway.staff_actions import create_user
+from gateway.staff import users as staff
+from gateway.staff.actions import create_user
 from mailboxes.actions import create_mailbox
 from mailboxes.directory import find_mailbox
 

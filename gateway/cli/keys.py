@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from crypto.at_rest import MasterKey
-from gateway.cli_common import (
+from gateway.cli.common import (
     CliError,
     command_session,
     operator_name,

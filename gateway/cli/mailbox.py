@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from gateway.cli_common import CliError, command_session, operator_actor, settings_from_args
+from gateway.cli.common import CliError, command_session, operator_actor, settings_from_args
 from mailboxes.actions import create_mailbox, update_mailbox
 from mailboxes.directory import count_messages, list_mailboxes, normalise_address
 

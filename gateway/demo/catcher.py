@@ -4,7 +4,7 @@
 it on (``demo.catcher``); ``xgate serve`` runs it as the part ``catcher``. So in a demo the
 notices to staff, the bounces and the mail to partners arrive somewhere a person can read
 them (``xgate demo mail list | show N``), sealed with the master key on disk
-(``gateway.demo_mail``). It accepts every recipient, delivers nothing and offers no TLS or
+(``gateway.demo.mail``). It accepts every recipient, delivers nothing and offers no TLS or
 AUTH: it listens on loopback for the gateway alone, never in production.
 """
 
@@ -18,7 +18,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from crypto.at_rest import MasterKey
 from crypto.errors import CryptoError
-from gateway import demo_mail
+from gateway.demo import mail as demo_mail
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ async def serve_catcher(settings: Settings, stop: asyncio.Event,
 
 def run_catcher(settings: Settings) -> int:
     """``xgate serve catcher``: the demo catcher in this process, until SIGTERM/SIGINT."""
-    from gateway.serve_parts import run_until_stopped
+    from gateway.serve.parts import run_until_stopped
 
     run_until_stopped(lambda stop: serve_catcher(settings, stop))
     log.info("demo catcher stopped")

@@ -4,7 +4,7 @@ Idempotent: whatever exists already (configuration, master key, database, certif
 data) is kept, and the command says so. Losing the master key would make every stored
 message unreadable, so nothing here ever overwrites one.
 
-A new configuration says where staff mail goes (``gateway.init_config``): the internal mail
+A new configuration says where staff mail goes (``gateway.cli.init_config``): the internal mail
 server from ``--staff-relay`` or a prompt, the demo catcher, or a placeholder with a warning.
 """
 
@@ -16,11 +16,10 @@ import sys
 from pathlib import Path
 
 from crypto.at_rest import MasterKey
-from gateway.cli_common import CliError, load_config
-from gateway.cli_db import migrate
-from gateway.cli_demo import create_demo
-from gateway.delivery.staff_routes import staff_route_problems
-from gateway.init_config import (
+from gateway.cli.common import CliError, load_config
+from gateway.cli.db import migrate
+from gateway.cli.demo import create_demo
+from gateway.cli.init_config import (
     NextHop,
     RelayAddressError,
     office_domains,
@@ -28,6 +27,7 @@ from gateway.init_config import (
     render_config,
     sample_config,
 )
+from gateway.delivery.staff_routes import staff_route_problems
 from gateway.settings import DemoSettings, Settings
 
 __all__ = ["register", "render_config", "sample_config"]

@@ -28,7 +28,7 @@ from gateway.db import (
 from gateway.logging_setup import configure_logging
 from gateway.migrate import alembic_config, current_revision
 from gateway.settings import Settings, load_settings
-from gateway.staff import find_user, password_matches
+from gateway.staff.users import find_user, password_matches
 
 DEFAULT_CONFIG = Path("var/xgate.toml")
 CONFIG_ENV = "XGATE_CONFIG"

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from gateway.cli_common import open_database, settings_from_args
+from gateway.cli.common import open_database, settings_from_args
 from gateway.settings import Settings
 
 PARTS = ("clamd", "smtp", "worker", "web", "catcher")
@@ -45,8 +45,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         open_database(settings).dispose()
     if args.part is None:
         return _serve_all(Path(args.config), settings)
-    from gateway import demo_catcher, serve_parts
-    from gateway.serve_checks import check_before_serving
+    from gateway.demo import catcher as demo_catcher
+    from gateway.serve import parts as serve_parts
+    from gateway.serve.checks import check_before_serving
 
     # Alone, or as a child of xgate serve (then with the sockets it bound for us).
     bound = check_before_serving(settings, [args.part])
@@ -89,10 +90,10 @@ def listener_lines(settings: Settings) -> list[str]:
 
 def _serve_all(config: Path, settings: Settings) -> int:
     from gateway.delivery.staff_routes import warn_unrouted_staff
-    from gateway.listen import FDS_ENV, close_all, fds_env, fds_of
     from gateway.metrics import MULTIPROC_ENV, metrics_dir, part_status_file, reset_metrics_dir
-    from gateway.serve_checks import check_before_serving
-    from gateway.supervisor import Child, Supervisor
+    from gateway.serve.checks import check_before_serving
+    from gateway.serve.listen import FDS_ENV, close_all, fds_env, fds_of
+    from gateway.serve.supervisor import Child, Supervisor
 
     smtp_enabled = settings.smtp.inbound.enabled or settings.smtp.submission.enabled
     if managed_clamd_wanted(settings):

@@ -5,7 +5,7 @@ office, so every such change is an audit entry in the same transaction as the ch
 who made it and what changed, never a password or its hash. An entry is written only when
 something changed: granting a right the user already has records nothing.
 
-The data functions in gateway.staff do not audit; code acting for a person (the CLI, admin
+The data functions in gateway.staff.users do not audit; code acting for a person (the CLI, admin
 pages) calls these.
 """
 
@@ -16,8 +16,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from gateway import audit, staff
+from gateway import audit
 from gateway.models import StaffUser
+from gateway.staff import users as staff
 
 
 def create_user(session: Session, username: str, password: str, *, actor: str,

@@ -8,7 +8,7 @@ serving. Each problem is one line naming the configuration key, e.g.
     xgate: error: tls.cert_file /etc/xgate/tls/cert.pem: no such file
 
 The database (``open_database``) and the managed clamd's signatures are checked by
-gateway.cli_serve before this runs.
+gateway.cli.serve before this runs.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Collection
 
 from crypto.at_rest import MasterKey
 from crypto.errors import CryptoError
-from gateway.cli_common import CliError
-from gateway.listen import (
+from gateway.cli.common import CliError
+from gateway.serve.listen import (
     Endpoint,
     ListenError,
     bind,

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from crypto.at_rest import MasterKey
-from gateway.cli_common import command_session, settings_from_args
+from gateway.cli.common import command_session, settings_from_args
 from gateway.clock import system_clock
 from gateway.policy.explain import explain
 

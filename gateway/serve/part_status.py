@@ -1,6 +1,6 @@
 """The parts of ``xgate serve`` as its supervisor sees them, shared through a small file.
 
-The supervisor (gateway.supervisor) writes ``data_dir/metrics/parts.json`` whenever a part
+The supervisor (gateway.serve.supervisor) writes ``data_dir/metrics/parts.json`` whenever a part
 starts, dies or stops flapping; the web part reads it for ``/healthz`` and ``/metrics``. A
 file rather than a metric in memory: the supervisor serves no HTTP, and the web part is one
 of its children. The file names the supervisor's pid; once that process is gone the file

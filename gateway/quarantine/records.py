@@ -36,15 +36,15 @@ from gateway.models import (
     SealedContent,
     StaffUser,
 )
-from gateway.quarantine_models import (
+from gateway.quarantine.models import (
     DecisionAction,
     QuarantineDecision,
     QuarantineRescan,
     RescanVerdict,
 )
-from gateway.queue_admin import QueueAdminError
-from gateway.spool import content_context
-from gateway.staff import find_user
+from gateway.queue.admin import QueueAdminError
+from gateway.queue.spool import content_context
+from gateway.staff.users import find_user
 from scanning.verdict import SEVERITY
 
 REQUIRED_APPROVALS = 2

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from gateway.checkpoint import WalCheckpointer
 from gateway.metrics import enable_multiprocess, metrics_dir
+from gateway.serve.supervisor import watch_parent
 from gateway.settings import Settings
-from gateway.supervisor import watch_parent
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ def run_workers(settings: Settings) -> int:
     enable_multiprocess(metrics_dir(settings))
     from gateway.consent.holds import HoldExpiry
     from gateway.metrics import StageMetrics
+    from gateway.pipeline.worker import Worker, prune_relay_journal, worker_name
     from gateway.services import build_services
-    from gateway.worker import Worker, prune_relay_journal, worker_name
 
     services = build_services(settings)
     prune_relay_journal(services)
@@ -116,7 +116,7 @@ def run_clamd(settings: Settings) -> int:
 
 
 def run_web(settings: Settings, sockets: Sequence[socket.socket] = ()) -> int:
-    """The web app; on ``sockets`` when given (bound by ``xgate serve``, gateway.listen)."""
+    """The web app; on ``sockets`` when given (bound by ``xgate serve``, gateway.serve.listen)."""
     import uvicorn
 
     from admin_ui.app import create_app
@@ -138,7 +138,7 @@ def run_web(settings: Settings, sockets: Sequence[socket.socket] = ()) -> int:
 def run_smtp(settings: Settings,
              sockets: Mapping[str, Sequence[socket.socket]] | None = None) -> int:
     """The inbound and submission listeners (gateway.smtp) on one event loop; on
-    ``sockets`` when given (bound by ``xgate serve``, gateway.listen)."""
+    ``sockets`` when given (bound by ``xgate serve``, gateway.serve.listen)."""
     from gateway.services import build_services
     from gateway.smtp.server import serve_smtp
 

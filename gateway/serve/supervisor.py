@@ -7,7 +7,7 @@ takes; a part that ran at least ten seconds before it died starts again from 1 s
 keeps dying right after its start (five times in a row) is *flapping*: that is logged at
 ERROR once, shown on ``/healthz`` and in the metrics (``xgate_part_flapping``), and cleared
 when the part has run ten seconds. Every state change is written to a status file that the
-web part reads (gateway.part_status).
+web part reads (gateway.serve.part_status).
 
 On SIGTERM/SIGINT every child gets SIGTERM, and SIGKILL if it has not exited after the grace
 period.
@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.part_status import PartState, PartStatus, write_status
+from gateway.serve.part_status import PartState, PartStatus, write_status
 
 log = logging.getLogger(__name__)
 

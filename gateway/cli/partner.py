@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from gateway.cli_common import CliError, command_session, settings_from_args
-from gateway.cli_keys import actor_of, print_json, print_table
+from gateway.cli.common import CliError, command_session, settings_from_args
+from gateway.cli.keys import actor_of, print_json, print_table
 from gateway.clock import system_clock
 from gateway.keydir import partners
 from gateway.keydir.models import InvalidSignature

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.db import session_scope
+from gateway.queue.spool import Arrival, Prepared, Stored, store_batch
 from gateway.services import Services
-from gateway.spool import Arrival, Prepared, Stored, store_batch
 
 log = logging.getLogger(__name__)
 

@@ -20,14 +20,14 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from gateway.cli_common import (
+from gateway.cli.common import (
     CliError,
     authenticate,
     command_session,
     positive_int,
     settings_from_args,
 )
-from gateway.cli_keys import master_key_of, print_json, print_table
+from gateway.cli.keys import master_key_of, print_json, print_table
 from gateway.clock import system_clock
 from gateway.consent import actions, holds, records
 from gateway.consent.gate import dry_run

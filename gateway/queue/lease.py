@@ -14,7 +14,7 @@ from types import TracebackType
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.db import session_scope
-from gateway.queue import Claim, renew_lease
+from gateway.queue.store import Claim, renew_lease
 from gateway.services import Services
 
 log = logging.getLogger(__name__)

@@ -26,11 +26,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway.audit_view import entries_for_message
-from gateway.cli_common import command_session, operator_name, positive_int, settings_from_args
+from gateway.audit.view import entries_for_message
+from gateway.cli.common import command_session, operator_name, positive_int, settings_from_args
 from gateway.clock import system_clock
 from gateway.models import AuditEntry, Message, MessageState
-from gateway.queue_admin import RETRYABLE_STATES, get_message, list_messages, retry
+from gateway.queue.admin import RETRYABLE_STATES, get_message, list_messages, retry
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

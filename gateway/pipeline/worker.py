@@ -28,15 +28,15 @@ from gateway.delivery.recipients import (
     pending_recipients,
     recipient_states,
 )
-from gateway.lease import LeaseKeeper
 from gateway.models import Direction, MessageState, RecipientState
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.driver import PipelineResult, StageTimer, run_pipeline
 from gateway.pipeline.outcomes import Defer, Hold, Quarantine, Reject
 from gateway.pipeline.pipelines import stages_for
-from gateway.queue import Claim, claim_next, load, release
+from gateway.queue.lease import LeaseKeeper
+from gateway.queue.spool import Envelope, content_context, store_received
+from gateway.queue.store import Claim, claim_next, load, release
 from gateway.services import Services
-from gateway.spool import Envelope, content_context, store_received
 from mailboxes.store import file_sealed
 
 log = logging.getLogger(__name__)

@@ -14,27 +14,27 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from crypto.errors import CryptoError
-from gateway import (
-    cli_audit,
-    cli_consent,
-    cli_db,
-    cli_demo,
-    cli_init,
-    cli_keys,
-    cli_mailbox,
-    cli_partner,
-    cli_policy,
-    cli_quarantine,
-    cli_queue,
-    cli_serve,
-    cli_user,
+from gateway.cli import (
+    audit,
+    consent,
+    db,
+    demo,
+    init,
+    keys,
+    mailbox,
+    partner,
+    policy,
+    quarantine,
+    queue,
+    serve,
+    user,
 )
-from gateway.cli_common import CONFIG_ENV, DEFAULT_CONFIG, CliError, default_config_path
+from gateway.cli.common import CONFIG_ENV, DEFAULT_CONFIG, CliError, default_config_path
 from gateway.consent.errors import ConsentError
 from gateway.keydir.errors import KeyDirError
-from gateway.queue_admin import QueueAdminError
+from gateway.queue.admin import QueueAdminError
 from gateway.settings import ConfigError
-from gateway.staff import StaffError
+from gateway.staff.users import StaffError
 from gateway.tls import TlsError
 from mailboxes.directory import MailboxError
 from scanning.errors import ScanningError
@@ -57,8 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show a traceback for unexpected errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (cli_init, cli_db, cli_serve, cli_queue, cli_audit, cli_mailbox, cli_user,
-                   cli_keys, cli_partner, cli_policy, cli_consent, cli_quarantine, cli_demo):
+    for module in (init, db, serve, queue, audit, mailbox, user, keys, partner, policy, consent,
+                   quarantine, demo):
         module.register(commands)
     return parser
 
@@ -101,7 +101,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         return _error(f"internal error: {type(exc).__name__}: {exc} "
                       "(run with --debug for the traceback)")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from crypto.at_rest import MasterKey
-from gateway.cli_common import (
+from gateway.cli.common import (
     CliError,
     authenticate,
     command_session,
@@ -27,7 +27,7 @@ from gateway.cli_common import (
 from gateway.clock import system_clock
 from gateway.db import make_session_factory
 from gateway.models import Direction, MessageState
-from gateway.quarantine import (
+from gateway.quarantine.records import (
     REQUIRED_APPROVALS,
     QuarantineView,
     ReleaseOutcome,
@@ -190,7 +190,7 @@ def cmd_rescan(args: argparse.Namespace) -> int:
 
 def rescanner_for(settings: Settings) -> Rescanner:
     """The real re-scanner: the pipeline's opening stages, then the scanner."""
-    from gateway.rescan import make_rescanner
+    from gateway.quarantine.rescan import make_rescanner
 
     return make_rescanner(settings)
 
