@@ -1,7 +1,9 @@
 """Runs a message through its stages and turns whatever happens into one result.
 
-This is the only place outcomes are caught. An unexpected error in a stage does not crash the
-worker: the message goes to the visible dead-letter state ``failed`` with the stage's name.
+This is the only place outcomes are caught. They derive from BaseException, so they pass
+every ``except Exception`` on the way here and are caught by name, first. An unexpected error
+in a stage does not crash the worker: the message goes to the visible dead-letter state
+``failed`` with the stage's name.
 """
 
 from __future__ import annotations

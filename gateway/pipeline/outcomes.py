@@ -1,4 +1,9 @@
-"""Terminal outcomes a stage may raise. The pipeline driver catches them in one place."""
+"""Terminal outcomes a stage may raise. The pipeline driver catches them in one place.
+
+They derive from BaseException, not Exception (as Mailman's do), so a stray
+``except Exception`` in a stage or in something it calls cannot swallow one: an outcome
+always reaches the driver. Code that must catch one names it (``except Outcome``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from gateway.delivery.notices import Text
 from gateway.models import MessageState
 
 
-class Outcome(Exception):
+class Outcome(BaseException):
     state: MessageState = MessageState.FAILED
 
     def __init__(self, reason: str, *, notice: Text | None = None) -> None:

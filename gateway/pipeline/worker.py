@@ -8,7 +8,7 @@ import os
 import socket
 import sqlite3
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -17,24 +17,20 @@ from crypto.at_rest import open_sealed
 from crypto.errors import SealError
 from gateway import audit
 from gateway.db import read_scope, session_scope
-from gateway.delivery import notices
-from gateway.delivery.dsn import Failure, build_notice
 from gateway.delivery.journal import Noted
 from gateway.delivery.recipients import (
-    fail_recipients,
-    failed_responses,
     mark_delivered,
     pending_pairs,
     pending_recipients,
     recipient_states,
 )
-from gateway.models import Direction, MessageState, RecipientState
+from gateway.models import Direction, MessageState
+from gateway.pipeline import dispositions
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.driver import PipelineResult, StageTimer, run_pipeline
-from gateway.pipeline.outcomes import Defer, Hold, Quarantine, Reject
 from gateway.pipeline.pipelines import stages_for
 from gateway.queue.lease import LeaseKeeper
-from gateway.queue.spool import Envelope, content_context, store_received
+from gateway.queue.spool import content_context
 from gateway.queue.store import Claim, claim_next, load, release
 from gateway.services import Services
 from mailboxes.store import file_sealed
@@ -63,11 +59,6 @@ def prune_relay_journal(services: Services) -> None:
         return
     if forgotten:
         log.info("relay journal: forgot %d note(s) already recorded", forgotten)
-
-
-def retry_delay(settings_base: float, settings_max: float, attempt: int) -> float:
-    """Exponential backoff: base, 2*base, 4*base ... capped."""
-    return float(min(settings_max, settings_base * (2 ** max(0, attempt - 1))))
 
 
 class Worker:
@@ -182,47 +173,13 @@ class Worker:
         settings = services.settings
         now = services.clock()
         outcome = result.outcome
-        next_attempt = None
         with session_scope(services.sessions) as session:
             events = self._file_copies(session, ctx, now)
-            recipients = recipient_states(session, claim.message_id)
-            if outcome is None:
-                delivered = any(s == RecipientState.DELIVERED for _, s in recipients)
-                state = MessageState.DELIVERED if delivered else MessageState.REJECTED
-                reason = None if delivered else "no recipient could be delivered"
-                if not delivered and ctx.direction == Direction.OUTBOUND and not ctx.mail_from:
-                    state, reason = MessageState.FAILED, self._undeliverable_notice(
-                        session, ctx)
-            elif isinstance(outcome, Defer):
-                state, reason = MessageState.DEFERRED, outcome.reason
-                # An explicit 0 means "at once" (a re-check), not "use the backoff".
-                delay = outcome.retry_after if outcome.retry_after is not None else retry_delay(
-                    settings.delivery.retry_base_seconds, settings.delivery.retry_max_seconds,
-                    claim.attempt)
-                next_attempt = now + timedelta(seconds=delay)
-            elif isinstance(outcome, Reject):
-                state, reason = MessageState.REJECTED, outcome.reason
-                pending = [a for a, s in recipients if s == RecipientState.PENDING]
-                fail_recipients(session, services.master_key, settings, message=ctx.ref,
-                                original=ctx.raw, actor=self.name, now=now, failures=[
-                                    Failure(a, "5.7.1", outcome.reason) for a in pending])
-            elif isinstance(outcome, Hold | Quarantine):
-                state, reason = outcome.state, outcome.reason
-                # Inbound, the office's own recipients learn what was kept from them.
-                tell_recipients = (isinstance(outcome, Quarantine)
-                                   and ctx.direction == Direction.INBOUND)
-                self._notify_sender(session, ctx, [a for a, _ in recipients], state,
-                                    outcome.notice, recipients_told=tell_recipients)
-                if isinstance(outcome, Hold) and outcome.inform:
-                    request = notices.approval_request(queue_id=ctx.queue_id,
-                                                       text=outcome.inform_text)
-                    for address in outcome.inform:
-                        self._store_notice(session, address, request)
-                if tell_recipients:
-                    self._notify_recipients(session, ctx, [a for a, _ in recipients],
-                                            outcome.reason)
-            else:
-                state, reason = MessageState.FAILED, outcome.reason
+            applied = dispositions.apply(outcome, dispositions.Finishing(
+                session=session, services=services, actor=self.name, ctx=ctx,
+                attempt=claim.attempt, now=now,
+                recipients=recipient_states(session, claim.message_id)))
+            state, reason, next_attempt = applied.state, applied.reason, applied.next_attempt
             facts = dict(ctx.facts)
             if ctx.direction == Direction.INBOUND:
                 facts.update(ctx.inbound_crypto.facts())
@@ -238,22 +195,12 @@ class Worker:
             detail.update(facts)
             if next_attempt is not None:
                 detail["next_attempt_at"] = next_attempt.isoformat()
-            events.append(audit.Event(self.name, state.value, claim.queue_id, detail))
+            events.append(audit.Event(self.name, applied.audit_action, claim.queue_id, detail))
             audit.record_many(session, events)
             ahead = (claim_next(session, self.name, now, settings.workers.lease_seconds)
                      if claim_ahead else None)
         log.info("%s -> %s%s", claim.queue_id, state.value, f" ({reason})" if reason else "")
         return ahead
-
-    def _undeliverable_notice(self, session: Session, ctx: MessageContext) -> str:
-        """One of the gateway's own notices or DSNs reached nobody. It has no sender to
-        bounce to, so it ends as a visible dead letter (failed, retryable) instead of a
-        rejection nobody hears of."""
-        why = "; ".join(f"{a}: {r}" for a, r in failed_responses(session, ctx.message_id))
-        log.warning("%s: the gateway's own notice could not be delivered (%s); it stays "
-                    "in the queue as failed", ctx.queue_id, why)
-        return (f"undeliverable notice of the gateway (null sender, nobody to tell): {why}; "
-                "retry with 'xgate queue retry' once its recipient can be reached")
 
     def _file_copies(self, session: Session, ctx: MessageContext,
                      now: datetime) -> list[audit.Event]:
@@ -268,29 +215,3 @@ class Worker:
                 "recipient": filing.recipient, "mailbox": filing.route.mailbox_address,
                 "already_filed": not filed}))
         return events
-
-    def _notify_sender(self, session: Session, message: MessageContext, recipients: list[str],
-                       state: MessageState, reason: notices.Text, *,
-                       recipients_told: bool) -> None:
-        if not message.mail_from:
-            return
-        notice = notices.to_sender(queue_id=message.queue_id, recipients=recipients,
-                                   quarantined=state == MessageState.QUARANTINED,
-                                   reason=reason, recipients_told=recipients_told)
-        self._store_notice(session, message.mail_from, notice)
-
-    def _notify_recipients(self, session: Session, message: MessageContext,
-                           recipients: list[str], reason: str) -> None:
-        for address in recipients:
-            self._store_notice(session, address, notices.to_quarantined_recipient(
-                queue_id=message.queue_id, sender=message.mail_from, recipient=address,
-                reason=reason))
-
-    def _store_notice(self, session: Session, to: str, notice: notices.Notice) -> None:
-        settings = self.services.settings
-        data = build_notice(reporting_mta=settings.smtp.hostname,
-                            postmaster=settings.delivery.postmaster, to=to,
-                            subject=notice.subject, text=notice.text, now=self.services.clock())
-        store_received(session, self.services.master_key, Envelope(
-            direction=Direction.OUTBOUND, mail_from="", rcpt_tos=[to],
-            data=data), actor=self.name, now=self.services.clock())
