@@ -18,8 +18,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from gateway.errors import GatewayError
 
-class ConfigError(Exception):
+
+class ConfigError(GatewayError):
     """Configuration is missing or invalid; the message names the key and what is expected."""
 
 

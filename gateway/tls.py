@@ -18,13 +18,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.errors import GatewayError
 from gateway.settings import Settings
 
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 SELF_SIGNED_DAYS = 365
 
 
-class TlsError(Exception):
+class TlsError(GatewayError):
     """The TLS certificate or key is missing, unsafe or unusable; the message names the file."""
 
 

@@ -6,13 +6,14 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from gateway.db import table_of
+from gateway.errors import GatewayError
 from gateway.models import utcnow
 from mailboxes.models import Mailbox
 
 MAX_NAME_LENGTH = 255
 
 
-class MailboxError(Exception):
+class MailboxError(GatewayError):
     pass
 
 

@@ -29,20 +29,14 @@ from gateway.cli import (
     serve,
     user,
 )
-from gateway.cli.common import CONFIG_ENV, DEFAULT_CONFIG, CliError, default_config_path
-from gateway.consent.errors import ConsentError
-from gateway.keydir.errors import KeyDirError
-from gateway.queue.admin import QueueAdminError
-from gateway.settings import ConfigError
-from gateway.staff.users import StaffError
-from gateway.tls import TlsError
-from mailboxes.directory import MailboxError
+from gateway.cli.common import CONFIG_ENV, DEFAULT_CONFIG, default_config_path
+from gateway.errors import GatewayError
 from scanning.errors import ScanningError
 
 Handler = Callable[[argparse.Namespace], int]
-# Expected failures: the exception's message is the whole story.
-OPERATOR_ERRORS = (CliError, ConfigError, ConsentError, CryptoError, KeyDirError, QueueAdminError,
-                   MailboxError, ScanningError, StaffError, TlsError)
+# Expected failures: the exception's message is the whole story. The gateway's own errors
+# share one root; crypto and scanning are leaf packages with their own (gateway.errors).
+OPERATOR_ERRORS = (GatewayError, CryptoError, ScanningError)
 
 
 def build_parser() -> argparse.ArgumentParser:

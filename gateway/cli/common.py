@@ -25,6 +25,7 @@ from gateway.db import (
     session_scope,
     sqlite_url_for,
 )
+from gateway.errors import GatewayError
 from gateway.logging_setup import configure_logging
 from gateway.migrate import alembic_config, current_revision
 from gateway.settings import Settings, load_settings
@@ -34,7 +35,7 @@ DEFAULT_CONFIG = Path("var/xgate.toml")
 CONFIG_ENV = "XGATE_CONFIG"
 
 
-class CliError(Exception):
+class CliError(GatewayError):
     """A problem the operator can fix; printed as one line, without a traceback."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from gateway.errors import GatewayError
 
-class ConsentError(Exception):
+
+class ConsentError(GatewayError):
     """A consent operation was refused (bad input, a rule); the message says why."""
 
 

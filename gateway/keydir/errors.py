@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from gateway.errors import GatewayError
 
-class KeyDirError(Exception):
+
+class KeyDirError(GatewayError):
     """A key directory operation was refused (bad input, policy); the message says why."""
 
 

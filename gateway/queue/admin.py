@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from gateway import audit
+from gateway.errors import GatewayError
 from gateway.models import Message, MessageState, RecipientState
 
 # States an operator may send back to the workers. Delivered and rejected messages are done
@@ -17,7 +18,7 @@ from gateway.models import Message, MessageState, RecipientState
 RETRYABLE_STATES = (MessageState.DEFERRED, MessageState.FAILED, MessageState.HELD)
 
 
-class QueueAdminError(Exception):
+class QueueAdminError(GatewayError):
     """The operator asked for something that cannot be done; the message says why."""
 
 

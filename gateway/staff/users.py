@@ -16,6 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from gateway.errors import GatewayError
 from gateway.models import StaffAddress, StaffUser, utcnow
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ MAX_PASSWORD_LENGTH = 1024
 MAX_USERNAME_LENGTH = 255
 
 
-class StaffError(Exception):
+class StaffError(GatewayError):
     """A staff account operation was refused; the message says why."""
 
 
