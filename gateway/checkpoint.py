@@ -11,28 +11,23 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 
 from sqlalchemy import Engine
+
+from gateway.periodic import PeriodicJob
 
 log = logging.getLogger(__name__)
 
 
-class WalCheckpointer:
+class WalCheckpointer(PeriodicJob):
     def __init__(self, engine: Engine, interval: float = 1.0) -> None:
+        super().__init__("wal-checkpoint", interval, first_run_at_start=False,
+                         join_timeout=None)
         self.engine = engine
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
 
     def start(self) -> None:
         if self.engine.dialect.name == "sqlite":
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+            super().start()
 
     def checkpoint(self) -> None:
         # The raw connection: through SQLAlchemy the statement would open a transaction, and
@@ -45,10 +40,9 @@ class WalCheckpointer:
         finally:
             raw.close()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.checkpoint()
-            except sqlite3.Error as exc:
-                # The next round tries again; the WAL only grows meanwhile.
-                log.warning("WAL checkpoint failed: %s", exc)
+    def run_once(self) -> None:
+        try:
+            self.checkpoint()
+        except sqlite3.Error as exc:
+            # The next round tries again; the WAL only grows meanwhile.
+            log.warning("WAL checkpoint failed: %s", exc)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,6 +26,7 @@ from gateway.db import session_scope
 from gateway.delivery.dsn import Failure
 from gateway.delivery.recipients import MessageRef, fail_recipients
 from gateway.models import Direction, Message, MessageState, RecipientState
+from gateway.periodic import PeriodicJob
 from gateway.policy.consent import JUSTIFICATION_MISSING, normalise_case
 from gateway.queue.spool import content_context
 from gateway.settings import Settings
@@ -194,7 +194,7 @@ def approve_statutory(session: Session, queue_id: str, *, approver: str, reason:
                  detail={"reason": reason.strip()})
 
 
-class HoldExpiry:
+class HoldExpiry(PeriodicJob):
     """Returns stale consent holds to their senders, every ``interval`` seconds.
 
     Runs beside the workers. The state change is conditional (held -> rejected), so two
@@ -203,14 +203,11 @@ class HoldExpiry:
 
     def __init__(self, settings: Settings, sessions: sessionmaker[Session],
                  master_key: MasterKey, clock: Clock, interval: float = 300) -> None:
+        super().__init__("consent-hold-expiry", interval)
         self.settings = settings
         self.sessions = sessions
         self.master_key = master_key
         self.clock = clock
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="consent-hold-expiry",
-                                        daemon=True)
 
     def sweep_once(self) -> list[str]:
         try:
@@ -224,15 +221,5 @@ class HoldExpiry:
             log.info("%s: held without consent too long; returned to the sender", queue_id)
         return expired
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sweep_once()
-            self._stop.wait(self.interval)
+    def run_once(self) -> None:
+        self.sweep_once()

@@ -8,7 +8,6 @@ Both need a person to act weeks ahead, so the check warns ``warn_days`` in advan
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from gateway.clock import Clock
 from gateway.db import read_scope
 from gateway.keydir.models import KeyKind, KeyStatus, OwnKey, PartnerKey
+from gateway.periodic import PeriodicJob
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class KeyExpiryCollector(Collector):
         yield gauge
 
 
-class ExpiryWatch:
+class ExpiryWatch(PeriodicJob):
     """Logs the expiry warnings periodically (every ``interval`` seconds, first at start).
 
     Runs in the admin web process, which exists once per installation, so each warning is
@@ -123,12 +123,10 @@ class ExpiryWatch:
 
     def __init__(self, sessions: sessionmaker[Session], clock: Clock, warn_days: int,
                  interval: float = 6 * 3600) -> None:
+        super().__init__("key-expiry", interval)
         self.sessions = sessions
         self.clock = clock
         self.warn_days = warn_days
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="key-expiry", daemon=True)
 
     def check_once(self) -> list[ExpiringKey]:
         try:
@@ -138,15 +136,5 @@ class ExpiryWatch:
             log.warning("key expiry check: database unavailable: %s", type(exc).__name__)
             return []
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.check_once()
-            self._stop.wait(self.interval)
+    def run_once(self) -> None:
+        self.check_once()
