@@ -1,0 +1,75 @@
+"""Every action the audit trail records, as one enumeration.
+
+The values are the strings stored in ``audit_log.action`` and covered by each entry's hash, so
+they never change: a renamed value would make old entries mean something else and break
+verification. A StrEnum member is a ``str``, so hashing it gives the same digest as before.
+Add a member here before recording a new kind of entry; ``audit.record`` refuses anything else.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AuditAction(StrEnum):
+    # A message's way through the queue. The pipeline's outcomes are recorded under the name
+    # of the state they lead to (see gateway.pipeline.dispositions).
+    RECEIVED = "received"
+    DELIVERED = "delivered"
+    HELD = "held"
+    QUARANTINED = "quarantined"
+    REJECTED = "rejected"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    RETRY = "retry"
+    REQUEUED = "requeued"
+    LEASE_EXPIRED = "lease-expired"
+
+    # Quarantine.
+    QUARANTINE_RELEASE_APPROVAL = "quarantine-release-approval"
+    QUARANTINE_RELEASE_REFUSED = "quarantine-release-refused"
+    QUARANTINE_RELEASED = "quarantine-released"
+    QUARANTINE_DELETED = "quarantine-deleted"
+    QUARANTINE_RESCANNED = "quarantine-rescanned"
+
+    # Consent and statutory transfers.
+    CONSENT_ADDED = "consent-added"
+    CONSENT_CHANGED = "consent-changed"
+    CONSENT_REVOKED = "consent-revoked"
+    CONSENT_READ = "consent-read"
+    CONSENT_LISTED = "consent-listed"
+    CONSENT_DOCUMENT_READ = "consent-document-read"
+    CONSENT_RECHECK = "consent-recheck"
+    CONSENT_HOLD_EXPIRED = "consent-hold-expired"
+    STATUTORY_APPROVED = "statutory-approved"
+
+    # Partners and their keys.
+    PARTNER_ADDED = "partner-added"
+    PARTNER_CHANGED = "partner-changed"
+    PARTNER_REMOVED = "partner-removed"
+    PARTNER_ADDRESS_ADDED = "partner-address-added"
+    PARTNER_ADDRESS_REMOVED = "partner-address-removed"
+    KEY_ADDED = "key-added"
+    KEY_HARVESTED = "key-harvested"
+    KEY_ASSIGNED = "key-assigned"
+    KEY_REFRESHED = "key-refreshed"
+    KEY_APPROVED = "key-approved"
+    KEY_REJECTED = "key-rejected"
+    KEY_REVOKED = "key-revoked"
+    OWN_KEY_ADDED = "own-key-added"
+    OWN_KEY_RETIRED = "own-key-retired"
+
+    # Staff.
+    USER_ADDED = "user-added"
+    USER_ADDRESS_ADDED = "user-address-added"
+    USER_ADDRESS_REMOVED = "user-address-removed"
+    USER_DISABLED = "user-disabled"
+    USER_ENABLED = "user-enabled"
+    USER_PASSWORD_CHANGED = "user-password-changed"  # noqa: S105 (an action name)
+    ADMIN_GRANTED = "admin-granted"
+    ADMIN_REVOKED = "admin-revoked"
+
+    # Shared mailboxes.
+    MAILBOX_ADDED = "mailbox-added"
+    MAILBOX_CHANGED = "mailbox-changed"
