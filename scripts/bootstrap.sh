@@ -39,8 +39,10 @@ fi
 # clamav-daemon: the virus scanner; clamav-testfiles: harmless test payloads it detects.
 packages=(ca-certificates openssl gnupg postgresql clamav-daemon clamav-testfiles)
 # qpdf: the tests make password-protected PDFs with it, as a citizen's tools would.
+# chromium: the browser tests (tests/browser) drive Debian's build; Playwright's own browser
+# download cannot work on these machines.
 case ",$extras," in
-    *,test,*) packages+=(qpdf) ;;
+    *,test,*) packages+=(qpdf chromium) ;;
 esac
 # Debian's own Python ships venv/ensurepip separately; pyenv's and python.org's include them.
 if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
