@@ -73,3 +73,13 @@ class RecordingTransport:
         if on_replies is not None:
             on_replies(replies)
         return replies
+
+
+class NoDelivery:
+    """For processes that run stages but deliver nothing (the quarantine re-scan): any
+    attempt to send is a programming error, refused loudly instead of pretending."""
+
+    def send(self, route: RelayRoute, mail_from: str, recipients: Sequence[str],
+             data: bytes, *, on_replies: RepliesHook | None = None) -> dict[str, Reply]:
+        raise TransportError("this process delivers nothing (quarantine re-scan)",
+                             permanent=True)

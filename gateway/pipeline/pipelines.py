@@ -14,6 +14,7 @@ from gateway.pipeline.stages.encrypt import EncryptStage
 from gateway.pipeline.stages.inbound_policy import InboundPolicyStage
 from gateway.pipeline.stages.outbound_policy import OutboundPolicyStage
 from gateway.pipeline.stages.parse import ParseStage, ReparseStage
+from gateway.pipeline.stages.rescan_verdict import RescanVerdictStage
 from gateway.pipeline.stages.result_headers import ResultHeadersStage
 from gateway.pipeline.stages.route import RouteStage
 from gateway.pipeline.stages.scan import ScanStage
@@ -27,7 +28,8 @@ STAGES: dict[str, Stage] = {
     for stage in (StripResultHeadersStage(), ParseStage(), DecryptStage(), VerifyStage(),
                   ReparseStage(), ScanStage(), InboundPolicyStage(), SignatureWarningStage(),
                   ResultHeadersStage(), RouteStage(), ConsentStage(),
-                  OutboundPolicyStage(), SignStage(), EncryptStage(), DeliverStage())
+                  OutboundPolicyStage(), SignStage(), EncryptStage(), DeliverStage(),
+                  RescanVerdictStage())
 }
 
 PIPELINES: dict[Direction, tuple[str, ...]] = {
@@ -47,5 +49,19 @@ PIPELINES: dict[Direction, tuple[str, ...]] = {
 }
 
 
+# The quarantine re-scan (gateway.quarantine.rescan): the stored content opened as the
+# pipeline opens it (for end-to-end encrypted mail the store holds ciphertext), then judged
+# for a release. Nothing is routed or delivered.
+RESCAN_PIPELINES: dict[Direction, tuple[str, ...]] = {
+    Direction.INBOUND: ("strip_result_headers", "parse", "decrypt", "verify", "reparse",
+                        "rescan_verdict"),
+    Direction.OUTBOUND: ("strip_result_headers", "parse", "rescan_verdict"),
+}
+
+
 def stages_for(direction: Direction) -> list[Stage]:
     return [STAGES[name] for name in PIPELINES[direction]]
+
+
+def rescan_stages_for(direction: Direction) -> list[Stage]:
+    return [STAGES[name] for name in RESCAN_PIPELINES[direction]]
