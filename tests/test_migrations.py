@@ -26,6 +26,7 @@ import gateway.consent.models
 import gateway.keydir.models
 import gateway.models
 import gateway.quarantine.models
+import gateway.staff.models
 import mailboxes.models
 from gateway.db import Base, make_engine
 from gateway.migrate import alembic_config, current_revision, downgrade, upgrade

@@ -69,6 +69,13 @@ class AuditAction(StrEnum):
     USER_PASSWORD_CHANGED = "user-password-changed"  # noqa: S105 (an action name)
     ADMIN_GRANTED = "admin-granted"
     ADMIN_REVOKED = "admin-revoked"
+    ROLE_GRANTED = "role-granted"
+    ROLE_REVOKED = "role-revoked"
+    API_TOKEN_CREATED = "api-token-created"  # noqa: S105 (an action name)
+    API_TOKEN_REVOKED = "api-token-revoked"  # noqa: S105 (an action name)
+    SECOND_FACTOR_ENROLLED = "second-factor-enrolled"
+    SECOND_FACTOR_RESET = "second-factor-reset"
+    RECOVERY_CODE_USED = "recovery-code-used"
 
     # Shared mailboxes.
     MAILBOX_ADDED = "mailbox-added"
