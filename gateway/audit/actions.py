@@ -80,3 +80,10 @@ class AuditAction(StrEnum):
     # Shared mailboxes.
     MAILBOX_ADDED = "mailbox-added"
     MAILBOX_CHANGED = "mailbox-changed"
+    MAILBOX_MEMBER_ADDED = "mailbox-member-added"
+    MAILBOX_MEMBER_REMOVED = "mailbox-member-removed"
+
+    # Tickets: reading content, and replies sent as the mailbox (everything else a ticket
+    # goes through is in its own history).
+    TICKET_CONTENT_READ = "ticket-content-read"
+    TICKET_REPLY_SUBMITTED = "ticket-reply-submitted"
