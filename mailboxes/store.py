@@ -19,7 +19,7 @@ def stored_context(mailbox_id: int, message_id: int) -> bytes:
 _stored = table_of(StoredMessage)
 _FILED = select(_stored.c.id).where(_stored.c.mailbox_id == bindparam("box"),
                                     _stored.c.message_id == bindparam("mid"))
-_FILE = insert(_stored)
+_FILE = insert(_stored).returning(_stored.c.id)
 
 
 def seal_for_mailbox(master: MasterKey, mailbox_id: int, message_id: int,
@@ -28,19 +28,22 @@ def seal_for_mailbox(master: MasterKey, mailbox_id: int, message_id: int,
 
 
 def file_sealed(session: Session, *, mailbox_id: int, message_id: int, mail_from: str,
-                size: int, sealed: bytes, now: datetime) -> bool:
-    """File a sealed copy; False if it was filed already (a retry after a crash)."""
+                size: int, sealed: bytes, now: datetime, queue_id: str | None = None
+                ) -> int | None:
+    """File a sealed copy; its id, or None if it was filed already (a retry after a
+    crash)."""
     if session.execute(_FILED, {"box": mailbox_id, "mid": message_id}).first() is not None:
-        return False
-    session.execute(_FILE, {
-        "mailbox_id": mailbox_id, "message_id": message_id, "mail_from": mail_from,
-        "size": size, "delivered_at": now, "seen": False, "sealed": sealed,
-    })
-    return True
+        return None
+    return int(session.execute(_FILE, {
+        "mailbox_id": mailbox_id, "message_id": message_id, "seal_message_id": message_id,
+        "queue_id": queue_id, "mail_from": mail_from, "size": size, "delivered_at": now,
+        "seen": False, "sealed": sealed,
+    }).scalar_one())
 
 
 def read_message(master: MasterKey, stored: StoredMessage) -> bytes:
-    return open_sealed(master, stored.sealed, stored_context(stored.mailbox_id, stored.message_id))
+    return open_sealed(master, stored.sealed,
+                       stored_context(stored.mailbox_id, stored.seal_message_id))
 
 
 def messages_in(session: Session, mailbox_id: int) -> list[StoredMessage]:

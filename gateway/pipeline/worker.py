@@ -209,9 +209,10 @@ class Worker:
         for filing in ctx.filings:
             filed = file_sealed(session, mailbox_id=filing.route.mailbox_id,
                                 message_id=ctx.message_id, mail_from=ctx.mail_from,
-                                size=filing.size, sealed=filing.sealed, now=now)
+                                size=filing.size, sealed=filing.sealed, now=now,
+                                queue_id=ctx.queue_id)
             mark_delivered(session, ctx.message_id, filing.recipient, "filed in mailbox", now)
             events.append(audit.Event(self.name, "delivered", ctx.queue_id, {
                 "recipient": filing.recipient, "mailbox": filing.route.mailbox_address,
-                "already_filed": not filed}))
+                "already_filed": filed is None}))
         return events

@@ -1,0 +1,1 @@
+"""Tickets in shared mailboxes: numbers, threading, states, notes, history, replies."""
