@@ -274,6 +274,22 @@ class DemoSettings(_Section):
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8025, ge=0, le=65535)
+    # Serve HTTPS with [tls]'s certificate; needed when browsers reach it by a name other than
+    # loopback (session cookies are always Secure).
+    tls: bool = False
+    # Every staff user must set up a second factor (TOTP) before they reach anything else.
+    require_2fa: bool = True
+    session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    session_absolute_hours: int = Field(default=10, ge=1, le=7 * 24)
+
+
+class LoginSettings(_Section):
+    # Failed logins (web, API, SMTP AUTH) before a user name or a client address is locked.
+    free_failures_per_user: int = Field(default=5, ge=1)
+    free_failures_per_address: int = Field(default=20, ge=1)
+    # The first lockout; each further failure doubles it up to the maximum.
+    lockout_seconds: int = Field(default=30, ge=1)
+    max_lockout_seconds: int = Field(default=3600, ge=1)
 
 
 class LoggingSettings(_Section):
@@ -311,6 +327,7 @@ class Settings(BaseSettings):
     consent: ConsentSettings = ConsentSettings()
     demo: DemoSettings = DemoSettings()
     web: WebSettings = WebSettings()
+    login: LoginSettings = LoginSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod
