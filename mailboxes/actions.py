@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from gateway import audit
+from gateway.audit import AuditAction
 from mailboxes.directory import add_mailbox, change_mailbox, normalise_address
 from mailboxes.models import Mailbox
 
@@ -17,7 +18,7 @@ from mailboxes.models import Mailbox
 def create_mailbox(session: Session, address: str, name: str, *, actor: str,
                    sensitive: bool = False) -> Mailbox:
     mailbox = add_mailbox(session, address, name, sensitive=sensitive)
-    audit.record(session, actor=actor, action="mailbox-added", detail={
+    audit.record(session, actor=actor, action=AuditAction.MAILBOX_ADDED, detail={
         "mailbox": mailbox.address, "name": mailbox.name, "sensitive": mailbox.sensitive})
     return mailbox
 
@@ -30,7 +31,7 @@ def update_mailbox(session: Session, address: str, *, actor: str, name: str | No
     """
     changes = change_mailbox(session, address, name=name, sensitive=sensitive)
     if changes:
-        audit.record(session, actor=actor, action="mailbox-changed", detail={
+        audit.record(session, actor=actor, action=AuditAction.MAILBOX_CHANGED, detail={
             "mailbox": normalise_address(address),
             **{field: {"from": before, "to": after}
                for field, (before, after) in changes.items()}})

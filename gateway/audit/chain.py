@@ -3,6 +3,11 @@
 Each entry's hash covers its own fields and the previous entry's hash, so changing, deleting
 or reordering any entry breaks the chain from there on. Entries are written in the caller's
 transaction, so a state change and its record commit together or not at all.
+
+An entry's personal part (gateway.audit.personal) is stored sealed under the key of its
+month (gateway.audit.keys), and the hash covers the sealed blob, never the plaintext: once a
+month's key is destroyed its personal data is gone, and the chain still verifies. Writing
+needs the master key; the session's connection offers it (gateway.db.make_engine).
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from crypto.at_rest import MasterKey
+from gateway.audit import keys, personal
+from gateway.audit.actions import AuditAction
 from gateway.db import table_of
 from gateway.models import AuditEntry, AuditHead, utcnow
 
@@ -29,12 +37,15 @@ def canonical(detail: Mapping[str, Any]) -> str:
 
 
 def entry_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str,
-               queue_id: str | None, detail: str) -> str:
-    body = canonical({
+               queue_id: str | None, detail: str, sealed: bytes | None = None) -> str:
+    fields: dict[str, Any] = {
         "seq": seq, "at": at.isoformat(), "actor": actor, "action": action,
         "queue_id": queue_id, "detail": detail,
-    })
-    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+    }
+    if sealed is not None:
+        # The blob as stored, so altering it breaks the chain like altering any clear field.
+        fields["sealed"] = hashlib.sha256(sealed).hexdigest()
+    return hashlib.sha256((prev_hash + canonical(fields)).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -42,7 +53,7 @@ class Event:
     """One thing to record: who or what, did which action, to which message, and why."""
 
     actor: str
-    action: str
+    action: AuditAction
     queue_id: str | None = None
     detail: Mapping[str, Any] | None = None
 
@@ -58,7 +69,7 @@ _SET_HEAD_HASH = update(_head).where(_head.c.id == 1).values(last_hash=bindparam
 _INSERT_ENTRY = insert(table_of(AuditEntry))
 
 
-def record(session: Session, *, actor: str, action: str, queue_id: str | None = None,
+def record(session: Session, *, actor: str, action: AuditAction, queue_id: str | None = None,
            detail: Mapping[str, Any] | None = None) -> str:
     """Append one entry in the caller's transaction; returns its hash."""
     return record_many(session, [Event(actor, action, queue_id, detail)])[0]
@@ -68,6 +79,8 @@ def record_many(session: Session, events: Sequence[Event]) -> list[str]:
     """Append entries in order, in the caller's transaction; returns their hashes."""
     if not events:
         return []
+    for event in events:
+        _known(event.action)
     head = session.execute(_ADVANCE_HEAD, {"n": len(events)}).one_or_none()
     if head is None:
         # Migration 0002 creates the head; a database without one starts the chain here.
@@ -79,17 +92,34 @@ def record_many(session: Session, events: Sequence[Event]) -> list[str]:
     at = utcnow()
     rows = []
     digests = []
+    key: MasterKey | None = None
     for seq, event in enumerate(events, start=last_seq - len(events) + 1):
-        text = canonical(event.detail or {})
-        digest = entry_hash(prev, seq, at, event.actor, event.action, event.queue_id, text)
-        rows.append({"seq": seq, "at": at, "actor": event.actor, "action": event.action,
-                     "queue_id": event.queue_id, "detail": text, "prev_hash": prev,
-                     "entry_hash": digest})
+        part = personal.split(event.actor, event.detail or {})
+        text = canonical(part.detail)
+        sealed = None
+        if part.personal is not None:
+            key = key or keys.key_for_writing(session, keys.period_of(at), at)
+            sealed = keys.seal_personal(key, seq, part.personal)
+        digest = entry_hash(prev, seq, at, part.actor, event.action, event.queue_id, text,
+                            sealed)
+        rows.append({"seq": seq, "at": at, "actor": part.actor, "action": event.action,
+                     "queue_id": event.queue_id, "detail": text, "sealed": sealed,
+                     "prev_hash": prev, "entry_hash": digest})
         digests.append(digest)
         prev = digest
     session.execute(_INSERT_ENTRY, rows)
     session.execute(_SET_HEAD_HASH, {"digest": prev})
     return digests
+
+
+def _known(action: str) -> None:
+    # Typed callers cannot pass anything else, but a str slips past at run time; refused
+    # before anything is written, so the trail only holds actions that mean something.
+    try:
+        AuditAction(action)
+    except ValueError:
+        raise ValueError(f"unknown audit action {action!r}: add it to "
+                         "gateway.audit.actions.AuditAction first") from None
 
 
 @dataclass(frozen=True)
@@ -113,7 +143,7 @@ def verify(session: Session, batch: int = 5000) -> VerifyResult:
             return VerifyResult(False, checked, entry.seq,
                                 "does not link to the previous entry")
         recomputed = entry_hash(prev, entry.seq, entry.at, entry.actor, entry.action,
-                                entry.queue_id, entry.detail)
+                                entry.queue_id, entry.detail, entry.sealed)
         if recomputed != entry.entry_hash:
             return VerifyResult(False, checked, entry.seq,
                                 "content does not match its hash (altered)")

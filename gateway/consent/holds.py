@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crypto.at_rest import MasterKey, open_sealed
 from gateway import audit
+from gateway.audit import AuditAction
 from gateway.clock import Clock
 from gateway.consent.errors import ConsentConflict, ConsentError, ConsentNotFound
 from gateway.consent.models import StatutoryApproval
@@ -83,8 +84,8 @@ def recheck_case(session: Session, case: str, *, actor: str, now: datetime, why:
                                                      Message.state == state).values(**values))
         if done.rowcount:  # type: ignore[attr-defined]
             woken.append(queue_id)
-            audit.record(session, actor=actor, action="consent-recheck", queue_id=queue_id,
-                         detail={"reason": why})
+            audit.record(session, actor=actor, action=AuditAction.CONSENT_RECHECK,
+                         queue_id=queue_id, detail={"reason": why})
     return woken
 
 
@@ -142,7 +143,7 @@ def expire_holds(session: Session, settings: Settings, master_key: MasterKey, *,
                         original=original, failures=[Failure(a, "5.7.1", reason)
                                                      for a in pending],
                         actor=actor, now=now)
-        audit.record(session, actor=actor, action="consent-hold-expired",
+        audit.record(session, actor=actor, action=AuditAction.CONSENT_HOLD_EXPIRED,
                      queue_id=message.queue_id, detail={"reason": reason})
         expired.append(message.queue_id)
     return expired
@@ -190,7 +191,7 @@ def approve_statutory(session: Session, queue_id: str, *, approver: str, reason:
     session.execute(update(Message).where(Message.id == message.id).values(
         state=MessageState.DEFERRED, next_attempt_at=now, updated_at=now,
         reason=f"re-queued: statutory transfer approved by {approver}"))
-    audit.record(session, actor=approver, action="statutory-approved", queue_id=queue_id,
+    audit.record(session, actor=approver, action=AuditAction.STATUTORY_APPROVED, queue_id=queue_id,
                  detail={"reason": reason.strip()})
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey, open_sealed, seal
 from gateway import audit
+from gateway.audit import AuditAction
 from gateway.consent.classify import canonical_category
 from gateway.consent.errors import ConsentConflict, ConsentError, ConsentNotFound
 from gateway.consent.models import ConsentDocument, ConsentRelease, ConsentVersion
@@ -272,7 +273,7 @@ def add_release(session: Session, master_key: MasterKey, settings: ConsentSettin
                document_id=stored.id if stored else None)
     session.add(row)
     session.flush()
-    audit.record(session, actor=actor, action="consent-added", detail=_audit_detail(row))
+    audit.record(session, actor=actor, action=AuditAction.CONSENT_ADDED, detail=_audit_detail(row))
     return _view(session, master_key, row)
 
 
@@ -317,7 +318,7 @@ def change_release(session: Session, master_key: MasterKey, settings: ConsentSet
     row = _row(master_key, release_id, latest.version + 1, clean, recorded_by=actor,
                recorded_at=now, document_id=stored.id if stored else latest.document_id)
     _append(session, row)
-    audit.record(session, actor=actor, action="consent-changed",
+    audit.record(session, actor=actor, action=AuditAction.CONSENT_CHANGED,
                  detail={**_audit_detail(row), "note": clean.note})
     return _view(session, master_key, row)
 
@@ -350,7 +351,7 @@ def revoke_release(session: Session, master_key: MasterKey, release_id: int, *, 
                recorded_at=now, document_id=latest.document_id, revoked_at=at,
                revoked_by=actor)
     _append(session, row)
-    audit.record(session, actor=actor, action="consent-revoked",
+    audit.record(session, actor=actor, action=AuditAction.CONSENT_REVOKED,
                  detail={**_audit_detail(row), "revoked_at": at.isoformat(),
                          "reason": reason.strip()})
     return _view(session, master_key, row)
@@ -401,7 +402,7 @@ def read_release(session: Session, master_key: MasterKey, release_id: int, *, ac
     is recorded in the audit trail (release and versions, never the names) in the caller's
     transaction. ``via``: "cli" or "api"."""
     views = history(session, master_key, release_id)
-    audit.record(session, actor=actor, action="consent-read", detail={
+    audit.record(session, actor=actor, action=AuditAction.CONSENT_READ, detail={
         "release": release_id, "versions": [v.release.version for v in views], "via": via})
     return views
 
@@ -411,7 +412,7 @@ def read_releases(session: Session, master_key: MasterKey, *, case: str | None, 
     """The current version of every release (of one case) with its personal part, for
     ``actor`` to see; recorded in the audit trail like ``read_release``."""
     views = [_view(session, master_key, r) for r in _latest_rows(session, case)]
-    audit.record(session, actor=actor, action="consent-listed", detail={
+    audit.record(session, actor=actor, action=AuditAction.CONSENT_LISTED, detail={
         "case": case, "releases": [[v.release.id, v.release.version] for v in views],
         "via": via})
     return views
@@ -456,7 +457,7 @@ def read_document(session: Session, master_key: MasterKey, release_id: int,
     doc = session.get(ConsentDocument, chosen.document_id)
     assert doc is not None  # the foreign key guarantees it
     data = open_sealed(master_key, doc.sealed, _document_context(doc.sha256))
-    audit.record(session, actor=actor, action="consent-document-read",
+    audit.record(session, actor=actor, action=AuditAction.CONSENT_DOCUMENT_READ,
                  detail={"release": release_id, "version": chosen.version,
                          "document": doc.id})
     info = DocumentInfo(doc.id, doc.filename, doc.content_type, doc.size, doc.sha256)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey
 from gateway import audit
+from gateway.audit import AuditAction
 from gateway.db import table_of
 from gateway.delivery.dsn import Failure, build_dsn
 from gateway.models import Direction, Message, Recipient, RecipientState
@@ -110,9 +111,8 @@ def fail_recipients(session: Session, master: MasterKey, settings: Settings, *,
             direction=Direction.OUTBOUND, mail_from="", rcpt_tos=[message.mail_from], data=dsn,
         ), actor=actor, now=now)
         dsn_queue_id = bounce.queue_id
-    audit.record(session, actor=actor, action="bounced", queue_id=message.queue_id, detail={
-        "failures": [{"recipient": f.recipient, "status": f.status,
-                      "diagnostic": f.diagnostic} for f in failures],
-        "dsn": dsn_queue_id,
-    })
+    audit.record(session, actor=actor, action=AuditAction.BOUNCED, queue_id=message.queue_id,
+                 detail={"failures": [{"recipient": f.recipient, "status": f.status,
+                                       "diagnostic": f.diagnostic} for f in failures],
+                         "dsn": dsn_queue_id})
     return dsn_queue_id

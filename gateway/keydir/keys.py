@@ -20,6 +20,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from gateway import audit
+from gateway.audit import AuditAction
 from gateway.keydir.addresses import normalise
 from gateway.keydir.errors import Conflict, KeyDirError, NotFound
 from gateway.keydir.material import ParsedKey, is_self_signed_der, parse_partner_material
@@ -165,7 +166,7 @@ def import_partner_keys(session: Session, data: bytes, *, actor: str, source: Ke
             # An admin naming the partner of a key harvested before the partner existed.
             existing.partner = owner
             session.flush()
-            audit.record(session, actor=actor, action="key-assigned",
+            audit.record(session, actor=actor, action=AuditAction.KEY_ASSIGNED,
                          detail={**_facts(existing), "partner": owner.name})
         refreshed = _refresh(session, existing, item, actor)
         if approve and existing.status in (KeyStatus.PENDING, KeyStatus.REJECTED):
@@ -193,7 +194,7 @@ def _refresh(session: Session, key: PartnerKey, item: ParsedKey, actor: str) -> 
     key.can_encrypt, key.warning, key.algorithm = item.can_encrypt, item.warning, item.algorithm
     key.addresses = kept
     session.flush()
-    audit.record(session, actor=actor, action="key-refreshed", detail={
+    audit.record(session, actor=actor, action=AuditAction.KEY_REFRESHED, detail={
         **_facts(key), "not_after": [_iso(before), _iso(key.not_after)],
         "addresses": key.address_list})
     return True
@@ -266,12 +267,18 @@ def revoke_key(session: Session, key_id: int, actor: str, now: datetime) -> Part
     return key
 
 
+# A pending key is never decided into: it is where keys start.
+_DECIDED = {KeyStatus.APPROVED: AuditAction.KEY_APPROVED,
+            KeyStatus.REJECTED: AuditAction.KEY_REJECTED,
+            KeyStatus.REVOKED: AuditAction.KEY_REVOKED}
+
+
 def _decide(session: Session, key: PartnerKey, status: KeyStatus, actor: str,
             now: datetime) -> None:
     before = key.status
     key.status, key.decided_by, key.decided_at = status, actor, now
     session.flush()
-    audit.record(session, actor=actor, action=f"key-{status}", detail={
+    audit.record(session, actor=actor, action=_DECIDED[status], detail={
         **_facts(key), "from": str(before)})
     if status is KeyStatus.APPROVED:
         _release_waiting(session, key, actor, now)
@@ -304,7 +311,7 @@ def _store(session: Session, item: ParsedKey, partner_id: int | None, status: Ke
         addresses=[PartnerKeyAddress(address=a) for a in item.addresses])
     session.add(key)
     session.flush()
-    action = "key-harvested" if source is KeySource.HARVEST else "key-added"
+    action = AuditAction.KEY_HARVESTED if source is KeySource.HARVEST else AuditAction.KEY_ADDED
     audit.record(session, actor=actor, action=action, queue_id=queue_id, detail={
         **_facts(key), "source": str(source), "source_detail": source_detail,
         "addresses": list(item.addresses), "warning": item.warning})

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey, open_sealed, seal
 from gateway import audit
+from gateway.audit import AuditAction
 from gateway.keydir.addresses import check_own_address, domain_of, normalise
 from gateway.keydir.errors import Conflict, KeyDirError, NotFound
 from gateway.keydir.material import (
@@ -131,7 +132,7 @@ def retire_own_key(session: Session, key_id: int, *, actor: str, now: datetime) 
         raise Conflict(f"own key {key_id} is retired already")
     key.retired, key.retired_at, key.retired_by = True, now, actor
     session.flush()
-    audit.record(session, actor=actor, action="own-key-retired", detail=_facts(key))
+    audit.record(session, actor=actor, action=AuditAction.OWN_KEY_RETIRED, detail=_facts(key))
     return key
 
 
@@ -270,7 +271,7 @@ def store_own_key(session: Session, master_key: MasterKey, *, address: str, kind
                  retired=False)
     session.add(key)
     session.flush()
-    audit.record(session, actor=actor, action="own-key-added", detail={**_facts(key),
+    audit.record(session, actor=actor, action=AuditAction.OWN_KEY_ADDED, detail={**_facts(key),
                                                                        "how": how})
     return key
 

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import audit
+from gateway.audit import AuditAction
 from gateway.keydir.addresses import check_pattern, domain_of, normalise
 from gateway.keydir.errors import Conflict, KeyDirError, NotFound
 from gateway.keydir.models import InvalidSignature, Partner, PartnerAddress
@@ -109,7 +110,7 @@ def add_partner(session: Session, name: str, *, actor: str, now: datetime,
     session.add(partner)
     session.flush()
     added = [_add_pattern(session, partner, p) for p in dict.fromkeys(wanted)]
-    audit.record(session, actor=actor, action="partner-added", detail={
+    audit.record(session, actor=actor, action=AuditAction.PARTNER_ADDED, detail={
         "partner": name, "patterns": added, **_policy_facts(partner)})
     _release_waiting(session, added, actor, now, f"partner {name!r} added")
     return partner
@@ -156,7 +157,7 @@ def update_partner(session: Session, name: str, *, actor: str, now: datetime,
         partner.updated_at = now
         partner.updated_by = actor
         session.flush()
-        audit.record(session, actor=actor, action="partner-changed",
+        audit.record(session, actor=actor, action=AuditAction.PARTNER_CHANGED,
                      detail={"partner": partner.name, "changes": changes})
         if set(changes) - {"name", "note"}:
             _release_waiting(session, [p.pattern for p in partner.patterns], actor, now,
@@ -170,7 +171,7 @@ def delete_partner(session: Session, name: str, *, actor: str) -> None:
     patterns = [p.pattern for p in partner.patterns]
     session.delete(partner)
     session.flush()
-    audit.record(session, actor=actor, action="partner-removed",
+    audit.record(session, actor=actor, action=AuditAction.PARTNER_REMOVED,
                  detail={"partner": partner.name, "patterns": patterns})
 
 
@@ -179,7 +180,7 @@ def add_partner_pattern(session: Session, name: str, pattern: str, *, actor: str
     partner = get_partner(session, name)
     added = _add_pattern(session, partner, pattern)
     _touch(partner, actor, now)
-    audit.record(session, actor=actor, action="partner-address-added",
+    audit.record(session, actor=actor, action=AuditAction.PARTNER_ADDRESS_ADDED,
                  detail={"partner": partner.name, "pattern": added})
     _release_waiting(session, [added], actor, now, f"{added} added to partner {partner.name!r}")
     return added
@@ -195,7 +196,7 @@ def remove_partner_pattern(session: Session, name: str, pattern: str, *, actor: 
     partner.patterns.remove(match)
     _touch(partner, actor, now)
     session.flush()
-    audit.record(session, actor=actor, action="partner-address-removed",
+    audit.record(session, actor=actor, action=AuditAction.PARTNER_ADDRESS_REMOVED,
                  detail={"partner": partner.name, "pattern": wanted})
     _release_waiting(session, [wanted], actor, now,
                      f"{wanted} removed from partner {partner.name!r}")

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from gateway.audit import AuditAction
 from gateway.delivery import notices
 from gateway.delivery.dsn import Failure, build_notice
 from gateway.delivery.recipients import fail_recipients, failed_responses
@@ -42,8 +43,8 @@ class Disposition:
         return self.outcome.state
 
     @property
-    def audit_action(self) -> str:
-        return self.state.value
+    def audit_action(self) -> AuditAction:
+        return AuditAction(self.state.value)
 
 
 # Most specific first: the first row the outcome is an instance of applies. A bare
@@ -68,7 +69,7 @@ class Applied:
 
     state: MessageState
     reason: str | None
-    audit_action: str
+    audit_action: AuditAction
     next_attempt: datetime | None = None
 
 
@@ -131,7 +132,7 @@ def _completed(at: Finishing) -> Applied:
         state, reason = MessageState.FAILED, _undeliverable_notice(at)
     else:
         state, reason = MessageState.REJECTED, "no recipient could be delivered"
-    return Applied(state, reason, state.value)
+    return Applied(state, reason, AuditAction(state.value))
 
 
 def _undeliverable_notice(at: Finishing) -> str:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from crypto.at_rest import open_sealed
 from crypto.errors import SealError
 from gateway import audit
+from gateway.audit import AuditAction
 from gateway.db import read_scope, session_scope
 from gateway.delivery.journal import Noted
 from gateway.delivery.recipients import (
@@ -144,10 +145,11 @@ class Worker:
                 for note in found:
                     mark_delivered(session, claim.message_id, note.recipient, note.reply,
                                    datetime.fromtimestamp(note.noted_at, UTC))
-                audit.record_many(session, [audit.Event(self.name, "delivered", claim.queue_id, {
-                    "recipient": n.recipient, "relay": n.relay, "reply": n.reply,
-                    "noted_at": datetime.fromtimestamp(n.noted_at, UTC).isoformat(),
-                    "recorded_from": "relay journal"}) for n in found])
+                audit.record_many(session, [audit.Event(
+                    self.name, AuditAction.DELIVERED, claim.queue_id, {
+                        "recipient": n.recipient, "relay": n.relay, "reply": n.reply,
+                        "noted_at": datetime.fromtimestamp(n.noted_at, UTC).isoformat(),
+                        "recorded_from": "relay journal"}) for n in found])
             log.warning("%s: %d recipient(s) were relayed before the previous worker stopped; "
                         "recorded from the relay journal, not sent again", claim.queue_id,
                         len(found), extra={"queue_id": claim.queue_id})
@@ -163,7 +165,7 @@ class Worker:
         with session_scope(self.services.sessions) as session:
             release(session, claim, state=MessageState.FAILED, reason=reason,
                     now=self.services.clock())
-            audit.record(session, actor=self.name, action="failed",
+            audit.record(session, actor=self.name, action=AuditAction.FAILED,
                          queue_id=claim.queue_id, detail={"reason": reason})
 
     def _finish(self, claim: Claim, ctx: MessageContext, result: PipelineResult, *,
@@ -212,7 +214,7 @@ class Worker:
                                 size=filing.size, sealed=filing.sealed, now=now,
                                 queue_id=ctx.queue_id)
             mark_delivered(session, ctx.message_id, filing.recipient, "filed in mailbox", now)
-            events.append(audit.Event(self.name, "delivered", ctx.queue_id, {
+            events.append(audit.Event(self.name, AuditAction.DELIVERED, ctx.queue_id, {
                 "recipient": filing.recipient, "mailbox": filing.route.mailbox_address,
                 "already_filed": filed is None}))
         return events

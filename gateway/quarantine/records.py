@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from crypto.at_rest import MasterKey, open_sealed
 from crypto.errors import SealError
 from gateway import audit
+from gateway.audit import AuditAction
 from gateway.clock import Clock, system_clock
 from gateway.db import read_scope, session_scope
 from gateway.models import (
@@ -224,7 +225,7 @@ def approve_release(session: Session, queue_id: str, *, admin: str, reason: str,
                               "already; a second, different admin must approve")
     actor = f"admin:{admin}"
     _decide(session, message, DecisionAction.RELEASE_APPROVAL, admin, reason, now)
-    audit.record(session, actor=actor, action="quarantine-release-approval",
+    audit.record(session, actor=actor, action=AuditAction.QUARANTINE_RELEASE_APPROVAL,
                  queue_id=message.queue_id,
                  detail=_detail(operator, reason=reason, approvals=[*earlier, admin]))
     if len(earlier) + 1 < REQUIRED_APPROVALS:
@@ -236,7 +237,7 @@ def approve_release(session: Session, queue_id: str, *, admin: str, reason: str,
     if verdict != RescanVerdict.CLEAN:
         _decide(session, message, DecisionAction.RELEASE_REFUSED, admin,
                 f"re-scan {verdict.value}: {detail}", now)
-        audit.record(session, actor=actor, action="quarantine-release-refused",
+        audit.record(session, actor=actor, action=AuditAction.QUARANTINE_RELEASE_REFUSED,
                      queue_id=message.queue_id,
                      detail=_detail(operator, verdict=verdict.value, scan=detail,
                                     approvals_cleared=list(approvals)))
@@ -250,7 +251,8 @@ def approve_release(session: Session, queue_id: str, *, admin: str, reason: str,
     message.next_attempt_at = now
     message.updated_at = now
     message.reason = "released by " + " and ".join(approvals)
-    audit.record(session, actor=actor, action="quarantine-released", queue_id=message.queue_id,
+    audit.record(session, actor=actor, action=AuditAction.QUARANTINE_RELEASED,
+                 queue_id=message.queue_id,
                  detail=_detail(operator, approvals=list(approvals), scan=detail,
                                 previous_reason=previous_reason))
     session.flush()
@@ -282,7 +284,7 @@ def delete(session: Session, queue_id: str, *, admin: str, reason: str, now: dat
     message.state = MessageState.REJECTED
     message.updated_at = now
     message.reason = f"{why}: {reason}"
-    audit.record(session, actor=f"admin:{admin}", action="quarantine-deleted",
+    audit.record(session, actor=f"admin:{admin}", action=AuditAction.QUARANTINE_DELETED,
                  queue_id=message.queue_id,
                  detail=_detail(operator, reason=reason, previous_reason=previous_reason,
                                 failed_recipients=failed))
@@ -335,7 +337,7 @@ def rescan_all(sessions: sessionmaker[Session], master_key: MasterKey, rescanner
             else:
                 session.add(QuarantineRescan(message_id=message_id, at=clock(),
                                              verdict=verdict, detail=detail))
-                audit.record(session, actor=actor, action="quarantine-rescanned",
+                audit.record(session, actor=actor, action=AuditAction.QUARANTINE_RESCANNED,
                              queue_id=queue_id, detail={"verdict": verdict.value,
                                                         "scan": detail, "state": state.value})
                 counts[verdict] += 1

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from gateway import audit
+from gateway.audit import AuditAction
 from gateway.errors import GatewayError
 from gateway.models import Message, MessageState, RecipientState
 
@@ -53,7 +54,7 @@ def retry(session: Session, queue_id: str, *, operator: str, now: datetime) -> M
     message.next_attempt_at = now
     message.updated_at = now
     message.reason = f"retry requested by {operator}"
-    audit.record(session, actor=operator, action="retry", queue_id=message.queue_id,
+    audit.record(session, actor=operator, action=AuditAction.RETRY, queue_id=message.queue_id,
                  detail={"previous_state": previous.value,
                          "previous_reason": previous_reason,
                          **({"recipients_reset": reset} if reset else {})})

@@ -20,6 +20,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import audit
+from gateway.audit import AuditAction
 from gateway.models import Direction, Message, MessageState, Recipient, RecipientState
 
 # How the reason of a message held for a missing key starts (gateway.policy.outbound writes
@@ -51,6 +52,6 @@ def requeue_held_for(session: Session, addresses: Iterable[str], *, actor: str,
                                               Message.state == MessageState.HELD)
                         .values(state=MessageState.DEFERRED, next_attempt_at=now,
                                 updated_at=now, reason=f"re-queued: {why}"))
-        audit.record(session, actor=actor, action="requeued", queue_id=queue_id,
+        audit.record(session, actor=actor, action=AuditAction.REQUEUED, queue_id=queue_id,
                      detail={"reason": why})
     return [queue_id for _, queue_id in rows]

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey, seal
 from gateway import audit
+from gateway.audit import AuditAction
 from gateway.db import table_of
 from gateway.models import (
     Direction,
@@ -126,7 +127,7 @@ def store_batch(session: Session, batch: Sequence[Arrival]) -> list[Stored]:
     ])
     session.execute(_INSERT_CONTENT, [{"message_id": mid, "sealed": p.sealed}
                                       for mid, p in pairs])
-    audit.record_many(session, [audit.Event(a.actor, "received", a.prepared.queue_id, {
+    audit.record_many(session, [audit.Event(a.actor, AuditAction.RECEIVED, a.prepared.queue_id, {
         "direction": a.prepared.envelope.direction.value,
         "mail_from": a.prepared.envelope.mail_from,
         "recipients": list(a.prepared.recipients),

@@ -15,6 +15,7 @@ from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import audit
+from gateway.audit import AuditAction
 from gateway.db import table_of
 from gateway.models import RUNNABLE_STATES, Direction, Message, MessageState, SealedContent
 
@@ -64,7 +65,7 @@ def claim_next(session: Session, owner: str, now: datetime, lease_seconds: float
     session.execute(_TAKE, {"mid": message_id, "owner": owner, "attempts": attempts + 1,
                             "until": now + timedelta(seconds=lease_seconds), "now": now})
     if state == MessageState.PROCESSING:
-        audit.record(session, actor=owner, action="lease-expired", queue_id=queue_id,
+        audit.record(session, actor=owner, action=AuditAction.LEASE_EXPIRED, queue_id=queue_id,
                      detail={"note": "previous worker stopped; message resumed"})
     return Claim(message_id, queue_id, owner, attempts + 1)
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from gateway import audit
+from gateway.audit import AuditAction
 from gateway.models import StaffUser
 from gateway.staff import users as staff
 
@@ -26,7 +27,7 @@ def create_user(session: Session, username: str, password: str, *, actor: str,
                 now: datetime | None = None) -> StaffUser:
     user = staff.add_user(session, username, password, addresses=addresses, now=now,
                           admin=admin)
-    audit.record(session, actor=actor, action="user-added", detail={
+    audit.record(session, actor=actor, action=AuditAction.USER_ADDED, detail={
         "user": username, "admin": admin, "addresses": [a.address for a in user.addresses]})
     return user
 
@@ -35,7 +36,7 @@ def grant_address(session: Session, username: str, address: str, *, actor: str) 
     """Let ``username`` submit as ``address``; False (and no entry) if they could already."""
     added = staff.add_address(session, username, address)
     if added:
-        audit.record(session, actor=actor, action="user-address-added",
+        audit.record(session, actor=actor, action=AuditAction.USER_ADDRESS_ADDED,
                      detail={"user": username, "address": staff.normalise_address(address)})
     return added
 
@@ -44,7 +45,7 @@ def remove_address(session: Session, username: str, address: str, *, actor: str)
     """Stop ``username`` submitting as ``address``; False (and no entry) if they could not."""
     removed = staff.remove_address(session, username, address)
     if removed:
-        audit.record(session, actor=actor, action="user-address-removed",
+        audit.record(session, actor=actor, action=AuditAction.USER_ADDRESS_REMOVED,
                      detail={"user": username, "address": staff.normalise_address(address)})
     return removed
 
@@ -53,7 +54,8 @@ def set_admin(session: Session, username: str, admin: bool, *, actor: str) -> bo
     """Grant or revoke the admin right; returns whether it changed."""
     changed = staff.set_admin(session, username, admin) != admin
     if changed:
-        audit.record(session, actor=actor, action="admin-granted" if admin else "admin-revoked",
+        audit.record(session, actor=actor,
+                     action=AuditAction.ADMIN_GRANTED if admin else AuditAction.ADMIN_REVOKED,
                      detail={"user": username})
     return changed
 
@@ -67,7 +69,7 @@ def set_disabled(session: Session, username: str, disabled: bool, *, actor: str)
     changed = staff.set_disabled(session, username, disabled) != disabled
     if changed:
         audit.record(session, actor=actor,
-                     action="user-disabled" if disabled else "user-enabled",
+                     action=AuditAction.USER_DISABLED if disabled else AuditAction.USER_ENABLED,
                      detail={"user": username})
     return changed
 
@@ -75,5 +77,5 @@ def set_disabled(session: Session, username: str, disabled: bool, *, actor: str)
 def change_password(session: Session, username: str, password: str, *, actor: str) -> None:
     staff.set_password(session, username, password)
     # The fact only: neither the password nor its hash belongs in the trail.
-    audit.record(session, actor=actor, action="user-password-changed",
+    audit.record(session, actor=actor, action=AuditAction.USER_PASSWORD_CHANGED,
                  detail={"user": username})

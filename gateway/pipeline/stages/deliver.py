@@ -24,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from gateway import audit
+from gateway.audit import AuditAction
 from gateway.consent.records import still_current
 from gateway.db import read_scope, session_scope
 from gateway.delivery.dsn import Failure
@@ -175,7 +176,7 @@ class DeliverStage:
                 elif not reply.permanent:
                     note_attempt(session, ctx.message_id, address, str(reply))
             audit.record_many(session, [audit.Event(
-                ctx.worker, "delivered", ctx.queue_id,
+                ctx.worker, AuditAction.DELIVERED, ctx.queue_id,
                 {"recipient": address, "relay": hop, "reply": str(reply)})
                 for address, reply in delivered])
         if delivered and not noted:
