@@ -43,7 +43,7 @@ LoginOutcome = Verified | Refused | Locked
 
 def password_login(sessions: sessionmaker[Session], attempt: Attempt, password: str,
                    settings: LoginSettings, now: datetime) -> LoginOutcome:
-    username = attempt.username
+    username = attempt.username or ""
     plausible = (0 < len(username) <= staff.MAX_USERNAME_LENGTH
                  and len(password) <= staff.MAX_PASSWORD_LENGTH)
     password_hash: str | None = None

@@ -36,14 +36,16 @@ class Key(StrEnum):
 
 @dataclass(frozen=True)
 class Attempt:
-    """Who tries to log in: the user name as typed and the client's address (None when the
-    transport has none, e.g. a Unix socket)."""
+    """Who tries to log in: the user name as typed (None for a bearer token, which names no
+    one) and the client's address (None when the transport has none, e.g. a Unix socket)."""
 
-    username: str
+    username: str | None
     address: str | None
 
     def keys(self) -> list[tuple[Key, str]]:
-        keys = [(Key.USER, _digest(self.username.casefold()))]
+        keys = []
+        if self.username is not None:
+            keys.append((Key.USER, _digest(self.username.casefold())))
         if self.address:
             keys.append((Key.ADDRESS, _digest(self.address)))
         return keys
@@ -86,9 +88,10 @@ def record_failure(session: Session, attempt: Attempt, settings: LoginSettings,
 
 def record_success(session: Session, attempt: Attempt) -> None:
     """Forget the name's failures after a successful login."""
-    kind, key_hash = attempt.keys()[0]
-    session.execute(delete(LoginFailure).where(LoginFailure.kind == kind,
-                                               LoginFailure.key_hash == key_hash))
+    for kind, key_hash in attempt.keys():
+        if kind == Key.USER:
+            session.execute(delete(LoginFailure).where(LoginFailure.kind == kind,
+                                                       LoginFailure.key_hash == key_hash))
 
 
 def _forget_after(settings: LoginSettings) -> timedelta:
