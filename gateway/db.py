@@ -6,6 +6,7 @@ a CLI command): they open ``session_scope`` and commit once. Data functions neve
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, Table, create_engine, event, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from crypto.at_rest import MasterKey
 from gateway.settings import Settings
 
 
@@ -37,8 +39,27 @@ def is_sqlite(url: str) -> bool:
 def make_engine(settings: Settings) -> Engine:
     url = settings.database.url
     if is_sqlite(url):
-        return _sqlite_engine(sqlite_url_for(settings), settings.database.echo)
-    return create_engine(url, echo=settings.database.echo, pool_pre_ping=True)
+        engine = _sqlite_engine(sqlite_url_for(settings), settings.database.echo)
+    else:
+        engine = create_engine(url, echo=settings.database.echo, pool_pre_ping=True)
+    _offer_master_key(engine, settings.resolve(settings.storage.master_key_file))
+    return engine
+
+
+# Where a connection offers the master key (a function that loads it once): the audit trail
+# seals every entry's personal part under a key wrapped with it (gateway.audit.keys), and
+# every unit of work that records reaches it through its session, whichever edge opened it.
+MASTER_KEY_INFO = "xgate_master_key"
+
+
+def _offer_master_key(engine: Engine, path: Path) -> None:
+    # Read when first needed, not here: a database opened only to read or migrate works
+    # without the key file.
+    source = functools.cache(lambda: MasterKey.load(path))
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(_dbapi_conn: Any, record: Any) -> None:
+        record.info[MASTER_KEY_INFO] = source
 
 
 def sqlite_url_for(settings: Settings) -> str:

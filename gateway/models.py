@@ -156,8 +156,25 @@ class AuditEntry(Base):
     queue_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     # Canonical JSON of the decision's facts and reasons; never message content.
     detail: Mapped[str] = mapped_column(Text)
+    # The personal part (addresses, names, peer, a person as actor), sealed under the key of
+    # the entry's retention period (gateway.audit.keys); None when the entry has none. The
+    # hash covers this blob, never the plaintext, so destroying the key keeps the chain whole.
+    sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditKey(Base):
+    """The data key of one retention period (a calendar month) of the audit trail, wrapped
+    with the master key. Destroying it (``wrapped`` = None) deletes that period's personal
+    data for good."""
+
+    __tablename__ = "audit_keys"
+
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)  # YYYY-MM
+    wrapped: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class AuditHead(Base):

@@ -87,3 +87,7 @@ class AuditAction(StrEnum):
     # goes through is in its own history).
     TICKET_CONTENT_READ = "ticket-content-read"
     TICKET_REPLY_SUBMITTED = "ticket-reply-submitted"
+
+    # The trail itself (gateway.audit.keys, migration 0012).
+    AUDIT_RESEALED = "audit-resealed"
+    AUDIT_KEYS_DESTROYED = "audit-keys-destroyed"

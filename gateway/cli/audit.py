@@ -6,8 +6,17 @@ import argparse
 import sys
 
 from gateway import audit
+from gateway.audit.keys import valid_period
+from gateway.audit.retention import forget_before
 from gateway.audit.view import recent_entries
-from gateway.cli.common import command_session, positive_int, settings_from_args
+from gateway.cli.common import (
+    CliError,
+    command_session,
+    operator_actor,
+    positive_int,
+    settings_from_args,
+)
+from gateway.clock import system_clock
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,6 +35,24 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     show.add_argument("--limit", type=positive_int, default=50, metavar="N",
                       help="show at most the last N entries (default: 50)")
     show.set_defaults(handler=cmd_show)
+    forget = sub.add_parser(
+        "forget", help="delete the personal data of entries before a month",
+        description="Destroy the keys of every month before MONTH: the addresses, names and "
+                    "other personal data of those months' entries become unreadable for good "
+                    "(shown as '(deleted)'). The entries and their hash chain stay, so "
+                    "'audit verify' still passes. The deletion is itself recorded.")
+    forget.add_argument("--before", required=True, type=_month, metavar="YYYY-MM",
+                        help="forget every month before this one (at most the current month)")
+    forget.add_argument("--yes", action="store_true",
+                        help="really destroy the keys (without it, nothing is changed)")
+    forget.set_defaults(handler=cmd_forget)
+
+
+def _month(text: str) -> str:
+    try:
+        return valid_period(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -47,4 +74,23 @@ def cmd_show(args: argparse.Namespace) -> int:
         lines = [f"#{e.seq:<6} {e.at:%Y-%m-%d %H:%M:%S}  {e.action:<14} {e.queue_id or '-':<16}"
                  f"  {e.actor}  {e.detail}" for e in entries]
     print("\n".join(lines) if lines else "no audit entries")
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    if not args.yes:
+        print(f"this destroys the personal data of every audit entry before {args.before} "
+              "for good; run again with --yes to do it", file=sys.stderr)
+        return 1
+    settings = settings_from_args(args)
+    with command_session(settings) as session:
+        try:
+            periods = forget_before(session, args.before, actor=operator_actor(),
+                                    now=system_clock())
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    if periods:
+        print(f"personal data deleted for {', '.join(periods)}")
+    else:
+        print(f"no audit keys before {args.before} left to destroy")
     return 0

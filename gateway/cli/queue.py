@@ -26,10 +26,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gateway.audit.view import entries_for_message
+from gateway.audit.view import ReadableEntry, entries_for_message
 from gateway.cli.common import command_session, operator_name, positive_int, settings_from_args
 from gateway.clock import system_clock
-from gateway.models import AuditEntry, Message, MessageState
+from gateway.models import Message, MessageState
 from gateway.queue.admin import RETRYABLE_STATES, get_message, list_messages, retry
 
 
@@ -167,7 +167,7 @@ def _as_json(m: Message) -> dict[str, Any]:
     }
 
 
-def _as_json_in_full(m: Message, entries: Sequence[AuditEntry]) -> dict[str, Any]:
+def _as_json_in_full(m: Message, entries: Sequence[ReadableEntry]) -> dict[str, Any]:
     """One message for ``show --json``: the list fields, the rest of the envelope, the
     facts and the audit trail, as ``show`` prints them."""
     return {
