@@ -34,7 +34,9 @@ from gateway.queue.lease import LeaseKeeper
 from gateway.queue.spool import content_context
 from gateway.queue.store import Claim, claim_next, load, release
 from gateway.services import Services
+from mailboxes.directory import all_addresses
 from mailboxes.store import file_sealed
+from mailboxes.tickets.threading import Filed, thread_filed
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +189,8 @@ class Worker:
                 facts.update(ctx.inbound_crypto.facts())
             if not release(session, claim, state=state, reason=reason, now=now,
                            next_attempt_at=next_attempt,
-                           facts=json.dumps(facts, sort_keys=True) if facts else None):
+                           facts=json.dumps(facts, sort_keys=True) if facts else None,
+                           hold_kind=applied.hold_kind, case_reference=ctx.case_reference):
                 # Another worker took over after our lease ran out; its result counts.
                 log.warning("%s: lease lost before finishing; result discarded", claim.queue_id)
                 session.rollback()
@@ -214,7 +217,27 @@ class Worker:
                                 size=filing.size, sealed=filing.sealed, now=now,
                                 queue_id=ctx.queue_id)
             mark_delivered(session, ctx.message_id, filing.recipient, "filed in mailbox", now)
+            detail: dict[str, object] = {}
+            if filed is not None:
+                detail = self._thread(session, ctx, filing.route.mailbox_id, filed, now)
             events.append(audit.Event(self.name, AuditAction.DELIVERED, ctx.queue_id, {
                 "recipient": filing.recipient, "mailbox": filing.route.mailbox_address,
-                "already_filed": filed is None}))
+                "already_filed": filed is None, **detail}))
         return events
+
+    def _thread(self, session: Session, ctx: MessageContext, mailbox_id: int, stored_id: int,
+                now: datetime) -> dict[str, object]:
+        """The filed copy becomes a ticket or joins one (and a new one may send a receipt),
+        in this same transaction; what happened, for the audit entry."""
+        settings = self.services.settings
+        own = frozenset(all_addresses(session)) | {settings.delivery.postmaster.lower()}
+        threaded = thread_filed(
+            session, self.services.master_key,
+            Filed(mailbox_id, stored_id, ctx.mail_from, ctx.headers()),
+            own_addresses=own, hostname=settings.smtp.hostname, actor=self.name, now=now)
+        detail: dict[str, object] = {"ticket": threaded.number, "new_ticket": threaded.new}
+        if threaded.linked_to:
+            detail["linked_to"] = threaded.linked_to
+        if threaded.receipt_queue_id:
+            detail["receipt"] = threaded.receipt_queue_id
+        return detail

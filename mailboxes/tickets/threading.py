@@ -1,0 +1,150 @@
+"""A message filed into a mailbox becomes a ticket, or joins one.
+
+In this order: a Message-ID it refers to (``In-Reply-To``, ``References``) that we received
+or sent in this mailbox; then a ticket number in the subject, if the sender is that ticket's
+requester; a number quoted from another address does not attach (anyone can type a number)
+but opens a new ticket that links to the one named. Otherwise a new ticket, with a receipt.
+Runs in the worker's transaction that files the copy, on the headers it already has.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import Message
+from email.utils import getaddresses
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from crypto.at_rest import MasterKey
+from mailboxes.models import Mailbox
+from mailboxes.tickets import history, receipts
+from mailboxes.tickets.models import Article, ArticleKind, Ticket
+from mailboxes.tickets.numbers import numbers_in
+from mailboxes.tickets.records import add_article, create_ticket, follow
+from mailboxes.tickets.states import ON_MAIL_IN
+
+MAX_REFERENCES = 50
+_MSGID = re.compile(r"<([^<>\s]{1,255})>")
+
+
+@dataclass(frozen=True)
+class Threaded:
+    ticket_id: int
+    number: str
+    new: bool
+    linked_to: str | None = None
+    receipt_queue_id: str | None = None
+    receipt_refused: str | None = None
+
+
+@dataclass(frozen=True)
+class Filed:
+    """What the worker knows of a copy it just filed."""
+
+    mailbox_id: int
+    stored_id: int
+    mail_from: str
+    headers: Message
+
+
+def message_ids(value: object) -> list[str]:
+    return _MSGID.findall(str(value)) if value is not None else []
+
+
+def sender_of(headers: Message, mail_from: str) -> str:
+    found = [a for _, a in getaddresses([str(v) for v in headers.get_all("From") or []]) if a]
+    if len(found) == 1 and "@" in found[0]:
+        return found[0].lower()
+    return mail_from.lower()
+
+
+def thread_filed(session: Session, master: MasterKey, filed: Filed, *, own_addresses:
+                 frozenset[str], hostname: str, actor: str, now: datetime) -> Threaded:
+    headers = filed.headers
+    sender = sender_of(headers, filed.mail_from)
+    own_ids = message_ids(headers.get("Message-ID"))
+    own_id = own_ids[0] if own_ids else None
+    refs = (message_ids(headers.get("In-Reply-To")) + message_ids(headers.get("References"))
+            )[-MAX_REFERENCES:]
+    subject = str(headers.get("Subject", ""))
+
+    ticket = _by_reference(session, filed.mailbox_id, refs)
+    linked: Ticket | None = None
+    if ticket is None:
+        named = _by_number(session, filed.mailbox_id, numbers_in(subject))
+        if named is not None and named.requester == sender:
+            ticket = named
+        else:
+            linked = named
+    if ticket is not None:
+        add_article(session, ticket.id, ArticleKind.INBOUND, author=sender, now=now,
+                    stored_message_id=filed.stored_id, rfc_message_id=own_id)
+        history.record(session, ticket.id, actor=sender, action="mail-in", now=now,
+                       stored_message_id=filed.stored_id)
+        follow(session, ticket, ON_MAIL_IN, actor=sender, now=now)
+        return Threaded(ticket.id, ticket.number, new=False)
+
+    ticket_id, number = create_ticket(
+        session, master, mailbox_id=filed.mailbox_id, requester=sender, subject=subject,
+        actor=sender, now=now, linked_ticket_id=None if linked is None else linked.id)
+    add_article(session, ticket_id, ArticleKind.INBOUND, author=sender, now=now,
+                stored_message_id=filed.stored_id, rfc_message_id=own_id)
+    if linked is not None:
+        # Told on the ticket named, too: someone quoted its number from another address.
+        history.record(session, linked.id, actor=sender, action="linked-from", now=now,
+                       ticket=number)
+    refused, receipt_queue_id = _receipt(session, master, filed, ticket_id, number, own_id,
+                                         own_addresses=own_addresses, hostname=hostname,
+                                         actor=actor, now=now)
+    return Threaded(ticket_id, number, new=True,
+                    linked_to=None if linked is None else linked.number,
+                    receipt_queue_id=receipt_queue_id, receipt_refused=refused)
+
+
+def _by_reference(session: Session, mailbox_id: int, refs: list[str]) -> Ticket | None:
+    if not refs:
+        return None
+    return session.scalars(
+        select(Ticket).join(Article, Article.ticket_id == Ticket.id)
+        .where(Ticket.mailbox_id == mailbox_id, Article.rfc_message_id.in_(refs))
+        .order_by(Article.id.desc()).limit(1)).first()
+
+
+def _by_number(session: Session, mailbox_id: int, numbers: list[str]) -> Ticket | None:
+    if not numbers:
+        return None
+    # Only this mailbox's tickets: a number of another team's ticket attaches to nothing
+    # and links to nothing (it would tell the sender's team about a foreign ticket).
+    return session.scalars(select(Ticket).where(
+        Ticket.mailbox_id == mailbox_id, Ticket.number.in_(numbers)).limit(1)).first()
+
+
+def _receipt(session: Session, master: MasterKey, filed: Filed, ticket_id: int, number: str,
+             own_id: str | None, *, own_addresses: frozenset[str], hostname: str, actor: str,
+             now: datetime) -> tuple[str | None, str | None]:
+    mailbox = session.get(Mailbox, filed.mailbox_id)
+    assert mailbox is not None  # the copy was just filed into it
+    refused: str | None
+    if not mailbox.receipt_enabled:
+        refused = "receipts are off for this mailbox"
+    else:
+        refused = receipts.refusal(filed.headers, filed.mail_from, own_addresses)
+    to = filed.mail_from.lower()
+    if refused is None and receipts.recent_receipts(
+            session, mailbox.id, to, now) >= receipts.RATE_LIMIT:
+        refused = f"more than {receipts.RATE_LIMIT} receipts to this sender within the hour"
+    if refused is not None:
+        history.record(session, ticket_id, actor=actor, action="receipt-skipped", now=now,
+                       reason=refused)
+        return refused, None
+    receipt = receipts.queue_receipt(session, master, mailbox, to=to, number=number,
+                                     in_reply_to=own_id, hostname=hostname, actor=actor,
+                                     now=now)
+    add_article(session, ticket_id, ArticleKind.RECEIPT, author=to, now=now,
+                queue_id=receipt.stored.queue_id, rfc_message_id=receipt.message_id)
+    history.record(session, ticket_id, actor=actor, action="receipt-sent", now=now,
+                   queue_id=receipt.stored.queue_id)
+    return None, receipt.stored.queue_id
