@@ -27,6 +27,7 @@ from gateway.cli import (
     quarantine,
     queue,
     serve,
+    ticket,
     user,
 )
 from gateway.cli.common import CONFIG_ENV, DEFAULT_CONFIG, default_config_path
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show a traceback for unexpected errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (init, db, serve, queue, audit, mailbox, user, keys, partner, policy, consent,
-                   quarantine, demo):
+                   quarantine, ticket, demo):
         module.register(commands)
     return parser
 
