@@ -4,6 +4,7 @@ worker, receipts, states, assignment, notes, history, the list, replies and audi
 from __future__ import annotations
 
 import email
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email import policy
@@ -314,3 +315,31 @@ def test_reply_is_queued_as_the_mailbox_and_processed_by_the_worker(
             submit_reply(s, services.master_key, Reply(ticket.id, "Noch etwas"),
                          username="anna", hostname="xgate.test", max_bytes=1_000_000,
                          now=services.clock())
+
+
+def test_concurrent_allocations_get_distinct_numbers_without_gaps(services: Services) -> None:
+    """Eight transactions at once, the year's counter row not there yet: each gets its own
+    number, and together they are 1..8 (the lock, and the race for the first row)."""
+    import threading
+
+    got: list[str] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def allocate() -> None:
+        try:
+            start.wait()
+            with session_scope(services.sessions) as s:
+                number = allocate_number(s, 2030)
+                time.sleep(0.02)  # hold the lock a while: the others must wait, not pass
+            got.append(number)
+        except BaseException as exc:  # reported below, in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=allocate) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert sorted(got) == [f"XG-2030-{n:06d}" for n in range(1, 9)]
