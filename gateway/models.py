@@ -64,6 +64,14 @@ RUNNABLE_STATES = (MessageState.RECEIVED, MessageState.DEFERRED)
 FINAL_STATES = (MessageState.DELIVERED, MessageState.REJECTED, MessageState.FAILED)
 
 
+class HoldKind(StrEnum):
+    """What a held message waits for. Set while it is held, cleared when it leaves."""
+
+    KEY_MISSING = "key_missing"  # a recipient's policy asks for a key nobody has approved
+    CONSENT = "consent"  # no release from confidentiality covers it (or it names none)
+    STATUTORY_APPROVAL = "statutory_approval"  # a transfer on a legal basis: a second person
+
+
 class Direction(StrEnum):
     INBOUND = "inbound"
     OUTBOUND = "outbound"
@@ -75,9 +83,9 @@ class RecipientState(StrEnum):
     FAILED = "failed"
 
 
-def _enum(cls: type[StrEnum], name: str) -> Enum:
+def _enum(cls: type[StrEnum], name: str, length: int = 16) -> Enum:
     # Stored as plain strings (no native ENUM type), so adding a state needs no ALTER TYPE.
-    return Enum(cls, name=name, native_enum=False, length=16,
+    return Enum(cls, name=name, native_enum=False, length=length,
                 values_callable=lambda e: [m.value for m in e])
 
 
@@ -103,6 +111,12 @@ class Message(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     # What the stages established (crypto facts: algorithm, keys, signer, verdict), as JSON.
     facts: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # While held: what it waits for (the reason says it in words, for people).
+    hold_kind: Mapped[HoldKind | None] = mapped_column(_enum(HoldKind, "hold_kind", 32),
+                                                       nullable=True)
+    # Outbound reports: the case (Aktenzeichen) the consent gate found, normalised as
+    # gateway.policy.consent.normalise_case does, so a case's reports are found by equality.
+    case_reference: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
 
     recipients: Mapped[list[Recipient]] = relationship(
         back_populates="message", order_by="Recipient.id", cascade="all, delete-orphan"
@@ -111,7 +125,9 @@ class Message(Base):
         back_populates="message", cascade="all, delete-orphan", uselist=False
     )
 
-    __table_args__ = (Index("ix_messages_runnable", "state", "next_attempt_at"),)
+    __table_args__ = (Index("ix_messages_runnable", "state", "next_attempt_at"),
+                      # "Held messages of kind X, oldest first": only held rows have a kind.
+                      Index("ix_messages_hold_kind", "hold_kind", "received_at"))
 
 
 class Recipient(Base):

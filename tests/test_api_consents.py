@@ -17,10 +17,10 @@ from sqlalchemy import select
 from admin_ui.app import create_app
 from gateway import audit
 from gateway.clock import FakeClock
-from gateway.consent.holds import CASE_FACT, CONSENT_HOLD_PREFIX, STATUTORY_HOLD_PREFIX
+from gateway.consent.holds import CONSENT_HOLD_PREFIX, STATUTORY_HOLD_PREFIX
 from gateway.db import read_scope, session_scope
 from gateway.keydir.partners import add_partner
-from gateway.models import AuditEntry, Direction, MessageState
+from gateway.models import AuditEntry, Direction, HoldKind, MessageState
 from gateway.policy.consent import normalise_case
 from gateway.queue.spool import Envelope
 from gateway.settings import Settings
@@ -95,13 +95,13 @@ def _audit(settings: Settings) -> list[tuple[str, str, dict[str, Any]]]:
             select(AuditEntry).order_by(AuditEntry.seq))]
 
 
-def _hold(settings: Settings, reason: str, *, case: str = CASE) -> str:
+def _hold(settings: Settings, kind: HoldKind, reason: str, *, case: str = CASE) -> str:
     """An outbound report the consent gate holds, as the consent stage leaves it."""
     return store_held(settings, Envelope(
         Direction.OUTBOUND, SENDER, [PARTNER_ADDRESS], b"Subject: Bericht\r\n\r\nx\r\n",
-        auth_user="sachb"), reason=reason, now=NOW, facts={
-            "consent:case": case, CASE_FACT: normalise_case(case),
-            "consent:category": "Hilfeplan", "consent:legal_basis": "§ 8a SGB VIII"})
+        auth_user="sachb"), kind=kind, reason=reason, now=NOW, facts={
+            "consent:case": case, "consent:category": "Hilfeplan",
+            "consent:legal_basis": "§ 8a SGB VIII"}, case_reference=normalise_case(case))
 
 
 # --- authentication -------------------------------------------------------------------------
@@ -440,7 +440,8 @@ def test_other_request_errors_are_json(client: TestClient) -> None:
 
 def test_held_reports_and_statutory_approval(client: TestClient, settings: Settings) -> None:
     assert client.get("/api/v1/consents/held", headers=CASEWORKER).json() == {"held": []}
-    waiting = _hold(settings, f"{STATUTORY_HOLD_PREFIX} on § 8a SGB VIII: "
+    waiting = _hold(settings, HoldKind.STATUTORY_APPROVAL,
+                    f"{STATUTORY_HOLD_PREFIX} on § 8a SGB VIII: "
                               f"{PARTNER_ADDRESS}: no current release")
     held = client.get("/api/v1/consents/held", headers=CASEWORKER).json()["held"]
     assert [(h["queue_id"], h["case"], h["awaiting_approval"], h["recipients"])
@@ -467,7 +468,8 @@ def test_held_reports_and_statutory_approval(client: TestClient, settings: Setti
 
 def test_approving_a_report_without_justification_is_refused(client: TestClient,
                                                               settings: Settings) -> None:
-    waiting = _hold(settings, f"{STATUTORY_HOLD_PREFIX} on § 8a SGB VIII: {PARTNER_ADDRESS}: "
+    waiting = _hold(settings, HoldKind.STATUTORY_APPROVAL,
+                    f"{STATUTORY_HOLD_PREFIX} on § 8a SGB VIII: {PARTNER_ADDRESS}: "
                               "no current release covers this message; statutory basis "
                               "invoked: § 8a SGB VIII, a justification is required")
     refused = client.post(f"/api/v1/consents/held/{waiting}/approve", headers=COLLEAGUE,
@@ -484,8 +486,10 @@ def test_approving_a_report_without_justification_is_refused(client: TestClient,
 
 def test_a_new_release_rechecks_the_case_held_reports(client: TestClient,
                                                       settings: Settings) -> None:
-    mine = _hold(settings, f"{CONSENT_HOLD_PREFIX}{PARTNER_ADDRESS}: no release for case")
-    other = _hold(settings, f"{CONSENT_HOLD_PREFIX}no release", case="51.2-7/2026")
+    mine = _hold(settings, HoldKind.CONSENT,
+                 f"{CONSENT_HOLD_PREFIX}{PARTNER_ADDRESS}: no release for case")
+    other = _hold(settings, HoldKind.CONSENT, f"{CONSENT_HOLD_PREFIX}no release",
+                  case="51.2-7/2026")
     created = _create(client)
     assert created["rechecked"] == [mine]
     assert message_state(settings, mine) is MessageState.DEFERRED

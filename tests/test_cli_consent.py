@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from crypto.at_rest import MasterKey
 from gateway import audit
 from gateway.clock import system_clock
-from gateway.consent.holds import CASE_FACT, CONSENT_HOLD_PREFIX, STATUTORY_HOLD_PREFIX
+from gateway.consent.holds import CONSENT_HOLD_PREFIX, STATUTORY_HOLD_PREFIX
 from gateway.db import make_engine, make_session_factory, read_scope, session_scope
-from gateway.models import AuditEntry, Direction, Message, MessageState
+from gateway.models import AuditEntry, Direction, HoldKind, Message, MessageState
 from gateway.policy.consent import local_date, normalise_case
 from gateway.queue.spool import Envelope, store_received
 from gateway.settings import load_settings
@@ -76,8 +76,9 @@ class Office:
         assert err == "", err
         return code, out
 
-    def store_outbound(self, *, state: MessageState, reason: str | None = None) -> str:
-        """An outbound report from bob for CASE, in ``state``."""
+    def store_outbound(self, *, state: MessageState, reason: str | None = None,
+                       kind: HoldKind | None = None) -> str:
+        """An outbound report from bob for CASE, in ``state`` (held for ``kind``)."""
         with session_scope(self.sessions) as s:
             qid = store_received(s, self.master, Envelope(
                 Direction.OUTBOUND, "bob@jugendamt.example", [AT_PARTNER],
@@ -85,10 +86,11 @@ class Office:
                 + b"\r\nSubject: Bericht\r\n\r\nHilfeplan\r\n", auth_user="bob"),
                 actor="test", now=system_clock()).queue_id
             # The facts the consent stage writes, so re-checks and views find the case.
-            facts = {"consent:case": CASE, CASE_FACT: normalise_case(CASE),
-                     "consent:category": "Hilfeplan", "consent:legal_basis": "§ 8a SGB VIII"}
+            facts = {"consent:case": CASE, "consent:category": "Hilfeplan",
+                     "consent:legal_basis": "§ 8a SGB VIII"}
             s.execute(update(Message).where(Message.queue_id == qid).values(
-                state=state, reason=reason, facts=json.dumps(facts)))
+                state=state, reason=reason, facts=json.dumps(facts), hold_kind=kind,
+                case_reference=normalise_case(CASE)))
         return qid
 
     def state(self, qid: str) -> MessageState:
@@ -328,7 +330,7 @@ def test_held_reports_and_approval(office: Office) -> None:
         "(it is received)")
 
     statutory = office.store_outbound(
-        state=MessageState.HELD,
+        state=MessageState.HELD, kind=HoldKind.STATUTORY_APPROVAL,
         reason=f"{STATUTORY_HOLD_PREFIX} on § 8a SGB VIII: {AT_PARTNER}: approval needed")
     _, out, _ = cli("consent", "held")
     assert out.splitlines()[0].startswith(f"{statutory}  ")
@@ -347,7 +349,7 @@ def test_held_reports_and_approval(office: Office) -> None:
     assert office.state(statutory) == MessageState.DEFERRED
 
     # A report held for want of consent is woken by the release that covers its case.
-    waiting = office.store_outbound(state=MessageState.HELD,
+    waiting = office.store_outbound(state=MessageState.HELD, kind=HoldKind.CONSENT,
                                     reason=f"{CONSENT_HOLD_PREFIX}no release for case {CASE}")
     _, out, _ = office.act(*release_args())
     assert out.splitlines()[1] == f"re-checked: {waiting}"
@@ -357,7 +359,7 @@ def test_held_reports_and_approval(office: Office) -> None:
 
     # Without the sender's justification no approval can let it go: refused, not recorded.
     unjustified = office.store_outbound(
-        state=MessageState.HELD,
+        state=MessageState.HELD, kind=HoldKind.STATUTORY_APPROVAL,
         reason=f"{STATUTORY_HOLD_PREFIX} on § 8a SGB VIII: {AT_PARTNER}: no current release "
                "covers this message; statutory basis invoked: § 8a SGB VIII, a justification "
                "is required, approval by a second person other than the sender is required")

@@ -16,7 +16,7 @@ from admin_ui.app import create_app
 from gateway.clock import FakeClock, system_clock
 from gateway.db import read_scope, session_scope
 from gateway.keydir.partners import add_partner, add_partner_pattern, update_partner
-from gateway.models import AuditEntry, Direction, MessageState
+from gateway.models import AuditEntry, Direction, HoldKind, MessageState
 from gateway.queue.held import KEY_HOLD_PREFIX
 from gateway.queue.spool import Envelope
 from gateway.services import Services
@@ -57,6 +57,7 @@ def _held(services: Services, to: str) -> str:
     message = load_message(services, qid)
     assert message.state == MessageState.HELD
     assert message.reason is not None and message.reason.startswith(KEY_HOLD_PREFIX)
+    assert message.hold_kind == HoldKind.KEY_MISSING
     return qid
 
 
@@ -114,6 +115,7 @@ def _store_held(settings: Settings, to: str) -> str:
     """An outbound message as the outbound policy stage leaves it: held, no key."""
     return store_held(
         settings, Envelope(Direction.OUTBOUND, STAFF, [to], _mail(to)), now=system_clock(),
+        kind=HoldKind.KEY_MISSING,
         reason=f"{KEY_HOLD_PREFIX}: needs an approved, valid OpenPGP key for {to}")
 
 

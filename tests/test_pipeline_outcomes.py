@@ -6,14 +6,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from gateway.models import Direction, MessageState
+from gateway.models import Direction, HoldKind, MessageState
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.dispositions import DISPOSITIONS, disposition_of
 from gateway.pipeline.driver import run_pipeline
 from gateway.pipeline.outcomes import Defer, Hold, Outcome, Quarantine, Reject
 from gateway.services import Services
 
-OUTCOMES = [Hold("no consent"), Quarantine("infected"), Reject("refused"), Defer("later")]
+OUTCOMES = [Hold("no consent", kind=HoldKind.CONSENT), Quarantine("infected"), Reject("refused"),
+            Defer("later")]
 
 
 def _careless_helper(outcome: Outcome) -> None:
@@ -55,11 +56,12 @@ def test_an_outcome_passes_a_careless_stage_and_reaches_the_driver(
 
 
 def test_every_outcome_has_one_disposition_with_its_own_state() -> None:
-    assert disposition_of(Hold("x")).state == MessageState.HELD
+    assert disposition_of(Hold("x", kind=HoldKind.CONSENT)).state == MessageState.HELD
     assert disposition_of(Quarantine("x")).state == MessageState.QUARANTINED
     assert disposition_of(Reject("x")).state == MessageState.REJECTED
     assert disposition_of(Defer("x")).state == MessageState.DEFERRED
     assert disposition_of(Outcome("crash")).state == MessageState.FAILED
     assert [d.outcome for d in DISPOSITIONS].count(Outcome) == 1
-    assert disposition_of(Reject("x")).bounce and not disposition_of(Hold("x")).bounce
+    assert disposition_of(Reject("x")).bounce
+    assert not disposition_of(Hold("x", kind=HoldKind.CONSENT)).bounce
     assert disposition_of(Reject("x")).audit_action == "rejected"

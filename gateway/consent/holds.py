@@ -1,9 +1,10 @@
 """Reports held by the consent gate: re-checked when releases change, returned when stale,
 and moved on by a second person's approval of a transfer on a legal basis.
 
-Held and queued reports carry the case they are for in their facts (``consent:case_key``,
-written by the consent stage), so a change to one case's releases wakes only that case's
-reports, and other senders do not get a fresh "still held" notice for nothing.
+Held and queued reports carry the case they are for (``Message.case_reference``, written by
+the consent stage), so a change to one case's releases wakes only that case's reports, and
+other senders do not get a fresh "still held" notice for nothing. What a held report waits
+for is its ``hold_kind``; the reason says it in words.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from gateway.consent.models import StatutoryApproval
 from gateway.db import session_scope
 from gateway.delivery.dsn import Failure
 from gateway.delivery.recipients import MessageRef, fail_recipients
-from gateway.models import Direction, Message, MessageState, RecipientState
+from gateway.models import Direction, HoldKind, Message, MessageState, RecipientState
 from gateway.periodic import PeriodicJob
 from gateway.policy.consent import JUSTIFICATION_MISSING, normalise_case
 from gateway.queue.spool import content_context
@@ -35,10 +36,12 @@ from gateway.staff import users as staff
 
 log = logging.getLogger(__name__)
 
-# Every hold of the consent gate starts with this, so its holds can be told from others.
+# How the reasons of the consent gate's holds start, for the people reading them (the
+# hold's kind is in ``Message.hold_kind``).
 CONSENT_HOLD_PREFIX = "consent: "
 STATUTORY_HOLD_PREFIX = CONSENT_HOLD_PREFIX + "statutory transfer"
-CASE_FACT = "consent:case_key"
+# Both wait for the consent gate: a release, or a second person's approval.
+CONSENT_HOLDS = (HoldKind.CONSENT, HoldKind.STATUTORY_APPROVAL)
 
 
 def _facts_of(facts: str | None) -> dict[str, str]:
@@ -48,10 +51,6 @@ def _facts_of(facts: str | None) -> dict[str, str]:
     except ValueError:
         return {}
     return {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
-
-
-def _case_key_of(facts: str | None) -> str | None:
-    return _facts_of(facts).get(CASE_FACT)
 
 
 def recheck_case(session: Session, case: str, *, actor: str, now: datetime, why: str,
@@ -67,19 +66,19 @@ def recheck_case(session: Session, case: str, *, actor: str, now: datetime, why:
     if include_queued:
         states += [MessageState.DEFERRED, MessageState.RECEIVED]
     rows = session.execute(
-        select(Message.id, Message.queue_id, Message.state, Message.reason, Message.facts)
-        .where(Message.direction == Direction.OUTBOUND, Message.state.in_(states))).all()
+        select(Message.id, Message.queue_id, Message.state, Message.hold_kind)
+        .where(Message.direction == Direction.OUTBOUND, Message.state.in_(states),
+               Message.case_reference == key)).all()
     woken: list[str] = []
-    for message_id, queue_id, state, reason, facts in rows:
-        if _case_key_of(facts) != key:
-            continue
-        if state == MessageState.HELD and not (reason or "").startswith(CONSENT_HOLD_PREFIX):
+    for message_id, queue_id, state, hold_kind in rows:
+        if state == MessageState.HELD and hold_kind not in CONSENT_HOLDS:
             # Held for something else (a missing key): the gate runs again when that is
             # resolved; waking it now would only repeat the other hold's notice.
             continue
         values: dict[str, object] = {"next_attempt_at": now, "updated_at": now}
         if state == MessageState.HELD:
-            values.update(state=MessageState.DEFERRED, reason=f"re-queued: {why}")
+            values.update(state=MessageState.DEFERRED, reason=f"re-queued: {why}",
+                          hold_kind=None)
         done = session.execute(update(Message).where(Message.id == message_id,
                                                      Message.state == state).values(**values))
         if done.rowcount:  # type: ignore[attr-defined]
@@ -97,6 +96,7 @@ class HeldReport:
     reason: str
     recipients: tuple[str, ...]
     facts: dict[str, str]
+    kind: HoldKind
 
 
 def held_reports(session: Session) -> list[HeldReport]:
@@ -104,12 +104,13 @@ def held_reports(session: Session) -> list[HeldReport]:
     messages = session.scalars(
         select(Message).where(Message.direction == Direction.OUTBOUND,
                               Message.state == MessageState.HELD,
-                              Message.reason.startswith(CONSENT_HOLD_PREFIX))
+                              Message.hold_kind.in_(CONSENT_HOLDS))
         .order_by(Message.received_at)).all()
     return [HeldReport(m.queue_id, m.mail_from, m.received_at, m.reason or "",
                        tuple(r.address for r in m.recipients
                              if r.state == RecipientState.PENDING),
-                       _facts_of(m.facts)) for m in messages]
+                       _facts_of(m.facts), m.hold_kind or HoldKind.CONSENT)  # never None here
+            for m in messages]
 
 
 def expire_holds(session: Session, settings: Settings, master_key: MasterKey, *,
@@ -123,7 +124,7 @@ def expire_holds(session: Session, settings: Settings, master_key: MasterKey, *,
     stale = session.scalars(
         select(Message).where(Message.direction == Direction.OUTBOUND,
                               Message.state == MessageState.HELD,
-                              Message.reason.startswith(CONSENT_HOLD_PREFIX),
+                              Message.hold_kind.in_(CONSENT_HOLDS),
                               Message.received_at <= cutoff)).all()
     expired: list[str] = []
     for message in stale:
@@ -131,7 +132,7 @@ def expire_holds(session: Session, settings: Settings, master_key: MasterKey, *,
                   f"release; last reason: {message.reason}")
         done = session.execute(update(Message).where(
             Message.id == message.id, Message.state == MessageState.HELD).values(
-            state=MessageState.REJECTED, reason=reason, updated_at=now))
+            state=MessageState.REJECTED, reason=reason, updated_at=now, hold_kind=None))
         if not done.rowcount:  # type: ignore[attr-defined]
             continue  # re-queued or expired by another process meanwhile
         original = open_sealed(master_key, message.content.sealed,
@@ -167,8 +168,8 @@ def approve_statutory(session: Session, queue_id: str, *, approver: str, reason:
     message = session.scalars(select(Message).where(Message.queue_id == queue_id)).first()
     if message is None or message.direction != Direction.OUTBOUND:
         raise ConsentNotFound(f"no outbound message {queue_id}")
-    if message.state != MessageState.HELD or not (message.reason or "").startswith(
-            STATUTORY_HOLD_PREFIX):
+    if message.state != MessageState.HELD or \
+            message.hold_kind != HoldKind.STATUTORY_APPROVAL:
         raise ConsentConflict(f"message {queue_id} is not waiting for the approval of a "
                               f"statutory transfer (it is {message.state.value})")
     if JUSTIFICATION_MISSING in (message.reason or ""):
@@ -189,7 +190,7 @@ def approve_statutory(session: Session, queue_id: str, *, approver: str, reason:
     session.add(StatutoryApproval(message_id=message.id, approver=approver,
                                   reason=reason.strip(), approved_at=now))
     session.execute(update(Message).where(Message.id == message.id).values(
-        state=MessageState.DEFERRED, next_attempt_at=now, updated_at=now,
+        state=MessageState.DEFERRED, next_attempt_at=now, updated_at=now, hold_kind=None,
         reason=f"re-queued: statutory transfer approved by {approver}"))
     audit.record(session, actor=approver, action=AuditAction.STATUTORY_APPROVED, queue_id=queue_id,
                  detail={"reason": reason.strip()})

@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.consent.holds import STATUTORY_HOLD_PREFIX, HeldReport
+from gateway.consent.holds import HeldReport
 from gateway.consent.records import VersionView
+from gateway.models import HoldKind
 from gateway.policy.consent import Decision, ReleaseTerms, local_date
 
 
@@ -57,4 +58,4 @@ def held_json(report: HeldReport) -> dict[str, Any]:
             "recipients": list(report.recipients), "case": facts.get("consent:case"),
             "category": facts.get("consent:category"),
             "legal_basis": facts.get("consent:legal_basis"),
-            "awaiting_approval": report.reason.startswith(STATUTORY_HOLD_PREFIX)}
+            "awaiting_approval": report.kind == HoldKind.STATUTORY_APPROVAL}

@@ -67,6 +67,9 @@ class MessageContext:
     # Outbound: the releases (id, version) the consent gate relied on; checked again just
     # before the message leaves.
     consent_used: tuple[tuple[int, int], ...] = ()
+    # Outbound: the case the report is for (normalised), once the consent gate found it;
+    # recorded on the message, so a change to that case's releases finds its reports.
+    case_reference: str | None = None
     outbound_crypto: OutboundCrypto = field(default_factory=OutboundCrypto)
 
     @property

@@ -17,7 +17,7 @@ from gateway.audit import AuditAction
 from gateway.delivery import notices
 from gateway.delivery.dsn import Failure, build_notice
 from gateway.delivery.recipients import fail_recipients, failed_responses
-from gateway.models import Direction, MessageState, RecipientState
+from gateway.models import Direction, HoldKind, MessageState, RecipientState
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Defer, Hold, Outcome, Quarantine, Reject
 from gateway.queue.spool import Envelope, store_received
@@ -71,6 +71,7 @@ class Applied:
     reason: str | None
     audit_action: AuditAction
     next_attempt: datetime | None = None
+    hold_kind: HoldKind | None = None  # what a held message waits for; None in other states
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,8 @@ def apply(outcome: Outcome | None, at: Finishing) -> Applied:
             _store_notice(at, address, request)
     if tell_recipients:
         _notify_recipients(at, addresses, outcome.reason)
-    return Applied(rule.state, outcome.reason, rule.audit_action, next_attempt)
+    return Applied(rule.state, outcome.reason, rule.audit_action, next_attempt,
+                   outcome.kind if isinstance(outcome, Hold) else None)
 
 
 def _completed(at: Finishing) -> Applied:

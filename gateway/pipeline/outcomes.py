@@ -8,7 +8,7 @@ always reaches the driver. Code that must catch one names it (``except Outcome``
 from __future__ import annotations
 
 from gateway.delivery.notices import Text
-from gateway.models import MessageState
+from gateway.models import HoldKind, MessageState
 
 
 class Outcome(BaseException):
@@ -28,9 +28,11 @@ class Hold(Outcome):
 
     state = MessageState.HELD
 
-    def __init__(self, reason: str, *, notice: Text | None = None,
+    def __init__(self, reason: str, *, kind: HoldKind, notice: Text | None = None,
                  inform: tuple[str, ...] = (), inform_text: Text = "") -> None:
         super().__init__(reason, notice=notice)
+        # Recorded on the message, so what it waits for is queried, not read from the reason.
+        self.kind = kind
         # Inside the office, the people who must act (the approvers of a statutory
         # transfer) and what they are told; the sender gets ``notice`` as always.
         self.inform = inform

@@ -51,6 +51,7 @@ def retry(session: Session, queue_id: str, *, operator: str, now: datetime) -> M
     # in; recipients already delivered or bounced stay so and are not sent to twice.
     reset = _unbounced_failures(message) if previous == MessageState.FAILED else []
     message.state = MessageState.RECEIVED
+    message.hold_kind = None
     message.next_attempt_at = now
     message.updated_at = now
     message.reason = f"retry requested by {operator}"

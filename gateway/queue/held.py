@@ -8,7 +8,8 @@ if a recipient still lacks what its policy asks for). One rule for both, called 
 directory's own functions, so the CLI and the API cannot differ.
 
 The rule's dependencies point one way: the key directory calls this module, and the outbound
-policy writes holds with ``KEY_HOLD_PREFIX`` from here; this module needs neither.
+policy words its holds with ``KEY_HOLD_PREFIX`` from here; this module needs neither. Such a
+hold is told from others by its kind (``HoldKind.KEY_MISSING``), not by its words.
 """
 
 from __future__ import annotations
@@ -21,10 +22,17 @@ from sqlalchemy.orm import Session
 
 from gateway import audit
 from gateway.audit import AuditAction
-from gateway.models import Direction, Message, MessageState, Recipient, RecipientState
+from gateway.models import (
+    Direction,
+    HoldKind,
+    Message,
+    MessageState,
+    Recipient,
+    RecipientState,
+)
 
 # How the reason of a message held for a missing key starts (gateway.policy.outbound writes
-# it): only such holds are re-queued here.
+# it), for the people reading it.
 KEY_HOLD_PREFIX = "encryption is required but no usable key exists"
 
 
@@ -44,14 +52,14 @@ def requeue_held_for(session: Session, addresses: Iterable[str], *, actor: str,
         select(Message.id, Message.queue_id)
         .join(Recipient, Recipient.message_id == Message.id)
         .where(Message.state == MessageState.HELD, Message.direction == Direction.OUTBOUND,
-               Message.reason.startswith(KEY_HOLD_PREFIX),
+               Message.hold_kind == HoldKind.KEY_MISSING,
                Recipient.state == RecipientState.PENDING, matches)
         .distinct()).all()
     for message_id, queue_id in rows:
         session.execute(update(Message).where(Message.id == message_id,
                                               Message.state == MessageState.HELD)
                         .values(state=MessageState.DEFERRED, next_attempt_at=now,
-                                updated_at=now, reason=f"re-queued: {why}"))
+                                updated_at=now, reason=f"re-queued: {why}", hold_kind=None))
         audit.record(session, actor=actor, action=AuditAction.REQUEUED, queue_id=queue_id,
                      detail={"reason": why})
     return [queue_id for _, queue_id in rows]

@@ -17,7 +17,14 @@ from sqlalchemy.orm import Session
 from gateway import audit
 from gateway.audit import AuditAction
 from gateway.db import table_of
-from gateway.models import RUNNABLE_STATES, Direction, Message, MessageState, SealedContent
+from gateway.models import (
+    RUNNABLE_STATES,
+    Direction,
+    HoldKind,
+    Message,
+    MessageState,
+    SealedContent,
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,10 @@ _RENEW = update(_m).where(_HELD_BY).values(lease_until=bindparam("until"))
 _RELEASE = (update(_m).where(_HELD_BY)
             .values(state=bindparam("new_state"), reason=bindparam("reason"),
                     updated_at=bindparam("now"), lease_owner=None, lease_until=None,
-                    facts=func.coalesce(bindparam("facts"), _m.c.facts)))
+                    facts=func.coalesce(bindparam("facts"), _m.c.facts),
+                    hold_kind=bindparam("hold_kind"),
+                    case_reference=func.coalesce(bindparam("case_reference"),
+                                                 _m.c.case_reference)))
 _RELEASE_RESCHEDULED = _RELEASE.values(next_attempt_at=bindparam("next_attempt"))
 
 
@@ -78,14 +88,18 @@ def renew_lease(session: Session, claim: Claim, now: datetime, lease_seconds: fl
 
 def release(session: Session, claim: Claim, *, state: MessageState, reason: str | None,
             now: datetime, next_attempt_at: datetime | None = None,
-            facts: str | None = None) -> bool:
+            facts: str | None = None, hold_kind: HoldKind | None = None,
+            case_reference: str | None = None) -> bool:
     """Move a claimed message to its next state. False if the lease was lost meanwhile.
 
-    ``facts`` (JSON) replaces the message's recorded facts; None keeps them.
+    ``facts`` (JSON) replaces the message's recorded facts; None keeps them. ``hold_kind``
+    is set as given (None unless it is held); ``case_reference`` None keeps the one known.
     """
     params: dict[str, object] = {"mid": claim.message_id, "owner": claim.owner,
                                  "new_state": state.value, "reason": reason, "now": now,
-                                 "facts": facts}
+                                 "facts": facts,
+                                 "hold_kind": hold_kind.value if hold_kind else None,
+                                 "case_reference": case_reference}
     statement = _RELEASE
     if next_attempt_at is not None:
         statement = _RELEASE_RESCHEDULED

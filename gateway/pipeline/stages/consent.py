@@ -16,18 +16,14 @@ from sqlalchemy.orm import Session
 
 from gateway.consent.classify import Classification, classify
 from gateway.consent.gate import evaluate, recipient_facts
-from gateway.consent.holds import (
-    CASE_FACT,
-    CONSENT_HOLD_PREFIX,
-    STATUTORY_HOLD_PREFIX,
-    approvers_of,
-)
+from gateway.consent.holds import CONSENT_HOLD_PREFIX, STATUTORY_HOLD_PREFIX, approvers_of
 from gateway.consent.records import known_cases, releases_for_case
 from gateway.consent.references import case_references, leading_texts
 from gateway.db import read_scope
 from gateway.delivery.notices import Bilingual
 from gateway.delivery.routes import Route
 from gateway.mime.headers import replace_header
+from gateway.models import HoldKind
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Hold, Reject
 from gateway.policy.consent import Decision, Verdict, normalise_case
@@ -83,7 +79,7 @@ class ConsentStage:
             self._record_classification(ctx, found)
             if found.problems:
                 problems = "; ".join(found.problems)
-                raise Hold(CONSENT_HOLD_PREFIX + problems, notice=Bilingual(
+                raise Hold(CONSENT_HOLD_PREFIX + problems, kind=HoldKind.CONSENT, notice=Bilingual(
                     "Dies ist ein vertraulicher Bericht, aber das Gateway kann nicht "
                     f"erkennen, welche Schweigepflichtentbindung er braucht: {problems}. "
                     "Bitte senden Sie ihn mit den fehlenden Angaben erneut.",
@@ -119,7 +115,7 @@ class ConsentStage:
         ctx.facts["consent:source"] = found.source or ""
         if found.case:
             ctx.facts["consent:case"] = found.case
-            ctx.facts[CASE_FACT] = normalise_case(found.case)
+            ctx.case_reference = normalise_case(found.case)
         if found.category:
             ctx.facts["consent:category"] = found.category
         if found.legal_basis:
@@ -142,7 +138,7 @@ class ConsentStage:
             ctx.facts["consent:verdict"] = Verdict.HOLD.value
             listing = _listing(held)
             then = _how_to_release(expiry_days)
-            raise Hold(CONSENT_HOLD_PREFIX + listing, notice=Bilingual(
+            raise Hold(CONSENT_HOLD_PREFIX + listing, kind=HoldKind.CONSENT, notice=Bilingual(
                 "Keine Schweigepflichtentbindung deckt diesen Bericht zum Aktenzeichen "
                 f"{found.case} ({found.category}): {listing}. {then.de}",
                 "No release from confidentiality covers this report for case "
@@ -153,6 +149,7 @@ class ConsentStage:
             ctx.facts["consent:verdict"] = Verdict.STATUTORY.value
             listing = _listing(waiting)
             raise Hold(f"{STATUTORY_HOLD_PREFIX} on {found.legal_basis}: {listing}",
+                       kind=HoldKind.STATUTORY_APPROVAL,
                        notice=self._statutory_notice(found, listing, approvers),
                        inform=approvers,
                        inform_text=self._approval_request(ctx, found, listing))

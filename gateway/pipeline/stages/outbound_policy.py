@@ -9,6 +9,7 @@ from __future__ import annotations
 from crypto.pgp_mime import PgpKind, classify
 from gateway.db import read_scope
 from gateway.delivery.notices import Bilingual
+from gateway.models import HoldKind
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Hold
 from gateway.pipeline.stages.decrypt import smime_kind
@@ -66,4 +67,5 @@ class OutboundPolicyStage:
             ctx.facts[f"plan:{address}"] = plan.protection.value
         reason = hold_reason(list(state.plans.values()))
         if reason:
-            raise Hold(reason, notice=key_hold_notice(reason, list(state.plans.values())))
+            raise Hold(reason, kind=HoldKind.KEY_MISSING,
+                       notice=key_hold_notice(reason, list(state.plans.values())))
