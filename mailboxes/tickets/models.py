@@ -61,6 +61,8 @@ class Ticket(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (
+        # Newest first within a mailbox, filtered or not: the list walks one of these.
+        Index("ix_tickets_mailbox", "mailbox_id", "id"),
         Index("ix_tickets_mailbox_state", "mailbox_id", "state", "id"),
         Index("ix_tickets_mailbox_assignee", "mailbox_id", "assignee_id", "id"),
         Index("ix_tickets_mailbox_requester", "mailbox_id", "requester"),

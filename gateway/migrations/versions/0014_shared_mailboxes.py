@@ -81,6 +81,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("number"),
     )
+    op.create_index("ix_tickets_mailbox", "tickets", ["mailbox_id", "id"])
     op.create_index("ix_tickets_mailbox_state", "tickets", ["mailbox_id", "state", "id"])
     op.create_index("ix_tickets_mailbox_assignee", "tickets",
                     ["mailbox_id", "assignee_id", "id"])
