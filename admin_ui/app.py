@@ -1,9 +1,10 @@
-"""Composes the staff and admin web app: error answers, routers, and the background work
-that lives as long as the app (the key expiry watch).
+"""Composes the staff and admin web app: security headers in front of everything, error
+answers (JSON for the API, pages for people), the static assets, the routers, and the
+background work that lives as long as the app (the key expiry watch).
 
-Who may use a route is decided by its router's dependency on admin_ui.security.rights; the
-routes without a login are all in admin_ui.public. Security middleware (headers, CSRF,
-sessions) is to be added here, in front of every router.
+Who may use a route is decided by its router's guard (admin_ui.security.guard: identity and
+CSRF before the body) and its dependency on admin_ui.security.rights; the routes without a
+login are admin_ui.public and the login pages (admin_ui.pages.auth).
 """
 
 from __future__ import annotations
@@ -12,23 +13,33 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
 
 from admin_ui.api.consents import MasterKeySource, consents_router
-from admin_ui.api.errors import install_error_handlers
 from admin_ui.api.keys import keys_router
 from admin_ui.api.partners import partners_router
+from admin_ui.errors import install_error_handlers
+from admin_ui.pages.auth.routes import auth_router
+from admin_ui.pages.home.routes import home_router
+from admin_ui.pages.render import Renderer
 from admin_ui.public.monitoring import monitoring_router
 from admin_ui.public.wkd import wkd_router
+from admin_ui.security.authentication import Authenticator
+from admin_ui.security.login import WebLogin
 from gateway.clock import Clock, system_clock
 from gateway.db import make_engine, make_session_factory
 from gateway.keydir.expiry import ExpiryWatch
 from gateway.settings import Settings
+from gateway.web.headers import SecurityHeaders
 
 
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     engine = make_engine(settings)
     sessions = make_session_factory(engine)
     expiry_watch = ExpiryWatch(sessions, clock, settings.crypto.expiry_warning_days)
+    master_key = MasterKeySource(settings)
+    auth = Authenticator(sessions, settings, clock)
+    renderer = Renderer()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -39,10 +50,15 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
 
     app = FastAPI(title="xgate admin", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
-    install_error_handlers(app)
-    app.include_router(keys_router(sessions, clock, settings))
-    app.include_router(partners_router(sessions, clock))
-    app.include_router(consents_router(sessions, clock, settings, MasterKeySource(settings)))
+    app.add_middleware(SecurityHeaders)
+    install_error_handlers(app, renderer)
+    # From the package (admin_ui/static), never a CDN: the CSP allows this origin only.
+    app.mount("/static", StaticFiles(packages=[("admin_ui", "static")]), name="static")
+    app.include_router(auth_router(auth, WebLogin(auth, master_key), renderer))
+    app.include_router(home_router(auth, renderer))
+    app.include_router(keys_router(auth, sessions, clock, settings))
+    app.include_router(partners_router(auth, sessions, clock))
+    app.include_router(consents_router(auth, sessions, clock, settings, master_key))
     app.include_router(wkd_router(sessions, clock, settings))
     app.include_router(monitoring_router(sessions, clock, settings))
     return app

@@ -26,6 +26,7 @@ from gateway.queue.spool import Envelope
 from gateway.settings import Settings
 from gateway.staff import users as staff
 from tests.support.db import message_state, opened, store_held
+from tests.support.staff_web import add_tokens, bearer
 
 PASSWORD = "ein sehr langes passwort"
 # 11:00 in Berlin on 10 March 2026; the releases below run through March.
@@ -41,8 +42,8 @@ def _basic(user: str, password: str = PASSWORD) -> dict[str, str]:
 
 
 # Caseworkers without the admin right: the register is theirs.
-CASEWORKER = _basic("sachb")
-COLLEAGUE = _basic("kolle")
+CASEWORKER = bearer("sachb")
+COLLEAGUE = bearer("kolle")
 
 
 def _release(**changes: Any) -> dict[str, Any]:
@@ -68,6 +69,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
         staff.add_user(session, "kolle", PASSWORD)
         add_partner(session, "Jugendamt B", actor="test", now=NOW,
                     patterns=["jugendamt-b.example"])
+    add_tokens(settings, "sachb", "kolle")
     with TestClient(create_app(settings, clock=FakeClock(NOW))) as test_client:
         yield test_client
 
@@ -113,22 +115,23 @@ def _add_users(settings: Settings) -> None:
         staff.add_user(session, "chef", PASSWORD, admin=True)
         staff.add_user(session, "alt", PASSWORD)
         staff.set_disabled(session, "alt", True)
+    add_tokens(settings, "chef", "alt")
 
 
 def test_without_valid_credentials_401(client: TestClient, settings: Settings) -> None:
     _add_users(settings)
     refused = [(headers, method, path)
-               for headers in ({}, _basic("sachb", "falsches passwort"), _basic("alt"))
+               for headers in ({}, _basic("sachb"), bearer("niemand"), bearer("alt"))
                for method, path in (("GET", "/api/v1/consents"),
                                     ("POST", "/api/v1/consents/check"),
                                     ("GET", "/api/v1/consents/1/document"))]
     for headers, method, path in refused:
         response = client.request(method, path, headers=headers)
         assert response.status_code == 401, (headers, method, path)
-        assert response.headers["WWW-Authenticate"].startswith('Basic realm="xgate admin"')
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="xgate admin"'
         assert response.json()["error"] == "unauthorized"
     # Admins are staff too.
-    response = client.get("/api/v1/consents", headers=_basic("chef"))
+    response = client.get("/api/v1/consents", headers=bearer("chef"))
     assert response.status_code == 200 and response.json() == {"releases": []}
 
 

@@ -17,6 +17,7 @@ from gateway.db import make_engine, make_session_factory, read_scope, session_sc
 from gateway.models import AuditEntry
 from gateway.settings import Settings
 from gateway.staff import users as staff
+from tests.support.staff_web import add_tokens, bearer
 from tests.test_keydir_certs import fingerprint, key_pem, make_cert, pem, rsa_key, utcnow
 
 PASSWORD = "ein sehr langes passwort"
@@ -27,7 +28,7 @@ def _basic(user: str, password: str = PASSWORD) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-ADMIN = _basic("chef")
+ADMIN = bearer("chef")
 
 
 @pytest.fixture
@@ -39,6 +40,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
         staff.add_user(session, "alt", PASSWORD, admin=True)
         staff.set_disabled(session, "alt", True)
     engine.dispose()
+    add_tokens(settings, "chef", "sachb", "alt")
     with TestClient(create_app(settings, clock=FakeClock(utcnow()))) as test_client:
         yield test_client
 
@@ -55,20 +57,21 @@ def _audit(settings: Settings) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("headers", [
-    {}, _basic("chef", "falsches passwort"), _basic("niemand"), _basic("alt"),
-    {"Authorization": "Bearer abc"}, _basic("x" * 300),
+    # HTTP Basic is no longer taken, not even with the right password.
+    {}, _basic("chef"), bearer("niemand"), bearer("alt"),
+    {"Authorization": "Bearer abc"}, {"Authorization": "Bearer " + "x" * 300},
 ])
 def test_without_valid_credentials_401(client: TestClient, headers: dict[str, str]) -> None:
     for method, path in (("GET", "/api/v1/keys"), ("POST", "/api/v1/keys/1/approve"),
                          ("GET", "/api/v1/partners"), ("DELETE", "/api/v1/partners/x")):
         response = client.request(method, path, headers=headers)
         assert response.status_code == 401, (method, path)
-        assert response.headers["WWW-Authenticate"].startswith('Basic realm="xgate admin"')
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="xgate admin"'
         assert response.json()["error"] == "unauthorized"
 
 
 def test_staff_without_admin_right_403(client: TestClient) -> None:
-    response = client.get("/api/v1/keys", headers=_basic("sachb"))
+    response = client.get("/api/v1/keys", headers=bearer("sachb"))
     assert response.status_code == 403
     assert response.json() == {"error": "forbidden",
                                "message": "staff user sachb is not an admin"}

@@ -15,7 +15,7 @@ from starlette.types import Receive, Scope
 from admin_ui.api.errors import ApiError
 
 
-class _BoundedRequest(Request):
+class BoundedRequest(Request):
     """A request whose body may not exceed ``limit`` bytes, counted as it arrives, so an
     oversize upload is refused before it is held in memory (FastAPI's custom Request
     pattern)."""
@@ -55,7 +55,7 @@ def bounded_route(max_body: int) -> type[APIRoute]:
             handler = super().get_route_handler()
 
             async def handle(request: Request) -> Response:
-                bounded = _BoundedRequest(request.scope, request.receive, max_body)
+                bounded = BoundedRequest(request.scope, request.receive, max_body)
                 # Read here, not first in the handler: FastAPI turns any error while it
                 # reads the body into a bare 400.
                 await bounded.body()

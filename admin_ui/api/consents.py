@@ -22,12 +22,13 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import AwareDatetime, BeforeValidator, Field
 from sqlalchemy.orm import Session, sessionmaker
 
-from admin_ui.api.body_limit import bounded_route
 from admin_ui.api.errors import ApiError, invalid_field
 from admin_ui.api.params import MAX_ID, RowId, StrictBody
 from admin_ui.api.transactions import ApiSessions, DomainErrors
+from admin_ui.security.authentication import Authenticator
+from admin_ui.security.guard import guarded_route
 from admin_ui.security.identity import Staff
-from admin_ui.security.rights import require_staff
+from admin_ui.security.rights import staff_user
 from crypto.at_rest import MasterKey
 from crypto.errors import KeyFileError
 from gateway.clock import Clock
@@ -214,14 +215,14 @@ def _attachment(filename: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-def consents_router(sessions: sessionmaker[Session], clock: Clock, settings: Settings,
-                    master_key: Callable[[], MasterKey]) -> APIRouter:
+def consents_router(auth: Authenticator, sessions: sessionmaker[Session], clock: Clock,
+                    settings: Settings, master_key: Callable[[], MasterKey]) -> APIRouter:
     limit = settings.consent.max_document_bytes
     # A whole request is read into memory before validation: bound it by the largest scan
     # the settings allow, so an upload far beyond it is refused (413) while it arrives.
     router = APIRouter(prefix="/api/v1/consents",
-                       route_class=bounded_route(_base64_length(limit) + BODY_OVERHEAD))
-    StaffUser = Annotated[Staff, Depends(require_staff(sessions))]
+                       route_class=guarded_route(auth, _base64_length(limit) + BODY_OVERHEAD))
+    StaffUser = Annotated[Staff, Depends(staff_user)]
     zone = ZoneInfo(settings.consent.timezone)
 
     api = ApiSessions(sessions, DomainErrors(ConsentNotFound, ConsentConflict, ConsentError, 422))

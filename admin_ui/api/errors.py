@@ -3,7 +3,8 @@
     {"error": "not_found", "message": "no partner named ..."}
 
 A route refuses with ``ApiError``; a refused login or right (admin_ui.security.errors) is a
-401 with its WWW-Authenticate challenge, or a 403.
+401 with its WWW-Authenticate challenge, a 403, or a 429 after too many failed attempts. The
+handlers are installed by admin_ui.errors, which answers pages with HTML instead.
 
 A request the schema refuses is one shape for every API (422)::
 
@@ -20,18 +21,11 @@ one field are joined with "; ".
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
-
-from admin_ui.security.errors import Forbidden, NotAuthenticated
-
-log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -46,45 +40,10 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
-def _error(status: int, error: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": error, "message": message}, status_code=status)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"error": exc.error, "message": exc.message},
-                            status_code=exc.status, headers=exc.headers)
-
-    @app.exception_handler(NotAuthenticated)
-    async def not_authenticated(_request: Request, exc: NotAuthenticated) -> JSONResponse:
-        headers = {"WWW-Authenticate": exc.challenge} if exc.challenge else None
-        return JSONResponse({"error": "unauthorized", "message": exc.message},
-                            status_code=401, headers=headers)
-
-    @app.exception_handler(Forbidden)
-    async def forbidden(_request: Request, exc: Forbidden) -> JSONResponse:
-        return _error(403, "forbidden", exc.message)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        if exc.status_code == 404:
-            return _error(404, "not_found", f"no such resource: {request.url.path}")
-        if exc.status_code == 405:
-            return _error(405, "method_not_allowed",
-                          f"{request.method} is not allowed on {request.url.path}")
-        return _error(exc.status_code, "http_error", str(exc.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return invalid_request_response(exc.errors())
-
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        # Logged with the traceback for the admins; the client learns only that it failed.
-        log.error("internal error on %s %s", request.method, request.url.path,
-                  exc_info=(type(exc), exc, exc.__traceback__))
-        return _error(500, "internal_error", "internal error; see the server log")
+def json_error(status: int, error: str, message: str,
+               headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error, "message": message}, status_code=status,
+                        headers=dict(headers or {}))
 
 
 def invalid_request_response(errors: Sequence[Any]) -> JSONResponse:

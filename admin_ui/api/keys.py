@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from admin_ui.api.params import RowId as KeyId
 from admin_ui.api.params import StrictBody
 from admin_ui.api.transactions import ApiSessions, DomainErrors
+from admin_ui.security.authentication import Authenticator
+from admin_ui.security.guard import guarded_route
 from admin_ui.security.identity import Admin
-from admin_ui.security.rights import require_admin
+from admin_ui.security.rights import admin_user
 from gateway.clock import Clock
 from gateway.keydir import keys
 from gateway.keydir.errors import Conflict, KeyDirError, NotFound
@@ -28,6 +30,9 @@ from gateway.settings import Settings
 
 # A certificate chain or a public key is a few KB; the parser refuses more than 1 MiB anyway.
 MAX_KEY_TEXT = 1024 * 1024
+
+# The JSON around it: the partner's name, the file name, the field names.
+MAX_KEY_BODY = MAX_KEY_TEXT + 16 * 1024
 
 # The key directory's refusals, shared with the partners router.
 KEYDIR_ERRORS = DomainErrors(NotFound, Conflict, KeyDirError, 400)
@@ -42,10 +47,10 @@ class KeyImport(StrictBody):
     filename: str | None = Field(default=None, max_length=255)
 
 
-def keys_router(sessions: sessionmaker[Session], clock: Clock,
+def keys_router(auth: Authenticator, sessions: sessionmaker[Session], clock: Clock,
                 settings: Settings) -> APIRouter:
-    router = APIRouter(prefix="/api/v1")
-    AdminUser = Annotated[Admin, Depends(require_admin(sessions))]
+    router = APIRouter(prefix="/api/v1", route_class=guarded_route(auth, MAX_KEY_BODY))
+    AdminUser = Annotated[Admin, Depends(admin_user)]
 
     api = ApiSessions(sessions, KEYDIR_ERRORS)
     writing, reading = api.writing, api.reading

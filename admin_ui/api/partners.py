@@ -17,8 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from admin_ui.api.keys import KEYDIR_ERRORS
 from admin_ui.api.params import StrictBody
 from admin_ui.api.transactions import ApiSessions
+from admin_ui.security.authentication import Authenticator
+from admin_ui.security.guard import guarded_route
 from admin_ui.security.identity import Admin
-from admin_ui.security.rights import require_admin
+from admin_ui.security.rights import admin_user
 from gateway.clock import Clock
 from gateway.keydir import partners
 from gateway.keydir.models import InvalidSignature
@@ -55,9 +57,11 @@ class PartnerUpdate(StrictBody):
     note: str | None = None
 
 
-def partners_router(sessions: sessionmaker[Session], clock: Clock) -> APIRouter:
-    router = APIRouter(prefix="/api/v1")
-    AdminUser = Annotated[Admin, Depends(require_admin(sessions))]
+def partners_router(auth: Authenticator, sessions: sessionmaker[Session],
+                    clock: Clock) -> APIRouter:
+    # A partner is a name, a few flags and addresses: 64 KiB is generous.
+    router = APIRouter(prefix="/api/v1", route_class=guarded_route(auth, 64 * 1024))
+    AdminUser = Annotated[Admin, Depends(admin_user)]
 
     api = ApiSessions(sessions, KEYDIR_ERRORS)
     writing, reading = api.writing, api.reading

@@ -1,45 +1,38 @@
 """Rights: what a logged-in staff user may do, decided here and nowhere else.
 
-Today there are two. Every active staff user may use the consent register (caseworkers
-record the releases they obtained); only staff with the admin right may use the key
-directory and the partners. Routers and pages depend on ``require_staff`` or
-``require_admin`` and never read a user's flags themselves; rights per role (team lead,
-data-protection officer, hotline, ...) are to be added here the same way.
+Every active staff user who completed the login may use the consent register (caseworkers
+record the releases they obtained) and the start page; only staff with the admin role may use
+the key directory and the partners. The auditor and data-protection officer roles exist (they
+are granted with ``xgate user role``) for the pages that will need them. Mailbox roles (lead,
+agent) are decided by the mailbox memberships (mailboxes/) through checks added here.
+
+Routers and pages depend on ``staff_user`` or ``admin_user`` (FastAPI dependencies reading
+the identity that admin_ui.security.guard settled before the body was read) and never read a
+user's roles themselves.
 """
 
-# No ``from __future__ import annotations``: FastAPI reads the dependency's annotations at
-# run time, and they name ``logged_in``, a local of require_admin.
-from collections.abc import Callable
-from typing import Annotated
+from __future__ import annotations
 
-from fastapi import Depends
-from sqlalchemy.orm import Session, sessionmaker
+from fastapi import Request
 
-from admin_ui.security.basic import basic_login
 from admin_ui.security.errors import Forbidden
+from admin_ui.security.guard import staff_of
 from admin_ui.security.identity import Admin, Staff
+from gateway.staff.roles import GlobalRole
 
 
 def check_admin(user: Staff) -> Admin:
     """``user`` as an admin, or Forbidden: the one check of the admin right."""
-    if not user.admin:
+    if GlobalRole.ADMIN not in user.roles:
         raise Forbidden(f"staff user {user.username} is not an admin")
     return Admin(user.username)
 
 
-def require_staff(sessions: sessionmaker[Session]) -> Callable[..., Staff]:
+def staff_user(request: Request) -> Staff:
     """A FastAPI dependency: any active staff user; being logged in is the whole right."""
-    return basic_login(sessions)
+    return staff_of(request)
 
 
-def require_admin(sessions: sessionmaker[Session]) -> Callable[..., Admin]:
-    """A FastAPI dependency: a staff user with the admin right (NotAuthenticated, or
-    Forbidden for one without it)."""
-    logged_in = require_staff(sessions)
-
-    # Built on require_staff rather than beside it, so the cases of no valid login cannot
-    # drift apart; the admin right is the only thing checked here.
-    def admin_user(user: Annotated[Staff, Depends(logged_in)]) -> Admin:
-        return check_admin(user)
-
-    return admin_user
+def admin_user(request: Request) -> Admin:
+    """A FastAPI dependency: a staff user with the admin right (Forbidden without it)."""
+    return check_admin(staff_of(request))

@@ -14,6 +14,7 @@ import json
 import sys
 from typing import Any
 
+from gateway.cli import user_web
 from gateway.cli.common import CliError, command_session, operator_actor, settings_from_args
 from gateway.models import StaffUser
 from gateway.staff import actions as staff_actions
@@ -90,6 +91,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     password.add_argument("--password-stdin", action="store_true",
                           help="read the password from the first line of standard input")
     password.set_defaults(handler=cmd_password)
+
+    user_web.register(sub)
 
 
 def read_new_password(from_stdin: bool) -> str:

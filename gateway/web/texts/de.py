@@ -20,6 +20,7 @@ TEXTS: dict[str, str] = {
     "login.submit": "Anmelden",
     "login.refused": "Benutzername oder Passwort ist falsch.",
     "login.locked": "Zu viele Fehlversuche. Bitte versuchen Sie es in {minutes} Minute(n) erneut.",
+    "login.locked_short": "Zu viele Fehlversuche. Bitte versuchen Sie es später erneut.",
     "login.expired": "Ihre Sitzung ist abgelaufen. Bitte melden Sie sich erneut an.",
     "login.logged_out": "Sie sind abgemeldet.",
     "login.logged_out_everywhere": "Sie sind auf allen Geräten abgemeldet.",

@@ -20,6 +20,7 @@ TEXTS: dict[str, str] = {
     "login.submit": "Log in",
     "login.refused": "Wrong user name or password.",
     "login.locked": "Too many failed attempts. Please try again in {minutes} minute(s).",
+    "login.locked_short": "Too many failed attempts. Please try again later.",
     "login.expired": "Your session has expired. Please log in again.",
     "login.logged_out": "You are logged out.",
     "login.logged_out_everywhere": "You are logged out on every device.",

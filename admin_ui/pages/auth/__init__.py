@@ -1,0 +1,2 @@
+"""The login pages: password, second factor, its enrolment and recovery codes, logout, and
+the language switch."""
