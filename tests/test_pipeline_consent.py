@@ -27,11 +27,11 @@ from gateway.db import session_scope
 from gateway.delivery.transport import RecordingTransport, TransportError
 from gateway.keydir.partners import add_partner
 from gateway.mime.entity import header_value
-from gateway.models import AuditEntry, Direction, MessageState
+from gateway.models import AuditEntry, Direction, HoldKind, MessageState
 from gateway.pipeline.driver import run_pipeline
 from gateway.pipeline.pipelines import stages_for
 from gateway.pipeline.worker import Worker
-from gateway.policy.consent import RecipientRef, local_date
+from gateway.policy.consent import RecipientRef, local_date, normalise_case
 from gateway.queue.store import claim_next
 from gateway.services import Services
 from gateway.settings import OutboundPolicy, RelayRoute
@@ -115,6 +115,8 @@ def test_report_without_release_is_held_and_the_sender_told(
     message = load_message(office, qid)
     assert message.state == MessageState.HELD
     assert message.reason == (f"consent: {PARTNER}: no release for case {CASE}")
+    assert (message.hold_kind, message.case_reference) == (HoldKind.CONSENT,
+                                                           normalise_case(CASE))
     assert transport.sent == [(  # only the notice to the sender went anywhere
         "internal.invalid", "", (STAFF,), transport.sent[0][3])]
     notice = text_of(transport.sent[0][3])
@@ -129,6 +131,7 @@ def test_registering_a_release_sends_the_held_report_at_once(
     drain(office)
     release_id = release(office)
     assert load_message(office, qid).state == MessageState.DEFERRED
+    assert load_message(office, qid).hold_kind is None
     drain(office)
     message = load_message(office, qid)
     assert message.state == MessageState.DELIVERED
@@ -293,6 +296,7 @@ def test_statutory_transfer_needs_a_second_person(office: Services,
     assert message.state == MessageState.HELD
     assert message.reason is not None
     assert message.reason.startswith("consent: statutory transfer on § 8a SGB VIII")
+    assert message.hold_kind == HoldKind.STATUTORY_APPROVAL
     with session_scope(office.sessions) as s, pytest.raises(ConsentError, match="sent this"):
         approve_statutory(s, qid, approver="sb", reason="ich selbst", now=office.clock())
     assert not [r for _, _, r, _ in transport.sent if r == (PARTNER,)]
@@ -341,6 +345,7 @@ def test_held_reports_expire_with_a_notice(office: Services, clock: FakeClock) -
     message = load_message(office, qid)
     assert message.state == MessageState.REJECTED
     assert message.reason is not None and "without a covering release" in message.reason
+    assert message.hold_kind is None and message.case_reference == normalise_case(CASE)
     assert len(notices_to(office, STAFF)) == 2  # "held" first, then the DSN
     assert sweeper.sweep_once() == []
 
