@@ -218,6 +218,29 @@ def test_password_guessing_is_cut_off_per_connection(services: Services, edge: E
     client.close()
 
 
+def _auth_codes(edge: Edge, username: str, passwords: list[str]) -> list[tuple[int, bytes]]:
+    """AUTH PLAIN with each password, a new connection for each (aiosmtpd's own per-connection
+    cut-off is not what is tested here)."""
+    replies = []
+    for password in passwords:
+        with _tls_client(edge) as client:
+            code, text = client.docmd("AUTH", "PLAIN " + plain_credentials(username, password))
+            replies.append((code, text[:5]))
+    return replies
+
+
+def test_the_shared_throttle_locks_a_name_across_connections(services: Services, edge: Edge,
+                                                             staff: str) -> None:
+    free = services.settings.login.free_failures_per_user
+    guesses = [f"guess {i}" for i in range(free)]
+    assert _auth_codes(edge, USER, guesses) == [(535, b"5.7.8")] * free
+    # Locked now: even the right password is not checked, and the answer says to wait.
+    assert _auth_codes(edge, USER, [PASSWORD]) == [(454, b"4.7.0")]
+    # A name that does not exist is locked the same way, with the same answer.
+    assert _auth_codes(edge, "niemand", [*guesses, PASSWORD]) == (
+        [(535, b"5.7.8")] * free + [(454, b"4.7.0")])
+
+
 def test_submission_refuses_the_null_sender(services: Services, edge: Edge,
                                             staff: str) -> None:
     with _tls_client(edge) as client:

@@ -19,20 +19,15 @@ from base64 import b64decode
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.db import read_scope, session_scope
+from gateway.db import read_scope
 from gateway.queue.intake import IntakeCommitter
 from gateway.services import Services
 from gateway.smtp import codes
 from gateway.smtp.handler import EdgeHandler, ListenerKind, authenticated_user
 from gateway.smtp.protocol import format_peer
-from gateway.staff.users import (
-    MAX_USERNAME_LENGTH,
-    find_user,
-    needs_rehash,
-    password_matches,
-    sender_addresses,
-    upgrade_hash,
-)
+from gateway.staff.login import Locked, LoginOutcome, Verified, password_login
+from gateway.staff.throttle import Attempt
+from gateway.staff.users import sender_addresses
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +108,21 @@ class SubmissionHandler(EdgeHandler):
             log.warning("authentication failed: credentials not UTF-8", extra=where)
             return AuthResult(success=False, handled=False)
         where["username"] = _loggable(username)
+        peer = server.session.peer
+        address = peer[0] if isinstance(peer, tuple) and peer else None
         async with self._checks:
             try:
-                ok = await asyncio.to_thread(self._verify, username, secret)
+                outcome = await asyncio.to_thread(self._verify, username, secret, address)
             except Exception:
                 log.exception("authentication check failed", extra=where)
                 await server.push(codes.AUTH_TEMPORARY_FAILURE)
                 return AuthResult(success=False, handled=True)
-        if not ok:
+        if isinstance(outcome, Locked):
+            # The same answer whether the name exists or not, and no password was checked.
+            log.warning("authentication refused: too many failures", extra=where)
+            await server.push(codes.AUTH_THROTTLED)
+            return AuthResult(success=False, handled=True)
+        if not isinstance(outcome, Verified):
             log.warning("authentication failed", extra=where)
             # handled=False: aiosmtpd answers 535 5.7.8.
             return AuthResult(success=False, handled=False)
@@ -128,21 +130,13 @@ class SubmissionHandler(EdgeHandler):
         # The user name becomes session.auth_data; see gateway.smtp.handler.authenticated_user.
         return AuthResult(success=True, auth_data=username, message=codes.AUTH_OK)
 
-    def _verify(self, username: str, password: str) -> bool:
-        # Two short transactions around the argon2 check, not one long one: on SQLite a
-        # transaction holds the database's write lock, and every commit of the spool and the
-        # workers would wait out each password check.
-        with read_scope(self.services.sessions) as session:
-            user = find_user(session, username) if len(username) <= MAX_USERNAME_LENGTH else None
-            password_hash = user.password_hash if user is not None else None
-            enabled = user is not None and not user.disabled
-        if not password_matches(password_hash, password) or not enabled:
-            return False
-        assert password_hash is not None
-        if needs_rehash(password_hash):
-            with session_scope(self.services.sessions) as session:
-                upgrade_hash(session, username, password)
-        return True
+    def _verify(self, username: str, password: str, address: str | None) -> LoginOutcome:
+        # The shared throttle and the argon2 check between two short transactions
+        # (gateway.staff.login): on SQLite a transaction holds the database's write lock, and
+        # every commit of the spool and the workers would wait out each password check.
+        services = self.services
+        return password_login(services.sessions, Attempt(username, address), password,
+                              services.settings.login, services.clock())
 
 
 async def _first_response(server: SMTP, args: list[str], challenge: str) -> bytes | None:

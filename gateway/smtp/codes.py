@@ -39,6 +39,8 @@ QUEUED = "250 2.0.0 Ok: queued as {queue_id}"
 AUTH_OK = "235 2.7.0 Authentication successful"
 AUTH_MALFORMED = "501 5.5.2 Cannot decode the authentication data"
 AUTH_TEMPORARY_FAILURE = "454 4.7.0 Temporary authentication failure"
+# The login throttle (gateway.staff.throttle) locks this user name or client address for now.
+AUTH_THROTTLED = "454 4.7.0 Too many failed authentication attempts, try again later"
 
 # Our own fault: never details, never a 5xx.
 TEMPORARY_FAILURE = "451 4.3.0 Temporary local problem, please try again later"
