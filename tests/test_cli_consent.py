@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crypto.at_rest import MasterKey
 from gateway import audit
+from gateway.audit.view import opened
 from gateway.clock import system_clock
 from gateway.consent.holds import CONSENT_HOLD_PREFIX, STATUTORY_HOLD_PREFIX
 from gateway.db import make_engine, make_session_factory, read_scope, session_scope
@@ -200,8 +201,8 @@ def test_reading_names_needs_a_person_and_is_audited(office: Office) -> None:
     _, out, _ = office.act("show", str(release), by="bob")
     assert "  data subjects: Max Muster, Lea Muster" in out
     with read_scope(office.sessions) as s:
-        entries = s.scalars(select(AuditEntry).where(AuditEntry.action.in_(
-            ["consent-read", "consent-listed"])).order_by(AuditEntry.seq)).all()
+        entries = opened(s, s.scalars(select(AuditEntry).where(AuditEntry.action.in_(
+            ["consent-read", "consent-listed"])).order_by(AuditEntry.seq)))
         assert [(e.actor, e.action, json.loads(e.detail)) for e in entries] == [
             ("bob", "consent-read", {"release": release, "versions": [1], "via": "cli"})]
         assert "Muster" not in entries[0].detail

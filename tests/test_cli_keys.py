@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from sqlalchemy import select
 
 from crypto.at_rest import MasterKey
+from gateway.audit.view import opened
 from gateway.db import make_engine, make_session_factory, read_scope
 from gateway.keydir.models import KeyKind
 from gateway.keydir.own_keys import own_keys_for
@@ -66,8 +67,8 @@ def _audit_details(cli: Cli) -> list[dict[str, Any]]:
     engine = make_engine(load_settings(cli.config))
     try:
         with read_scope(make_session_factory(engine)) as session:
-            return [json.loads(e.detail) for e in session.scalars(
-                select(AuditEntry).order_by(AuditEntry.seq))]
+            return [e.details for e in opened(session, session.scalars(
+                select(AuditEntry).order_by(AuditEntry.seq)))]
     finally:
         engine.dispose()
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crypto.at_rest import MasterKey
 from gateway import audit
+from gateway.audit.view import opened
 from gateway.cli import quarantine as cli_quarantine
 from gateway.clock import system_clock
 from gateway.db import make_engine, make_session_factory, read_scope, session_scope
@@ -103,8 +104,8 @@ def test_four_eyes_release_end_to_end(setup: Setup) -> None:
                        ("admin:bob", "quarantine-release-approval"),
                        ("admin:bob", "quarantine-released")]
     with read_scope(setup.sessions) as s:
-        details = [e.detail for e in s.scalars(
-            select(AuditEntry).where(AuditEntry.action.startswith("quarantine-")))]
+        details = [e.detail for e in opened(s, s.scalars(
+            select(AuditEntry).where(AuditEntry.action.startswith("quarantine-"))))]
     assert all('"os_user":' in d for d in details), "the OS user is recorded too"
 
 

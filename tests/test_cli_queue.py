@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from gateway import audit
+from gateway.audit.view import opened
 from gateway.cli.demo import DEMO_MAILBOX
 from gateway.db import session_scope
 from gateway.delivery.transport import RecordingTransport, TransportError
@@ -133,7 +134,7 @@ def test_retry_makes_a_deferred_message_runnable_and_records_the_operator(
     assert message.state == MessageState.RECEIVED
     assert message.next_attempt_at <= installed.services.clock()
     with session_scope(installed.services.sessions) as s:
-        last = s.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).one()
+        [last] = opened(s, s.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)))
         assert (last.action, last.actor, last.queue_id) == ("retry", "operator:alice", qid)
         assert '"previous_state":"deferred"' in last.detail
     # The next worker run picks it up at once; this time the relay answers.

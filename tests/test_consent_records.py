@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from crypto.at_rest import open_sealed
 from crypto.errors import SealError
 from gateway import audit
+from gateway.audit.view import opened
 from gateway.consent.errors import ConsentConflict, ConsentError, ConsentNotFound
 from gateway.consent.models import ConsentDocument, ConsentVersion
 from gateway.consent.records import (
@@ -66,7 +67,8 @@ def test_add_normalises_and_audits(gw: Services) -> None:
     release_id = _add(gw)
     with session_scope(gw.sessions) as s:
         [view] = history(s, gw.master_key, release_id)
-        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "consent-added")).one()
+        [entry] = opened(s, s.scalars(select(AuditEntry).where(
+            AuditEntry.action == "consent-added")))
         detail = json.loads(entry.detail)
     release = view.release
     assert release.categories == {"psychologisches Gutachten", "Hilfeplan"}
@@ -168,8 +170,8 @@ def test_the_scan_is_sealed_and_kept_across_versions(gw: Services) -> None:
         assert info.size == len(SCAN)
         _, _, first = read_document(s, gw.master_key, release_id, version=1, actor="dsb")
         assert first == SCAN
-        reads = s.scalars(select(AuditEntry.actor).where(
-            AuditEntry.action == "consent-document-read")).all()
+        reads = [e.actor for e in opened(s, s.scalars(select(AuditEntry).where(
+            AuditEntry.action == "consent-document-read")))]
         assert reads == ["dsb", "dsb"]
         with pytest.raises(ConsentNotFound):
             read_document(s, gw.master_key, release_id, version=7, actor="dsb")
@@ -245,8 +247,8 @@ def test_reading_names_is_audited_without_them(gw: Services) -> None:
             read_release(s, gw.master_key, 999, actor="dsb", via="cli")
     with read_scope(gw.sessions) as s:
         assert audit.verify(s).ok
-        entries = s.scalars(select(AuditEntry).where(AuditEntry.action.in_(
-            ["consent-read", "consent-listed"])).order_by(AuditEntry.seq)).all()
+        entries = opened(s, s.scalars(select(AuditEntry).where(AuditEntry.action.in_(
+            ["consent-read", "consent-listed"])).order_by(AuditEntry.seq)))
         assert [(e.actor, e.action, json.loads(e.detail)) for e in entries] == [
             ("dsb", "consent-read", {"release": release_id, "versions": [1, 2], "via": "cli"}),
             ("sb", "consent-listed", {"case": None, "releases": [[other, 1],

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import audit
+from gateway.audit.view import opened
 from gateway.db import make_engine, make_session_factory, session_scope
 from gateway.keydir import partners
 from gateway.keydir.errors import Conflict, KeyDirError, NotFound
@@ -117,7 +118,7 @@ def test_update_rename_patterns_and_delete_are_audited(sessions: sessionmaker[Se
     with session_scope(sessions) as session:
         assert partners.list_partners(session) == []
         assert partner_for(session, "post@ag-land.example") is None
-        entries = session.scalars(select(AuditEntry).order_by(AuditEntry.seq)).all()
+        entries = opened(session, session.scalars(select(AuditEntry).order_by(AuditEntry.seq)))
         assert [(e.actor, e.action) for e in entries] == [
             ("admin", "partner-added"), ("bob", "partner-changed"),
             ("bob", "partner-address-added"), ("bob", "partner-address-removed"),
@@ -138,7 +139,7 @@ def test_what_a_failing_signature_leads_to_is_set_per_partner_and_audited(
                             inbound_invalid_signature=InvalidSignature.WARN)
     updated = partner_for(session, "x@a.example")
     assert updated is not None and updated.inbound_invalid_signature is InvalidSignature.WARN
-    entries = session.scalars(select(AuditEntry).order_by(AuditEntry.seq)).all()
+    entries = opened(session, session.scalars(select(AuditEntry).order_by(AuditEntry.seq)))
     assert '"inbound_invalid_signature":"warn"' in entries[1].detail
     assert '"changes":{"inbound_invalid_signature":["quarantine","warn"]}' in entries[2].detail
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crypto.at_rest import MasterKey, seal
 from gateway import audit
+from gateway.audit.view import opened
 from gateway.clock import FakeClock
 from gateway.db import make_engine, make_session_factory, read_scope, session_scope
 from gateway.models import (
@@ -125,9 +126,9 @@ class Q:
 
     def actions(self, qid: str) -> list[tuple[str, str]]:
         with read_scope(self.sessions) as s:
-            return [(e.actor, e.action) for e in s.scalars(
+            return [(e.actor, e.action) for e in opened(s, s.scalars(
                 select(AuditEntry).where(AuditEntry.queue_id == qid)
-                .order_by(AuditEntry.seq))]
+                .order_by(AuditEntry.seq)))]
 
     def verify(self) -> None:
         with read_scope(self.sessions) as s:
@@ -331,8 +332,8 @@ def test_delete_removes_the_content_and_keeps_the_record(q: Q) -> None:
             (RecipientState.FAILED, "deleted from quarantine by alice")}
         # No bounce: nothing new was queued.
         assert s.scalar(select(func.count()).select_from(Message)) == messages_before
-        entry = s.scalars(select(AuditEntry).where(AuditEntry.queue_id == qid)
-                          .order_by(AuditEntry.seq.desc())).first()
+        entry = opened(s, s.scalars(select(AuditEntry).where(AuditEntry.queue_id == qid)
+                                    .order_by(AuditEntry.seq.desc()).limit(1)))[0]
         assert entry is not None and entry.action == "quarantine-deleted"
         assert entry.actor == "admin:alice"
         assert '"os_user":"root"' in entry.detail

@@ -8,7 +8,7 @@ its month's key. Once that key is destroyed, the personal part reads "(deleted)"
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -53,6 +53,11 @@ def readable(session: Session, entry: AuditEntry) -> ReadableEntry:
                              personal_deleted=True)
     actor, details = merge(entry.actor, clear, opened)
     return ReadableEntry(entry.seq, entry.at, actor, entry.action, entry.queue_id, details)
+
+
+def opened(session: Session, entries: Iterable[AuditEntry]) -> list[ReadableEntry]:
+    """Stored entries as they were recorded (personal parts opened)."""
+    return [readable(session, e) for e in entries]
 
 
 def recent_entries(session: Session, *, queue_id: str | None = None,

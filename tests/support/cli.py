@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from crypto.at_rest import MasterKey
 from gateway import audit
+from gateway.audit.view import opened as opened_entries
 from gateway.cli import main
 from gateway.db import read_scope
 from gateway.delivery.transport import RecordingTransport
@@ -110,5 +111,5 @@ class Cli:
     def audit_actions(self) -> list[tuple[str, str]]:
         with opened(load_settings(self.config)) as sessions, read_scope(sessions) as session:
             assert audit.verify(session).ok
-            return [(e.actor, e.action) for e in session.scalars(
-                select(AuditEntry).order_by(AuditEntry.seq))]
+            return [(e.actor, e.action) for e in opened_entries(session, session.scalars(
+                select(AuditEntry).order_by(AuditEntry.seq)))]
