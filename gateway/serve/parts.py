@@ -121,9 +121,14 @@ def run_web(settings: Settings, sockets: Sequence[socket.socket] = ()) -> int:
 
     from admin_ui.app import create_app
 
-    config = uvicorn.Config(create_app(settings), host=settings.web.host,
-                            port=settings.web.port, log_config=None, lifespan="on",
-                            server_header=False)
+    # HTTPS with [tls]'s certificate when [web] tls is on; plain HTTP otherwise, which
+    # browsers accept for the Secure session cookie on loopback only.
+    web_tls = settings.web.tls
+    config = uvicorn.Config(
+        create_app(settings), host=settings.web.host, port=settings.web.port, log_config=None,
+        lifespan="on", server_header=False,
+        ssl_certfile=settings.resolve(settings.tls.cert_file) if web_tls else None,
+        ssl_keyfile=settings.resolve(settings.tls.key_file) if web_tls else None)
     server = uvicorn.Server(config)
 
     def _exit() -> None:

@@ -61,16 +61,22 @@ def form_csrf(html: str) -> str:
     return found.group(1)
 
 
-def web_login(client: TestClient, username: str, password: str, secret: str) -> str:
-    """Log in through the forms (password, then TOTP); returns the session's CSRF token."""
+def web_login(client: TestClient, username: str, password: str, secret: str,
+              at: datetime | None = None) -> str:
+    """Log in through the forms (password, then TOTP computed for ``at``, default now);
+    returns the session's CSRF token."""
     page = client.get("/login")
     response = client.post("/login", data={"username": username, "password": password,
                                            "csrf_token": form_csrf(page.text)},
                            follow_redirects=False)
     assert response.headers.get("location") == "/login/code", response.text
     page = client.get("/login/code")
-    response = client.post("/login/code", data={"code": pyotp.TOTP(secret).now(),
+    response = client.post("/login/code", data={"code": totp_code(secret, at),
                                                 "csrf_token": form_csrf(page.text)},
                            follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/", response.text
     return form_csrf(client.get("/").text)
+
+
+def totp_code(secret: str, at: datetime | None = None) -> str:
+    return pyotp.TOTP(secret).at(at or datetime.now(UTC))
