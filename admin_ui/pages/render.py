@@ -30,7 +30,8 @@ class Renderer:
              csrf_token: str | None = None) -> HTMLResponse:
         lang = language_of(request)
         values = {
-            "t": text(lang), "lang": lang.value, "languages": [lang.value for lang in Language],
+            "t": text(lang), "lang": lang.value,
+            "languages": {choice.value: language.NAMES[choice] for choice in Language},
             "staff": staff, "csrf_token": csrf_token or (staff.csrf_token if staff else None),
             "current_path": request.url.path, **(context or {}),
         }

@@ -13,6 +13,8 @@ class Language(StrEnum):
 
 DEFAULT = Language.DE
 COOKIE = "xgate_lang"
+# Each language named in itself, as a language switch shows them.
+NAMES = {Language.DE: "Deutsch", Language.EN: "English"}
 
 
 def choose(cookie: str | None, accept_language: str | None) -> Language:
