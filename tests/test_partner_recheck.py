@@ -5,7 +5,6 @@ and the library behave alike."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 
 import pytest
@@ -25,6 +24,7 @@ from gateway.staff import users as staff
 from tests.support.cli import Cli
 from tests.support.db import message_state, opened, store_held
 from tests.support.pipeline import drain, enqueue, load_message
+from tests.support.staff_web import add_tokens, bearer
 
 STAFF = "sb@jugendamt.example"
 PARTNER = "team@beratung.example"
@@ -139,15 +139,14 @@ def admin_client(settings: Settings) -> Iterator[TestClient]:
         add_partner(s, "Beratungsstelle", actor="chef", now=system_clock(),
                     patterns=["beratung.example"],
                     outbound_policy=OutboundPolicy.REQUIRE_OPENPGP)
+    add_tokens(settings, "chef")
     with TestClient(create_app(settings, clock=FakeClock(system_clock()))) as client:
         yield client
 
 
 def test_api_put_requeues(admin_client: TestClient, settings: Settings) -> None:
     held = _store_held(settings, PARTNER)
-    token = base64.b64encode(f"chef:{PASSWORD}".encode()).decode()
-    response = admin_client.put("/api/v1/partners/Beratungsstelle",
-                                headers={"Authorization": f"Basic {token}"},
+    response = admin_client.put("/api/v1/partners/Beratungsstelle", headers=bearer("chef"),
                                 json={"outbound_policy": "plaintext", "non_sensitive": True})
     assert response.status_code == 200, response.text
     assert message_state(settings, held) == MessageState.DEFERRED

@@ -129,10 +129,14 @@ def test_unreachable_database_gives_503(tmp_path: Path) -> None:
 def test_unknown_route_is_a_json_error(tmp_path: Path) -> None:
     settings = installation_settings(init_installation(tmp_path / "inst"))
     with serving(settings) as url:
-        missing = httpx.get(f"{url}/nothing-here")
+        missing = httpx.get(f"{url}/api/nothing-here")
+        page = httpx.get(f"{url}/nothing-here")
         wrong_method = httpx.post(f"{url}/healthz")
     assert missing.status_code == 404
-    assert missing.json() == {"error": "not_found", "message": "no such resource: /nothing-here"}
+    assert missing.json() == {"error": "not_found",
+                              "message": "no such resource: /api/nothing-here"}
+    # Outside the API and the machine routes, people read the answer: an HTML page.
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"] == "method_not_allowed"
 
