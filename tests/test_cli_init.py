@@ -7,14 +7,16 @@ import sqlite3
 import stat
 from pathlib import Path
 
+import pyotp
 import pytest
 from sqlalchemy import select
 
 from gateway.cli.demo import DEMO_MAILBOX, DEMO_SENDER
 from gateway.db import session_scope
 from gateway.keydir.own_keys import list_own_keys
-from gateway.models import AuditEntry
-from gateway.staff.users import sender_addresses, verify_password
+from gateway.models import AuditEntry, utcnow
+from gateway.staff import second_factor
+from gateway.staff.users import find_user, sender_addresses, verify_password
 from tests.support.cli import (
     dispose,
     init_installation,
@@ -68,6 +70,7 @@ def test_init_demo_creates_certificate_mailbox_and_user(tmp_path: Path) -> None:
                  if "created demo staff user" in li}
     assert set(passwords) == {"demo", "sb"}
     password = passwords["demo"]
+    [totp] = [li.rsplit(" ", 1)[1] for li in result.stdout.splitlines() if "TOTP secret" in li]
     listing = run_xgate("-c", inst / "xgate.toml", "mailbox", "list")
     assert DEMO_MAILBOX in listing.stdout
     services = installation_services(installation_settings(inst / "xgate.toml"))
@@ -75,6 +78,11 @@ def test_init_demo_creates_certificate_mailbox_and_user(tmp_path: Path) -> None:
         with session_scope(services.sessions) as session:
             assert verify_password(session, "demo", password) is not None
             assert verify_password(session, "sb", passwords["sb"]) is not None
+            # The demo caseworker can log in to the web app: the printed TOTP secret is theirs.
+            demo_user = find_user(session, "demo")
+            assert demo_user is not None
+            assert second_factor.verify_code(session, demo_user.id, pyotp.TOTP(totp).now(),
+                                             services.master_key, utcnow())
             # Made through the same audited actions as 'xgate user add' and 'mailbox add'.
             actions = {e.action for e in session.scalars(select(AuditEntry))}
             assert {"user-added", "mailbox-added"} <= actions
@@ -92,7 +100,7 @@ def test_init_demo_creates_certificate_mailbox_and_user(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert "kept existing demo mailbox" in again.stdout
     assert "password not shown again" in again.stdout
-    assert password not in again.stdout
+    assert password not in again.stdout and totp not in again.stdout
 
 
 def test_db_upgrade_creates_a_missing_database(tmp_path: Path) -> None:

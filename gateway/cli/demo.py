@@ -22,7 +22,9 @@ from gateway.cli.common import (
 )
 from gateway.demo import mail as demo_mail
 from gateway.demo.keys import create_demo_keys
+from gateway.models import utcnow
 from gateway.settings import Settings
+from gateway.staff import second_factor
 from gateway.staff import users as staff
 from gateway.staff.actions import create_user
 from mailboxes.actions import create_mailbox
@@ -75,15 +77,26 @@ def _user(settings: Settings) -> None:
             if staff.find_user(session, username) is not None:
                 print(f"kept existing demo staff user {username} (password not shown again)")
                 continue
-            create_user(session, username, password, addresses=[address],
-                        actor=operator_actor())
+            user = create_user(session, username, password, addresses=[address],
+                               actor=operator_actor())
+            totp = (second_factor.enrol_confirmed(session, user.id, _master_key(settings),
+                                                  utcnow())
+                    if username == DEMO_USER else None)
         print(f"created demo staff user {username} with password {password}")
         print(f"  (it may submit mail as {address})")
+        if totp is not None:
+            # The caseworker of the staff web app: the second factor is required there.
+            print(f"  its TOTP secret for an authenticator app: {totp}")
+            print(f"  ({second_factor.provisioning_uri(totp, username)})")
     print("  (passwords are shown only this once; they are stored hashed)")
 
 
+def _master_key(settings: Settings) -> MasterKey:
+    return MasterKey.load(settings.resolve(settings.storage.master_key_file))
+
+
 def _keys(settings: Settings) -> None:
-    master_key = MasterKey.load(settings.resolve(settings.storage.master_key_file))
+    master_key = _master_key(settings)
     with command_session(settings) as session:
         ca_pem, made = create_demo_keys(session, master_key, [DEMO_MAILBOX, DEMO_SENDER],
                                         actor=operator_name())

@@ -67,6 +67,17 @@ def begin_enrolment(session: Session, user_id: int, master: MasterKey) -> str:
     return secret
 
 
+def enrol_confirmed(session: Session, user_id: int, master: MasterKey, now: datetime) -> str:
+    """A confirmed secret at once, without the first code: for a demo user whose secret is
+    printed to whoever set up the demo (never for a real account)."""
+    secret = begin_enrolment(session, user_id, master)
+    row = session.get(SecondFactor, user_id)
+    assert row is not None
+    row.confirmed_at = now
+    session.flush()
+    return secret
+
+
 def pending_secret(session: Session, user_id: int, master: MasterKey) -> str | None:
     """The secret of an enrolment not yet confirmed, to show again; else None."""
     row = session.get(SecondFactor, user_id)
