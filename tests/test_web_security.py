@@ -332,3 +332,17 @@ def test_the_language_switch_beats_the_browser(client: TestClient) -> None:
                           follow_redirects=False).headers["location"] == "/"
     assert "Melden Sie sich" in client.get(
         "/login", headers={"Accept-Language": "en"}).text
+
+
+def test_identity_is_checked_before_the_body_is_read(client: TestClient) -> None:
+    api = TestClient(client.app)
+    # Larger than the key router's limit, and not JSON: a 401, not a 413 or 422.
+    huge = b"{" * (3 * 1024 * 1024)
+    for headers in ({}, {"Authorization": "Bearer xg_falsch"}):
+        response = api.post("/api/v1/keys", content=huge,
+                            headers={"Content-Type": "application/json", **headers})
+        assert response.status_code == 401, response.text
+    # Logged in, the same body is refused for its size.
+    response = api.post("/api/v1/keys", content=huge,
+                        headers={"Content-Type": "application/json", **bearer("sachb")})
+    assert response.status_code == 413
