@@ -142,7 +142,10 @@ def _all_delivered(services: Services, queue_ids: list[str]) -> Callable[[], boo
 
 def _mailbox(services: Services) -> int:
     with session_scope(services.sessions) as s:
-        return add_mailbox(s, MAILBOX, "Kindertagespflege").id
+        mailbox = add_mailbox(s, MAILBOX, "Kindertagespflege")
+        # A receipt to the sender would be one more delivery at the sinks these tests count.
+        mailbox.receipt_enabled = False
+        return mailbox.id
 
 
 def _assert_audit_verifies(services: Services) -> None:

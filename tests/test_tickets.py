@@ -343,3 +343,15 @@ def test_concurrent_allocations_get_distinct_numbers_without_gaps(services: Serv
         t.join(30)
     assert errors == []
     assert sorted(got) == [f"XG-2030-{n:06d}" for n in range(1, 9)]
+
+
+def test_no_receipt_for_mail_submitted_by_staff(services: Services, box: int,
+                                                transport: RecordingTransport) -> None:
+    enqueue(services, [BOX], mail("Intern", sender="kollegin@jugendamt.example"),
+            mail_from="kollegin@jugendamt.example", direction=Direction.OUTBOUND)
+    drain(services)
+    (ticket,) = tickets(services)
+    assert receipts(transport) == []
+    with read_scope(services.sessions) as s:
+        last = ticket_view(s, services.master_key, ticket.id).history[-1]
+    assert (last.action, last.detail) == ("receipt-skipped", {"reason": "submitted by staff"})

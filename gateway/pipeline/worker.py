@@ -233,7 +233,8 @@ class Worker:
         own = frozenset(all_addresses(session)) | {settings.delivery.postmaster.lower()}
         threaded = thread_filed(
             session, self.services.master_key,
-            Filed(mailbox_id, stored_id, ctx.mail_from, ctx.headers()),
+            Filed(mailbox_id, stored_id, ctx.mail_from, ctx.headers(),
+                  internal=ctx.direction == Direction.OUTBOUND),
             own_addresses=own, hostname=settings.smtp.hostname, actor=self.name, now=now)
         detail: dict[str, object] = {"ticket": threaded.number, "new_ticket": threaded.new}
         if threaded.linked_to:

@@ -48,6 +48,8 @@ class Filed:
     stored_id: int
     mail_from: str
     headers: Message
+    # Submitted by staff (the outbound direction) rather than received from outside.
+    internal: bool = False
 
 
 def message_ids(value: object) -> list[str]:
@@ -130,6 +132,9 @@ def _receipt(session: Session, master: MasterKey, filed: Filed, ticket_id: int, 
     refused: str | None
     if not mailbox.receipt_enabled:
         refused = "receipts are off for this mailbox"
+    elif filed.internal:
+        # Colleagues writing to a team's mailbox know it arrived; a receipt is noise.
+        refused = "submitted by staff"
     else:
         refused = receipts.refusal(filed.headers, filed.mail_from, own_addresses)
     to = filed.mail_from.lower()
