@@ -21,7 +21,9 @@ from admin_ui.api.partners import partners_router
 from admin_ui.errors import install_error_handlers
 from admin_ui.pages.auth.routes import auth_router
 from admin_ui.pages.home.routes import home_router
+from admin_ui.pages.mailboxes.routes import mailbox_overview, mailboxes_router
 from admin_ui.pages.render import Renderer
+from admin_ui.pages.tickets.routes import tickets_router
 from admin_ui.public.monitoring import monitoring_router
 from admin_ui.public.wkd import wkd_router
 from admin_ui.security.authentication import Authenticator
@@ -55,7 +57,9 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     # From the package (admin_ui/static), never a CDN: the CSP allows this origin only.
     app.mount("/static", StaticFiles(packages=[("admin_ui", "static")]), name="static")
     app.include_router(auth_router(auth, WebLogin(auth, master_key), renderer))
-    app.include_router(home_router(auth, renderer))
+    app.include_router(home_router(auth, renderer, mailbox_overview(sessions)))
+    app.include_router(mailboxes_router(auth, sessions, master_key, renderer))
+    app.include_router(tickets_router(auth, sessions, master_key, settings, clock, renderer))
     app.include_router(keys_router(auth, sessions, clock, settings))
     app.include_router(partners_router(auth, sessions, clock))
     app.include_router(consents_router(auth, sessions, clock, settings, master_key))

@@ -43,6 +43,8 @@ PUBLIC = {
 }
 ADMIN_ONLY = ("/api/v1/keys", "/api/v1/partners")
 ANY_STAFF = ("/api/v1/consents", "/", "/logout/everywhere", "/account/recovery-codes")
+# Mailbox members only: anyone else gets 404 (tests/test_web_ticket_rights.py tries each).
+MEMBERS_ONLY = ("/mailboxes/", "/tickets/")
 
 
 @pytest.fixture
@@ -103,6 +105,8 @@ def test_admin_routes_refuse_staff_without_the_admin_right(app: FastAPI,
         if path.startswith(ADMIN_ONLY):
             assert response.status_code == 403, f"{method} {path} is not admin-only"
             assert response.json()["error"] == "forbidden"
+        elif path.startswith(MEMBERS_ONLY):
+            assert response.status_code == 404, f"{method} {path} answers a non-member"
         else:
             assert path in ANY_STAFF or path.startswith(ANY_STAFF[0]), (
                 f"{method} {path}: which right does it need?")

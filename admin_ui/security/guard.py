@@ -27,8 +27,11 @@ from gateway.web import csrf
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def guarded_route(auth: Authenticator, max_body: int) -> type[APIRoute]:
-    """A route class for ``APIRouter(route_class=...)``: login, body limit, CSRF."""
+def guarded_route(auth: Authenticator, max_body: int,
+                  request_class: type[BoundedRequest] = BoundedRequest) -> type[APIRoute]:
+    """A route class for ``APIRouter(route_class=...)``: login, body limit, CSRF.
+    ``request_class``: a BoundedRequest that parses forms its own way (uploads kept in
+    memory, admin_ui.pages.tickets.uploads)."""
 
     class GuardedRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -36,7 +39,7 @@ def guarded_route(auth: Authenticator, max_body: int) -> type[APIRoute]:
 
             async def handle(request: Request) -> Response:
                 staff = await run_in_threadpool(auth.identify, request)
-                bounded = BoundedRequest(request.scope, request.receive, max_body)
+                bounded = request_class(request.scope, request.receive, max_body)
                 bounded.state.staff = staff
                 # Read here, not first in the handler: FastAPI turns any error while it
                 # reads the body into a bare 400.

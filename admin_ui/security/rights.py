@@ -4,7 +4,8 @@ Every active staff user who completed the login may use the consent register (ca
 record the releases they obtained) and the start page; only staff with the admin role may use
 the key directory and the partners. The auditor and data-protection officer roles exist (they
 are granted with ``xgate user role``) for the pages that will need them. Mailbox roles (lead,
-agent) are decided by the mailbox memberships (mailboxes/) through checks added here.
+agent) are decided by the mailbox memberships (mailboxes.members.role_in): ``check_mailbox``
+and ``check_ticket`` below, called by the mailbox and ticket pages for every id in a URL.
 
 Routers and pages depend on ``staff_user`` or ``admin_user`` (FastAPI dependencies reading
 the identity that admin_ui.security.guard settled before the body was read) and never read a
@@ -13,12 +14,20 @@ user's roles themselves.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException
 
 from admin_ui.security.errors import Forbidden
 from admin_ui.security.guard import staff_of
 from admin_ui.security.identity import Admin, Staff
 from gateway.staff.roles import GlobalRole
+from mailboxes.members import role_in
+from mailboxes.models import MemberRole
+from mailboxes.tickets.models import Ticket
 
 
 def check_admin(user: Staff) -> Admin:
@@ -36,3 +45,44 @@ def staff_user(request: Request) -> Staff:
 def admin_user(request: Request) -> Admin:
     """A FastAPI dependency: a staff user with the admin right (Forbidden without it)."""
     return check_admin(staff_of(request))
+
+
+# --- shared mailboxes and tickets ------------------------------------------------------------
+# Membership is the whole right to a mailbox and its tickets, whatever the global roles: an
+# admin sees no mailbox they are not a member of. An id the user may not reach is answered
+# exactly as an id that does not exist (404), so ids of other teams cannot be probed.
+
+
+@dataclass(frozen=True)
+class MailboxAccess:
+    mailbox_id: int
+    role: MemberRole
+
+
+@dataclass(frozen=True)
+class TicketAccess:
+    ticket_id: int
+    mailbox_id: int
+    role: MemberRole
+
+
+def not_found() -> HTTPException:
+    return HTTPException(404)
+
+
+def check_mailbox(session: Session, user: Staff, mailbox_id: int) -> MailboxAccess:
+    """The user's role in the mailbox, or 404 for a mailbox they are no member of."""
+    role = role_in(session, user.user_id, mailbox_id)
+    if role is None:
+        raise not_found()
+    return MailboxAccess(mailbox_id, role)
+
+
+def check_ticket(session: Session, user: Staff, ticket_id: int) -> TicketAccess:
+    """The ticket's mailbox and the user's role there, or 404 for a ticket of a mailbox they
+    are no member of (or none at all)."""
+    mailbox_id = session.scalar(select(Ticket.mailbox_id).where(Ticket.id == ticket_id))
+    if mailbox_id is None:
+        raise not_found()
+    access = check_mailbox(session, user, mailbox_id)
+    return TicketAccess(ticket_id, access.mailbox_id, access.role)

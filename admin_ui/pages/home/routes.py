@@ -1,7 +1,9 @@
-"""The start page: a greeting and the user's roles (the mailbox list is added here later)."""
+"""The start page: a greeting, the user's shared mailboxes (with their counts of new and open
+tickets) and roles."""
 
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations at run
 # time.
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -17,13 +19,15 @@ from gateway.staff.roles import GlobalRole
 MAX_FORM = 16 * 1024
 
 
-def home_router(auth: Authenticator, renderer: Renderer) -> APIRouter:
+def home_router(auth: Authenticator, renderer: Renderer,
+                mailboxes: Callable[[Staff], Sequence[object]]) -> APIRouter:
     router = APIRouter(route_class=guarded_route(auth, MAX_FORM))
     StaffUser = Annotated[Staff, Depends(staff_user)]
 
     @router.get("/")
     def home(request: Request, staff: StaffUser) -> Response:
         roles = [role.value for role in GlobalRole if role in staff.roles]
-        return renderer.page(request, "home/home.html", {"roles": roles}, staff=staff)
+        return renderer.page(request, "home/home.html", {
+            "roles": roles, "mailboxes": mailboxes(staff)}, staff=staff)
 
     return router

@@ -1,0 +1,1 @@
+"""The shared mailboxes a staff user works in, and each one's ticket list."""
