@@ -169,7 +169,9 @@ def test_html_mail_is_shown_as_text_with_nothing_active(anna: TestClient,
     assert "Guten Tag" in body and "hier klicken" in body
     assert "<script" not in body and "<img" not in body and 'href="javascript' not in body
     assert "alert(&#34;x&#34;)" not in body and 'alert("x")' not in body
-    assert "tracker.example" not in body or "<img" not in body
+    # The image is its alt text only: its address is not even shown.
+    assert "[Logo]" in body and "tracker.example" not in body
+    assert "hier klicken [javascript:alert(1)]" in body  # the address as text, not a link
 
 
 def test_note_assign_and_state_by_post_redirect_get(anna: TestClient, teams: Services) -> None:
