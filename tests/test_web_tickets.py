@@ -244,6 +244,7 @@ def test_reply_errors_are_shown_on_the_page_and_nothing_is_stored(
     closed = anna.post(url + "/reply", data={"text": "Noch etwas", "csrf_token": csrf},
                        files=[("attachments", ("", b"", "application/octet-stream"))])
     assert closed.status_code == 409 and "is closed" in closed.text
+    assert "Nichts wurde gespeichert. Grund:" in closed.text
     assert count(teams, Message) == before
     assert count(teams, Article, ticket_id=ids.ticket_id, kind="reply") == 0
 

@@ -117,6 +117,7 @@ TEXTS: dict[str, str] = {
     "outcome.pending": "Wird bearbeitet",
     "outcome.unknown": "Ergebnis unbekannt",
     "outcome.encrypted_for": "An {recipient}: {how}",
+    "form.refused": "Nichts wurde gespeichert. Grund:",
     "reply.title": "Antworten",
     "reply.closed": "Der Vorgang ist geschlossen. Öffnen Sie ihn wieder, bevor Sie antworten.",
     "reply.sent_as": "Die Antwort geht als {address} an {to}.",

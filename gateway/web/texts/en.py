@@ -117,6 +117,7 @@ TEXTS: dict[str, str] = {
     "outcome.pending": "In progress",
     "outcome.unknown": "Outcome unknown",
     "outcome.encrypted_for": "To {recipient}: {how}",
+    "form.refused": "Nothing was saved. Reason:",
     "reply.title": "Reply",
     "reply.closed": "The ticket is closed. Reopen it before replying.",
     "reply.sent_as": "The reply goes out as {address} to {to}.",
