@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 RUN_DIR := var
 PYTEST_FLAGS ?= -q -p no:cacheprovider --durations=10
 
-.PHONY: run test setup setup-test lint typecheck pytest
+.PHONY: run test setup setup-test lint typecheck pytest screenshots
 
 ## make run: set up, create var/ with demo data on first use, start every listener.
 run: setup
@@ -31,6 +31,10 @@ test: setup-test
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory typecheck
 	@$(MAKE) --no-print-directory pytest
+
+## make screenshots: run the browser tests and keep their screenshots in docs/screenshots/.
+screenshots: setup-test
+	XGATE_SCREENSHOTS=1 $(BIN)/pytest $(PYTEST_FLAGS) -m browser tests/browser
 
 # --- internal steps ---------------------------------------------------------------------------
 
