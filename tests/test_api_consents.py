@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from admin_ui.app import create_app
 from gateway import audit
+from gateway.audit.view import opened as opened_audit
 from gateway.clock import FakeClock
 from gateway.consent.holds import CONSENT_HOLD_PREFIX, STATUTORY_HOLD_PREFIX
 from gateway.db import read_scope, session_scope
@@ -93,8 +94,8 @@ def _check(client: TestClient, **body: str) -> dict[str, Any]:
 def _audit(settings: Settings) -> list[tuple[str, str, dict[str, Any]]]:
     with opened(settings) as sessions, read_scope(sessions) as session:
         assert audit.verify(session).ok
-        return [(e.actor, e.action, json.loads(e.detail)) for e in session.scalars(
-            select(AuditEntry).order_by(AuditEntry.seq))]
+        return [(e.actor, e.action, e.details) for e in opened_audit(session, session.scalars(
+            select(AuditEntry).order_by(AuditEntry.seq)))]
 
 
 def _hold(settings: Settings, kind: HoldKind, reason: str, *, case: str = CASE) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from admin_ui.app import create_app
 from gateway import audit
+from gateway.audit.view import opened as opened_audit
 from gateway.clock import FakeClock
 from gateway.db import make_engine, make_session_factory, read_scope, session_scope
 from gateway.models import AuditEntry
@@ -50,8 +51,8 @@ def _audit(settings: Settings) -> list[tuple[str, str]]:
     try:
         with read_scope(make_session_factory(engine)) as session:
             assert audit.verify(session).ok
-            return [(e.actor, e.action) for e in session.scalars(
-                select(AuditEntry).order_by(AuditEntry.seq))]
+            return [(e.actor, e.action) for e in opened_audit(session, session.scalars(
+                select(AuditEntry).order_by(AuditEntry.seq)))]
     finally:
         engine.dispose()
 
