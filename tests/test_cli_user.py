@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 import gateway.staff.users
 from admin_ui.app import create_app
+from gateway.audit.view import opened as opened_audit
 from gateway.db import make_engine, make_session_factory, read_scope
 from gateway.models import AuditEntry
 from gateway.settings import Settings, load_settings
@@ -64,8 +65,8 @@ def _entries(cli: Cli) -> list[tuple[str, str, dict[str, Any]]]:
     engine = make_engine(load_settings(cli.config))
     try:
         with read_scope(make_session_factory(engine)) as session:
-            return [(e.actor, e.action, json.loads(e.detail)) for e in session.scalars(
-                select(AuditEntry).order_by(AuditEntry.seq))]
+            return [(e.actor, e.action, e.details) for e in opened_audit(session, session.scalars(
+                select(AuditEntry).order_by(AuditEntry.seq)))]
     finally:
         engine.dispose()
 
@@ -177,7 +178,8 @@ def test_user_command_refusals_are_one_line(cli: Cli, monkeypatch: pytest.Monkey
     assert cli.fails("user", "password", "sachb") == (
         "no terminal to ask for the password; pipe it with --password-stdin")
     assert cli.fails("mailbox", "set", "x@jugendamt.example") == (
-        "nothing to change: give --name, --sensitive or --not-sensitive")
+        "nothing to change: give --name, --sensitive, --not-sensitive, --receipt, "
+        "--no-receipt, --receipt-text, --default-receipt-text or --signature")
     assert cli.fails("mailbox", "set", "x@jugendamt.example", "--sensitive") == (
         "no mailbox x@jugendamt.example")
     # Refused changes leave no trace.
