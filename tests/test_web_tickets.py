@@ -193,12 +193,12 @@ def test_note_assign_and_state_by_post_redirect_get(anna: TestClient, teams: Ser
     assert anna.post(url + "/assign", data={"assignee": "lena", "csrf_token": csrf},
                      follow_redirects=False).status_code == 303
     refused = anna.post(url + "/assign", data={"assignee": "bert", "csrf_token": csrf})
-    assert refused.status_code == 409 and "bert is no member" in refused.text
+    assert refused.status_code == 409 and "bert ist kein Mitglied dieses Postfachs." in refused.text
     assert '<dd id="ticket-assignee">lena</dd>' in refused.text
     refused = anna.post(url + "/state", data={"state": "new", "csrf_token": csrf})
-    assert refused.status_code == 409 and "cannot go from open to new" in refused.text
+    assert refused.status_code == 409 and "nicht von „offen“ zu „neu“ wechseln" in refused.text
     refused = anna.post(url + "/notes", data={"text": "x" * 20_001, "csrf_token": csrf})
-    assert refused.status_code == 409 and "at most 20000 characters" in refused.text
+    assert refused.status_code == 409 and "höchstens 20000 Zeichen" in refused.text
     assert count(teams, Article, ticket_id=ids.ticket_id, kind="note") == 1
 
 
@@ -235,15 +235,16 @@ def test_reply_errors_are_shown_on_the_page_and_nothing_is_stored(
     long_case = anna.post(url + "/reply", data={"text": "Hallo", "case": "A" * 201,
                                                 "csrf_token": csrf},
                           files=[("attachments", ("a.txt", b"x", "text/plain"))])
-    assert long_case.status_code == 409 and "at most 200 characters" in long_case.text
+    assert long_case.status_code == 409
+    assert "Das Aktenzeichen darf höchstens 200 Zeichen" in long_case.text
     assert "Hallo" in long_case.text  # what was typed is kept
     empty = anna.post(url + "/reply", data={"text": "  ", "csrf_token": csrf},
                       files=[("attachments", ("", b"", "application/octet-stream"))])
-    assert empty.status_code == 409 and "must have a text" in empty.text
+    assert empty.status_code == 409 and "Die Antwort hat keinen Text." in empty.text
     anna.post(url + "/state", data={"state": "closed", "csrf_token": csrf})
     closed = anna.post(url + "/reply", data={"text": "Noch etwas", "csrf_token": csrf},
                        files=[("attachments", ("", b"", "application/octet-stream"))])
-    assert closed.status_code == 409 and "is closed" in closed.text
+    assert closed.status_code == 409 and "ist geschlossen. Öffnen Sie ihn wieder" in closed.text
     assert "Nichts wurde gespeichert. Grund:" in closed.text
     assert count(teams, Message) == before
     assert count(teams, Article, ticket_id=ids.ticket_id, kind="reply") == 0
@@ -291,7 +292,12 @@ def test_english_pages(anna: TestClient, teams: Services) -> None:
     ids = latest_ticket(teams, BOX)
     assert "Your shared mailboxes" in anna.get("/").text
     assert "Tickets, newest first" in anna.get(f"/mailboxes/{ids.mailbox_id}").text
-    assert "Internal note" in anna.get(f"/tickets/{ids.ticket_id}").text
+    page = anna.get(f"/tickets/{ids.ticket_id}").text
+    assert "Internal note" in page
+    refused = anna.post(f"/tickets/{ids.ticket_id}/notes",
+                        data={"text": " ", "csrf_token": form_csrf(page)})
+    assert refused.status_code == 409
+    assert "Nothing was saved. Reason:" in refused.text and "The note is empty." in refused.text
 
 
 def test_ticket_count_sanity(teams: Services) -> None:

@@ -122,7 +122,8 @@ def assign(session: Session, ticket: Ticket, username: str | None, *, actor: str
     if username is not None:
         user_id = session.scalar(select(StaffUser.id).where(StaffUser.username == username))
         if user_id is None or role_in(session, user_id, ticket.mailbox_id) is None:
-            raise TicketError(f"{username} is no member of this ticket's mailbox")
+            raise TicketError(f"{username} is no member of this ticket's mailbox",
+                              key="assignee", user=username)
     if user_id == ticket.assignee_id:
         return
     before = ticket.assignee_id
@@ -138,9 +139,10 @@ def add_note(session: Session, master: MasterKey, ticket: Ticket, text: str, *, 
     """An internal note, sealed; it never leaves the office."""
     text = text.replace("\r\n", "\n").strip()
     if not text:
-        raise TicketError("a note must not be empty")
+        raise TicketError("a note must not be empty", key="note_empty")
     if len(text) > MAX_NOTE:
-        raise TicketError(f"a note may have at most {MAX_NOTE} characters")
+        raise TicketError(f"a note may have at most {MAX_NOTE} characters",
+                          key="note_long", limit=MAX_NOTE)
     article_id = add_article(session, ticket.id, ArticleKind.NOTE, author=actor, now=now)
     session.execute(update(_articles).where(_articles.c.id == article_id).values(
         note_sealed=seal(master, text.encode(), note_context(ticket.number, article_id))))

@@ -69,18 +69,21 @@ def submit_reply(session: Session, master: MasterKey, reply: Reply, *, username:
     anything is refused (the caller's transaction rolls back on the error)."""
     ticket = get_ticket(session, reply.ticket_id)
     if ticket.state == TicketState.CLOSED.value:
-        raise TicketError(f"ticket {ticket.number} is closed; reopen it before replying")
+        raise TicketError(f"ticket {ticket.number} is closed; reopen it before replying",
+                          key="closed", number=ticket.number)
     user_id = session.scalar(select(StaffUser.id).where(StaffUser.username == username,
                                                         StaffUser.disabled.is_(False)))
     if user_id is None or role_in(session, user_id, ticket.mailbox_id) is None:
-        raise TicketError(f"{username} is no member of the mailbox of ticket {ticket.number}")
+        raise TicketError(f"{username} is no member of the mailbox of ticket {ticket.number}",
+                          key="not_member", number=ticket.number)
     mailbox = session.get(Mailbox, ticket.mailbox_id)
     assert mailbox is not None  # the ticket's foreign key
     text = reply.text.replace("\r\n", "\n").strip()
     if not text:
-        raise TicketError("a reply must have a text")
+        raise TicketError("a reply must have a text", key="reply_empty")
     if len(text) > MAX_TEXT:
-        raise TicketError(f"a reply's text may have at most {MAX_TEXT} characters")
+        raise TicketError(f"a reply's text may have at most {MAX_TEXT} characters",
+                          key="reply_long", limit=MAX_TEXT)
     refs = [r for r in session.scalars(
         select(Article.rfc_message_id).where(Article.ticket_id == ticket.id,
                                              Article.rfc_message_id.is_not(None))
@@ -102,9 +105,10 @@ def submit_reply(session: Session, master: MasterKey, reply: Reply, *, username:
     if last_in or refs:
         msg["In-Reply-To"] = f"<{last_in or refs[-1]}>"
         msg["References"] = " ".join(f"<{r}>" for r in refs[-20:])
-    for header, value in ((CASE_HEADER, reply.case), (CATEGORY_HEADER, reply.category)):
+    for header, field, value in ((CASE_HEADER, "case", reply.case),
+                                 (CATEGORY_HEADER, "category", reply.category)):
         if value is not None and value.strip():
-            msg[header.title()] = _field(header, value)
+            msg[header.title()] = _field(field, value)
     body = text if not mailbox.signature else f"{text}\n\n-- \n{mailbox.signature}"
     msg.set_content(body + "\n", charset="utf-8", cte="quoted-printable")
     for part in reply.attachments:
@@ -115,7 +119,8 @@ def submit_reply(session: Session, master: MasterKey, reply: Reply, *, username:
                            filename=safe_filename(part.filename))
     data = msg.as_bytes()
     if len(data) > max_bytes:
-        raise TicketError(f"the reply is {len(data)} bytes; at most {max_bytes} may be sent")
+        raise TicketError(f"the reply is {len(data)} bytes; at most {max_bytes} may be sent",
+                          key="reply_big", size=len(data), limit=max_bytes)
 
     stored = store_received(session, master, Envelope(
         direction=Direction.OUTBOUND, mail_from=mailbox.address, rcpt_tos=[ticket.requester],
@@ -150,8 +155,10 @@ def safe_filename(name: str) -> str:
     return base[:MAX_FILENAME] or "attachment"
 
 
-def _field(name: str, value: str) -> str:
+def _field(field: str, value: str) -> str:
+    """``field``: ``case`` or ``category``, as the reply form names them."""
     text = " ".join(value.split())
     if len(text) > MAX_FIELD:
-        raise TicketError(f"{name} may have at most {MAX_FIELD} characters")
+        raise TicketError(f"the {field} field may have at most {MAX_FIELD} characters",
+                          key=f"{field}_long", limit=MAX_FIELD)
     return text

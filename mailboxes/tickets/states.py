@@ -20,7 +20,14 @@ ON_REPLY: dict[TicketState, TicketState] = {S.NEW: S.WAITING, S.OPEN: S.WAITING}
 
 
 class TicketError(GatewayError):
-    """A ticket operation was refused; the message says why."""
+    """A ticket operation was refused; the message says why (in English, for the CLI and
+    logs). ``key`` and ``values`` name the same reason for the web pages, which say it in the
+    user's language from their text catalogue (``ticket_error.<key>``)."""
+
+    def __init__(self, message: str, *, key: str | None = None, **values: object) -> None:
+        super().__init__(message)
+        self.key = key
+        self.values = values
 
 
 def parse_state(text: str) -> TicketState:
@@ -28,9 +35,10 @@ def parse_state(text: str) -> TicketState:
         return TicketState(text.strip().lower())
     except ValueError:
         raise TicketError(f"unknown state {text!r}: use "
-                          + ", ".join(s.value for s in TicketState)) from None
+                          + ", ".join(s.value for s in TicketState), key="state") from None
 
 
 def check_transition(current: TicketState, target: TicketState) -> None:
     if target not in ALLOWED[current]:
-        raise TicketError(f"a ticket cannot go from {current.value} to {target.value}")
+        raise TicketError(f"a ticket cannot go from {current.value} to {target.value}",
+                          key="transition", current=current.value, target=target.value)

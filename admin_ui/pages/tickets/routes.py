@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
 from admin_ui.pages.ids import parse_id
-from admin_ui.pages.render import Renderer
+from admin_ui.pages.render import Renderer, language_of
 from admin_ui.pages.tickets.display import Shown, show_message, show_note
 from admin_ui.pages.tickets.downloads import download
 from admin_ui.pages.tickets.uploads import InMemoryFormRequest
@@ -36,6 +36,7 @@ from crypto.at_rest import MasterKey
 from gateway.clock import Clock
 from gateway.db import session_scope
 from gateway.settings import Settings
+from gateway.web.catalogue import text
 from mailboxes.members import list_members
 from mailboxes.tickets.models import ArticleKind, TicketState
 from mailboxes.tickets.page_reads import open_articles
@@ -45,6 +46,22 @@ from mailboxes.tickets.records import add_note, assign, change_state, get_ticket
 from mailboxes.tickets.replies import Attachment, Reply, submit_reply
 from mailboxes.tickets.states import ALLOWED, TicketError, parse_state
 from mailboxes.tickets.summaries import mailbox_info, protection_from_facts
+
+
+def refusal_text(request: Request, refusal: TicketError) -> str:
+    """Why a form was refused, in the user's language when the domain named the reason
+    (``TicketError.key``); otherwise its own words."""
+    if refusal.key is None:
+        return str(refusal)
+    t = text(language_of(request))
+    values = {name: t(f"state.{value}") if name in _STATE_VALUES else value
+              for name, value in refusal.values.items()}
+    return t(f"ticket_error.{refusal.key}", **values)
+
+
+# A refusal's values that are ticket states, named on the page as the catalogue names them.
+_STATE_VALUES = frozenset({"current", "target"})
+
 
 # Notes, assignment and state: a note of 20,000 characters is at most 80 KB in UTF-8.
 MAX_FORM = 256 * 1024
@@ -115,7 +132,8 @@ def tickets_router(auth: Authenticator, sessions: sessionmaker[Session],
                 check_ticket(session, staff, ticket_id)
                 work(session, ticket_id)
         except TicketError as exc:
-            return show(request, staff, ticket_id, error=str(exc), status=409, typed=typed)
+            return show(request, staff, ticket_id, error=refusal_text(request, exc),
+                        status=409, typed=typed)
         return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
 
     @router.get("/tickets/{ticket_id}")
