@@ -8,7 +8,6 @@ acknowledged is sent again, once.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -25,6 +24,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway import audit
+from gateway.audit.view import opened as opened_audit
 from gateway.db import session_scope
 from gateway.delivery.journal import FILE_NAME as JOURNAL_FILE
 from gateway.delivery.journal import RelayJournal
@@ -341,8 +341,8 @@ def test_a_worker_killed_after_noting_a_relay_does_not_send_it_again(
                          what="the worker taking over to finish the message")
     assert len(sink.deliveries) == 1, "sent again although the journal had the delivery"
     with session_scope(services.sessions) as s:
-        details = [json.loads(d) for d in s.scalars(select(AuditEntry.detail).where(
-            AuditEntry.queue_id == queue_id, AuditEntry.action == "delivered"))]
+        details = [e.details for e in opened_audit(s, s.scalars(select(AuditEntry).where(
+            AuditEntry.queue_id == queue_id, AuditEntry.action == "delivered")))]
     relayed = [d for d in details if d.get("recipient") == REMOTE]
     assert len(relayed) == 1
     assert relayed[0]["recorded_from"] == "relay journal"
