@@ -21,6 +21,7 @@ from gateway.queue.spool import Envelope, store_received
 from gateway.services import Services
 from gateway.settings import Settings
 from mailboxes.directory import add_mailbox
+from mailboxes.outreach import set_outreach
 from tests.support.cli import (
     XGATE,
     clean_env,
@@ -145,6 +146,9 @@ def test_stage_durations_from_a_worker_process(installed: tuple[Settings, Servic
                                                database_url: str, tmp_path: Path) -> None:
     """A separate ``xgate serve worker`` process observes; the web app's scrape sees it."""
     settings, services = installed
+    # One message through each stage: the mailbox's receipt to the sender would be a second.
+    with session_scope(services.sessions) as s:
+        set_outreach(s, DEMO_MAILBOX, actor="test", receipt_enabled=False)
     qid = _enqueue(services)
     worker = subprocess.Popen(
         [str(XGATE), "-c", str(tmp_path / "inst" / "xgate.toml"), "serve", "worker"],
