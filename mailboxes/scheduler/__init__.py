@@ -1,0 +1,1 @@
+"""The one scheduler of the worker process: named jobs (jobs.py), run once per due time."""

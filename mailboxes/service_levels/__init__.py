@@ -1,0 +1,1 @@
+"""Service levels of a shared mailbox: business hours, deadlines, escalations, plausibility."""
