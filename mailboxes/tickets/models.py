@@ -24,6 +24,11 @@ class TicketState(StrEnum):
     CLOSED = "closed"
 
 
+class Channel(StrEnum):
+    MAIL = "mail"
+    PHONE = "phone"    # opened by a call on the hotline (mailboxes.hotline)
+
+
 class ArticleKind(StrEnum):
     INBOUND = "inbound"    # a message filed into the mailbox
     REPLY = "reply"        # a reply submitted into the outbound queue
@@ -59,6 +64,12 @@ class Ticket(Base):
         ForeignKey("tickets.id", ondelete="SET NULL"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # How it came in: mail or a call on the hotline.
+    channel: Mapped[str] = mapped_column(String(8), default=Channel.MAIL.value,
+                                         server_default=Channel.MAIL.value)
+    # A duplicate merged into another ticket: closed, and mail threading into it lands there.
+    merged_into_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="SET NULL"), nullable=True)
 
     __table_args__ = (
         # Newest first within a mailbox, filtered or not: the list walks one of these.
