@@ -32,6 +32,7 @@ from gateway.clock import Clock, system_clock
 from gateway.db import make_engine, make_session_factory
 from gateway.keydir.expiry import ExpiryWatch
 from gateway.settings import Settings
+from gateway.staff.housekeeping import LoginHousekeeping
 from gateway.web.headers import SecurityHeaders
 
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     engine = make_engine(settings)
     sessions = make_session_factory(engine)
     expiry_watch = ExpiryWatch(sessions, clock, settings.crypto.expiry_warning_days)
+    housekeeping = LoginHousekeeping(sessions, settings, clock)
     master_key = MasterKeySource(settings)
     auth = Authenticator(sessions, settings, clock)
     renderer = Renderer()
@@ -46,8 +48,10 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         expiry_watch.start()
+        housekeeping.start()
         yield
         expiry_watch.stop()
+        housekeeping.stop()
         engine.dispose()
 
     app = FastAPI(title="xgate admin", lifespan=lifespan, docs_url=None, redoc_url=None,

@@ -14,14 +14,18 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy import func, select
 
 import gateway.staff.users
 from admin_ui.app import create_app
+from gateway.audit.view import all_entries
 from gateway.clock import FakeClock
 from gateway.db import session_scope
 from gateway.settings import Settings
-from gateway.staff import roles
+from gateway.staff import actions as staff_actions
+from gateway.staff import housekeeping, roles
 from gateway.staff import users as staff
+from gateway.staff.models import LoginFailure, WebSession
 from gateway.web.headers import CONTENT_SECURITY_POLICY
 from tests.support.db import opened
 from tests.support.staff_web import (
@@ -242,6 +246,61 @@ def test_logout_and_logout_everywhere(client: TestClient, secret: str, clock: Fa
     assert "auf allen Geräten abgemeldet" in everywhere.text
     for browser in (client, other):
         assert browser.get("/", follow_redirects=False).headers["location"] == "/login"
+
+
+def _trail(settings: Settings, *actions: str) -> list[tuple[str, str, dict[str, object]]]:
+    with opened(settings) as sessions, session_scope(sessions) as session:
+        return [(e.actor, e.action, e.details) for e in all_entries(session)
+                if e.action in actions]
+
+
+def test_logins_and_logouts_are_in_the_audit_trail(client: TestClient, settings: Settings,
+                                                   secret: str, clock: FakeClock) -> None:
+    token = web_login(client, "sachb", PASSWORD, secret, at=clock())
+    client.post("/logout", data={"csrf_token": token}, follow_redirects=False)
+    clock.advance(30)
+    token = web_login(client, "sachb", PASSWORD, secret, at=clock())
+    client.post("/logout/everywhere", data={"csrf_token": token})
+    _password(client, "sachb", "falsch falsch falsch")
+    assert _trail(settings, "web-login", "web-logout", "web-logout-everywhere") == [
+        ("sachb", "web-login", {"via": "totp", "address": "testclient"}),
+        ("sachb", "web-logout", {}),
+        ("sachb", "web-login", {"via": "totp", "address": "testclient"}),
+        ("sachb", "web-logout-everywhere", {"sessions": 1}),
+    ]
+
+
+@pytest.mark.parametrize("change", ["password", "disable"])
+def test_a_new_password_or_disabling_ends_the_users_sessions(
+        client: TestClient, settings: Settings, secret: str, clock: FakeClock,
+        change: str) -> None:
+    web_login(client, "sachb", PASSWORD, secret, at=clock())
+    assert client.get("/").status_code == 200
+    with opened(settings) as sessions, session_scope(sessions) as session:
+        if change == "password":
+            staff_actions.change_password(session, "sachb", "ein anderes langes passwort",
+                                          actor="operator:test")
+        else:
+            staff_actions.set_disabled(session, "sachb", True, actor="operator:test")
+        left = session.scalar(select(func.count()).select_from(WebSession))
+    assert left == 0
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_housekeeping_forgets_expired_sessions_and_quiet_counters(
+        client: TestClient, settings: Settings, secret: str, clock: FakeClock) -> None:
+    web_login(client, "sachb", PASSWORD, secret, at=clock())
+    _password(client, "neu", "falsch falsch falsch")
+    with opened(settings) as sessions, session_scope(sessions) as session:
+        assert housekeeping.sweep(session, settings, clock) == (0, 0)
+    clock.advance(settings.web.session_idle_minutes * 60 + 1)
+    with opened(settings) as sessions, session_scope(sessions) as session:
+        assert housekeeping.sweep(session, settings, clock) == (1, 0)
+    clock.advance(settings.login.max_lockout_seconds * 2)
+    with opened(settings) as sessions, session_scope(sessions) as session:
+        # The failure counted the name and the client's address.
+        assert housekeeping.sweep(session, settings, clock) == (0, 2)
+        assert session.scalar(select(func.count()).select_from(LoginFailure)) == 0
 
 
 # --- throttle ---------------------------------------------------------------------------------

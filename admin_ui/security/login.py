@@ -19,7 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from admin_ui.security.authentication import Authenticator
 from admin_ui.security.identity import PendingLogin, Staff
 from crypto.at_rest import MasterKey
+from gateway import audit
+from gateway.audit import AuditAction
 from gateway.db import read_scope, session_scope
+from gateway.models import StaffUser
 from gateway.staff import second_factor, throttle
 from gateway.staff.login import Locked, Refused, note_failure, password_login
 from gateway.staff.models import WebSession
@@ -63,6 +66,8 @@ class WebLogin:
             complete = not enrolled and not settings.web.require_2fa
             _row, token = web_sessions.start(session, outcome.user_id, now,
                                              second_factor=complete)
+            if complete:
+                _record_login(session, username, "password", address)
         if complete:
             return Advanced(token, "/")
         return Advanced(token, "/login/code" if enrolled else "/login/enrol")
@@ -79,11 +84,11 @@ class WebLogin:
             if second_factor.verify_code(session, pending.user_id, code, self.master_key(),
                                          now):
                 throttle.record_success(session, attempt)
-                return Advanced(self._complete(session, pending), "/")
+                return Advanced(self._complete(session, pending, "totp", address), "/")
         if self._recovery_code(pending, code):
             with session_scope(self._sessions) as session:
                 throttle.record_success(session, attempt)
-                return Advanced(self._complete(session, pending), "/")
+                return Advanced(self._complete(session, pending, "recovery-code", address), "/")
         note_failure(self._sessions, attempt, self.auth.settings.login, now)
         return Refused()
 
@@ -124,7 +129,8 @@ class WebLogin:
             except second_factor.SecondFactorError:
                 pass
             else:
-                return Advanced(self._complete(session, pending), "/"), codes
+                return Advanced(self._complete(session, pending, "enrolment", address),
+                                "/"), codes
         note_failure(self._sessions, attempt, self.auth.settings.login, now)
         return Refused()
 
@@ -132,22 +138,38 @@ class WebLogin:
         with session_scope(self._sessions) as session:
             return second_factor.new_recovery_codes(session, staff.user_id)
 
-    def _complete(self, session: Session, pending: PendingLogin) -> str:
+    def _complete(self, session: Session, pending: PendingLogin, via: str,
+                  address: str | None) -> str:
         row = session.get(WebSession, pending.session_id)
         assert row is not None
+        _record_login(session, pending.username, via, address)
         return web_sessions.rotate(session, row, self.auth.clock(), second_factor=True)
 
     def logout(self, token: str | None) -> None:
         with session_scope(self._sessions) as session:
-            self._end_token(session, token)
+            row = self._end_token(session, token)
+            if row is not None:
+                user = session.get(StaffUser, row.user_id)
+                if user is not None:
+                    audit.record(session, actor=user.username, action=AuditAction.WEB_LOGOUT)
 
     def logout_everywhere(self, staff: Staff) -> int:
         with session_scope(self._sessions) as session:
-            return web_sessions.end_all(session, staff.user_id)
+            ended = web_sessions.end_all(session, staff.user_id)
+            audit.record(session, actor=staff.username,
+                         action=AuditAction.WEB_LOGOUT_EVERYWHERE, detail={"sessions": ended})
+            return ended
 
-    def _end_token(self, session: Session, token: str | None) -> None:
+    def _end_token(self, session: Session, token: str | None) -> WebSession | None:
         # A long timeout: ending a session must work however old it is.
         forever = web_sessions.Timeouts(timedelta(days=3650), timedelta(days=3650))
         row = web_sessions.lookup(session, token, forever, self.auth.clock())
         if row is not None:
             web_sessions.end(session, row)
+        return row
+
+
+def _record_login(session: Session, username: str, via: str, address: str | None) -> None:
+    """A completed login, in the trail: who (sealed, as every person), how, from where."""
+    audit.record(session, actor=username, action=AuditAction.WEB_LOGIN,
+                 detail={"via": via, "address": address})

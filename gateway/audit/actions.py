@@ -74,6 +74,9 @@ class AuditAction(StrEnum):
     API_TOKEN_CREATED = "api-token-created"  # noqa: S105 (an action name)
     API_TOKEN_REVOKED = "api-token-revoked"  # noqa: S105 (an action name)
     SECOND_FACTOR_ENROLLED = "second-factor-enrolled"
+    WEB_LOGIN = "web-login"
+    WEB_LOGOUT = "web-logout"
+    WEB_LOGOUT_EVERYWHERE = "web-logout-everywhere"
     SECOND_FACTOR_RESET = "second-factor-reset"
     RECOVERY_CODE_USED = "recovery-code-used"
 
@@ -87,6 +90,18 @@ class AuditAction(StrEnum):
     # goes through is in its own history).
     TICKET_CONTENT_READ = "ticket-content-read"
     TICKET_REPLY_SUBMITTED = "ticket-reply-submitted"
+
+    # The hotline (mailboxes.hotline): the topic catalogue, calls, callbacks, follow-ups,
+    # links and merges, the daily follow-up digest.
+    MAILBOX_TOPIC_ADDED = "mailbox-topic-added"
+    MAILBOX_TOPIC_REMOVED = "mailbox-topic-removed"
+    CALL_LOGGED = "call-logged"
+    CALLBACK_ATTEMPTED = "callback-attempted"
+    FOLLOW_UP_SET = "follow-up-set"
+    FOLLOW_UP_CLEARED = "follow-up-cleared"
+    FOLLOW_UP_DIGEST_SENT = "follow-up-digest-sent"
+    TICKETS_LINKED = "tickets-linked"
+    TICKET_MERGED = "ticket-merged"
 
     # The trail itself (gateway.audit.keys, migration 0012).
     AUDIT_RESEALED = "audit-resealed"

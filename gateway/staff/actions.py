@@ -20,6 +20,7 @@ from gateway import audit
 from gateway.audit import AuditAction
 from gateway.models import StaffUser
 from gateway.staff import users as staff
+from gateway.web import sessions as web_sessions
 
 
 def create_user(session: Session, username: str, password: str, *, actor: str,
@@ -67,6 +68,8 @@ def set_disabled(session: Session, username: str, disabled: bool, *, actor: str)
     ``--by``/``--admin``), and their pending quarantine approvals stop counting.
     """
     changed = staff.set_disabled(session, username, disabled) != disabled
+    if changed and disabled:
+        _end_web_sessions(session, username)
     if changed:
         audit.record(session, actor=actor,
                      action=AuditAction.USER_DISABLED if disabled else AuditAction.USER_ENABLED,
@@ -75,7 +78,16 @@ def set_disabled(session: Session, username: str, disabled: bool, *, actor: str)
 
 
 def change_password(session: Session, username: str, password: str, *, actor: str) -> None:
+    """A new password; every web session of the user ends with the old one (API tokens are
+    credentials of their own and stay until revoked)."""
     staff.set_password(session, username, password)
+    _end_web_sessions(session, username)
     # The fact only: neither the password nor its hash belongs in the trail.
     audit.record(session, actor=actor, action=AuditAction.USER_PASSWORD_CHANGED,
                  detail={"user": username})
+
+
+def _end_web_sessions(session: Session, username: str) -> None:
+    user = staff.find_user(session, username)
+    if user is not None:
+        web_sessions.end_all(session, user.id)

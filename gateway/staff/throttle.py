@@ -94,6 +94,14 @@ def record_success(session: Session, attempt: Attempt) -> None:
                                                        LoginFailure.key_hash == key_hash))
 
 
+def purge_quiet(session: Session, settings: LoginSettings, now: datetime) -> int:
+    """Forget counters quiet for longer than any lockout: record_failure would start them
+    from zero anyway, and a hashed name or address has no reason to stay longer."""
+    result = session.execute(delete(LoginFailure).where(
+        LoginFailure.last_failure_at < now - _forget_after(settings)))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def _forget_after(settings: LoginSettings) -> timedelta:
     return timedelta(seconds=settings.max_lockout_seconds * 2)
 
