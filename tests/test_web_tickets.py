@@ -137,7 +137,7 @@ def test_ticket_page_shows_the_message_and_audits_each_read(anna: TestClient,
     page = anna.get(f"/tickets/{ids.ticket_id}")
     assert page.status_code == 200
     assert "Hallo, eine Frage." in page.text and "Antrag.pdf" in page.text
-    assert "Eingangsbestätigung" in page.text
+    assert "Eingangsbestätigung an " in page.text
     with read_scope(teams.sessions) as s:
         reads = [e for e in opened_audit(s, s.scalars(select(AuditEntry).where(
             AuditEntry.action == "ticket-content-read")).all())]

@@ -104,6 +104,7 @@ TEXTS: dict[str, str] = {
     "article.inbound": "Eingang",
     "article.reply": "Antwort",
     "article.receipt": "Eingangsbestätigung",
+    "article.receipt_to": "Eingangsbestätigung an {to}",
     "article.note": "Interne Notiz",
     "article.gone": "Der Inhalt ist nicht mehr gespeichert.",
     "article.from_to": "Von {sender} an {to}",

@@ -104,6 +104,7 @@ TEXTS: dict[str, str] = {
     "article.inbound": "Received",
     "article.reply": "Reply",
     "article.receipt": "Receipt",
+    "article.receipt_to": "Receipt to {to}",
     "article.note": "Internal note",
     "article.gone": "The content is no longer stored.",
     "article.from_to": "From {sender} to {to}",
