@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 import gateway.audit.chain
+from crypto.at_rest import MasterKey
 from gateway.cli.demo import DEMO_MAILBOX
 from gateway.db import session_scope
 from gateway.migrate import downgrade, upgrade
@@ -131,6 +132,31 @@ def test_forgetting_a_month_keeps_the_chain_and_deletes_its_personal_data(
 
     code, out = _xgate(config, database_url, "audit", "forget", "--before", "2999-01", "--yes")
     assert code != 0 and "future" in out
+
+
+def test_another_master_key_is_refused_in_one_line_and_records_nothing(
+        installation: tuple[Path, Services], database_url: str, tmp_path: Path) -> None:
+    """A command run with a key other than the one the month's audit key was wrapped with
+    (a wrong storage.master_key_file) fails closed, says which key, and changes nothing."""
+    config, services = installation
+    _activity(services)
+    entries = _raw(services, "SELECT count(*) FROM audit_log")
+    other = tmp_path / "other.key"
+    MasterKey.generate().write(other)
+    env = {**db_env(database_url), "XGATE_STORAGE__MASTER_KEY_FILE": str(other)}
+    period = f"{services.clock():%Y-%m}"
+    for command in (("mailbox", "add", "neu@jugendamt.example", "--name", "Neu"),
+                    ("audit", "show")):
+        result = run_xgate("-c", config, *command, env=env)
+        assert result.returncode == 1, result.stdout
+        assert result.stderr.strip().splitlines() == [
+            f"xgate: error: the audit trail's key of {period} does not open with this master "
+            "key (sealed with another master key): is storage.master_key_file the "
+            "installation's key?"]
+    assert _raw(services, "SELECT count(*) FROM audit_log") == entries
+    assert _raw(services, "SELECT count(*) FROM mailboxes WHERE address = "
+                          "'neu@jugendamt.example'") == [(0,)]
+    assert _xgate(config, database_url, "audit", "verify")[0] == 0
 
 
 def test_an_altered_sealed_blob_breaks_the_chain(

@@ -76,7 +76,14 @@ def _period_key(session: Session, period: str, master: MasterKey | None) -> Mast
             return None
         if master is None:
             master = master_key_of(session)
-        cache[period] = open_period_key(master, period, row.wrapped)
+        try:
+            cache[period] = open_period_key(master, period, row.wrapped)
+        except SealError as exc:
+            # Said plainly: the bare "sealed with another master key" from a command that
+            # only records (queue retry, mailbox add) does not tell the operator which key.
+            raise SealError(f"the audit trail's key of {period} does not open with this "
+                            f"master key ({exc}): is storage.master_key_file the "
+                            "installation's key?") from exc
     return cache[period]
 
 
