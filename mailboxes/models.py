@@ -22,6 +22,8 @@ from gateway.models import UTCDateTime
 # The ticket tables refer to these; importing them here puts every mailbox table on the
 # metadata wherever the mailbox models are (migrations, tests).
 from mailboxes.hotline import models as _hotline_models  # noqa: F401
+from mailboxes.scheduler import models as _scheduler_models  # noqa: F401
+from mailboxes.service_levels import models as _service_level_models  # noqa: F401
 from mailboxes.tickets import models as _ticket_models  # noqa: F401
 
 
