@@ -42,6 +42,7 @@ OFFICE_TIME = ZoneInfo("Europe/Berlin")
 # Modules that define ``JOBS: Sequence[Job]``; the scheduler runs them all.
 JOB_MODULES: tuple[str, ...] = (
     "mailboxes.service_levels.jobs",
+    "mailboxes.hotline.jobs",
 )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey
+from mailboxes.hotline.links import surviving
 from mailboxes.models import Mailbox
 from mailboxes.tickets import history, receipts
 from mailboxes.tickets.models import Article, ArticleKind, Ticket
@@ -75,12 +76,15 @@ def thread_filed(session: Session, master: MasterKey, filed: Filed, *, own_addre
 
     ticket = _by_reference(session, filed.mailbox_id, refs)
     linked: Ticket | None = None
-    if ticket is None:
+    if ticket is not None:
+        # A merged duplicate's mail lands in the ticket it was merged into.
+        ticket = surviving(session, ticket)
+    else:
         named = _by_number(session, filed.mailbox_id, numbers_in(subject))
         if named is not None and named.requester == sender:
-            ticket = named
+            ticket = surviving(session, named)
         else:
-            linked = named
+            linked = None if named is None else surviving(session, named)
     if ticket is not None:
         add_article(session, ticket.id, ArticleKind.INBOUND, author=sender, now=now,
                     stored_message_id=filed.stored_id, rfc_message_id=own_id)
