@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from crypto.errors import CryptoError
 from gateway.cli import (
     audit,
+    call,
     consent,
     db,
     demo,
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show a traceback for unexpected errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (init, db, serve, queue, audit, mailbox, user, keys, partner, policy, consent,
-                   quarantine, ticket, demo):
+                   quarantine, ticket, call, demo):
         module.register(commands)
     return parser
 

@@ -58,6 +58,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                       help="also print the subject, the messages' text and the notes "
                            "(recorded in the audit trail)")
     show.set_defaults(handler=cmd_ticket_show)
+    from gateway.cli import ticket_relations  # it imports this module's helpers
+
+    ticket_relations.register(sub)
 
 
 def _master(settings: Settings) -> MasterKey:
