@@ -103,6 +103,11 @@ class AuditAction(StrEnum):
     TICKETS_LINKED = "tickets-linked"
     TICKET_MERGED = "ticket-merged"
 
+    # Service levels (mailboxes.service_levels): a mailbox's targets changed; a deadline
+    # breached and told to the mailbox's escalation contacts.
+    SERVICE_LEVELS_CHANGED = "service-levels-changed"
+    SLA_ESCALATED = "sla-escalated"
+
     # The trail itself (gateway.audit.keys, migration 0012).
     AUDIT_RESEALED = "audit-resealed"
     AUDIT_KEYS_DESTROYED = "audit-keys-destroyed"

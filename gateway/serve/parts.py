@@ -58,6 +58,7 @@ def run_workers(settings: Settings) -> int:
     from gateway.metrics import StageMetrics
     from gateway.pipeline.worker import Worker, prune_relay_journal, worker_name
     from gateway.services import build_services
+    from mailboxes.scheduler.runner import Scheduler
 
     services = build_services(settings)
     prune_relay_journal(services)
@@ -70,6 +71,11 @@ def run_workers(settings: Settings) -> int:
     checkpointer.start()
     hold_expiry = HoldExpiry(settings, services.sessions, services.master_key, services.clock)
     hold_expiry.start()
+    # The one scheduler of this process (SLA and plausibility passes, the follow-up digest):
+    # several worker processes may run one each; every due run is claimed once.
+    scheduler = Scheduler(settings, services.sessions, services.master_key, services.clock,
+                          owner=worker_name(0).rsplit(":", 1)[0] + ":scheduler")
+    scheduler.start()
     timer = StageMetrics()
     stop = threading.Event()
     crashed = threading.Event()
@@ -100,6 +106,7 @@ def run_workers(settings: Settings) -> int:
         thread.join()
     checkpointer.stop()
     hold_expiry.stop()
+    scheduler.stop()
     services.sessions.kw["bind"].dispose()
     log.info("workers stopped")
     return 1 if crashed.is_set() else 0

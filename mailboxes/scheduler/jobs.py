@@ -55,6 +55,8 @@ class JobContext:
     master_key: MasterKey
     now: datetime
     actor: str
+    # When this job last ran (None: never); a job that works on what changed since reads it.
+    last_run_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,14 @@ class Job:
             raise ValueError(f"job {self.name!r}: give exactly one of every= and daily_at=")
         if self.every is not None and self.every <= timedelta(0):
             raise ValueError(f"job {self.name!r}: every= must be positive")
+
+    def first_due(self, now: datetime) -> datetime:
+        """When a job never run before is first due: at once, or today's time of a daily
+        job (at once if that has passed today)."""
+        if self.daily_at is None:
+            return now
+        today = now.astimezone(OFFICE_TIME).date()
+        return datetime.combine(today, self.daily_at, OFFICE_TIME).astimezone(now.tzinfo)
 
     def next_due(self, after: datetime) -> datetime:
         """The first due time strictly after ``after`` (an aware UTC time)."""
