@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gateway.cli import mailbox_topic
+from gateway.cli import mailbox_sla, mailbox_topic
 from gateway.cli.common import CliError, command_session, operator_actor, settings_from_args
 from gateway.clock import system_clock
 from mailboxes.actions import create_mailbox, update_mailbox
@@ -58,6 +58,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     change.set_defaults(handler=cmd_mailbox_set)
     _register_members(sub)
     mailbox_topic.register(sub)
+    mailbox_sla.register(sub)
 
 
 def _register_members(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
