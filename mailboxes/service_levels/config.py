@@ -107,18 +107,21 @@ def format_day(intervals: Sequence[Interval]) -> str:
     return ", ".join(f"{hm(i.start)}-{hm(i.end)}" for i in intervals)
 
 
-def _minutes(text: str, name: str) -> int:
+def _minutes(text: str, field_name: str) -> int:
+    """Hours as typed ("4", "1,5") in whole minutes. ``field_name`` is the form field's
+    name; the page words it from its catalogue (``sla.field.<name>``)."""
+    name = field_name.replace("_", " ")
     try:
         hours = Decimal(text.strip().replace(",", "."))
     except InvalidOperation:
         raise ServiceLevelError(f"{name}: {text.strip()!r} is not a number of hours",
-                                key="number", field=name, value=text.strip()) from None
-    minutes = int(hours * 60)
-    if not hours.is_finite() or minutes <= 0:
+                                key="number", field=field_name, value=text.strip()) from None
+    if not hours.is_finite() or int(hours * 60) <= 0:
         raise ServiceLevelError(f"{name} must be more than zero hours", key="positive",
-                                field=name)
+                                field=field_name)
+    minutes = int(hours * 60)
     if minutes > _MAX_TARGET_MINUTES:
-        raise ServiceLevelError(f"{name} is too long", key="too_long", field=name)
+        raise ServiceLevelError(f"{name} is too long", key="too_long", field=field_name)
     return minutes
 
 
@@ -162,7 +165,7 @@ def parse_form(form: ServiceLevelForm) -> ServiceLevels:
     if not any(days):
         raise ServiceLevelError("the office must be open on at least one weekday",
                                 key="never_open")
-    first = _minutes(form.first_response_hours, "first response")
+    first = _minutes(form.first_response_hours, "first_response")
     resolution = _minutes(form.resolution_hours, "resolution")
     warning = _minutes(form.warning_hours, "warning")
     if resolution < first:
@@ -172,11 +175,11 @@ def parse_form(form: ServiceLevelForm) -> ServiceLevels:
         untouched = int(form.untouched_days.strip())
     except ValueError:
         raise ServiceLevelError(f"untouched days: {form.untouched_days.strip()!r} is not a "
-                                "whole number", key="number", field="untouched days",
+                                "whole number", key="number", field="untouched_days",
                                 value=form.untouched_days.strip()) from None
     if untouched <= 0:
         raise ServiceLevelError("untouched days must be more than zero", key="positive",
-                                field="untouched days")
+                                field="untouched_days")
     contacts = tuple(sorted({c.strip() for c in form.escalation_contacts.replace(";", ",")
                              .split(",") if c.strip()}))
     return ServiceLevels(

@@ -21,6 +21,7 @@ from admin_ui.security.rights import check_mailbox, staff_user
 from crypto.at_rest import MasterKey
 from gateway.db import read_scope
 from mailboxes.members import list_members
+from mailboxes.service_levels.views import marks as sla_marks_of
 from mailboxes.tickets.models import TicketState
 from mailboxes.tickets.queries import TicketFilter, list_tickets
 from mailboxes.tickets.summaries import (
@@ -70,8 +71,9 @@ def mailboxes_router(auth: Authenticator, sessions: sessionmaker[Session],
             page = list_tickets(session, master, mailbox_id, filters,
                                 before=_before(before), limit=PAGE_SIZE)
             protection = first_protection(session, [row.id for row in page.rows])
+            sla_marks = sla_marks_of(session, [row.id for row in page.rows])
         return {"mailbox": mailbox, "role": access.role.value, "page": page,
-                "protection": protection, "members": members,
+                "protection": protection, "sla_marks": sla_marks, "members": members,
                 "states": [s.value for s in TicketState],
                 "filters": {"state": state if filters.state else "",
                             "assignee": assignee if (filters.unassigned

@@ -38,6 +38,8 @@ from gateway.db import session_scope
 from gateway.settings import Settings
 from gateway.web.catalogue import text
 from mailboxes.members import list_members
+from mailboxes.service_levels.business_hours import OFFICE_TIME
+from mailboxes.service_levels.views import ticket_deadlines
 from mailboxes.tickets.models import ArticleKind, TicketState
 from mailboxes.tickets.page_reads import open_articles
 from mailboxes.tickets.queries import ticket_view
@@ -112,6 +114,7 @@ def tickets_router(auth: Authenticator, sessions: sessionmaker[Session],
                 "members": list_members(session, mailbox.address),
                 "next_states": sorted(s.value for s in ALLOWED[view.ticket.state]),
                 "closed": view.ticket.state == TicketState.CLOSED,
+                "sla": ticket_deadlines(session, ticket_id), "sla_zone": OFFICE_TIME,
                 "me": ME, "max_upload": settings.smtp.max_message_bytes}
 
     def show(request: Request, staff: Staff, ticket_id: int, *, error: str | None = None,
