@@ -19,6 +19,8 @@ run: setup
 	@echo "==> xgate init $(RUN_DIR) --demo"
 	$(BIN)/xgate init $(RUN_DIR) --demo
 	@echo "==> xgate serve (Ctrl-C stops it)"
+	@echo "    On the first start, the demo mail init queued becomes tickets in the demo mailbox."
+	@$(BIN)/xgate -c $(RUN_DIR)/xgate.toml demo web | sed 's/^/    /'
 	@echo "    Mail the gateway sends out (notices to staff, bounces, mail to partners) is not"
 	@echo "    delivered but kept by the demo catcher; read it in a second terminal with"
 	@echo "      $(BIN)/xgate -c $(RUN_DIR)/xgate.toml demo mail list"

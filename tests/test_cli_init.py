@@ -5,18 +5,35 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pyotp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from gateway.cli.demo import DEMO_MAILBOX, DEMO_SENDER
 from gateway.db import session_scope
+from gateway.demo.tickets import (
+    CHILDMINDER,
+    COUNSELLING,
+    PARENTS,
+    SENDERS,
+    SUBJECT_HTML,
+    SUBJECT_PLACEMENT,
+    SUBJECT_REPORT,
+)
 from gateway.keydir.own_keys import list_own_keys
-from gateway.models import AuditEntry, utcnow
+from gateway.models import AuditEntry, Direction, Message, MessageState, utcnow
 from gateway.staff import second_factor
 from gateway.staff.users import find_user, sender_addresses, verify_password
+from mailboxes.directory import find_mailbox
+from mailboxes.members import role_in
+from mailboxes.models import MemberRole
+from mailboxes.tickets.models import Article, ArticleKind, Ticket
+from mailboxes.tickets.queries import list_tickets
+from mailboxes.tickets.summaries import Protection, first_protection
 from tests.support.cli import (
     dispose,
     init_installation,
@@ -24,6 +41,7 @@ from tests.support.cli import (
     installation_settings,
     run_xgate,
 )
+from tests.support.pipeline import drain, filed_copies
 
 
 def test_init_creates_a_working_installation(tmp_path: Path) -> None:
@@ -101,6 +119,84 @@ def test_init_demo_creates_certificate_mailbox_and_user(tmp_path: Path) -> None:
     assert "kept existing demo mailbox" in again.stdout
     assert "password not shown again" in again.stdout
     assert password not in again.stdout and totp not in again.stdout
+    assert "kept demo staff user demo lead of" in again.stdout
+    assert "kept existing demo mail" in again.stdout and "queued" not in again.stdout
+    # Where to log in, at the end; and the same from 'xgate demo web' (the make run banner).
+    hint = ["the staff web app: open http://127.0.0.1:8025/ once 'xgate serve' runs,",
+            "  log in as demo with its password and a one-time code from an authenticator app"]
+    assert result.stdout.splitlines()[-3:-1] == hint == again.stdout.splitlines()[-3:-1]
+    assert run_xgate("-c", inst / "xgate.toml", "demo", "web").stdout.splitlines()[:2] == hint
+
+
+def test_init_demo_queues_mail_the_worker_files_as_tickets(tmp_path: Path) -> None:
+    inst = tmp_path / "inst"
+    result = run_xgate("init", inst, "--demo")
+    assert result.returncode == 0, result.stderr
+    assert f"queued 4 demo messages to {DEMO_MAILBOX}" in result.stdout
+    services = installation_services(installation_settings(inst / "xgate.toml"))
+    try:
+        with session_scope(services.sessions) as session:
+            mailbox = find_mailbox(session, DEMO_MAILBOX)
+            assert mailbox is not None
+            demo_user, colleague = find_user(session, "demo"), find_user(session, "sb")
+            assert demo_user is not None and colleague is not None
+            # Both see the mailbox in the web app (rights ask for membership).
+            assert role_in(session, demo_user.id, mailbox.id) is MemberRole.LEAD
+            assert role_in(session, colleague.id, mailbox.id) is MemberRole.AGENT
+            # Only queued: the worker makes the tickets, nothing wrote one.
+            assert not session.scalars(select(Ticket)).all()
+            queued = session.scalars(select(Message).where(
+                Message.direction == Direction.INBOUND).order_by(Message.id)).all()
+            assert [m.state for m in queued] == [MessageState.RECEIVED] * 4
+            follow_up_due = queued[-1].next_attempt_at
+            assert follow_up_due > queued[0].next_attempt_at
+        # The worker takes what is due now (three mails and the receipts their new tickets
+        # send); the follow-up waits for the mail it answers, then joins its ticket.
+        assert drain(services) == 6
+        with session_scope(services.sessions) as session:
+            assert len(session.scalars(select(Ticket)).all()) == 3
+        later = replace(services, clock=lambda: follow_up_due + timedelta(seconds=1))
+        assert drain(later) == 1
+        with session_scope(services.sessions) as session:
+            states = {m.mail_from: m.state for m in session.scalars(select(Message).where(
+                Message.direction == Direction.INBOUND))}
+            assert set(states.values()) == {MessageState.DELIVERED}, states
+            tickets = {row.requester: row for row in list_tickets(
+                session, services.master_key, mailbox.id).rows}
+            assert set(tickets) == set(SENDERS)
+            assert tickets[CHILDMINDER].subject == SUBJECT_PLACEMENT
+            assert tickets[PARENTS].subject == SUBJECT_HTML
+            # The childminder's follow-up joined her ticket: two mails in, one ticket.
+            mails_in = {t: n for t, n in session.execute(
+                select(Article.ticket_id, func.count()).where(
+                    Article.kind == ArticleKind.INBOUND.value).group_by(Article.ticket_id))}
+            assert mails_in == {tickets[CHILDMINDER].id: 2, tickets[COUNSELLING].id: 1,
+                                tickets[PARENTS].id: 1}
+            # The counselling service's report came encrypted and signed by its approved key.
+            protection = first_protection(session, [tickets[COUNSELLING].id])
+            assert protection[tickets[COUNSELLING].id] == Protection(
+                True, "openpgp", "valid", COUNSELLING)
+            assert tickets[COUNSELLING].subject == SUBJECT_REPORT
+        # Filed decrypted (sealed in the mailbox): the report and its attachment readable.
+        copies = filed_copies(services, DEMO_MAILBOX)
+        assert len(copies) == 4
+        [report] = [c for c in copies if b"Stellungnahme_Familie_M.txt" in c]
+        assert b"BEGIN PGP MESSAGE" not in report
+        assert any(b"text/html" in c for c in copies)
+    finally:
+        dispose(services)
+    again = run_xgate("init", inst, "--demo")
+    assert again.returncode == 0, again.stderr
+    assert "kept existing demo mail" in again.stdout
+    services = installation_services(installation_settings(inst / "xgate.toml"))
+    try:
+        assert drain(services) == 0
+        with session_scope(services.sessions) as session:
+            assert len(session.scalars(select(Ticket)).all()) == 3
+            assert session.scalar(select(func.count()).select_from(Message).where(
+                Message.direction == Direction.INBOUND)) == 4
+    finally:
+        dispose(services)
 
 
 def test_db_upgrade_creates_a_missing_database(tmp_path: Path) -> None:

@@ -36,6 +36,8 @@ from tests.support.postgres import free_port
 
 # The children of "xgate serve" with the default of two worker processes.
 PARTS = ("smtp", "worker-1", "worker-2", "web")
+# Not one of the demo senders: the demo mail "xgate init --demo" queued is filed too.
+SENDER = "tagesmutter@example.org"
 
 pytestmark = pytest.mark.slow
 
@@ -101,7 +103,12 @@ class Served:
             assert self.process.stderr is not None
             for line in self.process.stderr:
                 self.raw_stderr.append(line)
-                self.logs.append(json.loads(line))
+                try:
+                    self.logs.append(json.loads(line))
+                except ValueError:
+                    # A worker killed by the test while writing leaves half a line (and
+                    # the next process's line joins it); the thread must read on.
+                    continue
 
         for target in (out, err):
             threading.Thread(target=target, daemon=True).start()
@@ -112,16 +119,17 @@ class Served:
                 and str(e["message"]).startswith("started")]
 
     def mailbox_count(self) -> int:
+        """Messages this test sent that are filed (not the demo mail init queued)."""
         with session_scope(self.services.sessions) as s:
             mailbox = find_mailbox(s, DEMO_MAILBOX)
             assert mailbox is not None
-            return len(messages_in(s, mailbox.id))
+            return len([m for m in messages_in(s, mailbox.id) if m.mail_from == SENDER])
 
     def send(self, subject: str) -> None:
-        body = (f"From: tagesmutter@example.org\r\nTo: {DEMO_MAILBOX}\r\n"
+        body = (f"From: {SENDER}\r\nTo: {DEMO_MAILBOX}\r\n"
                 f"Subject: {subject}\r\n\r\nAnmeldung\r\n").encode()
         with smtplib.SMTP("127.0.0.1", self.inbound, timeout=30) as smtp:
-            smtp.sendmail("tagesmutter@example.org", [DEMO_MAILBOX], body)
+            smtp.sendmail(SENDER, [DEMO_MAILBOX], body)
 
 
 @pytest.fixture
@@ -161,12 +169,13 @@ def test_serve_receives_files_and_stops_cleanly(served: Served) -> None:
     with session_scope(served.services.sessions) as s:
         mailbox = find_mailbox(s, DEMO_MAILBOX)
         assert mailbox is not None
-        stored = messages_in(s, mailbox.id)[0]
+        [stored] = [m for m in messages_in(s, mailbox.id) if m.mail_from == SENDER]
         assert b"Anmeldung Kindertagespflege" in read_message(served.services.master_key,
                                                               stored)
     health = httpx.get(f"http://127.0.0.1:{served.web}/healthz", timeout=10)
     assert health.status_code == 200
-    assert health.json()["queue"]["delivered"] == 1
+    # This message, and whatever of init's demo mail (and its receipts) is done already.
+    assert health.json()["queue"]["delivered"] >= 1
 
     children = [pid for part in PARTS for pid in served.child_pids(part)]
     assert len(children) == len(PARTS)

@@ -1,5 +1,6 @@
-"""The demo part of ``xgate init --demo``: enough to send a first message through; and
-``xgate demo mail``, which shows what the demo catcher caught."""
+"""The demo part of ``xgate init --demo``: enough to send a first message through and to try
+the staff web app; ``xgate demo mail``, which shows what the demo catcher caught; and
+``xgate demo web``, where the web app is."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from gateway.cli.common import (
     positive_int,
     settings_from_args,
 )
+from gateway.cli.serve import web_url
 from gateway.demo import mail as demo_mail
 from gateway.demo.keys import create_demo_keys
 from gateway.models import utcnow
@@ -29,6 +31,8 @@ from gateway.staff import users as staff
 from gateway.staff.actions import create_user
 from mailboxes.actions import create_mailbox
 from mailboxes.directory import find_mailbox
+from mailboxes.members import add_member
+from mailboxes.models import MemberRole
 
 DEMO_MAILBOX = "kindertagespflege@jugendamt.example"
 DEMO_MAILBOX_NAME = "Kindertagespflege (Demo)"
@@ -42,7 +46,9 @@ def create_demo(settings: Settings) -> None:
     _certificate(settings)
     _mailbox(settings)
     _user(settings)
+    _members(settings)
     _keys(settings)
+    _demo_mail(settings)
 
 
 def _certificate(settings: Settings) -> None:
@@ -91,6 +97,45 @@ def _user(settings: Settings) -> None:
     print("  (passwords are shown only this once; they are stored hashed)")
 
 
+def _members(settings: Settings) -> None:
+    # The caseworker leads the team's mailbox (the web app shows a user only the mailboxes
+    # they are a member of); the colleague works in it.
+    for username, role in ((DEMO_USER, MemberRole.LEAD), (DEMO_SECOND_USER, MemberRole.AGENT)):
+        with command_session(settings) as session:
+            changed = add_member(session, DEMO_MAILBOX, username, role,
+                                 actor=operator_actor(), now=utcnow())
+        print(f"{'made' if changed else 'kept'} demo staff user {username} "
+              f"{role.value} of {DEMO_MAILBOX}")
+
+
+def _demo_mail(settings: Settings) -> None:
+    # Here, not at the top: every xgate command imports this module, few need OpenPGP.
+    from gateway.demo.tickets import demo_mail_queued, queue_demo_mail
+    from gateway.services import make_pgp_backend
+
+    with command_session(settings) as session:
+        if demo_mail_queued(session, DEMO_MAILBOX):
+            print(f"kept existing demo mail to {DEMO_MAILBOX}")
+            return
+        now = utcnow()
+        queued = queue_demo_mail(session, _master_key(settings), make_pgp_backend(settings),
+                                 DEMO_MAILBOX, actor=operator_actor(), now=now)
+    print(f"queued {len(queued)} demo messages to {DEMO_MAILBOX}; 'xgate serve' files them "
+          "as tickets:")
+    for mail in queued:
+        later = ("" if mail.not_before is None else
+                 f" (due {(mail.not_before - now).total_seconds() / 60:.0f} minutes later; "
+                 "it joins her first mail's ticket)")
+        print(f"  {mail.queue_id} from {mail.mail_from}: {mail.subject}{later}")
+
+
+def login_hint(settings: Settings) -> list[str]:
+    return [f"the staff web app: open {web_url(settings)} once 'xgate serve' runs,",
+            f"  log in as {DEMO_USER} with its password and a one-time code from an "
+            "authenticator app",
+            "  that has its secret (both printed once, when the user was created)"]
+
+
 def _master_key(settings: Settings) -> MasterKey:
     return MasterKey.load(settings.resolve(settings.storage.master_key_file))
 
@@ -115,10 +160,11 @@ def _keys(settings: Settings) -> None:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser(
-        "demo", help="look at what the demo catcher caught",
+        "demo", help="look at what the demo catcher caught; where the web app is",
         description="For installations made with 'xgate init --demo': the demo catcher "
                     "(started by 'xgate serve') keeps the mail the gateway sends out (notices "
-                    "to staff, bounces, mail to partners), sealed with the master key.")
+                    "to staff, bounces, mail to partners), sealed with the master key; 'web' "
+                    "says where the staff web app is.")
     sub = demo.add_subparsers(dest="demo_command", required=True, metavar="COMMAND")
     mail = sub.add_parser("mail", help="list or show caught messages",
                           description="List or show the messages the demo catcher caught.")
@@ -131,6 +177,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     show.add_argument("--raw", action="store_true",
                       help="print the message exactly as it arrived")
     show.set_defaults(handler=cmd_mail_show)
+    web = sub.add_parser("web", help="where the staff web app is and how to log in",
+                         description="Print the staff web app's address (from [web]) and "
+                                     "how the demo caseworker logs in.")
+    web.set_defaults(handler=cmd_web)
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    for line in login_hint(settings_from_args(args)):
+        print(line)
+    return 0
 
 
 def _caught(args: argparse.Namespace) -> tuple[Settings, MasterKey]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from crypto.at_rest import MasterKey
 from gateway.cli.common import CliError, load_config
 from gateway.cli.db import migrate
-from gateway.cli.demo import create_demo
+from gateway.cli.demo import create_demo, login_hint
 from gateway.cli.init_config import (
     NextHop,
     RelayAddressError,
@@ -46,9 +46,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                       help="the installation directory (created if missing)")
     init.add_argument("--demo", action="store_true",
                       help="also create a self-signed TLS certificate, a demo shared mailbox "
-                           "and a demo staff user whose password is printed once, and route "
-                           "all mail the gateway sends out (staff notices too) to the demo "
-                           "catcher, which 'xgate serve' runs and 'xgate demo mail' shows")
+                           "with two demo staff users as its members (passwords and the "
+                           "caseworker's TOTP secret printed once), demo keys, and a few "
+                           "demo messages queued for the mailbox ('xgate serve' files them "
+                           "as tickets); and route all mail the gateway sends out (staff "
+                           "notices too) to the demo catcher, which 'xgate serve' runs and "
+                           "'xgate demo mail' shows")
     init.add_argument("--staff-relay", metavar="HOST:PORT",
                       help="the office's internal mail server, where mail for staff in the "
                            "office's own domains goes (notices, bounces); without it, init "
@@ -93,6 +96,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         create_demo(settings)
     _warn_unrouted(settings, config)
     print(f"done; start everything with: xgate -c {config} serve")
+    if args.demo:
+        for line in login_hint(settings):
+            print(line)
     return 0
 
 

@@ -32,8 +32,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                             "configured), smtp (inbound and submission listeners), worker "
                             "(workers.count threads that process the queue; xgate serve starts "
                             "workers.processes of these), web "
-                            "(health check and metrics) or catcher (the demo catcher, when "
-                            "demo.catcher.enabled)")
+                            "(the staff web app, health check and metrics) or catcher (the demo "
+                            "catcher, when demo.catcher.enabled)")
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -60,14 +60,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return runner(settings)
 
 
+def web_url(settings: Settings) -> str:
+    """Where the staff web app is."""
+    host = settings.web.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if settings.web.tls else 'http'}://{host}:{settings.web.port}/"
+
+
 def listener_lines(settings: Settings) -> list[str]:
     lines = []
     for name, listener in (("inbound", settings.smtp.inbound),
                            ("submission", settings.smtp.submission)):
         if listener.enabled:
             lines.append(f"smtp {name:<10} on {listener.host}:{listener.port}")
-    lines.append(f"web             on http://{settings.web.host}:{settings.web.port}/ "
-                 "(/healthz, /metrics)")
+    lines.append(f"web             on {web_url(settings)} (the staff web app; /healthz, "
+                 "/metrics)")
     lines.append(f"workers         {settings.workers.processes} process(es) with "
                  f"{settings.workers.count} thread(s) each")
     if managed_clamd_wanted(settings):

@@ -86,11 +86,15 @@ class Arrival:
     prepared: Prepared
     actor: str
     now: datetime
+    # Not for a worker before then (None: at once); the demo's follow-up waits for the mail
+    # it answers.
+    not_before: datetime | None = None
 
 
 def store_received(session: Session, master: MasterKey, envelope: Envelope, *,
-                   actor: str, now: datetime) -> Stored:
-    return store_batch(session, [Arrival(prepare(master, envelope), actor, now)])[0]
+                   actor: str, now: datetime, not_before: datetime | None = None) -> Stored:
+    return store_batch(session, [Arrival(prepare(master, envelope), actor, now,
+                                         not_before)])[0]
 
 
 # Built once: statements with parameters given at execution hit SQLAlchemy's compiled cache.
@@ -117,7 +121,7 @@ def store_batch(session: Session, batch: Sequence[Arrival]) -> list[Stored]:
         "size": len(a.prepared.envelope.data),
         "received_at": a.now,
         "updated_at": a.now,
-        "next_attempt_at": a.now,
+        "next_attempt_at": a.now if a.not_before is None else a.not_before,
         "attempts": 0,
     } for a in batch]).scalars())
     pairs = list(zip(message_ids, (a.prepared for a in batch), strict=True))
