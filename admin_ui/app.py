@@ -21,6 +21,7 @@ from admin_ui.api.partners import partners_router
 from admin_ui.errors import install_error_handlers
 from admin_ui.pages.auth.routes import auth_router
 from admin_ui.pages.home.routes import home_router
+from admin_ui.pages.hotline.routes import hotline_router
 from admin_ui.pages.mailboxes.routes import mailbox_overview, mailboxes_router
 from admin_ui.pages.render import Renderer
 from admin_ui.pages.service_levels.routes import service_levels_router
@@ -63,8 +64,9 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.mount("/static", StaticFiles(packages=[("admin_ui", "static")]), name="static")
     app.include_router(auth_router(auth, WebLogin(auth, master_key), renderer))
     app.include_router(home_router(auth, renderer, mailbox_overview(sessions)))
-    app.include_router(mailboxes_router(auth, sessions, master_key, renderer))
+    app.include_router(mailboxes_router(auth, sessions, master_key, renderer, clock))
     app.include_router(service_levels_router(auth, sessions, clock, renderer))
+    app.include_router(hotline_router(auth, sessions, master_key, clock, renderer))
     app.include_router(tickets_router(auth, sessions, master_key, settings, clock, renderer))
     app.include_router(keys_router(auth, sessions, clock, settings))
     app.include_router(partners_router(auth, sessions, clock))

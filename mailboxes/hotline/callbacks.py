@@ -87,6 +87,19 @@ def attempts_of(session: Session, master: MasterKey, call_id: int) -> list[Attem
                 .where(CallbackAttempt.call_id == call_id).order_by(CallbackAttempt.id))]
 
 
+def attempts_of_calls(session: Session, master: MasterKey, call_ids: list[int]
+                      ) -> dict[int, list[AttemptRow]]:
+    """The attempts of several calls (a ticket page's), by call: one statement."""
+    found: dict[int, list[AttemptRow]] = {cid: [] for cid in call_ids}
+    for aid, cid, at, actor, reached, sealed in session.execute(
+            select(CallbackAttempt.id, CallbackAttempt.call_id, CallbackAttempt.at,
+                   CallbackAttempt.actor, CallbackAttempt.reached, CallbackAttempt.note_sealed)
+            .where(CallbackAttempt.call_id.in_(call_ids)).order_by(CallbackAttempt.id)):
+        found[cid].append(AttemptRow(at, actor, reached, None if sealed is None else open_sealed(
+            master, sealed, attempt_context(cid, aid)).decode("utf-8")))
+    return found
+
+
 def get_call(session: Session, call_id: int) -> Call:
     call = session.get(Call, call_id)
     if call is None:

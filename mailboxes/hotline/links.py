@@ -115,18 +115,18 @@ def surviving(session: Session, ticket: Ticket) -> Ticket:
     return ticket
 
 
-def links_of(session: Session, ticket_id: int) -> list[LinkedTicket]:
-    """The tickets linked to this one, and those merged into it or it into: one statement."""
+def links_of(session: Session, ticket_id: int, *, merged_into_id: int | None = None
+             ) -> list[LinkedTicket]:
+    """The tickets linked to this one, and those merged into it or it into (``merged_into_id``:
+    the ticket's own pointer, known to the caller): one statement."""
     other = (select(TicketLink.high_id).where(TicketLink.low_id == ticket_id)
              .union(select(TicketLink.low_id).where(TicketLink.high_id == ticket_id)))
     rows = session.execute(
         select(Ticket.id, Ticket.number, Ticket.state, Ticket.merged_into_id)
         .where(or_(Ticket.id.in_(other), Ticket.merged_into_id == ticket_id))
         .order_by(Ticket.id))
-    me = session.get(Ticket, ticket_id)
-    into = None if me is None else me.merged_into_id
     return [LinkedTicket(tid, number, TicketState(state),
-                         merged_into == ticket_id or tid == into)
+                         merged_into == ticket_id or tid == merged_into_id)
             for tid, number, state, merged_into in rows]
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from admin_ui.pages.hotline.ticket_forms import list_marks
 from admin_ui.pages.ids import parse_id
 from admin_ui.pages.render import Renderer
 from admin_ui.security.authentication import Authenticator
@@ -19,6 +20,7 @@ from admin_ui.security.guard import guarded_route
 from admin_ui.security.identity import Staff
 from admin_ui.security.rights import check_mailbox, staff_user
 from crypto.at_rest import MasterKey
+from gateway.clock import Clock, system_clock
 from gateway.db import read_scope
 from mailboxes.members import list_members
 from mailboxes.service_levels.views import marks as sla_marks_of
@@ -51,7 +53,8 @@ def mailbox_overview(sessions: sessionmaker[Session]
 
 
 def mailboxes_router(auth: Authenticator, sessions: sessionmaker[Session],
-                     master_key: Callable[[], MasterKey], renderer: Renderer) -> APIRouter:
+                     master_key: Callable[[], MasterKey], renderer: Renderer,
+                     clock: Clock = system_clock) -> APIRouter:
     router = APIRouter(route_class=guarded_route(auth, MAX_FORM))
     StaffUser = Annotated[Staff, Depends(staff_user)]
 
@@ -72,7 +75,8 @@ def mailboxes_router(auth: Authenticator, sessions: sessionmaker[Session],
                                 before=_before(before), limit=PAGE_SIZE)
             protection = first_protection(session, [row.id for row in page.rows])
             sla_marks = sla_marks_of(session, [row.id for row in page.rows])
-        return {"mailbox": mailbox, "role": access.role.value, "page": page,
+            marks = list_marks(session, [row.id for row in page.rows], now=clock())
+        return {**marks, "mailbox": mailbox, "role": access.role.value, "page": page,
                 "protection": protection, "sla_marks": sla_marks, "members": members,
                 "states": [s.value for s in TicketState],
                 "filters": {"state": state if filters.state else "",

@@ -23,6 +23,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
+from admin_ui.pages.hotline.ticket_forms import add_ticket_forms, ticket_parts
 from admin_ui.pages.ids import parse_id
 from admin_ui.pages.render import Renderer, language_of
 from admin_ui.pages.tickets.display import Shown, show_message, show_note
@@ -115,7 +116,8 @@ def tickets_router(auth: Authenticator, sessions: sessionmaker[Session],
                 "next_states": sorted(s.value for s in ALLOWED[view.ticket.state]),
                 "closed": view.ticket.state == TicketState.CLOSED,
                 "sla": ticket_deadlines(session, ticket_id), "sla_zone": OFFICE_TIME,
-                "me": ME, "max_upload": settings.smtp.max_message_bytes}
+                "me": ME, "max_upload": settings.smtp.max_message_bytes,
+                **ticket_parts(session, master, ticket_id, now=clock())}
 
     def show(request: Request, staff: Staff, ticket_id: int, *, error: str | None = None,
              status: int = 200, typed: Typed = Typed()) -> Response:
@@ -215,6 +217,8 @@ def tickets_router(auth: Authenticator, sessions: sessionmaker[Session],
 
         return await run_in_threadpool(change, request, staff, ticket_id, work, typed)
 
+    # The hotline's forms on the ticket page: follow-up, link, merge.
+    add_ticket_forms(router, change, master_key, clock)
     router.include_router(uploads)
     return router
 
