@@ -46,6 +46,10 @@ class Week:
     days: tuple[tuple[Interval, ...], ...]
     land: str
     closing_days: frozenset[date] = field(default_factory=frozenset)
+    # The open stretches of each day, worked out once (a pass computes thousands of
+    # deadlines over the same days); not part of the week's identity.
+    _open: dict[date, tuple[tuple[datetime, datetime], ...]] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False)
 
     def intervals_on(self, day: date) -> tuple[Interval, ...]:
         if day in self.closing_days or _is_holiday(self.land, day):
@@ -70,9 +74,12 @@ def _at(day: date, minute: int) -> datetime:
     return local.astimezone(UTC)
 
 
-@lru_cache(maxsize=4096)
 def _open_on(week: Week, day: date) -> tuple[tuple[datetime, datetime], ...]:
-    return tuple((_at(day, i.start), _at(day, i.end)) for i in week.intervals_on(day))
+    found = week._open.get(day)
+    if found is None:
+        found = tuple((_at(day, i.start), _at(day, i.end)) for i in week.intervals_on(day))
+        week._open[day] = found
+    return found
 
 
 def _minus_pauses(start: datetime, end: datetime, paused: Sequence[Pause]
@@ -101,8 +108,12 @@ def _open_from(week: Week, start: datetime, paused: Sequence[Pause]
     day = start.astimezone(OFFICE_TIME).date() - timedelta(days=1)
     last = day + timedelta(days=_SEARCH_DAYS)
     ordered = sorted(paused, key=lambda p: p[0])
+    # A pause that has not ended stops the clock for good: nothing after it is open.
+    stopped = min((p_start for p_start, p_end in ordered if p_end is None), default=None)
     while day <= last:
         for o_start, o_end in _open_on(week, day):
+            if stopped is not None and o_start >= stopped:
+                return
             if o_end <= start:
                 continue
             yield from _minus_pauses(max(o_start, start), o_end, ordered)

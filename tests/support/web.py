@@ -11,16 +11,20 @@ from typing import Any
 import uvicorn
 
 from admin_ui.app import create_app
+from gateway.clock import Clock, system_clock
 from gateway.settings import Settings
 from tests.support.postgres import free_port
 
 
 @contextmanager
-def serving_web_app(settings: Settings, **config: Any) -> Iterator[int]:
+def serving_web_app(settings: Settings, *, clock: Clock = system_clock,
+                    **config: Any) -> Iterator[int]:
     """``create_app(settings)`` on 127.0.0.1 while in the block; yields its port.
+    ``clock``: the app's time (a FakeClock lets a test move it, e.g. past a deadline).
     ``config``: further uvicorn.Config options (``ssl_certfile`` and ``ssl_keyfile``)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+    app = create_app(settings, clock=clock)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_config=None, lifespan="on", **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
