@@ -123,13 +123,13 @@ def run_sla_pass(session: Session, *, now: datetime, last_run_at: datetime | Non
     nearing_until = {box: add_business_time(lv.week, now,
                                             timedelta(minutes=lv.warning_minutes)) or now
                      for box, lv in levels.items()}
-    open_rows = session.execute(
+    open_rows = session.connection().execute(
         select(_levels.c.ticket_id, _levels.c.mailbox_id, _levels.c.first_response_due_at,
                _levels.c.first_responded_at, _levels.c.resolution_due_at,
                _levels.c.resolved_at, _levels.c.mark, Ticket.number)
         .join(Ticket, Ticket.id == _levels.c.ticket_id)
         .where(_levels.c.resolved_at.is_(None))).all()
-    escalated = {(tid, kind) for tid, kind in session.execute(
+    escalated = {(tid, kind) for tid, kind in session.connection().execute(
         select(Escalation.ticket_id, Escalation.kind)
         .join(TicketServiceLevel, TicketServiceLevel.ticket_id == Escalation.ticket_id)
         .where(TicketServiceLevel.resolved_at.is_(None)))}
