@@ -349,3 +349,29 @@ def test_topics_catalogue(services: Services, box: Mailbox) -> None:
         assert not remove_topic(s, mailbox, "Geldleistung", actor="bert")
         assert list_topics(s, box.id) == ["Betreuungsvertrag"]
     assert actions(services).count("mailbox-topic-added") == 2
+
+
+def test_the_scheduler_of_two_workers_sends_the_morning_digest_once(
+        services: Services, box: Mailbox, clock: FakeClock) -> None:
+    from mailboxes.hotline import jobs as hotline_jobs
+    from mailboxes.scheduler.runner import Scheduler
+
+    master = services.master_key
+    with session_scope(services.sessions) as s:
+        anna = find_user(s, "anna")
+        assert anna is not None
+        s.add(StaffAddress(user_id=anna.id, address="anna@jugendamt.example"))
+        logged = log_call(s, master, box, form(callback_due=None), actor="anna", now=START)
+        set_follow_up(s, master, get_ticket(s, logged.ticket_id), date(2026, 3, 11),
+                      actor="anna", actor_id=anna.id, now=START)
+    workers = [Scheduler(services.settings, services.sessions, master, clock,
+                         owner=f"worker:{n}", jobs=hotline_jobs.JOBS) for n in (1, 2)]
+    # The first look runs the job once (nothing due today), then it is due at 07:00.
+    assert [name for w in workers for name in w.tick()] == ["follow-up-digest"]
+    clock.now = datetime(2026, 3, 11, 5, 59, tzinfo=UTC)  # 06:59 in Cologne
+    assert [w.tick() for w in workers] == [[], []]
+    clock.now = datetime(2026, 3, 11, 6, 0, 30, tzinfo=UTC)
+    assert [name for w in workers for name in w.tick()] == ["follow-up-digest"]
+    with read_scope(services.sessions) as s:
+        assert s.scalar(select(func.count()).select_from(Message)
+                        .where(Message.mail_from == "")) == 1
