@@ -52,6 +52,9 @@ def test_topics_calls_callbacks(cli: Cli) -> None:
     number = out.split()[2]
     again = cli(*base, "--number", "0221 12345", "--ticket", number)[1]
     assert again.startswith(f"added to {number}")
+    calls = cli("call", "list", BOX)[1]
+    assert number in calls and "childminder" in calls and "Sonnenschein" not in calls
+    assert f"callback by {tomorrow} 10:00" in calls
     listed = cli("call", "callbacks", BOX)[1]
     assert number in listed and "Petra Sonnenschein" in listed and f"{tomorrow} 10:00" in listed
     assert "not reached" in cli("call", "attempt", "1", "--not-reached", "--note", "besetzt")[1]

@@ -7,9 +7,16 @@ from __future__ import annotations
 
 import argparse
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.cli.common import CliError, command_session, operator_actor, settings_from_args
+from gateway.cli.common import (
+    CliError,
+    command_session,
+    operator_actor,
+    positive_int,
+    settings_from_args,
+)
 from gateway.cli.ticket import _master
 from gateway.clock import system_clock
 from gateway.staff.users import find_user
@@ -17,8 +24,9 @@ from mailboxes.directory import find_mailbox, normalise_address
 from mailboxes.hotline.callbacks import callbacks_due, get_call, record_attempt
 from mailboxes.hotline.calls import CallForm, log_call
 from mailboxes.hotline.days import OFFICE_ZONE, parse_office_time
-from mailboxes.hotline.models import CallerRole
+from mailboxes.hotline.models import Call, CallerRole
 from mailboxes.models import Mailbox
+from mailboxes.tickets.models import Ticket
 from mailboxes.tickets.records import find_ticket
 
 
@@ -41,6 +49,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     log.add_argument("--ticket", metavar="NUMBER",
                      help="add the call to this open ticket instead of opening one")
     log.set_defaults(handler=cmd_call_log)
+    ls = sub.add_parser("list", help="the mailbox's calls, newest first (no names or numbers)")
+    ls.add_argument("mailbox", metavar="MAILBOX")
+    ls.add_argument("--limit", type=positive_int, default=50, help="calls to show")
+    ls.set_defaults(handler=cmd_call_list)
     due = sub.add_parser("callbacks", help="the callbacks due, soonest first")
     due.add_argument("mailbox", metavar="MAILBOX")
     due.add_argument("--holder", metavar="USER", help="only the tickets this user holds")
@@ -81,6 +93,25 @@ def cmd_call_log(args: argparse.Namespace) -> int:
             attach_to=None if attach is None else attach.id)
     print(f"{'logged as' if logged.new_ticket else 'added to'} {logged.number} "
           f"(call {logged.call_id})")
+    return 0
+
+
+def cmd_call_list(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    with command_session(settings, read_only=True) as session:
+        mailbox = mailbox_of(session, args.mailbox)
+        rows = list(session.execute(
+            select(Call.id, Call.taken_at, Ticket.number, Call.taken_by, Call.caller_role,
+                   Call.topic, Call.callback_due_at, Call.callback_done_at)
+            .join(Ticket, Ticket.id == Call.ticket_id).where(Ticket.mailbox_id == mailbox.id)
+            .order_by(Call.id.desc()).limit(args.limit)))
+    if not rows:
+        print("no calls")
+    for cid, at, number, by, role, topic, due, done in rows:
+        callback = ("-" if due is None else "called back" if done is not None
+                    else f"callback by {due.astimezone(OFFICE_ZONE):%Y-%m-%d %H:%M}")
+        print(f"{cid:>6}  {at.astimezone(OFFICE_ZONE):%Y-%m-%d %H:%M}  {number}  {by:<12}  "
+              f"{role:<11}  {topic or '-'}  {callback}")
     return 0
 
 
