@@ -6,6 +6,8 @@ running each due job once with two workers."""
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
@@ -354,3 +356,36 @@ def test_ticket_count_sanity(services: Services, clock: FakeClock) -> None:
     new_ticket(services, box)
     with read_scope(services.sessions) as s:
         assert s.scalar(select(func.count()).select_from(Ticket)) == 1
+
+
+def test_a_running_job_is_skipped_not_waited_for_on_postgresql(
+        services: Services, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    """Two worker processes: while one runs a due job (its row locked), the other's tick
+    skips the row (FOR UPDATE SKIP LOCKED) at once instead of running it a second time."""
+    if not services.settings.database.url.startswith("postgresql"):
+        pytest.skip("row locks are PostgreSQL's; SQLite serialises writers with its lock")
+    started, release = threading.Event(), threading.Event()
+    runs: list[str] = []
+
+    def slow(ctx: JobContext) -> None:
+        runs.append(ctx.actor)
+        started.set()
+        assert release.wait(30)
+
+    jobs = [Job("slow", slow, every=timedelta(minutes=5))]
+    first = Scheduler(services.settings, services.sessions, services.master_key, clock,
+                      owner="w1", jobs=jobs)
+    second = Scheduler(services.settings, services.sessions, services.master_key, clock,
+                       owner="w2", jobs=jobs)
+    ran: list[list[str]] = []
+    worker = threading.Thread(target=lambda: ran.append(first.tick()))
+    worker.start()
+    try:
+        assert started.wait(30)
+        with caplog.at_level(logging.WARNING, logger="mailboxes.scheduler.runner"):
+            assert second.tick() == []
+        assert not caplog.records   # skipped, not failed on a lock
+    finally:
+        release.set()
+        worker.join(30)
+    assert ran == [["slow"]] and runs == ["w1"]
