@@ -389,3 +389,18 @@ def test_a_running_job_is_skipped_not_waited_for_on_postgresql(
         release.set()
         worker.join(30)
     assert ran == [["slow"]] and runs == ["w1"]
+
+
+def test_the_escalation_mail_is_german_first_and_names_no_content() -> None:
+    from gateway.delivery.notices import ENGLISH_SEPARATOR
+    from mailboxes.service_levels.escalation import escalation_notice
+    from mailboxes.service_levels.sla_pass import Breach
+
+    box = Mailbox(id=1, address=BOX, name="Kindertagespflege")
+    notice = escalation_notice(box, [
+        Breach(7, 1, "XG-2026-000007", "first_response", local("2026-11-23 14:00")),
+        Breach(8, 1, "XG-2026-000008", "resolution", local("2026-11-24 09:30"))])
+    german, english = notice.text.split(ENGLISH_SEPARATOR)
+    assert "XG-2026-000007: Erste Antwort fällig seit 23.11.2026 14:00" in german
+    assert "XG-2026-000008: resolution due since 24.11.2026 09:30" in english
+    assert notice.subject.startswith("Frist überschritten: 2 Vorgang/Vorgänge")
