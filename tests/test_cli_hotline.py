@@ -82,3 +82,4 @@ def test_topics_calls_callbacks(cli: Cli) -> None:
                    "follow-up-set", "follow-up-cleared", "tickets-linked", "ticket-merged"):
         assert action in operator
     assert operator.count("call-logged") == 3
+    assert "ticket-content-read" in operator  # the callbacks list showed the callers

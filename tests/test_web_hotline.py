@@ -149,8 +149,14 @@ def test_callbacks_due_and_an_attempt_in_one_click(client: TestClient, teams: Se
     log(client, csrf, box, caller="Spät", callback="1", callback_by=local(clock, 5))
     log(client, csrf, box, caller="Früh", number="0228 99999", callback="1",
         callback_by=local(clock, 1))
+    with read_scope(teams.sessions) as s:
+        reads = s.scalar(select(func.count()).select_from(AuditEntry)
+                         .where(AuditEntry.action == "ticket-content-read"))
     page = client.get(f"/hotline/{box}/callbacks").text
     assert page.index("Früh") < page.index("Spät")
+    with read_scope(teams.sessions) as s:  # the callers' details shown: one read per call
+        assert s.scalar(select(func.count()).select_from(AuditEntry)
+                        .where(AuditEntry.action == "ticket-content-read")) == reads + 2
     with read_scope(teams.sessions) as s:
         early = s.scalars(select(Call).order_by(Call.callback_due_at)).first()
         assert early is not None

@@ -22,7 +22,7 @@ from gateway.clock import system_clock
 from gateway.staff.users import find_user
 from mailboxes.directory import find_mailbox, normalise_address
 from mailboxes.hotline.callbacks import callbacks_due, get_call, record_attempt
-from mailboxes.hotline.calls import CallForm, log_call
+from mailboxes.hotline.calls import CallForm, log_call, record_reads
 from mailboxes.hotline.days import OFFICE_ZONE, parse_office_time
 from mailboxes.hotline.models import Call, CallerRole
 from mailboxes.models import Mailbox
@@ -118,7 +118,7 @@ def cmd_call_list(args: argparse.Namespace) -> int:
 def cmd_call_callbacks(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     master = _master(settings)
-    with command_session(settings, read_only=True) as session:
+    with command_session(settings) as session:
         mailbox = mailbox_of(session, args.mailbox)
         holder_id = None
         if args.holder:
@@ -127,6 +127,8 @@ def cmd_call_callbacks(args: argparse.Namespace) -> int:
                 raise CliError(f"no staff user {args.holder!r}")
             holder_id = user.id
         rows = callbacks_due(session, master, mailbox.id, holder_id=holder_id)
+        record_reads(session, actor=operator_actor(),
+                     shown=[(r.ticket_number, r.call_id) for r in rows])
     if not rows:
         print("no callbacks due")
     for r in rows:

@@ -210,3 +210,12 @@ def open_tickets_of(session: Session, master: MasterKey, mailbox_id: int, *,
         .order_by(Ticket.id.desc()).limit(MAX_MATCHES))
     return [Match(tid, num, TicketState(state), open_subject(master, num, sealed), channel)
             for tid, num, state, sealed, channel in rows]
+
+
+def record_reads(session: Session, *, actor: str, shown: list[tuple[str, int]]) -> None:
+    """The callers' details (name, number, case reference) were shown to ``actor``: one
+    content read per call (ticket number, call id) in the audit trail, as for messages."""
+    audit.record_many(session, [
+        audit.Event(actor, AuditAction.TICKET_CONTENT_READ, None,
+                    {"ticket": number, "call": call_id, "part": "call"})
+        for number, call_id in shown])

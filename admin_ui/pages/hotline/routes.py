@@ -34,7 +34,7 @@ from crypto.at_rest import MasterKey
 from gateway.clock import Clock
 from gateway.db import read_scope, session_scope
 from mailboxes.hotline.callbacks import callbacks_due, get_call, record_attempt
-from mailboxes.hotline.calls import CallForm, Match, log_call, open_tickets_of
+from mailboxes.hotline.calls import CallForm, Match, log_call, open_tickets_of, record_reads
 from mailboxes.hotline.days import OFFICE_ZONE, office_day, parse_office_time
 from mailboxes.hotline.follow_ups import due_follow_ups
 from mailboxes.hotline.models import Call, CallerRole
@@ -142,10 +142,12 @@ def hotline_router(auth: Authenticator, sessions: sessionmaker[Session],
 
     def callbacks_page(request: Request, staff: Staff, mailbox_id: int, mine: bool, *,
                        error: str | None = None, status: int = 200) -> Response:
-        with read_scope(sessions) as session:
+        with session_scope(sessions) as session:
             access = check_mailbox(session, staff, mailbox_id)
             rows = callbacks_due(session, master_key(), mailbox_id,
                                  holder_id=staff.user_id if mine else None)
+            record_reads(session, actor=f"user:{staff.username}",
+                         shown=[(r.ticket_number, r.call_id) for r in rows])
             values = {"mailbox": mailbox_info(session, mailbox_id),
                       "role": access.role.value, "rows": rows, "mine": mine,
                       "now": clock(), "zone": OFFICE_ZONE, "error": error}

@@ -24,7 +24,7 @@ from crypto.at_rest import MasterKey, open_sealed
 from gateway.clock import Clock
 from gateway.models import StaffUser
 from mailboxes.hotline.callbacks import AttemptRow, attempts_of_calls
-from mailboxes.hotline.calls import CallDetails, open_details
+from mailboxes.hotline.calls import CallDetails, open_details, record_reads
 from mailboxes.hotline.days import OFFICE_ZONE, office_day
 from mailboxes.hotline.follow_ups import FollowUpView, clear_follow_up, parse_day, set_follow_up
 from mailboxes.hotline.follow_ups import note_context as follow_up_note_context
@@ -50,8 +50,8 @@ class CallView:
     attempts: list[AttemptRow]
 
 
-def ticket_parts(session: Session, master: MasterKey, ticket_id: int, *, now: datetime
-                 ) -> dict[str, object]:
+def ticket_parts(session: Session, master: MasterKey, ticket_id: int, *, actor: str,
+                 now: datetime) -> dict[str, object]:
     """What the ticket page's hotline parts show (tickets/hotline_parts.html): three
     statements (four with calls), whatever the number of calls, attempts and links."""
     merged = aliased(Ticket)
@@ -76,6 +76,8 @@ def ticket_parts(session: Session, master: MasterKey, ticket_id: int, *, now: da
                       open_details(master, c.id, c.details_sealed), c.callback_due_at,
                       c.callback_done_at, attempts.get(c.id, []))
              for c in rows]
+    if calls:
+        record_reads(session, actor=actor, shown=[(number, c.id) for c in calls])
     links: list[LinkedTicket] = links_of(session, ticket_id, merged_into_id=merged_into_id)
     return {"hotline": {"channel": channel, "calls": calls, "follow_up": follow_up,
                         "links": links, "merged_into": merged_into,

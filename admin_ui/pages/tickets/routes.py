@@ -117,7 +117,7 @@ def tickets_router(auth: Authenticator, sessions: sessionmaker[Session],
                 "closed": view.ticket.state == TicketState.CLOSED,
                 "sla": ticket_deadlines(session, ticket_id), "sla_zone": OFFICE_TIME,
                 "me": ME, "max_upload": settings.smtp.max_message_bytes,
-                **ticket_parts(session, master, ticket_id, now=clock())}
+                **ticket_parts(session, master, ticket_id, actor=actor_of(staff), now=clock())}
 
     def show(request: Request, staff: Staff, ticket_id: int, *, error: str | None = None,
              status: int = 200, typed: Typed = Typed()) -> Response:
