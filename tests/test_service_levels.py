@@ -404,3 +404,8 @@ def test_the_escalation_mail_is_german_first_and_names_no_content() -> None:
     assert "XG-2026-000007: Erste Antwort fällig seit 23.11.2026 14:00" in german
     assert "XG-2026-000008: resolution due since 24.11.2026 09:30" in english
     assert notice.subject.startswith("Frist überschritten: 2 Vorgang/Vorgänge")
+    many = escalation_notice(box, [
+        Breach(n, 1, f"XG-2026-{n:06d}", "first_response", local("2026-11-23 14:00"))
+        for n in range(1, 121)])
+    assert "XG-2026-000050" in many.text and "XG-2026-000051" not in many.text
+    assert "... und 70 weitere" in many.text and "... and 70 more" in many.text

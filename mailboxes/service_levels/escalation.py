@@ -33,13 +33,22 @@ _KIND_DE = {FIRST_RESPONSE: "Erste Antwort", "resolution": "Erledigung"}
 _KIND_EN = {FIRST_RESPONSE: "first response", "resolution": "resolution"}
 
 
+# A mailbox configured for the first time may have thousands of overdue tickets: the mail
+# names the first ones and says how many more the findings page lists.
+MAX_LISTED = 50
+
+
 def escalation_notice(mailbox: Mailbox, breaches: Sequence[Breach]) -> Notice:
     def when(at: datetime) -> str:
         return at.astimezone(OFFICE_TIME).strftime("%d.%m.%Y %H:%M")
+    listed, more = breaches[:MAX_LISTED], len(breaches) - MAX_LISTED
     lines_de = "\n".join(f"- {b.ticket_number}: {_KIND_DE[b.kind]} fällig seit "
-                         f"{when(b.due_at)}" for b in breaches)
+                         f"{when(b.due_at)}" for b in listed)
     lines_en = "\n".join(f"- {b.ticket_number}: {_KIND_EN[b.kind]} due since "
-                         f"{when(b.due_at)}" for b in breaches)
+                         f"{when(b.due_at)}" for b in listed)
+    if more > 0:
+        lines_de += f"\n- ... und {more} weitere"
+        lines_en += f"\n- ... and {more} more"
     de = (f"Im Postfach {mailbox.name} <{mailbox.address}> sind Fristen überschritten:\n\n"
           f"{lines_de}\n\nSie erhalten diese Nachricht als Eskalationskontakt des Postfachs. "
           "Die Vorgänge und alle Hinweise finden Sie in der Web-Anwendung unter "
