@@ -120,6 +120,9 @@ def test_deadlines_pause_while_waiting_and_a_reply_is_the_first_response() -> No
     assert deadlines(created, closed, LEVELS).resolved_at == local("2026-11-24 12:00")
     reopened = [*closed, Event(local("2026-11-24 12:30"), "state", "open")]
     assert deadlines(created, reopened, LEVELS).resolved_at is None
+    # A call on the hotline was answered in the call.
+    call = deadlines(created, [Event(created, "created")], LEVELS, answered_at_creation=True)
+    assert call.first_responded_at == created
 
 
 # -- the SLA pass through the scheduler ---------------------------------------------------------
@@ -409,3 +412,14 @@ def test_the_escalation_mail_is_german_first_and_names_no_content() -> None:
         for n in range(1, 121)])
     assert "XG-2026-000050" in many.text and "XG-2026-000051" not in many.text
     assert "... und 70 weitere" in many.text and "... and 70 more" in many.text
+
+
+def test_a_call_ticket_was_answered_in_the_call(services: Services, clock: FakeClock) -> None:
+    box = configured(services, clock)
+    tid = new_ticket(services, box, "anruferin@hotline.invalid")
+    with session_scope(services.sessions) as s:
+        s.execute(update(Ticket).where(Ticket.id == tid).values(channel="phone"))
+    clock.now = local("2026-11-23 15:00")   # past the first-response deadline of a mail
+    scheduler(services).tick()
+    assert level(services, tid).first_responded_at == local("2026-11-23 09:00")
+    assert level(services, tid).mark is None

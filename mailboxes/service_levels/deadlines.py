@@ -3,7 +3,8 @@
 The history (mailboxes.tickets.history) is the source: "created", every "state" change with
 from/to, every "reply". The ticket waits on the citizen while in state waiting; that time
 does not count. A reply sent from the ticket is its first response; the last move to closed
-(not followed by a reopening) is its resolution.
+(not followed by a reopening) is its resolution. A ticket opened by a call on the hotline
+was answered in that call: its first response is its creation.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ class Deadlines:
     paused_since: datetime | None
 
 
-def deadlines(created_at: datetime, events: Iterable[Event], levels: ServiceLevels
-              ) -> Deadlines:
+def deadlines(created_at: datetime, events: Iterable[Event], levels: ServiceLevels, *,
+              answered_at_creation: bool = False) -> Deadlines:
     pauses: list[Pause] = []
     paused_since: datetime | None = None
-    first_reply: datetime | None = None
+    first_reply: datetime | None = created_at if answered_at_creation else None
     resolved: datetime | None = None
     for event in sorted(events, key=lambda e: e.at):
         if event.action == "reply" and first_reply is None:

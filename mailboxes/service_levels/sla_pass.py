@@ -37,7 +37,7 @@ from mailboxes.service_levels.rules.sla import (
     deadline_status,
     mark,
 )
-from mailboxes.tickets.models import HistoryEntry, Ticket
+from mailboxes.tickets.models import Channel, HistoryEntry, Ticket
 
 CHUNK = 500
 # A history row written by a transaction that committed after the last pass read: it is
@@ -86,7 +86,8 @@ def _recompute(session: Session, ids: Sequence[int], levels: dict[int, ServiceLe
                now: datetime) -> None:
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]
-        tickets = session.execute(select(Ticket.id, Ticket.mailbox_id, Ticket.created_at)
+        tickets = session.execute(select(Ticket.id, Ticket.mailbox_id, Ticket.created_at,
+                                         Ticket.channel)
                                   .where(Ticket.id.in_(chunk))).all()
         events: dict[int, list[Event]] = defaultdict(list)
         for tid, at, action, detail in session.execute(
@@ -97,8 +98,9 @@ def _recompute(session: Session, ids: Sequence[int], levels: dict[int, ServiceLe
             to_state = json.loads(detail).get("to") if action == "state" and detail else None
             events[tid].append(Event(at, action, to_state))
         rows = []
-        for tid, box, created in tickets:
-            d = deadlines(created, events[tid], levels[box])
+        for tid, box, created, channel in tickets:
+            d = deadlines(created, events[tid], levels[box],
+                          answered_at_creation=channel == Channel.PHONE.value)
             rows.append({"ticket_id": tid, "mailbox_id": box,
                          "first_response_due_at": d.first_response_due_at,
                          "first_responded_at": d.first_responded_at,
