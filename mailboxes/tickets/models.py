@@ -130,3 +130,6 @@ class HistoryEntry(Base):
     action: Mapped[str] = mapped_column(String(32))
     # JSON: e.g. {"from": "new", "to": "open"}.
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    # The SLA pass reads what changed since its last run (mailboxes.service_levels.sla_pass).
+    __table_args__ = (Index("ix_ticket_history_at", "at"),)

@@ -82,6 +82,8 @@ def upgrade() -> None:
         sa.UniqueConstraint("ticket_id", "kind"),
     )
     op.create_index("ix_sla_escalations_mailbox", "sla_escalations", ["mailbox_id", "id"])
+    # The SLA pass reads the history written since its last run.
+    op.create_index("ix_ticket_history_at", "ticket_history", ["at"])
     op.create_table(
         "scheduled_jobs",
         sa.Column("name", sa.String(length=64), nullable=False),
@@ -94,6 +96,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("scheduled_jobs")
+    op.drop_index("ix_ticket_history_at", table_name="ticket_history")
     op.drop_index("ix_sla_escalations_mailbox", table_name="sla_escalations")
     op.drop_table("sla_escalations")
     op.drop_index("ix_ticket_findings_mailbox", table_name="ticket_findings")
