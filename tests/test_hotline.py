@@ -234,6 +234,15 @@ def test_a_follow_up_comes_back_on_its_day(services: Services, box: Mailbox,
         raw = s.get(FollowUp, logged.ticket_id)
         assert raw is not None and raw.note_sealed and b"Vertrag" not in raw.note_sealed
     with session_scope(services.sessions) as s:
+        # Given to bert, the ticket takes its follow-up along to his list.
+        assign(s, get_ticket(s, logged.ticket_id), "bert", actor="anna", now=clock())
+    with read_scope(services.sessions) as s:
+        assert due_follow_ups(s, master, today=date(2026, 3, 12), holder_id=anna_id) == []
+        bert = find_user(s, "bert")
+        assert bert is not None
+        (due,) = due_follow_ups(s, master, today=date(2026, 3, 12), holder_id=bert.id)
+        assert due.holder == "bert"
+    with session_scope(services.sessions) as s:
         assert clear_follow_up(s, get_ticket(s, logged.ticket_id), actor="anna", now=clock())
         assert not clear_follow_up(s, get_ticket(s, logged.ticket_id), actor="anna",
                                    now=clock())
@@ -314,12 +323,14 @@ def test_link_and_merge_and_mail_to_the_duplicate_lands_in_the_survivor(
         assert refused.value.key == "link_unknown"
         mail_id = mail_ticket.id
     with session_scope(services.sessions) as s:
+        set_follow_up(s, master, get_ticket(s, mail_id), date(2026, 3, 12), "Unterlagen?",
+                      actor="anna", actor_id=None, now=START)
         assert [x.number for x in links_of(s, call.ticket_id)] == [
             get_ticket(s, mail_id).number]
-        merge(s, get_ticket(s, mail_id), get_ticket(s, call.ticket_id), actor="anna",
+        merge(s, master, get_ticket(s, mail_id), get_ticket(s, call.ticket_id), actor="anna",
               now=START)
         with pytest.raises(TicketError) as refused:
-            merge(s, get_ticket(s, mail_id), get_ticket(s, call.ticket_id), actor="anna",
+            merge(s, master, get_ticket(s, mail_id), get_ticket(s, call.ticket_id), actor="anna",
                   now=START)
         assert refused.value.key == "merged_already"
     # Petra answers her first mail: it threads into the merged one, and lands in the survivor.
@@ -335,6 +346,9 @@ def test_link_and_merge_and_mail_to_the_duplicate_lands_in_the_survivor(
         assert [(x.number, x.merged) for x in links_of(s, call.ticket_id)] == [
             (duplicate.number, True)]
         assert s.scalar(select(func.count()).select_from(Ticket)) == 3
+        # The duplicate's follow-up moved to the survivor, its note sealed again for it.
+        moved = follow_up_of(s, master, get_ticket(s, call.ticket_id), now=START)
+        assert moved is not None and moved.note == "Unterlagen?"
     assert {"tickets-linked", "ticket-merged"} <= set(actions(services))
 
 

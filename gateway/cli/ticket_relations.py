@@ -75,6 +75,7 @@ def cmd_ticket_merge(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     with command_session(settings) as session:
         dup, into = find_ticket(session, args.duplicate), find_ticket(session, args.into)
-        merge(session, dup, into, actor=operator_actor(), now=system_clock())
+        merge(session, _master(settings), dup, into, actor=operator_actor(),
+              now=system_clock())
     print(f"merged {dup.number} into {into.number}")
     return 0

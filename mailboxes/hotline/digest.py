@@ -24,8 +24,9 @@ from gateway.models import Direction, StaffAddress, StaffUser
 from gateway.queue.spool import Envelope, store_received
 from gateway.settings import Settings
 from mailboxes.hotline.days import office_day
-from mailboxes.hotline.follow_ups import DueFollowUp, due_follow_ups
+from mailboxes.hotline.follow_ups import DueFollowUp, due_follow_ups, holder_column
 from mailboxes.hotline.models import DigestSent, FollowUp
+from mailboxes.tickets.models import Ticket
 
 _INSERT_SENT = insert(table_of(DigestSent))
 
@@ -65,10 +66,11 @@ def send_digests(session: Session, master: MasterKey, settings: Settings, *, now
     second run (another worker, a retry) sends nothing twice."""
     day = office_day(now)
     already = select(DigestSent.user_id).where(DigestSent.day == day)
+    holder = holder_column()
     holders = list(session.scalars(
-        select(FollowUp.holder_id).where(FollowUp.due_on <= day,
-                                         FollowUp.holder_id.is_not(None),
-                                         FollowUp.holder_id.not_in(already)).distinct()))
+        select(holder).select_from(FollowUp).join(Ticket, Ticket.id == FollowUp.ticket_id)
+        .where(FollowUp.due_on <= day, holder.is_not(None), holder.not_in(already))
+        .distinct()))
     told: list[str] = []
     for holder_id in holders:
         user = None if holder_id is None else session.get(StaffUser, holder_id)

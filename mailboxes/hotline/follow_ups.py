@@ -8,7 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey, open_sealed, seal
@@ -29,6 +29,12 @@ MAX_LIST = 500
 
 def note_context(number: str) -> bytes:
     return f"ticket-follow-up:{number}".encode()
+
+
+def holder_column() -> ColumnElement[int | None]:
+    """Who a follow-up comes back to: whoever holds the ticket now (so a reassigned ticket
+    takes its follow-up along), or, on an unassigned ticket, who it was set for."""
+    return func.coalesce(Ticket.assignee_id, FollowUp.holder_id)
 
 
 def parse_day(text: str) -> date:
@@ -95,7 +101,8 @@ def follow_up_of(session: Session, master: MasterKey, ticket: Ticket, *, now: da
     row = session.execute(
         select(FollowUp.due_on, StaffUser.username, FollowUp.note_sealed, FollowUp.set_by,
                FollowUp.set_at)
-        .outerjoin(StaffUser, StaffUser.id == FollowUp.holder_id)
+        .select_from(FollowUp).join(Ticket, Ticket.id == FollowUp.ticket_id)
+        .outerjoin(StaffUser, StaffUser.id == holder_column())
         .where(FollowUp.ticket_id == ticket.id)).first()
     if row is None:
         return None
@@ -128,10 +135,10 @@ def due_follow_ups(session: Session, master: MasterKey | None, *, today: date,
                     FollowUp.note_sealed)
              .join(Ticket, Ticket.id == FollowUp.ticket_id)
              .join(Mailbox, Mailbox.id == Ticket.mailbox_id)
-             .outerjoin(StaffUser, StaffUser.id == FollowUp.holder_id)
+             .outerjoin(StaffUser, StaffUser.id == holder_column())
              .where(FollowUp.due_on <= today))
     if holder_id is not None:
-        query = query.where(FollowUp.holder_id == holder_id).join(
+        query = query.where(holder_column() == holder_id).join(
             MailboxMember, (MailboxMember.mailbox_id == Ticket.mailbox_id)
             & (MailboxMember.user_id == holder_id))
     if mailbox_id is not None:

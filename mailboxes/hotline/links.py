@@ -14,8 +14,10 @@ from datetime import datetime
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from crypto.at_rest import MasterKey, open_sealed, seal
 from gateway import audit
 from gateway.audit import AuditAction
+from mailboxes.hotline.follow_ups import note_context
 from mailboxes.hotline.models import Call, FollowUp, TicketLink
 from mailboxes.models import Mailbox
 from mailboxes.tickets import history
@@ -69,8 +71,8 @@ def link(session: Session, a: Ticket, b: Ticket, *, actor: str, now: datetime) -
     return True
 
 
-def merge(session: Session, duplicate: Ticket, survivor: Ticket, *, actor: str,
-          now: datetime) -> None:
+def merge(session: Session, master: MasterKey, duplicate: Ticket, survivor: Ticket, *,
+          actor: str, now: datetime) -> None:
     """Merge ``duplicate`` into ``survivor``."""
     _pair(duplicate, survivor)
     if duplicate.merged_into_id is not None:
@@ -88,8 +90,12 @@ def merge(session: Session, duplicate: Ticket, survivor: Ticket, *, actor: str,
     moved = session.get(FollowUp, duplicate.id)
     if moved is not None:
         if session.get(FollowUp, survivor.id) is None:
+            # The note's seal names its ticket: opened and sealed again for the survivor.
+            note = None if moved.note_sealed is None else seal(master, open_sealed(
+                master, moved.note_sealed, note_context(duplicate.number)),
+                note_context(survivor.number))
             session.add(FollowUp(ticket_id=survivor.id, due_on=moved.due_on,
-                                 holder_id=moved.holder_id, note_sealed=None,
+                                 holder_id=moved.holder_id, note_sealed=note,
                                  set_by=moved.set_by, set_at=moved.set_at))
         session.delete(moved)
     session.flush()

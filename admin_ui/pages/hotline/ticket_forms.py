@@ -26,7 +26,13 @@ from gateway.models import StaffUser
 from mailboxes.hotline.callbacks import AttemptRow, attempts_of_calls
 from mailboxes.hotline.calls import CallDetails, open_details, record_reads
 from mailboxes.hotline.days import OFFICE_ZONE, office_day
-from mailboxes.hotline.follow_ups import FollowUpView, clear_follow_up, parse_day, set_follow_up
+from mailboxes.hotline.follow_ups import (
+    FollowUpView,
+    clear_follow_up,
+    holder_column,
+    parse_day,
+    set_follow_up,
+)
 from mailboxes.hotline.follow_ups import note_context as follow_up_note_context
 from mailboxes.hotline.links import LinkedTicket, link, links_of, merge
 from mailboxes.hotline.models import Call, FollowUp
@@ -61,7 +67,7 @@ def ticket_parts(session: Session, master: MasterKey, ticket_id: int, *, actor: 
                FollowUp.set_at)
         .outerjoin(merged, merged.id == Ticket.merged_into_id)
         .outerjoin(FollowUp, FollowUp.ticket_id == Ticket.id)
-        .outerjoin(StaffUser, StaffUser.id == FollowUp.holder_id)
+        .outerjoin(StaffUser, StaffUser.id == holder_column())
         .where(Ticket.id == ticket_id)).one()
     (number, channel, merged_into_id, merged_into, due_on, holder, note, set_by,
      set_at) = head
@@ -158,7 +164,7 @@ def add_ticket_forms(router: APIRouter, change: Change, master_key: Callable[[],
 
         def work(session: Session, tid: int) -> None:
             ticket = get_ticket(session, tid)
-            merge(session, ticket, _same_mailbox(session, ticket, number),
+            merge(session, master_key(), ticket, _same_mailbox(session, ticket, number),
                   actor=staff.username, now=clock())
 
         return await run_in_threadpool(change, request, staff, ticket_id, work)
