@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session
 from gateway.cli.common import (
     CliError,
     command_session,
+    master_key,
     operator_actor,
     positive_int,
     settings_from_args,
 )
-from gateway.cli.ticket import _master
 from gateway.clock import system_clock
 from gateway.staff.users import find_user
 from mailboxes.directory import find_mailbox, normalise_address
@@ -77,7 +77,7 @@ def mailbox_of(session: Session, address: str) -> Mailbox:
 
 def cmd_call_log(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    master = _master(settings)
+    master = master_key(settings)
     due = parse_office_time(args.callback_by) if args.callback_by else None
     with command_session(settings) as session:
         mailbox = mailbox_of(session, args.mailbox)
@@ -117,7 +117,7 @@ def cmd_call_list(args: argparse.Namespace) -> int:
 
 def cmd_call_callbacks(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    master = _master(settings)
+    master = master_key(settings)
     with command_session(settings) as session:
         mailbox = mailbox_of(session, args.mailbox)
         holder_id = None
@@ -140,7 +140,7 @@ def cmd_call_callbacks(args: argparse.Namespace) -> int:
 
 def cmd_call_attempt(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    master = _master(settings)
+    master = master_key(settings)
     again = parse_office_time(args.again_by) if args.again_by else None
     with command_session(settings) as session:
         call = get_call(session, args.call_id)

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from crypto.at_rest import MasterKey
 from gateway.db import (
     is_sqlite,
     make_engine,
@@ -177,3 +178,8 @@ def read_password(username: str, from_stdin: bool) -> str:
     if not password:
         raise CliError("the password must not be empty")
     return password
+
+
+def master_key(settings: Settings) -> MasterKey:
+    """The installation's master key (storage.master_key_file)."""
+    return MasterKey.load(settings.resolve(settings.storage.master_key_file))

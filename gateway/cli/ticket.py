@@ -14,18 +14,17 @@ from email.parser import BytesParser
 
 from sqlalchemy import select
 
-from crypto.at_rest import MasterKey
 from gateway import audit
 from gateway.audit import AuditAction
 from gateway.cli.common import (
     CliError,
     command_session,
+    master_key,
     operator_actor,
     positive_int,
     settings_from_args,
 )
 from gateway.models import StaffUser
-from gateway.settings import Settings
 from mailboxes.directory import find_mailbox, normalise_address
 from mailboxes.tickets.queries import TicketFilter, TicketRow, list_tickets, ticket_view
 from mailboxes.tickets.reads import attachments_of, open_article
@@ -63,14 +62,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     ticket_relations.register(sub)
 
 
-def _master(settings: Settings) -> MasterKey:
-    return MasterKey.load(settings.resolve(settings.storage.master_key_file))
-
-
 def cmd_ticket_list(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     state = parse_state(args.state) if args.state else None
-    master = _master(settings)
+    master = master_key(settings)
     with command_session(settings) as session:
         mailbox = find_mailbox(session, args.mailbox)
         if mailbox is None:
@@ -108,7 +103,7 @@ def _line(row: TicketRow, *, content: bool) -> str:
 
 def cmd_ticket_show(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    master = _master(settings)
+    master = master_key(settings)
     actor = operator_actor()
     lines: list[str] = []
     with command_session(settings) as session:

@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import argparse
 
-from gateway.cli.common import CliError, command_session, operator_actor, settings_from_args
-from gateway.cli.ticket import _master
+from gateway.cli.common import (
+    CliError,
+    command_session,
+    master_key,
+    operator_actor,
+    settings_from_args,
+)
 from gateway.clock import system_clock
 from gateway.staff.users import find_user
 from mailboxes.hotline.follow_ups import clear_follow_up, parse_day, set_follow_up
@@ -41,7 +46,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def cmd_ticket_follow_up(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    master = _master(settings)
+    master = master_key(settings)
     with command_session(settings) as session:
         ticket = find_ticket(session, args.number)
         if args.done:
@@ -75,7 +80,7 @@ def cmd_ticket_merge(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     with command_session(settings) as session:
         dup, into = find_ticket(session, args.duplicate), find_ticket(session, args.into)
-        merge(session, _master(settings), dup, into, actor=operator_actor(),
+        merge(session, master_key(settings), dup, into, actor=operator_actor(),
               now=system_clock())
     print(f"merged {dup.number} into {into.number}")
     return 0
