@@ -26,6 +26,7 @@ from admin_ui.app import create_app
 from gateway.db import make_engine, make_session_factory, session_scope
 from gateway.settings import Settings, load_settings
 from gateway.staff import users as staff
+from tests.conftest import write_master_key
 from tests.support.staff_web import add_tokens, bearer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +52,12 @@ MEMBERS_ONLY = ("/mailboxes/", "/tickets/", "/hotline/")
 def settings(tmp_path: Path, sqlite_template: Path) -> Settings:
     database = tmp_path / "xgate.db"
     shutil.copyfile(sqlite_template, database)
+    # Every installation has its master key; the audit trail seals with it (logout
+    # everywhere, for one, records an entry).
+    key = write_master_key(tmp_path / "var")
     settings = load_settings(None, data_dir=str(tmp_path / "var"),
-                             database={"url": f"sqlite:///{database}"})
+                             database={"url": f"sqlite:///{database}"},
+                             storage={"master_key_file": str(key)})
     engine = make_engine(settings)
     with session_scope(make_session_factory(engine)) as session:
         staff.add_user(session, "sachb", PASSWORD)
