@@ -19,6 +19,7 @@ from gateway.db import read_scope, session_scope
 from gateway.models import AuditEntry, Message
 from gateway.services import Services
 from gateway.staff.users import add_address
+from mailboxes.hotline.calls import CallForm, log_call
 from mailboxes.models import Mailbox
 from mailboxes.scheduler.jobs import Job, JobContext
 from mailboxes.scheduler.models import ScheduledJob
@@ -242,6 +243,26 @@ def open_findings(services: Services) -> set[tuple[int, str]]:
     with read_scope(services.sessions) as s:
         return {(tid, rule) for tid, rule in s.execute(
             select(Finding.ticket_id, Finding.rule).where(Finding.resolved_at.is_(None)))}
+
+
+def test_a_callback_without_a_number_is_pointed_out(services: Services,
+                                                     clock: FakeClock) -> None:
+    box_id = configured(services, clock)
+    with session_scope(services.sessions) as s:
+        box = s.get(Mailbox, box_id)
+        assert box is not None
+        silent = log_call(s, services.master_key, box,
+                          CallForm(caller="Eine Mutter", role="parent", number="",
+                                   callback_due=clock() + timedelta(hours=2)),
+                          actor="anna", now=clock())
+        reachable = log_call(s, services.master_key, box,
+                             CallForm(caller="Ein Vater", role="parent", number="0221 12345",
+                                      callback_due=clock() + timedelta(hours=2)),
+                             actor="anna", now=clock())
+    scheduler(services).tick()
+    findings = open_findings(services)
+    assert (silent.ticket_id, "callback-without-number") in findings
+    assert (reachable.ticket_id, "callback-without-number") not in findings
 
 
 def test_plausibility_findings_come_and_go(services: Services, clock: FakeClock) -> None:

@@ -17,7 +17,7 @@ from gateway import audit
 from gateway.audit import AuditAction
 from gateway.db import table_of
 from mailboxes.hotline.models import Call, CallerRole
-from mailboxes.hotline.phone import number_token, parse_number
+from mailboxes.hotline.phone import number_token, parse_number, parse_optional_number
 from mailboxes.hotline.topics import check_topic
 from mailboxes.models import Mailbox
 from mailboxes.tickets import history
@@ -98,7 +98,7 @@ def checked(session: Session, mailbox_id: int, form: CallForm, *, now: datetime
         raise TicketError(f"a caller's name may have at most {MAX_CALLER} characters",
                           key="caller_long", limit=MAX_CALLER)
     role = parse_role(form.role)
-    number = parse_number(form.number)
+    number = parse_optional_number(form.number)
     topic = check_topic(session, mailbox_id, form.topic)
     notes = form.notes.replace("\r\n", "\n").strip()
     if len(notes) > MAX_NOTE:
@@ -145,7 +145,8 @@ def log_call(session: Session, master: MasterKey, mailbox: Mailbox, form: CallFo
     call_id = int(session.execute(_INSERT_CALL, {
         "ticket_id": ticket_id, "taken_at": now, "taken_by": actor[:320],
         "caller_role": call.role.value, "topic": call.topic, "details_sealed": b"",
-        "number_token": number_token(master, call.number),
+        # No number: an empty token, which the plausibility checks read as "nobody to call".
+        "number_token": number_token(master, call.number) if call.number else b"",
         "callback_due_at": call.callback_due, "callback_done_at": None}).scalar_one())
     details = json.dumps({"name": call.caller, "number": call.number,
                           "case_ref": call.case_ref}, ensure_ascii=False).encode()

@@ -37,6 +37,12 @@ def parse_number(text: str) -> str:
     return number
 
 
+def parse_optional_number(text: str) -> str:
+    """A number given, checked as parse_number does; "" when none is (a caller who withholds
+    it: a callback then has nobody to call, which the plausibility checks point out)."""
+    return parse_number(text) if text.strip() else ""
+
+
 def digits(number: str) -> str:
     found = "".join(c for c in number if c.isdigit())
     return found[2:] if number.lstrip().startswith("00") else found
