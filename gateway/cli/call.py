@@ -40,7 +40,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     log.add_argument("--caller", required=True, help="the caller's name")
     log.add_argument("--role", required=True,
                      help=", ".join(r.value for r in CallerRole))
-    log.add_argument("--number", required=True, help="the call-back number")
+    log.add_argument("--number", default="",
+                     help="the call-back number (leave out if the caller gives none)")
     log.add_argument("--topic", help="a topic of the mailbox's catalogue")
     log.add_argument("--notes", default="", help="what was said (sealed like a note)")
     log.add_argument("--case-ref", help="the case reference (Aktenzeichen), if any")
