@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from argon2 import PasswordHasher
@@ -285,6 +287,17 @@ def test_uploads_stay_in_memory(anna: TestClient, teams: Services,
                        follow_redirects=False)
     assert answer.status_code == 303, answer.text[:500]
     assert count(teams, Article, ticket_id=ids.ticket_id, kind="reply") == 1
+
+
+def test_times_are_shown_on_the_office_clock(anna: TestClient, teams: Services) -> None:
+    ids = latest_ticket(teams, BOX)
+    with read_scope(teams.sessions) as s:
+        created = s.get(Ticket, ids.ticket_id).created_at  # type: ignore[union-attr]
+    berlin = created.astimezone(ZoneInfo("Europe/Berlin"))
+    assert berlin.utcoffset() != timedelta(0)  # else this test could not tell the two apart
+    shown = berlin.strftime("%d.%m.%Y %H:%M")
+    assert shown in anna.get(f"/tickets/{ids.ticket_id}").text
+    assert shown in anna.get(f"/mailboxes/{ids.mailbox_id}").text
 
 
 def test_english_pages(anna: TestClient, teams: Services) -> None:
