@@ -172,7 +172,7 @@ TEXTS: dict[str, str] = {
     "error.503": "Der Dienst ist gerade nicht verfügbar.",
     # The hotline (admin_ui.pages.hotline): calls, callbacks, follow-ups, links.
     "format.date": "%d.%m.%Y",
-    "hotline.nav": "Postfach und Telefon",
+    "mailbox.nav": "Bereiche des Postfachs",
     "hotline.nav.tickets": "Vorgänge",
     "hotline.nav.log_call": "Anruf erfassen",
     "hotline.nav.callbacks": "Rückrufe",
@@ -278,7 +278,6 @@ TEXTS: dict[str, str] = {
     "ticket_error.merged_already": "Der Vorgang {ticket} wurde schon zusammengeführt.",
     "ticket_error.merge_into_merged": "Der Vorgang {ticket} wurde selbst in einen anderen zusammengeführt.",
     # Service levels (admin_ui/pages/service_levels, mailboxes.service_levels).
-    "sla.nav": "Servicezeiten und Hinweise",
     "sla.nav.tickets": "Vorgänge",
     "sla.nav.findings": "Hinweise und Eskalationen",
     "sla.nav.settings": "Servicezeiten",

@@ -172,7 +172,7 @@ TEXTS: dict[str, str] = {
     "error.503": "The service is not available at the moment.",
     # The hotline (admin_ui.pages.hotline): calls, callbacks, follow-ups, links.
     "format.date": "%Y-%m-%d",
-    "hotline.nav": "Mailbox and phone",
+    "mailbox.nav": "The mailbox's areas",
     "hotline.nav.tickets": "Tickets",
     "hotline.nav.log_call": "Log a call",
     "hotline.nav.callbacks": "Callbacks",
@@ -278,7 +278,6 @@ TEXTS: dict[str, str] = {
     "ticket_error.merged_already": "Ticket {ticket} was merged already.",
     "ticket_error.merge_into_merged": "Ticket {ticket} was itself merged into another one.",
     # Service levels (admin_ui/pages/service_levels, mailboxes.service_levels).
-    "sla.nav": "Service levels and findings",
     "sla.nav.tickets": "Tickets",
     "sla.nav.findings": "Findings and escalations",
     "sla.nav.settings": "Service levels",
