@@ -283,6 +283,33 @@ class WebSettings(_Section):
     session_absolute_hours: int = Field(default=10, ge=1, le=7 * 24)
 
 
+class PortalTopic(_Section):
+    # What the citizen picks on the upload page, and the shared mailbox it is filed to.
+    name: str = Field(min_length=1)
+    mailbox: str = Field(min_length=3)
+
+
+class PortalSettings(_Section):
+    # The citizen portal: internet-facing, its own app and listener (not the staff app's).
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8026, ge=0, le=65535)
+    # Serve HTTPS with [tls]'s certificate (and send HSTS); or put a TLS proxy in front.
+    tls: bool = False
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    max_files: int = Field(default=10, ge=1, le=100)
+    # Submissions per client address and in all per hour; more get a "try later" page.
+    submissions_per_ip_per_hour: int = Field(default=10, ge=1)
+    submissions_per_hour: int = Field(default=500, ge=1)
+    # Client addresses are kept hashed for the rate limits and forgotten after this long.
+    ip_retention_hours: int = Field(default=24, ge=1, le=24 * 30)
+    # A form sent back faster than this after it was shown is taken for a robot.
+    min_fill_seconds: int = Field(default=3, ge=0, le=600)
+    # Sender of a submission when the citizen gives no e-mail address.
+    noreply_address: str = "portal-noreply@jugendamt.example"
+    topics: list[PortalTopic] = []
+
+
 class LoginSettings(_Section):
     # Failed logins (web, API, SMTP AUTH) before a user name or a client address is locked.
     free_failures_per_user: int = Field(default=5, ge=1)
@@ -327,6 +354,7 @@ class Settings(BaseSettings):
     consent: ConsentSettings = ConsentSettings()
     demo: DemoSettings = DemoSettings()
     web: WebSettings = WebSettings()
+    portal: PortalSettings = PortalSettings()
     login: LoginSettings = LoginSettings()
     logging: LoggingSettings = LoggingSettings()
 

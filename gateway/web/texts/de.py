@@ -365,4 +365,8 @@ TEXTS: dict[str, str] = {
     "finding.callback-without-number": "Ein Rückruf ist fällig, aber es fehlt die Nummer",
     "finding.untouched": "Seit Tagen unberührt",
     "finding.case-reference-two-subjects": "Das Aktenzeichen steht auch in einem Vorgang einer anderen Person",
+    # citizen portal: layout and upload (gateway/portal)
+    "portal.name": "Bürgerportal des Jugendamts",
+    "portal.skip": "Zum Inhalt springen",
+    "portal.footer": "Ihre Angaben werden verschlüsselt übertragen und gespeichert.",
 }

@@ -365,4 +365,8 @@ TEXTS: dict[str, str] = {
     "finding.callback-without-number": "A callback is due but the number is missing",
     "finding.untouched": "Untouched for days",
     "finding.case-reference-two-subjects": "The case reference is also on a ticket of another person",
+    # citizen portal: layout and upload (gateway/portal)
+    "portal.name": "Youth welfare office citizen portal",
+    "portal.skip": "Skip to content",
+    "portal.footer": "What you send is transmitted and stored encrypted.",
 }

@@ -1,0 +1,50 @@
+"""Composes the citizen portal: security headers in front of everything, the static assets,
+error pages, the health answer and the routers (upload: gateway.portal.upload; pickup:
+gateway.portal.pickup). No staff session, no staff route: it shares only the database and the
+queue with the rest of the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.staticfiles import StaticFiles
+
+from gateway.clock import Clock, system_clock
+from gateway.db import make_engine, make_session_factory
+from gateway.portal.headers import PortalHeaders
+from gateway.portal.render import PortalRenderer
+from gateway.settings import Settings
+
+
+def create_portal_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
+    engine = make_engine(settings)
+    sessions = make_session_factory(engine)
+    renderer = PortalRenderer()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="xgate portal", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.add_middleware(PortalHeaders, tls=settings.portal.tls)
+    app.state.sessions = sessions
+    app.state.renderer = renderer
+    app.state.clock = clock
+    # From the package (gateway/portal/static), never a CDN: the CSP allows this origin only.
+    app.mount("/static", StaticFiles(packages=[("gateway.portal", "static")]), name="static")
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz(_request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    # --- routers -------------------------------------------------------------------------
+    # Upload (Helper P1): GET /, POST /upload, the receipt.
+    # Pickup (Helper P2): add `app.include_router(pickup_router(...))` here, below this line.
+    # --- end of routers ------------------------------------------------------------------
+    return app
