@@ -108,6 +108,16 @@ class AuditAction(StrEnum):
     SERVICE_LEVELS_CHANGED = "service-levels-changed"
     SLA_ESCALATED = "sla-escalated"
 
+    # Pickup in the citizen portal (gateway.portal.pickup): an item made for a reply, each
+    # opening and refused code, a lock, a download, a new code, an expiry.
+    PICKUP_CREATED = "pickup-created"
+    PICKUP_OPENED = "pickup-opened"
+    PICKUP_CODE_REFUSED = "pickup-code-refused"
+    PICKUP_LOCKED = "pickup-locked"
+    PICKUP_DOWNLOADED = "pickup-downloaded"
+    PICKUP_CODE_ISSUED = "pickup-code-issued"
+    PICKUP_EXPIRED = "pickup-expired"
+
     # The trail itself (gateway.audit.keys, migration 0012).
     AUDIT_RESEALED = "audit-resealed"
     AUDIT_KEYS_DESTROYED = "audit-keys-destroyed"

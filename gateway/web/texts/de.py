@@ -157,6 +157,12 @@ TEXTS: dict[str, str] = {
     "history.reply": "Antwort gesendet",
     "history.mail-in": "Nachricht eingegangen",
     "history.linked-from": "Verknüpfter Vorgang angelegt",
+    "history.pickup-created": "Abholung im Bürgerportal bereitgestellt",
+    "history.pickup-opened": "Abholung geöffnet",
+    "history.pickup-downloaded": "Anhang abgeholt",
+    "history.pickup-locked": "Abholung gesperrt (zu viele falsche Codes)",
+    "history.pickup-code-issued": "Neuer Abholcode ausgegeben",
+    "history.pickup-expired": "Abholung abgelaufen (nicht abgeholt)",
     "history.receipt-sent": "Eingangsbestätigung gesendet",
     "history.receipt-skipped": "Keine Eingangsbestätigung",
     # Errors.

@@ -157,6 +157,12 @@ TEXTS: dict[str, str] = {
     "history.reply": "Reply sent",
     "history.mail-in": "Message received",
     "history.linked-from": "Linked ticket opened",
+    "history.pickup-created": "Put up for pickup in the citizen portal",
+    "history.pickup-opened": "Pickup opened",
+    "history.pickup-downloaded": "Attachment downloaded",
+    "history.pickup-locked": "Pickup locked (too many wrong codes)",
+    "history.pickup-code-issued": "New pickup code issued",
+    "history.pickup-expired": "Pickup expired (not picked up)",
     "history.receipt-sent": "Receipt sent",
     "history.receipt-skipped": "No receipt",
     # Errors.
