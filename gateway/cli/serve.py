@@ -10,7 +10,7 @@ from pathlib import Path
 from gateway.cli.common import open_database, settings_from_args
 from gateway.settings import Settings
 
-PARTS = ("clamd", "smtp", "worker", "web", "catcher")
+PARTS = ("clamd", "smtp", "worker", "web", "portal", "catcher")
 
 
 def managed_clamd_wanted(settings: Settings) -> bool:
@@ -32,7 +32,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                             "configured), smtp (inbound and submission listeners), worker "
                             "(workers.count threads that process the queue; xgate serve starts "
                             "workers.processes of these), web "
-                            "(the staff web app, health check and metrics) or catcher (the demo "
+                            "(the staff web app, health check and metrics), portal (the citizen "
+                            "portal, when portal.enabled) or catcher (the demo "
                             "catcher, when demo.catcher.enabled)")
     serve.set_defaults(handler=cmd_serve)
 
@@ -55,6 +56,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return serve_parts.run_smtp(settings, bound)
     if args.part == "web":
         return serve_parts.run_web(settings, bound.get("web", []))
+    if args.part == "portal":
+        return serve_parts.run_portal(settings, bound.get("portal", []))
     runner = {"clamd": serve_parts.run_clamd, "worker": serve_parts.run_workers,
               "catcher": demo_catcher.run_catcher}[args.part]
     return runner(settings)
@@ -89,6 +92,11 @@ def listener_lines(settings: Settings) -> list[str]:
         where = settings.scanning.clamd_socket or (
             f"{settings.scanning.clamd_host}:{settings.scanning.clamd_port}")
         lines.append(f"clamd           external, {where}")
+    portal = settings.portal
+    if portal.enabled:
+        host = f"[{portal.host}]" if ":" in portal.host else portal.host
+        lines.append(f"portal          on {'https' if portal.tls else 'http'}://{host}:"
+                     f"{portal.port}/ (the citizen portal)")
     catcher = settings.demo.catcher
     if catcher.enabled:
         lines.append(f"demo catcher    on {catcher.host}:{catcher.port} (keeps the mail the "
@@ -112,7 +120,8 @@ def _serve_all(config: Path, settings: Settings) -> int:
         select_signatures(settings)
     parts = [p for p in PARTS if (p != "smtp" or smtp_enabled)
              and (p != "clamd" or managed_clamd_wanted(settings))
-             and (p != "catcher" or settings.demo.catcher.enabled)]
+             and (p != "catcher" or settings.demo.catcher.enabled)
+             and (p != "portal" or settings.portal.enabled)]
     # Every listener bound and what the parts need checked before anything says "serving"
     # (and before the metrics are reset: a second xgate serve by mistake must not wipe the
     # running one's); the SMTP and web parts inherit their sockets and keep them across
@@ -124,7 +133,8 @@ def _serve_all(config: Path, settings: Settings) -> int:
     env[MULTIPROC_ENV] = str(samples)
     env[FDS_ENV] = fds_env(bound)
     handed = {"smtp": fds_of({k: v for k, v in bound.items() if k.startswith("smtp.")}),
-              "web": fds_of({k: v for k, v in bound.items() if k == "web"})}
+              "web": fds_of({k: v for k, v in bound.items() if k == "web"}),
+              "portal": fds_of({k: v for k, v in bound.items() if k == "portal"})}
     base = [sys.executable, "-m", "gateway.cli", "-c", str(config.resolve()), "serve"]
     children = []
     for part in parts:

@@ -26,13 +26,14 @@ from gateway.serve.listen import (
     bind_all,
     close_all,
     inherited,
+    portal_endpoint,
     smtp_endpoints,
     web_endpoint,
 )
 from gateway.settings import Settings
 from gateway.tls import build_server_context
 
-# Bound sockets by configuration key ("smtp.inbound", "smtp.submission", "web").
+# Bound sockets by configuration key ("smtp.inbound", "smtp.submission", "web", "portal").
 Bound = dict[str, list[socket.socket]]
 
 
@@ -47,13 +48,22 @@ def check_before_serving(settings: Settings, parts: Collection[str]) -> Bound:
     if smtp:
         # TlsError names tls.cert_file / tls.key_file.
         build_server_context(settings)
-    if smtp or "worker" in parts:
+    portal = "portal" in parts
+    if portal:
+        if not settings.portal.enabled:
+            raise CliError("portal.enabled is false: the citizen portal is switched off")
+        if settings.portal.tls:
+            build_server_context(settings)
+    if smtp or "worker" in parts or portal:
+        # The portal seals every submission into the queue with the master key.
         _check_master_key(settings)
     endpoints: list[Endpoint] = []
     if smtp:
         endpoints += smtp_endpoints(settings)
     if "web" in parts:
         endpoints.append(web_endpoint(settings))
+    if portal:
+        endpoints.append(portal_endpoint(settings))
     bound: Bound = {}
     missing: list[Endpoint] = []
     for endpoint in endpoints:

@@ -46,6 +46,10 @@ def web_endpoint(settings: Settings) -> Endpoint:
     return Endpoint("web", settings.web.host, settings.web.port)
 
 
+def portal_endpoint(settings: Settings) -> Endpoint:
+    return Endpoint("portal", settings.portal.host, settings.portal.port)
+
+
 def bind(endpoint: Endpoint) -> list[socket.socket]:
     """Listening sockets for the endpoint: one per address its host resolves to (as
     asyncio's create_server does). Raises ListenError naming the key and the port."""

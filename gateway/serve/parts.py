@@ -147,6 +147,28 @@ def run_web(settings: Settings, sockets: Sequence[socket.socket] = ()) -> int:
     return 0 if server.started else 1
 
 
+def run_portal(settings: Settings, sockets: Sequence[socket.socket] = ()) -> int:
+    """The citizen portal (gateway.portal) on its own listener; on ``sockets`` when given."""
+    import uvicorn
+
+    from gateway.portal.app import create_portal_app
+
+    portal_tls = settings.portal.tls
+    config = uvicorn.Config(
+        create_portal_app(settings), host=settings.portal.host, port=settings.portal.port,
+        log_config=None, lifespan="on", server_header=False,
+        ssl_certfile=settings.resolve(settings.tls.cert_file) if portal_tls else None,
+        ssl_keyfile=settings.resolve(settings.tls.key_file) if portal_tls else None)
+    server = uvicorn.Server(config)
+
+    def _exit() -> None:
+        server.should_exit = True
+
+    watch_parent(_exit)
+    server.run(sockets=list(sockets) or None)
+    return 0 if server.started else 1
+
+
 def run_smtp(settings: Settings,
              sockets: Mapping[str, Sequence[socket.socket]] | None = None) -> int:
     """The inbound and submission listeners (gateway.smtp) on one event loop; on
