@@ -308,6 +308,11 @@ class PortalSettings(_Section):
     # Sender of a submission when the citizen gives no e-mail address.
     noreply_address: str = "portal-noreply@jugendamt.example"
     topics: list[PortalTopic] = []
+    # Pickup (gateway.portal.pickup): the portal's address as citizens reach it (for the link
+    # in the notice mail), wrong codes before an item locks, days an unread item waits.
+    public_url: str = "https://portal.jugendamt.example"
+    pickup_max_tries: int = Field(default=5, ge=1, le=20)
+    pickup_valid_days: int = Field(default=14, ge=1, le=365)
 
 
 class LoginSettings(_Section):

@@ -13,9 +13,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.staticfiles import StaticFiles
 
+from crypto.at_rest import MasterKey
 from gateway.clock import Clock, system_clock
 from gateway.db import make_engine, make_session_factory
 from gateway.portal.headers import PortalHeaders
+from gateway.portal.pickup.routes import pickup_router
 from gateway.portal.render import PortalRenderer
 from gateway.settings import Settings
 
@@ -24,6 +26,8 @@ def create_portal_app(settings: Settings, *, clock: Clock = system_clock) -> Fas
     engine = make_engine(settings)
     sessions = make_session_factory(engine)
     renderer = PortalRenderer()
+    # Submissions are sealed into the queue with it (and client addresses hashed under it).
+    master_key = MasterKey.load(settings.resolve(settings.storage.master_key_file))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -45,6 +49,9 @@ def create_portal_app(settings: Settings, *, clock: Clock = system_clock) -> Fas
 
     # --- routers -------------------------------------------------------------------------
     # Upload (Helper P1): GET /, POST /upload, the receipt.
-    # Pickup (Helper P2): add `app.include_router(pickup_router(...))` here, below this line.
+    # Pickup: the code form, the message, its downloads (gateway.portal.pickup.routes).
+    app.include_router(pickup_router(sessions, master_key, clock, renderer,
+                                     max_tries=settings.portal.pickup_max_tries,
+                                     secure_cookies=settings.portal.tls))
     # --- end of routers ------------------------------------------------------------------
     return app

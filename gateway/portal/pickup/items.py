@@ -157,6 +157,18 @@ def openable(session: Session, item_id: int, *, now: datetime) -> PickupItem:
     return item
 
 
+def read_opened(session: Session, master: MasterKey, item_id: int, *,
+                now: datetime) -> PickupMessage:
+    """The message again for a citizen whose pickup session says she gave the code (the
+    portal's message page after a download); each read audited like the first."""
+    item = openable(session, item_id, now=now)
+    if item.opened_at is None:
+        raise PickupError(f"pickup item {item_id} has not been opened with its code")
+    audit.record(session, actor=PORTAL_ACTOR, action=AuditAction.PICKUP_OPENED,
+                 detail={"item": item.id, "ticket_id": item.ticket_id, "first": False})
+    return read_message(master, item)
+
+
 def record_download(session: Session, master: MasterKey, item_id: int, part: int, *,
                     now: datetime) -> Attachment:
     """The attachment at ``part`` of an opened item, its download recorded and audited."""
