@@ -25,6 +25,7 @@ from sqlalchemy import Engine, inspect
 import gateway.consent.models
 import gateway.keydir.models
 import gateway.models
+import gateway.portal.models
 import gateway.portal.pickup.models
 import gateway.quarantine.models
 import gateway.staff.models
@@ -40,7 +41,7 @@ _counter = itertools.count()
 
 # Every model module must be imported so that every table is on Base.metadata.
 _MODEL_MODULES = (gateway.models, gateway.consent.models, gateway.keydir.models,
-                  gateway.quarantine.models, mailboxes.models,
+                  gateway.quarantine.models, mailboxes.models, gateway.portal.models,
                   gateway.portal.pickup.models)
 
 

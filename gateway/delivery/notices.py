@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 ENGLISH_SEPARATOR = "--- English ---"
 
@@ -87,6 +88,27 @@ def to_quarantined_recipient(*, queue_id: str, sender: str, recipient: str,
           f"scan) or delete it. {told_en}")
     return Notice(f"Quarantäne für Sie: Referenz {queue_id} / "
                   f"Quarantined for you: reference {queue_id}", Bilingual(de, en).render())
+
+
+def portal_receipt(*, reference: str, received: datetime, files: int) -> Notice:
+    """The receipt of a citizen portal submission, to the address the citizen gave. It names
+    no content (neither topic nor text nor file names): the address was not checked, and
+    mail leaves the gateway unencrypted to it."""
+    when_de = received.strftime("%d.%m.%Y um %H:%M Uhr")
+    when_en = received.strftime("%Y-%m-%d at %H:%M")
+    subject = (f"Eingangsbestätigung: Referenz {reference} / "
+               f"Acknowledgement of receipt: reference {reference}")
+    de = (f"Ihre Nachricht über das Bürgerportal ist am {when_de} eingegangen "
+          f"(Referenz {reference}, {files} Datei(en)).\n\n"
+          "Aus Datenschutzgründen enthält diese E-Mail keinen Inhalt Ihrer Nachricht. Bitte "
+          "geben Sie bei Rückfragen die Referenz an. Wenn Sie nichts über das Bürgerportal "
+          "gesendet haben, können Sie diese E-Mail ignorieren.")
+    en = (f"Your message through the citizen portal was received on {when_en} "
+          f"(reference {reference}, {files} file(s)).\n\n"
+          "For your privacy this e-mail contains nothing of your message. Please quote the "
+          "reference in any enquiry. If you sent nothing through the citizen portal, you can "
+          "ignore this e-mail.")
+    return Notice(subject, Bilingual(de, en).render())
 
 
 def approval_request(*, queue_id: str, text: Text) -> Notice:

@@ -8,6 +8,7 @@ from sqlalchemy import Connection
 import gateway.consent.models  # registers the consent gate's tables on the metadata
 import gateway.keydir.models  # registers the key directory's tables on the metadata
 import gateway.models
+import gateway.portal.models  # registers the portal upload's tables on the metadata
 import gateway.portal.pickup.models  # registers pickup's tables on the metadata
 import gateway.quarantine.models  # registers the quarantine's tables on the metadata
 import gateway.staff.models  # registers the staff web app's tables on the metadata

@@ -9,16 +9,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from crypto.at_rest import MasterKey
 from gateway.clock import Clock, system_clock
 from gateway.db import make_engine, make_session_factory
 from gateway.portal.headers import PortalHeaders
+from gateway.portal.housekeeping import RateHitHousekeeping
 from gateway.portal.pickup.routes import pickup_router
 from gateway.portal.render import PortalRenderer
+from gateway.portal.upload_routes import upload_router
 from gateway.settings import Settings
 
 
@@ -28,10 +31,13 @@ def create_portal_app(settings: Settings, *, clock: Clock = system_clock) -> Fas
     renderer = PortalRenderer()
     # Submissions are sealed into the queue with it (and client addresses hashed under it).
     master_key = MasterKey.load(settings.resolve(settings.storage.master_key_file))
+    housekeeping = RateHitHousekeeping(sessions, settings.portal, clock)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        housekeeping.start()
         yield
+        housekeeping.stop()
         engine.dispose()
 
     app = FastAPI(title="xgate portal", lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -40,6 +46,15 @@ def create_portal_app(settings: Settings, *, clock: Clock = system_clock) -> Fas
     app.state.sessions = sessions
     app.state.renderer = renderer
     app.state.clock = clock
+    app.state.master_key = master_key
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error_page(request: Request, exc: StarletteHTTPException) -> Response:
+        # A page for people, never FastAPI's JSON; the text says what happened, no detail.
+        key = "portal.problem.not_found" if exc.status_code == 404 else "portal.problem.bad_form"
+        return renderer.page(request, "problem.html", {"key": key, "values": {}},
+                             status_code=exc.status_code)
+
     # From the package (gateway/portal/static), never a CDN: the CSP allows this origin only.
     app.mount("/static", StaticFiles(packages=[("gateway.portal", "static")]), name="static")
 
@@ -49,6 +64,7 @@ def create_portal_app(settings: Settings, *, clock: Clock = system_clock) -> Fas
 
     # --- routers -------------------------------------------------------------------------
     # Upload (Helper P1): GET /, POST /upload, the receipt.
+    app.include_router(upload_router(settings, sessions, master_key, clock, renderer))
     # Pickup: the code form, the message, its downloads (gateway.portal.pickup.routes).
     app.include_router(pickup_router(sessions, master_key, clock, renderer,
                                      max_tries=settings.portal.pickup_max_tries,
