@@ -250,7 +250,7 @@ def test_too_large_or_too_many_files_get_413_with_a_clear_message(
         client: TestClient, clock: FakeClock, settings: Settings) -> None:
     big = b"x" * (3 * 1024 * 1024 + 1)
     answer = _post(client, clock, [("gross.pdf", big)])
-    assert answer.status_code == 413 and "höchstens 3.0 MB" in answer.text
+    assert answer.status_code == 413 and "höchstens 3 MB" in answer.text
     parts = [(f"d{i}.pdf", b"inhalt") for i in range(4)]
     answer = _post(client, clock, parts)
     assert answer.status_code == 413 and "höchstens 3" in answer.text

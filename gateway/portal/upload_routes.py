@@ -51,6 +51,11 @@ _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"\\]+"
                     r"@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,}$")
 
 
+def _megabytes(size: int) -> str:
+    # "25", "2.5": no trailing ".0" on the page.
+    return f"{size / (1024 * 1024):.1f}".removesuffix(".0")
+
+
 @dataclass
 class Problem(Exception):
     status: int
@@ -70,7 +75,7 @@ def upload_router(settings: Settings, sessions: sessionmaker[Session], master: M
         page = renderer.page(request, "upload.html", {
             "topics": list(topics), "form_token": token, "errors": errors or [],
             "values": values or {}, "max_files": portal.max_files,
-            "max_megabytes": round(portal.max_upload_bytes / (1024 * 1024), 1),
+            "max_megabytes": _megabytes(portal.max_upload_bytes),
             "honeypot": HONEYPOT,
         }, status_code=status_code)
         page.set_cookie(form_token.COOKIE, token, httponly=True, samesite="strict",
@@ -121,7 +126,7 @@ def upload_router(settings: Settings, sessions: sessionmaker[Session], master: M
             return await parse_in_memory(request, body, max_parts=portal.max_files + 1)
         except BodyTooLarge:
             raise Problem(413, "portal.problem.too_large",
-                          {"megabytes": round(portal.max_upload_bytes / (1024 * 1024), 1)}
+                          {"megabytes": _megabytes(portal.max_upload_bytes)}
                           ) from None
         except TooManyParts:
             raise Problem(413, "portal.problem.too_many_files",
@@ -195,7 +200,7 @@ def upload_router(settings: Settings, sessions: sessionmaker[Session], master: M
                                       data))
         if sum(len(f.data) for f in files) > portal.max_upload_bytes:
             raise Problem(413, "portal.problem.too_large",
-                          {"megabytes": round(portal.max_upload_bytes / (1024 * 1024), 1)})
+                          {"megabytes": _megabytes(portal.max_upload_bytes)})
         return files
 
     def _submit(submission: Submission) -> Receipt:
