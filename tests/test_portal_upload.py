@@ -27,9 +27,13 @@ from gateway.portal.filenames import clean_filename
 from gateway.portal.models import PortalRateHit, PortalSubmission
 from gateway.queue.spool import content_context
 from gateway.queue.store import load
+from gateway.services import Services
 from gateway.settings import Settings
+from mailboxes.directory import add_mailbox
+from mailboxes.tickets.queries import list_tickets
 from tests.conftest import make_settings
 from tests.support.clamd import EICAR
+from tests.support.pipeline import drain, filed_copies
 
 MAILBOX = "kinderschutz@jugendamt.example"
 TOPIC = "Kinderschutz"
@@ -294,3 +298,24 @@ def test_an_infected_file_is_refused_in_the_request_by_the_real_clamd(
 ])
 def test_file_names_are_cleaned(raw: str, clean: str) -> None:
     assert clean_filename(raw) == clean
+
+
+# -- the worker takes it from there ---------------------------------------------------------
+
+
+def test_the_worker_scans_the_submission_and_files_it_into_a_ticket_like_mail(
+        client: TestClient, clock: FakeClock, settings: Settings, services: Services) -> None:
+    with session_scope(services.sessions) as session:
+        box = add_mailbox(session, MAILBOX, "Kinderschutz").id
+    answer = _post(client, clock, [("Bescheid.pdf", b"%PDF-1.4 Bescheid\n")])
+    assert answer.status_code == 200, answer.text
+    drain(services)
+    [filed] = filed_copies(services, MAILBOX)
+    mail = email.message_from_bytes(filed, policy=policy.default)
+    assert isinstance(mail, EmailMessage)
+    assert [a.get_filename() for a in mail.iter_attachments()] == ["Bescheid.pdf"]
+    with session_scope(services.sessions) as session:
+        [ticket] = list_tickets(session, services.master_key, box).rows
+        assert ticket.subject == f"Bürgerportal: {TOPIC} (JA-2026-0815)"
+    # Without an address nothing answers the portal's no-reply sender (no dead letter).
+    assert [m.direction for m, _r, _mail in _queued(settings)] == [Direction.INBOUND]

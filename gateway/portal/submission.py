@@ -91,6 +91,10 @@ def build_message(settings: Settings, submission: Submission, reference: str,
     msg["Date"] = utils.format_datetime(now)
     msg["Message-ID"] = utils.make_msgid(domain=settings.smtp.hostname)
     msg["X-Xgate-Portal-Reference"] = reference
+    if not submission.email:
+        # Nobody to answer: the ticket's automatic receipt (mailboxes.tickets.receipts) must
+        # not go to the portal's no-reply address, where it would end as a dead letter.
+        msg["Auto-Submitted"] = "auto-generated"
     lines = [
         f"Eingang über das Bürgerportal, Referenz {reference}",
         "",
