@@ -78,6 +78,7 @@ def test_statements_do_not_grow_with_tickets_or_articles(services: Services,
                          actor="anna", now=clock())
         many_articles = cost(ticket_url)
         assert many_articles == few_articles
-    # Small in absolute terms too: login, rights, the query, the page's extras.
+    # Small in absolute terms too: login, rights, the query, the page's extras (the
+    # ticket: 26 with the pickup items, one statement, gateway.portal.pickup.views).
     print("statements: list", many_tickets, "ticket", many_articles)
-    assert many_tickets <= 12 and many_articles <= 25, (many_tickets, many_articles)
+    assert many_tickets <= 12 and many_articles <= 26, (many_tickets, many_articles)

@@ -36,6 +36,7 @@ from admin_ui.security.rights import check_ticket, staff_user
 from crypto.at_rest import MasterKey
 from gateway.clock import Clock
 from gateway.db import session_scope
+from gateway.portal.pickup.views import items_of_ticket
 from gateway.settings import Settings
 from gateway.web.catalogue import text
 from mailboxes.members import list_members
@@ -117,6 +118,7 @@ def tickets_router(auth: Authenticator, sessions: sessionmaker[Session],
                 "closed": view.ticket.state == TicketState.CLOSED,
                 "sla": ticket_deadlines(session, ticket_id), "sla_zone": OFFICE_TIME,
                 "me": ME, "max_upload": settings.smtp.max_message_bytes,
+                "pickup_items": items_of_ticket(session, ticket_id, now=clock()),
                 **ticket_parts(session, master, ticket_id, actor=actor_of(staff), now=clock())}
 
     def show(request: Request, staff: Staff, ticket_id: int, *, error: str | None = None,
