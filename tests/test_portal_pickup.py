@@ -268,3 +268,22 @@ def test_code_sender_sends_the_code_and_nothing_else() -> None:
                             "ABCD2345. / Your pickup code is ABCD2345.")]
     with pytest.raises(CodeSendError):
         send_code(RecordingCodeSender(fail=True), "0221 12345", "ABCD2345", office="JA")
+
+
+def test_the_scheduler_expires_items_once(services: Services, ticket_id: int) -> None:
+    from gateway.portal.pickup import jobs as pickup_jobs
+    from mailboxes.scheduler.jobs import all_jobs
+    from mailboxes.scheduler.runner import Scheduler
+
+    assert "pickup-expiry" in [job.name for job in all_jobs()]
+    item_id, _, _ = make(services, ticket_id, valid_for=timedelta(hours=1))
+    clock = services.clock
+    workers = [Scheduler(services.settings, services.sessions, services.master_key, clock,
+                         owner=f"worker:{n}", jobs=pickup_jobs.JOBS) for n in (1, 2)]
+    assert [name for w in workers for name in w.tick()] == ["pickup-expiry"]
+    clock.now = START + timedelta(minutes=61)  # type: ignore[attr-defined]
+    assert [name for w in workers for name in w.tick()] == ["pickup-expiry"]
+    with read_scope(services.sessions) as s:
+        item = s.get(PickupItem, item_id)
+        assert item is not None and item.expired_at == START + timedelta(minutes=61)
+        assert len(list(s.scalars(select(Message)))) == 1  # the lead bert told once

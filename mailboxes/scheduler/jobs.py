@@ -43,6 +43,7 @@ OFFICE_TIME = ZoneInfo("Europe/Berlin")
 JOB_MODULES: tuple[str, ...] = (
     "mailboxes.service_levels.jobs",
     "mailboxes.hotline.jobs",
+    "gateway.portal.pickup.jobs",
 )
 
 
