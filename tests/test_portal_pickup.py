@@ -287,3 +287,30 @@ def test_the_scheduler_expires_items_once(services: Services, ticket_id: int) ->
         item = s.get(PickupItem, item_id)
         assert item is not None and item.expired_at == START + timedelta(minutes=61)
         assert len(list(s.scalars(select(Message)))) == 1  # the lead bert told once
+
+
+def test_an_answer_lands_in_the_same_ticket_through_the_worker(services: Services,
+                                                               ticket_id: int) -> None:
+    from gateway.portal.pickup.replies import submit_answer
+    from mailboxes.tickets.models import Article, ArticleKind, Ticket
+    from tests.support.pipeline import drain
+
+    item_id, token, code = make(services, ticket_id)
+    with session_scope(services.sessions) as s, pytest.raises(PickupError):
+        submit_answer(s, services.master_key, item_id, "Danke", hostname="gw.example",
+                      now=START)  # not opened yet
+    assert try_code(services, token, code) is Outcome.OPENED
+    with session_scope(services.sessions) as s, pytest.raises(PickupError):
+        submit_answer(s, services.master_key, item_id, "  ", hostname="gw.example", now=START)
+    with session_scope(services.sessions) as s:
+        queue_id = submit_answer(s, services.master_key, item_id,
+                                 "Vielen Dank, ich komme am Montag.",
+                                 hostname="gw.example", now=START)
+    assert queue_id
+    drain(services)
+    with read_scope(services.sessions) as s:
+        assert len(list(s.scalars(select(Ticket)))) == 1
+        kinds = list(s.scalars(select(Article.kind).where(Article.ticket_id == ticket_id)))
+    assert kinds.count(ArticleKind.INBOUND.value) == 1
+    assert "mail-in" in history_actions(services, ticket_id)
+    assert "pickup-answered" in actions(services)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from gateway.clock import FakeClock
 from gateway.db import read_scope, session_scope
-from gateway.models import AuditEntry
+from gateway.models import AuditEntry, Message
 from gateway.portal.app import create_portal_app
 from gateway.portal.pickup import cookies
 from gateway.portal.pickup.downloads import content_disposition
@@ -152,3 +152,27 @@ def test_file_names_in_the_header_are_safe() -> None:
     header = content_disposition("../../etc/pass\u202ewd\r\n\u00fcber.pdf")
     assert header == ("attachment; filename=\"passwd_ber.pdf\"; "
                       "filename*=UTF-8''passwd%C3%BCber.pdf")
+
+
+def test_an_answer_from_the_message_page_is_queued_to_the_mailbox(
+        client: TestClient, made: list[tuple[str, str]], services: Services) -> None:
+    token, code = made[0]
+    shown = submit(client, token, code)
+    field = _field(shown.text)
+    assert f'action="/p/{token}/answer"' in shown.text
+    # Without the pickup session (another browser) nothing is taken.
+    other = TestClient(client.app)
+    assert other.post(f"/p/{token}/answer", data={"text": "x", "form_token": field}
+                      ).status_code == 403
+    assert client.post(f"/p/{token}/answer", data={"text": "Danke", "form_token": "forged"}
+                       ).status_code == 400
+    assert client.post(f"/p/{token}/answer", data={"text": " ", "form_token": field}
+                       ).status_code == 400
+    sent = client.post(f"/p/{token}/answer", data={"text": "Danke, bis Montag.",
+                                                   "form_token": field})
+    assert sent.status_code == 200 and "Antwort gesendet" in sent.text
+    with read_scope(services.sessions) as s:
+        queued = list(s.scalars(select(Message).where(Message.mail_from == CITIZEN)))
+        assert [[r.address for r in m.recipients] for m in queued] == [
+            ["kita@jugendamt.example"]]
+        assert list(s.scalars(select(AuditEntry.action))).count("pickup-answered") == 1

@@ -117,6 +117,7 @@ class AuditAction(StrEnum):
     PICKUP_DOWNLOADED = "pickup-downloaded"
     PICKUP_CODE_ISSUED = "pickup-code-issued"
     PICKUP_EXPIRED = "pickup-expired"
+    PICKUP_ANSWERED = "pickup-answered"
 
     # The trail itself (gateway.audit.keys, migration 0012).
     AUDIT_RESEALED = "audit-resealed"

@@ -68,6 +68,7 @@ def create_portal_app(settings: Settings, *, clock: Clock = system_clock) -> Fas
     # Pickup: the code form, the message, its downloads (gateway.portal.pickup.routes).
     app.include_router(pickup_router(sessions, master_key, clock, renderer,
                                      max_tries=settings.portal.pickup_max_tries,
-                                     secure_cookies=settings.portal.tls))
+                                     secure_cookies=settings.portal.tls,
+                                     hostname=settings.smtp.hostname))
     # --- end of routers ------------------------------------------------------------------
     return app

@@ -26,16 +26,20 @@ from gateway.portal.pickup.items import (
     read_opened,
     record_download,
 )
+from gateway.portal.pickup.replies import submit_answer
 from gateway.portal.render import PortalRenderer
 
 MAX_TOKEN = 100
 MAX_CODE = 20
+MAX_ANSWER = 20_000
+# The answer's form: 20,000 characters, percent-encoded, and the form token.
+MAX_ANSWER_BODY = 12 * MAX_ANSWER + 1024
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
 def pickup_router(sessions: sessionmaker[Session], master: MasterKey,
                   clock: Clock, renderer: PortalRenderer, *, max_tries: int,
-                  secure_cookies: bool) -> APIRouter:
+                  secure_cookies: bool, hostname: str) -> APIRouter:
     router = APIRouter()
 
     def code_page(request: Request, token: str, *, error: str | None = None,
@@ -50,8 +54,12 @@ def pickup_router(sessions: sessionmaker[Session], master: MasterKey,
         return response
 
     def message_page(request: Request, token: str, message: PickupMessage) -> Response:
-        response = renderer.page(request, "pickup/message.html",
-                                 {"message": message, "base": f"/p/{token}"})
+        form_value = cookies.new_form_value()
+        response = renderer.page(request, "pickup/message.html", {
+            "message": message, "base": f"/p/{token}", "form_token": form_value,
+            "max_text": MAX_ANSWER})
+        response.set_cookie(cookies.FORM_COOKIE, form_value, path="/p/", httponly=True,
+                            samesite="strict", secure=secure_cookies)
         response.headers.update(_NO_STORE)
         return response
 
@@ -120,5 +128,24 @@ def pickup_router(sessions: sessionmaker[Session], master: MasterKey,
         except PickupError:
             return gone(request, "pickup/expired.html", 404)
         return download_response(attachment)
+
+    @router.post("/p/{token}/answer")
+    async def answer(request: Request, token: str) -> Response:
+        if int(request.headers.get("content-length") or 0) > MAX_ANSWER_BODY:
+            return gone(request, "pickup/answer_refused.html", 413)
+        item_id = session_item(request, token)
+        if item_id is None:
+            return code_page(request, token, status_code=403)
+        form = await request.form()
+        text, field = form.get("text"), form.get(cookies.FORM_FIELD)
+        if not isinstance(field, str) or not cookies.form_ok(
+                request.cookies.get(cookies.FORM_COOKIE), field) or not isinstance(text, str):
+            return gone(request, "pickup/answer_refused.html", 400)
+        try:
+            with session_scope(sessions) as session:
+                submit_answer(session, master, item_id, text, hostname=hostname, now=clock())
+        except PickupError:
+            return gone(request, "pickup/answer_refused.html", 400)
+        return gone(request, "pickup/answer_sent.html", 200)
 
     return router
