@@ -3,6 +3,7 @@ supervised tree, and refused with one line when it is switched off."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.cli.demo import DEMO_MAILBOX
 from tests.support.cli import XGATE, clean_env, init_installation, run_xgate
 from tests.support.postgres import free_port
 
@@ -27,7 +29,9 @@ def _portal_answers(port: int) -> bool:
 def _wait_for_portal(process: subprocess.Popen[str], port: int) -> None:
     deadline = time.monotonic() + 60
     while not _portal_answers(port):
-        assert process.poll() is None, "xgate serve exited early"
+        if process.poll() is not None:
+            _out, err = process.communicate()
+            raise AssertionError(f"xgate serve exited early: {err[-2000:]}")
         assert time.monotonic() < deadline, "the portal never answered"
         time.sleep(0.2)
 
@@ -45,7 +49,10 @@ def _stop(process: subprocess.Popen[str]) -> tuple[str, str]:
 def test_serve_portal_alone_answers_on_its_own_port(tmp_path: Path) -> None:
     config = init_installation(tmp_path / "inst", "--demo")
     port = free_port()
-    env = clean_env({"XGATE_PORTAL__ENABLED": "true", "XGATE_PORTAL__PORT": str(port)})
+    # A topic filed into the demo's shared mailbox, which exists.
+    env = clean_env({"XGATE_PORTAL__ENABLED": "true", "XGATE_PORTAL__PORT": str(port),
+                     "XGATE_PORTAL__TOPICS": json.dumps([{"name": "Kita",
+                                                          "mailbox": DEMO_MAILBOX}])})
     process = subprocess.Popen([str(XGATE), "-c", str(config), "serve", "portal"], env=env,
                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -53,6 +60,7 @@ def test_serve_portal_alone_answers_on_its_own_port(tmp_path: Path) -> None:
         answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
         assert answer.headers["referrer-policy"] == "no-referrer"
         assert "server" not in answer.headers
+        assert "<option value=\"Kita\"" in httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
     finally:
         _out, err = _stop(process)
     # uvicorn shuts down gracefully, then re-raises the signal it caught (as -SIGTERM).
@@ -90,3 +98,15 @@ def test_serve_portal_is_refused_when_switched_off(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == (
         "xgate: error: portal.enabled is false: the citizen portal is switched off")
+
+
+def test_serve_portal_is_refused_when_a_topic_has_no_shared_mailbox(tmp_path: Path) -> None:
+    config = init_installation(tmp_path / "inst", "--demo")
+    topics = json.dumps([{"name": "Kita", "mailbox": "niemand@jugendamt.example"}])
+    result = run_xgate("-c", config, "serve", "portal",
+                       env={"XGATE_PORTAL__ENABLED": "true", "XGATE_PORTAL__TOPICS": topics,
+                            "XGATE_PORTAL__PORT": str(free_port())}, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.strip() == (
+        "xgate: error: portal.topics: 'Kita' files into niemand@jugendamt.example, which is "
+        "not a shared mailbox (xgate mailbox add)")

@@ -18,7 +18,8 @@ from collections.abc import Collection
 
 from crypto.at_rest import MasterKey
 from crypto.errors import CryptoError
-from gateway.cli.common import CliError
+from gateway.cli.common import CliError, open_database
+from gateway.db import make_session_factory, session_scope
 from gateway.serve.listen import (
     Endpoint,
     ListenError,
@@ -32,6 +33,7 @@ from gateway.serve.listen import (
 )
 from gateway.settings import Settings
 from gateway.tls import build_server_context
+from mailboxes.directory import find_mailbox
 
 # Bound sockets by configuration key ("smtp.inbound", "smtp.submission", "web", "portal").
 Bound = dict[str, list[socket.socket]]
@@ -54,6 +56,7 @@ def check_before_serving(settings: Settings, parts: Collection[str]) -> Bound:
             raise CliError("portal.enabled is false: the citizen portal is switched off")
         if settings.portal.tls:
             build_server_context(settings)
+        _check_portal_topics(settings)
     if smtp or "worker" in parts or portal:
         # The portal seals every submission into the queue with the master key.
         _check_master_key(settings)
@@ -82,6 +85,21 @@ def check_before_serving(settings: Settings, parts: Collection[str]) -> Bound:
         close_all(bound)
         raise
     return bound
+
+
+def _check_portal_topics(settings: Settings) -> None:
+    """Every topic files into an existing shared mailbox: a submission to one that does not
+    exist would be refused only later, by the worker, after the citizen saw a receipt."""
+    engine = open_database(settings)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            for topic in settings.portal.topics:
+                if find_mailbox(session, topic.mailbox) is None:
+                    raise CliError(f"portal.topics: {topic.name!r} files into "
+                                   f"{topic.mailbox}, which is not a shared mailbox "
+                                   "(xgate mailbox add)")
+    finally:
+        engine.dispose()
 
 
 def _check_master_key(settings: Settings) -> None:
