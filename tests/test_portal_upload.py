@@ -29,6 +29,7 @@ from gateway.queue.spool import content_context
 from gateway.queue.store import load
 from gateway.services import Services
 from gateway.settings import Settings
+from gateway.web.templates import office_time
 from mailboxes.directory import add_mailbox
 from mailboxes.tickets.queries import list_tickets
 from tests.conftest import make_settings
@@ -122,6 +123,8 @@ def test_the_form_works_without_javascript_and_sets_its_token_cookie(client: Tes
     assert "samesite=strict" in page.headers["set-cookie"].lower()
     assert page.headers["cache-control"] == "no-store"
     assert client.get("/nowhere").status_code == 404
+    english = client.get("/", headers={"Accept-Language": "en-GB,en;q=0.9"})
+    assert "Send a message and documents" in english.text and 'lang="en"' in english.text
     assert "<html" in client.get("/nowhere").text
 
 
@@ -138,6 +141,8 @@ def test_a_submission_is_queued_sealed_to_the_topics_mailbox_with_its_files(
     assert hashlib.sha256(second).hexdigest() in answer.text
     assert "Anlage 2.pdf" in answer.text and "../" not in answer.text
     assert 'media="print"' in answer.text
+    shown = office_time(clock()).strftime("%d.%m.%Y %H:%M:%S")
+    assert f"{shown} (Ortszeit)" in answer.text
     assert "erika@example.org" in answer.text
 
     queued = _queued(settings)
