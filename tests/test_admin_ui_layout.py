@@ -44,8 +44,9 @@ PUBLIC = {
 }
 ADMIN_ONLY = ("/api/v1/keys", "/api/v1/partners")
 ANY_STAFF = ("/api/v1/consents", "/", "/logout/everywhere", "/account/recovery-codes")
-# Mailbox members only: anyone else gets 404 (tests/test_web_ticket_rights.py tries each).
-MEMBERS_ONLY = ("/mailboxes/", "/tickets/", "/hotline/")
+# Mailbox members only: anyone else gets 404 (tests/test_web_ticket_rights.py tries each;
+# tests/test_web_pickup_ticket.py the pickup items').
+MEMBERS_ONLY = ("/mailboxes/", "/tickets/", "/hotline/", "/pickup/")
 
 
 @pytest.fixture
