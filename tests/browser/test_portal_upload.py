@@ -23,6 +23,8 @@ from tests.browser.conftest import screenshot
 from tests.conftest import make_settings
 from tests.support.postgres import free_port
 
+pytestmark = pytest.mark.browser
+
 FIRST = b"%PDF-1.4\n% Bescheid vom 1. Dezember\n" * 20
 SECOND = b"Stundenplan der Kita, Woche 49\n" * 30
 
