@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 
+import gateway.staff.users
 from crypto.at_rest import MasterKey
 from gateway.clock import FakeClock
 from gateway.db import make_engine
@@ -208,3 +210,13 @@ def cli(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str],
         '[logging]\nlevel = "INFO"\njson = false\n'
         '[crypto]\nexpiry_warning_days = 30\n', encoding="utf-8")
     return Cli(config, capsys, tmp_path)
+
+
+@pytest.fixture
+def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2 at test cost: production parameters take 0.3 s a hash here, and the tests that
+    use this are about who gets in, not about argon2's cost. Test modules take it with
+    ``pytestmark = pytest.mark.usefixtures("cheap_hashing")``."""
+    monkeypatch.setattr(gateway.staff.users, "_hasher",
+                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    gateway.staff.users._dummy_hash.cache_clear()

@@ -11,11 +11,9 @@ import smtplib
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-import gateway.staff.users
 from admin_ui.app import create_app
 from gateway.audit.view import opened as opened_audit
 from gateway.db import make_engine, make_session_factory, read_scope
@@ -31,16 +29,11 @@ from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
 )
 from tests.support.staff_web import add_tokens, bearer
 
+# Argon2 at production cost takes 0.3 s a hash; these tests are about who gets in.
+pytestmark = pytest.mark.usefixtures("cheap_hashing")
+
 PASSWORD = "ein sehr langes passwort"
 NEW_PASSWORD = "ein anderes langes passwort"
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    # As in test_smtp_auth: these tests are about who gets in, not about argon2's cost.
-    monkeypatch.setattr(gateway.staff.users, "_hasher",
-                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    gateway.staff.users._dummy_hash.cache_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ import smtplib
 from collections.abc import Callable
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import select
 
 import gateway.staff.users
@@ -38,6 +37,9 @@ from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
     tls_files_fixture,
 )
 
+# Argon2 at production cost takes 0.3 s a hash; these tests are about who gets in.
+pytestmark = pytest.mark.usefixtures("cheap_hashing")
+
 USER = "m.mueller"
 PASSWORD = "correct horse battery staple"
 MAILBOX = "kita@jugendamt.example"
@@ -45,15 +47,6 @@ SENDER = "m.mueller@jugendamt.example"
 
 
 PRODUCTION_HASHER = gateway.staff.users._hasher
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Production argon2 parameters cost 0.3 s per hash here; the tests below are about
-    # who gets in, not about argon2's cost (test_hash_is_upgraded_* uses the real ones).
-    monkeypatch.setattr(gateway.staff.users, "_hasher",
-                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    gateway.staff.users._dummy_hash.cache_clear()
 
 
 @pytest.fixture

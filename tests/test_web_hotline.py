@@ -10,11 +10,9 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-import gateway.staff.users
 from admin_ui.app import create_app
 from gateway.clock import FakeClock
 from gateway.db import read_scope, session_scope
@@ -37,12 +35,8 @@ from tests.support.ticket_web import (
 )
 from tests.test_web_ticket_rights import _api_routes
 
-
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway.staff.users, "_hasher",
-                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    gateway.staff.users._dummy_hash.cache_clear()
+# Argon2 at production cost takes 0.3 s a hash; these tests are about who gets in.
+pytestmark = pytest.mark.usefixtures("cheap_hashing")
 
 
 @pytest.fixture

@@ -11,12 +11,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import func, select
 
-import gateway.staff.users
 from admin_ui.app import create_app
 from gateway.audit.view import all_entries
 from gateway.clock import FakeClock
@@ -38,16 +36,11 @@ from tests.support.staff_web import (
     web_login,
 )
 
+# Argon2 at production cost takes 0.3 s a hash; these tests are about who gets in.
+pytestmark = pytest.mark.usefixtures("cheap_hashing")
+
 PASSWORD = "ein sehr langes passwort"
 START = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Production argon2 costs 0.3 s a hash here; these tests are about who gets in.
-    monkeypatch.setattr(gateway.staff.users, "_hasher",
-                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    gateway.staff.users._dummy_hash.cache_clear()
 
 
 @pytest.fixture

@@ -10,11 +10,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-import gateway.staff.users
 from admin_ui.app import create_app
 from gateway.clock import FakeClock
 from gateway.db import read_scope, session_scope
@@ -39,6 +37,9 @@ from tests.support.ticket_web import (
     two_teams,
 )
 
+# Argon2 at production cost takes 0.3 s a hash; these tests are about who gets in.
+pytestmark = pytest.mark.usefixtures("cheap_hashing")
+
 VALID = {"hours_mon": "08:00-12:00, 13:00-16:00", "hours_tue": "08:00-16:00",
          "hours_wed": "08:00-16:00", "hours_thu": "08:00-16:00", "hours_fri": "08:00-12:00",
          "hours_sat": "", "hours_sun": "", "land": "NW", "closing_days": "",
@@ -55,13 +56,6 @@ ROUTE_IDS = [f"{method} {path}" for method, path, _ in ROUTES]
 
 def local(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=OFFICE_TIME).astimezone(UTC)
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway.staff.users, "_hasher",
-                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    gateway.staff.users._dummy_hash.cache_clear()
 
 
 @pytest.fixture

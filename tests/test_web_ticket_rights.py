@@ -7,13 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from starlette.routing import BaseRoute
 
-import gateway.staff.users
 from admin_ui.app import create_app
 from gateway.clock import FakeClock
 from gateway.db import read_scope
@@ -32,6 +30,9 @@ from tests.support.ticket_web import (
     two_teams,
 )
 
+# Argon2 at production cost takes 0.3 s a hash; these tests are about who gets in.
+pytestmark = pytest.mark.usefixtures("cheap_hashing")
+
 # Every route of the mailbox and ticket pages: method, path, form fields.
 ROUTES = [
     ("GET", "/mailboxes/{mailbox_id}", None),
@@ -47,13 +48,6 @@ ROUTES = [
     ("POST", "/tickets/{ticket_id}/merge", {"into": "XG-2000-000001"}),
 ]
 ROUTE_IDS = [f"{method} {path}" for method, path, _ in ROUTES]
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway.staff.users, "_hasher",
-                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    gateway.staff.users._dummy_hash.cache_clear()
 
 
 @pytest.fixture

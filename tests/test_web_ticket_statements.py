@@ -8,11 +8,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 
-import gateway.staff.users
 from admin_ui.app import create_app
 from gateway.clock import FakeClock
 from gateway.db import session_scope
@@ -21,12 +19,8 @@ from mailboxes.tickets.records import add_note, get_ticket
 from tests.support.staff_web import BASE_URL, enrol, web_login
 from tests.support.ticket_web import BOX, PASSWORD, deliver, latest_ticket, mail, two_teams
 
-
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway.staff.users, "_hasher",
-                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    gateway.staff.users._dummy_hash.cache_clear()
+# Argon2 at production cost takes 0.3 s a hash; these tests are about who gets in.
+pytestmark = pytest.mark.usefixtures("cheap_hashing")
 
 
 @contextmanager

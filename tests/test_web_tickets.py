@@ -11,11 +11,9 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-import gateway.staff.users
 from admin_ui.app import create_app
 from gateway.audit.view import opened as opened_audit
 from gateway.clock import FakeClock
@@ -34,14 +32,10 @@ from tests.support.ticket_web import (
     two_teams,
 )
 
+# Argon2 at production cost takes 0.3 s a hash; these tests are about who gets in.
+pytestmark = pytest.mark.usefixtures("cheap_hashing")
+
 PDF = b"%PDF-1.4 test"
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway.staff.users, "_hasher",
-                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    gateway.staff.users._dummy_hash.cache_clear()
 
 
 @pytest.fixture

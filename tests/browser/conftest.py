@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from argon2 import PasswordHasher
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-import gateway.staff.users
 from gateway.settings import Settings, load_settings
 from tests.conftest import write_master_key
 from tests.support.web import serving_web_app
@@ -35,11 +33,8 @@ README_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots
 
 
 @pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    # These tests are about the pages, not argon2's cost (0.3 s a hash here).
-    monkeypatch.setattr(gateway.staff.users, "_hasher",
-                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    gateway.staff.users._dummy_hash.cache_clear()
+def _cheap_hashing(cheap_hashing: None) -> None:
+    """Every browser test logs someone in: argon2 at test cost for all of them."""
 
 
 @pytest.fixture

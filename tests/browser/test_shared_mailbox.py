@@ -16,11 +16,9 @@ from pathlib import Path
 
 import pyotp
 import pytest
-from argon2 import PasswordHasher
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
-import gateway.staff.users
 from gateway.db import session_scope
 from gateway.keydir.models import KeyKind
 from gateway.keydir.own_keys import own_keys_for
@@ -46,7 +44,7 @@ from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
 from tests.support.staff_web import enrol
 from tests.support.web import serving_web_app
 
-pytestmark = [pytest.mark.browser,
+pytestmark = [pytest.mark.usefixtures("cheap_hashing"), pytest.mark.browser,
               pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
 
 BOX = "kindertagespflege@jugendamt.example"
@@ -54,13 +52,6 @@ PARTNER = "fachdienst@jugendamt-b.example"
 USER, PASSWORD = "anna", "ein sehr langes passwort"
 ENTITY = (b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
           b"Bitte um Stellungnahme zur Pflegestelle.\r\n")
-
-
-@pytest.fixture(autouse=True)
-def cheap_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gateway.staff.users, "_hasher",
-                        PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-    gateway.staff.users._dummy_hash.cache_clear()
 
 
 @pytest.fixture
