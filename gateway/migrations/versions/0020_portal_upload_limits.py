@@ -1,0 +1,18 @@
+"""portal upload limits (reserved: filled in by the change that needs it, or left without effect)
+
+Revision ID: 0020
+Revises: 0019
+"""
+
+revision = "0020"
+down_revision = "0019"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
