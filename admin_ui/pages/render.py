@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from admin_ui.security.identity import Staff
+from admin_ui.security.rights import console_areas
 from gateway.web import language
 from gateway.web.catalogue import text
 from gateway.web.language import Language
@@ -33,6 +34,7 @@ class Renderer:
             "t": text(lang), "lang": lang.value,
             "languages": {choice.value: language.NAMES[choice] for choice in Language},
             "staff": staff, "csrf_token": csrf_token or (staff.csrf_token if staff else None),
-            "current_path": request.url.path, **(context or {}),
+            "current_path": request.url.path,
+            "console_areas": console_areas(staff) if staff else (), **(context or {}),
         }
         return self.templates.TemplateResponse(request, template, values, status_code=status)

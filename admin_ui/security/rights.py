@@ -14,7 +14,9 @@ user's roles themselves.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from fastapi import Request
 from sqlalchemy import select
@@ -35,6 +37,57 @@ def check_admin(user: Staff) -> Admin:
     if GlobalRole.ADMIN not in user.roles:
         raise Forbidden(f"staff user {user.username} is not an admin")
     return Admin(user.username)
+
+
+# --- the admin console (issue 16) --------------------------------------------------------------
+# The auditor and the data-protection officer read the transfer pages and the audit trail,
+# nothing else; only admins change quarantine, keys, partners and users; caseworkers (every
+# staff user who is not only an auditor or DPO) use the consent register for the cases of their
+# own mailboxes (which cases, the consent pages decide with the mailbox checks below).
+
+
+class ConsoleArea(StrEnum):
+    """An area of the admin console; its value is the path below /console."""
+
+    TRANSFERS = "transfers"
+    AUDIT = "audit"
+    QUARANTINE = "quarantine"
+    CONSENT = "consent"
+    PARTNERS = "partners"
+    KEYS = "keys"
+    USERS = "users"
+
+
+_READERS = frozenset({GlobalRole.ADMIN, GlobalRole.AUDITOR, GlobalRole.DPO})
+_ONLY_READING = frozenset({GlobalRole.AUDITOR, GlobalRole.DPO})
+_ADMIN_AREAS = (ConsoleArea.QUARANTINE, ConsoleArea.PARTNERS, ConsoleArea.KEYS,
+                ConsoleArea.USERS)
+
+
+def console_areas(user: Staff) -> tuple[ConsoleArea, ...]:
+    """The console areas ``user`` may open, in the navigation's order."""
+    areas: list[ConsoleArea] = []
+    if user.roles & _READERS:
+        areas += [ConsoleArea.TRANSFERS, ConsoleArea.AUDIT]
+    if not user.roles or not user.roles <= _ONLY_READING:
+        areas.append(ConsoleArea.CONSENT)
+    if GlobalRole.ADMIN in user.roles:
+        areas += list(_ADMIN_AREAS)
+    return tuple(sorted(areas, key=list(ConsoleArea).index))
+
+
+def check_area(user: Staff, area: ConsoleArea) -> Staff:
+    """``user`` if the area is theirs, or Forbidden."""
+    if area not in console_areas(user):
+        raise Forbidden(f"staff user {user.username} may not open the console's {area.value}")
+    return user
+
+
+def area_user(area: ConsoleArea) -> Callable[[Request], Staff]:
+    """A FastAPI dependency: a staff user who may open ``area`` of the console."""
+    def dependency(request: Request) -> Staff:
+        return check_area(staff_of(request), area)
+    return dependency
 
 
 def staff_user(request: Request) -> Staff:

@@ -10,6 +10,13 @@ TEXTS: dict[str, str] = {
     "layout.language": "Sprache",
     "layout.logged_in_as": "Angemeldet als {user}",
     "nav.home": "Übersicht",
+    "nav.console.transfers": "Übermittlungen",
+    "nav.console.audit": "Prüfprotokoll",
+    "nav.console.quarantine": "Quarantäne",
+    "nav.console.consent": "Schweigepflichtentbindungen",
+    "nav.console.partners": "Partner",
+    "nav.console.keys": "Schlüssel",
+    "nav.console.users": "Benutzer",
     "action.logout": "Abmelden",
     "action.logout_everywhere": "Überall abmelden",
     # Login.

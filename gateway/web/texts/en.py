@@ -10,6 +10,13 @@ TEXTS: dict[str, str] = {
     "layout.language": "Language",
     "layout.logged_in_as": "Logged in as {user}",
     "nav.home": "Overview",
+    "nav.console.transfers": "Transfers",
+    "nav.console.audit": "Audit trail",
+    "nav.console.quarantine": "Quarantine",
+    "nav.console.consent": "Consent register",
+    "nav.console.partners": "Partners",
+    "nav.console.keys": "Keys",
+    "nav.console.users": "Users",
     "action.logout": "Log out",
     "action.logout_everywhere": "Log out everywhere",
     # Login.
