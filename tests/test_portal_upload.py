@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from crypto.at_rest import MasterKey, open_sealed
 from gateway.clock import FakeClock
-from gateway.db import make_engine, make_session_factory, session_scope
+from gateway.db import make_engine, make_session_factory, read_scope, session_scope
 from gateway.models import Direction, Message, Recipient
 from gateway.portal.app import create_portal_app
 from gateway.portal.filenames import clean_filename
@@ -31,7 +31,7 @@ from gateway.services import Services
 from gateway.settings import Settings
 from gateway.web.templates import office_time
 from mailboxes.directory import add_mailbox
-from mailboxes.tickets.queries import list_tickets
+from mailboxes.tickets.queries import list_tickets, ticket_view
 from tests.conftest import make_settings
 from tests.support.clamd import EICAR
 from tests.support.pipeline import drain, filed_copies
@@ -324,3 +324,23 @@ def test_the_worker_scans_the_submission_and_files_it_into_a_ticket_like_mail(
         assert ticket.subject == f"Bürgerportal: {TOPIC} (JA-2026-0815)"
     # Without an address nothing answers the portal's no-reply sender (no dead letter).
     assert [m.direction for m, _r, _mail in _queued(settings)] == [Direction.INBOUND]
+
+
+def test_a_citizen_with_an_address_gets_one_mail_the_portals_receipt_not_the_tickets_too(
+        client: TestClient, clock: FakeClock, settings: Settings, services: Services) -> None:
+    with session_scope(services.sessions) as session:
+        box = add_mailbox(session, MAILBOX, "Kinderschutz").id
+    answer = _post(client, clock, [("Bescheid.pdf", b"%PDF-1.4 Bescheid\n")],
+                   email="erika@example.org")
+    assert answer.status_code == 200, answer.text
+    drain(services)
+    with read_scope(services.sessions) as session:
+        [ticket] = list_tickets(session, services.master_key, box).rows
+        history = ticket_view(session, services.master_key, ticket.id).history
+    assert [(h.action, h.detail) for h in history if h.action.startswith("receipt")] == [
+        ("receipt-skipped", {"reason": "Auto-Submitted: auto-generated"})]
+    # In the queue: the submission and the portal's receipt to her, nothing else.
+    to_her = [(m.direction, mail["Subject"]) for m, rcpts, mail in _queued(settings)
+              if rcpts == ["erika@example.org"]]
+    assert len(to_her) == 1 and to_her[0][0] == Direction.OUTBOUND
+    assert "Eingangsbestätigung [XG-" not in str(to_her[0][1])

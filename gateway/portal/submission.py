@@ -91,10 +91,11 @@ def build_message(settings: Settings, submission: Submission, reference: str,
     msg["Date"] = utils.format_datetime(now)
     msg["Message-ID"] = utils.make_msgid(domain=settings.smtp.hostname)
     msg["X-Xgate-Portal-Reference"] = reference
-    if not submission.email:
-        # Nobody to answer: the ticket's automatic receipt (mailboxes.tickets.receipts) must
-        # not go to the portal's no-reply address, where it would end as a dead letter.
-        msg["Auto-Submitted"] = "auto-generated"
+    # Written by the portal, not by the citizen's mail program (RFC 3834), so the new ticket
+    # sends no automatic receipt (mailboxes.tickets.receipts): with an address the citizen
+    # already has the portal's receipt (one mail, not two); without one it would go to the
+    # portal's no-reply address and end as a dead letter.
+    msg["Auto-Submitted"] = "auto-generated"
     lines = [
         f"Eingang über das Bürgerportal, Referenz {reference}",
         "",

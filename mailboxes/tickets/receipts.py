@@ -5,8 +5,10 @@ from a list (``Precedence: bulk|list|junk``, ``List-Id``), to our own addresses,
 than ``RATE_LIMIT`` times an hour to one sender from one mailbox: a receipt answering a
 receipt or an autoresponder would go round for ever. The receipt itself says
 ``Auto-Submitted: auto-replied`` and goes out with the null sender, so nothing answers it
-(RFC 3834). It enters the outbound queue the way the gateway's notices do, in the caller's
-transaction: filed, threaded and acknowledged together or not at all.
+(RFC 3834). A citizen portal submission is marked ``Auto-Submitted: auto-generated`` by the
+portal, which gives its own receipt (gateway.portal.submission): one receipt, not two. It
+enters the outbound queue the way the gateway's notices do, in the caller's transaction:
+filed, threaded and acknowledged together or not at all.
 """
 
 from __future__ import annotations
