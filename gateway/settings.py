@@ -116,6 +116,9 @@ class OutboundPolicy(StrEnum):
     EITHER = "either"
     # Only for partners explicitly marked as receiving nothing sensitive.
     PLAINTEXT = "plaintext"
+    # S/MIME, else OpenPGP, else the citizen portal's pickup (a notice without content and
+    # a code on a second channel), else hold: for citizens, who mostly have no key.
+    EITHER_OR_PORTAL = "either-or-portal"
 
 
 class CryptoSettings(_Section):
@@ -305,6 +308,10 @@ class PortalSettings(_Section):
     ip_retention_hours: int = Field(default=24, ge=1, le=24 * 30)
     # A form sent back faster than this after it was shown is taken for a robot.
     min_fill_seconds: int = Field(default=3, ge=0, le=600)
+    # An upload whose body stops arriving for this long is answered 408 and dropped.
+    body_timeout_seconds: float = Field(default=30, gt=0, le=600)
+    # Uploads read at once (each may hold up to max_upload_bytes in memory); more get 503.
+    max_concurrent_uploads: int = Field(default=4, ge=1, le=256)
     # Sender of a submission when the citizen gives no e-mail address.
     noreply_address: str = "portal-noreply@jugendamt.example"
     topics: list[PortalTopic] = []

@@ -26,7 +26,7 @@ from mailboxes.directory import mailbox_id_for
 @dataclass
 class Explanation:
     direction: str  # "outbound" or "inbound"
-    verdict: str  # one word: deliver, encrypt-smime, encrypt-openpgp, hold, refuse ...
+    verdict: str  # one word: deliver, encrypt-smime, encrypt-openpgp, portal-pickup, hold ...
     steps: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
@@ -57,6 +57,13 @@ def _outbound(session: Session, settings: Settings, master_key: MasterKey, sende
         result.steps.append("the message is held and the sender is told which key is missing")
         return result
     if plan.protection == Protection.INSIDE:
+        return result
+    if plan.protection == Protection.PORTAL:
+        result.verdict = "portal-pickup"
+        result.steps.append(
+            "no mail with content leaves: a pickup item is kept sealed (linked to the ticket "
+            f"when the message is a ticket reply), valid {settings.portal.pickup_valid_days} "
+            "days; the code is shown in the ticket or sent by SMS")
         return result
     kinds = {Protection.SMIME: [KeyKind.SMIME], Protection.OPENPGP: [KeyKind.OPENPGP],
              Protection.PLAINTEXT: [KeyKind.SMIME, KeyKind.OPENPGP]}[plan.protection]

@@ -4,6 +4,11 @@ One function decides it for the pipeline's stages and for ``xgate policy explain
 the dry run cannot drift from what really happens. It fails closed: where encryption is
 required and no usable key exists the answer is HOLD, naming the missing key; plaintext goes
 out only to partners explicitly marked for it.
+
+"either" and "either-or-portal" walk a ladder, one rung after the other, and the reasons say
+of each rung whether it was taken and why not: S/MIME, OpenPGP, then (only for
+"either-or-portal") the citizen portal's pickup, then hold. The portal rung needs the portal
+enabled with a public address for the link; otherwise the ladder goes on to hold.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ class Protection(StrEnum):
     SMIME = "smime"
     OPENPGP = "openpgp"
     PLAINTEXT = "plaintext"
+    # No mail with content: the message waits in the citizen portal for pickup, the citizen
+    # gets a notice with the link (gateway.delivery.portal_pickup).
+    PORTAL = "portal"
     HOLD = "hold"
 
 
@@ -106,7 +114,31 @@ def plan_recipient(session: Session, settings: Settings, address: str, route: Ro
     if policy == OutboundPolicy.PLAINTEXT:
         why = "sent unencrypted: the partner is marked non-sensitive and has no key"
         return replace(base, protection=Protection.PLAINTEXT, reasons=(*base.reasons, why))
+    rungs = (f"S/MIME not taken: no approved, valid S/MIME certificate for {address}",
+             f"OpenPGP not taken: no approved, valid OpenPGP key for {address}")
+    base = replace(base, reasons=(*base.reasons, *rungs))
+    if policy == OutboundPolicy.EITHER_OR_PORTAL:
+        unavailable = portal_unavailable(settings)
+        if unavailable is None:
+            why = (f"portal taken: the message waits for pickup at {settings.portal.public_url}"
+                   "; the recipient gets a notice without content and the code on a second "
+                   "channel")
+            return replace(base, protection=Protection.PORTAL, reasons=(*base.reasons, why))
+        base = replace(base, reasons=(*base.reasons, f"portal not taken: {unavailable}"))
+    else:
+        base = replace(base, reasons=(
+            *base.reasons, f"portal not taken: the policy {policy.value} does not allow it"))
     return hold(f"an approved, valid S/MIME certificate or OpenPGP key for {address}")
+
+
+def portal_unavailable(settings: Settings) -> str | None:
+    """Why the portal cannot take a message for pickup, or None when it can."""
+    if not settings.portal.enabled:
+        return "the citizen portal is not enabled ([portal] enabled = false)"
+    url = settings.portal.public_url.strip()
+    if not url.startswith(("https://", "http://")):
+        return "the citizen portal has no public address ([portal] public_url)"
+    return None
 
 
 def _policy_source(partner: PartnerPolicy | None, policy: OutboundPolicy) -> str:

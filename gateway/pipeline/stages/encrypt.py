@@ -30,7 +30,8 @@ class EncryptStage:
         outer, entity = ctx.protected_entity()
         groups: dict[tuple[Protection, bool, bool], list[RecipientPlan]] = defaultdict(list)
         for plan in state.plans.values():
-            if plan.protection != Protection.INSIDE:
+            # A portal recipient gets no copy at all (gateway.delivery.portal_pickup).
+            if plan.protection not in (Protection.INSIDE, Protection.PORTAL):
                 groups[(plan.protection, plan.gcm, plan.inline)].append(plan)
         for (protection, gcm, inline), plans in groups.items():
             if protection == Protection.SMIME:

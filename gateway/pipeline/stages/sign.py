@@ -27,7 +27,7 @@ class SignStage:
     def run(self, ctx: MessageContext, services: Services) -> None:
         state = ctx.outbound_crypto
         wanted = {plan.protection for plan in state.plans.values()}
-        if state.pre_encrypted or not wanted - {Protection.INSIDE}:
+        if state.pre_encrypted or not wanted - {Protection.INSIDE, Protection.PORTAL}:
             return
         now = services.clock()
         with read_scope(services.sessions) as session:
