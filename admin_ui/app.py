@@ -26,6 +26,7 @@ from admin_ui.pages.mailboxes.routes import mailbox_overview, mailboxes_router
 from admin_ui.pages.pickup import pickup_router
 from admin_ui.pages.render import Renderer
 from admin_ui.pages.service_levels.routes import service_levels_router
+from admin_ui.pages.tasks.routes import tasks_router
 from admin_ui.pages.tickets.routes import tickets_router
 from admin_ui.public.monitoring import monitoring_router
 from admin_ui.public.wkd import wkd_router
@@ -36,6 +37,7 @@ from gateway.db import make_engine, make_session_factory
 from gateway.keydir.expiry import ExpiryWatch
 from gateway.settings import Settings
 from gateway.staff.housekeeping import LoginHousekeeping
+from gateway.tasks.runner import TaskRunner
 from gateway.web.headers import SecurityHeaders
 
 
@@ -47,12 +49,16 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     master_key = MasterKeySource(settings)
     auth = Authenticator(sessions, settings, clock)
     renderer = Renderer()
+    # Long operations started from pages (gateway.tasks.runner says how a page starts one).
+    tasks = TaskRunner(sessions, clock)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         expiry_watch.start()
         housekeeping.start()
+        tasks.begin()
         yield
+        tasks.stop()
         expiry_watch.stop()
         housekeeping.stop()
         engine.dispose()
@@ -61,6 +67,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
                   openapi_url=None)
     app.add_middleware(SecurityHeaders)
     install_error_handlers(app, renderer)
+    app.state.tasks = tasks  # the one runner, for tests that start tasks of their own
     # From the package (admin_ui/static), never a CDN: the CSP allows this origin only.
     app.mount("/static", StaticFiles(packages=[("admin_ui", "static")]), name="static")
     app.include_router(auth_router(auth, WebLogin(auth, master_key), renderer))
@@ -70,6 +77,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.include_router(hotline_router(auth, sessions, master_key, clock, renderer))
     app.include_router(tickets_router(auth, sessions, master_key, settings, clock, renderer))
     app.include_router(pickup_router(auth, sessions, master_key, clock, renderer))
+    app.include_router(tasks_router(auth, sessions, clock, renderer))
     app.include_router(keys_router(auth, sessions, clock, settings))
     app.include_router(partners_router(auth, sessions, clock))
     app.include_router(consents_router(auth, sessions, clock, settings, master_key))

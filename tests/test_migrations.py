@@ -29,6 +29,7 @@ import gateway.portal.models
 import gateway.portal.pickup.models
 import gateway.quarantine.models
 import gateway.staff.models
+import gateway.tasks.models
 import mailboxes.models
 from gateway.db import Base, make_engine
 from gateway.migrate import alembic_config, current_revision, downgrade, upgrade

@@ -27,6 +27,7 @@ from admin_ui.security.errors import Forbidden
 from admin_ui.security.guard import staff_of
 from admin_ui.security.identity import Admin, Staff
 from gateway.staff.roles import GlobalRole
+from gateway.tasks.views import TaskView
 from mailboxes.members import role_in
 from mailboxes.models import MemberRole
 from mailboxes.tickets.models import Ticket
@@ -139,3 +140,15 @@ def check_ticket(session: Session, user: Staff, ticket_id: int) -> TicketAccess:
         raise not_found()
     access = check_mailbox(session, user, mailbox_id)
     return TicketAccess(ticket_id, access.mailbox_id, access.role)
+
+
+# --- background tasks of the console (issue 16) -----------------------------------------------
+# A task (a re-scan, a chain verification) may be seen by whoever started it and by admins;
+# for anyone else its id answers like an id that does not exist.
+
+
+def check_task(user: Staff, task: TaskView | None) -> TaskView:
+    """The task if ``user`` may see it, or 404 (also for a task that does not exist)."""
+    if task is None or (task.started_by != user.username and GlobalRole.ADMIN not in user.roles):
+        raise not_found()
+    return task

@@ -12,6 +12,7 @@ import gateway.portal.models  # registers the portal upload's tables on the meta
 import gateway.portal.pickup.models  # registers pickup's tables on the metadata
 import gateway.quarantine.models  # registers the quarantine's tables on the metadata
 import gateway.staff.models  # registers the staff web app's tables on the metadata
+import gateway.tasks.models  # registers the background tasks' table on the metadata
 import mailboxes.models  # noqa: F401 - registers the mailbox tables on the metadata
 from gateway.db import Base
 

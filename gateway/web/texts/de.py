@@ -461,4 +461,22 @@ TEXTS: dict[str, str] = {
     "portal.problem.infected": "In der Datei „{name}“ wurde Schadsoftware gefunden. Sie wurde nicht angenommen; nichts wurde gespeichert.",
     "portal.problem.bad_form": "Das Formular kam unvollständig an. Bitte senden Sie es noch einmal.",
     "portal.problem.not_found": "Diese Seite gibt es nicht.",
+    # --- console: background tasks, transfers, audit viewer (admin_ui/pages/tasks, transfers, audit) ---
+    "task.title": "Hintergrundaufgabe: {kind}",
+    "task.kind.audit-verify": "Prüfkette des Audit-Protokolls prüfen",
+    "task.state": "Stand",
+    "task.state.running": "läuft",
+    "task.state.done": "fertig",
+    "task.state.failed": "fehlgeschlagen",
+    "task.state.interrupted": "abgebrochen",
+    "task.started": "Gestartet",
+    "task.finished": "Beendet",
+    "task.progress": "Fortschritt",
+    "task.done_of": "{done} von {total}",
+    "task.done_count": "{done} erledigt",
+    "task.refreshing": "Die Seite lädt sich alle paar Sekunden neu, bis die Aufgabe fertig ist.",
+    "task.interrupted_hint": "Die Aufgabe wurde abgebrochen, weil der Dienst beendet oder neu gestartet wurde. Bitte starten Sie sie noch einmal.",
+    "task.failed_hint": "Die Aufgabe ist fehlgeschlagen:",
+    "task.result": "Ergebnis",
+    # --- end of console: background tasks, transfers, audit viewer ---
 }

@@ -461,4 +461,22 @@ TEXTS: dict[str, str] = {
     "portal.problem.infected": "Malware was found in the file \"{name}\". It was not accepted; nothing was stored.",
     "portal.problem.bad_form": "The form arrived incomplete. Please send it again.",
     "portal.problem.not_found": "This page does not exist.",
+    # --- console: background tasks, transfers, audit viewer (admin_ui/pages/tasks, transfers, audit) ---
+    "task.title": "Background task: {kind}",
+    "task.kind.audit-verify": "Verify the audit trail's chain",
+    "task.state": "State",
+    "task.state.running": "running",
+    "task.state.done": "done",
+    "task.state.failed": "failed",
+    "task.state.interrupted": "interrupted",
+    "task.started": "Started",
+    "task.finished": "Finished",
+    "task.progress": "Progress",
+    "task.done_of": "{done} of {total}",
+    "task.done_count": "{done} done",
+    "task.refreshing": "This page reloads itself every few seconds until the task is done.",
+    "task.interrupted_hint": "The task was interrupted because the service stopped or restarted. Please start it again.",
+    "task.failed_hint": "The task failed:",
+    "task.result": "Result",
+    # --- end of console: background tasks, transfers, audit viewer ---
 }
