@@ -9,6 +9,7 @@ the staff login).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
@@ -29,17 +30,29 @@ class TooManyParts(Exception):
     pass
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+class BodyStalled(Exception):
+    """No byte of the body arrived for the idle timeout."""
+
+
+async def read_body(request: Request, limit: int, *, idle_seconds: float) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
+    loop = asyncio.get_running_loop()
+    try:
+        # A deadline moved on by every chunk: a slow line is fine, a silent one is not (it
+        # would hold its memory and its upload slot for ever).
+        async with asyncio.timeout(idle_seconds) as idle:
+            async for chunk in request.stream():
+                idle.reschedule(loop.time() + idle_seconds)
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyStalled from None
     return b"".join(chunks)
 
 

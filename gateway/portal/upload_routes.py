@@ -1,6 +1,8 @@
 """The upload pages: GET / (the form), POST /upload (the receipt, or a page that names the
 problem). Every page works without JavaScript.
 
+An upload takes one of ``max_concurrent_uploads`` slots first (none free: 503 with Retry-After,
+the body unread); a body that stops arriving for ``body_timeout_seconds`` is answered 408.
 The checks run cheapest first: body size, form token (CSRF and fill time), honeypot, rate
 limits, the fields, the files, then the virus scan; only then is anything queued, in one
 transaction with the submission row (and the receipt mail, if an address was given).
@@ -31,11 +33,13 @@ from gateway.portal.scan import first_infected
 from gateway.portal.submission import Receipt, Submission, UploadedFile, submit
 from gateway.portal.upload_form import (
     BadForm,
+    BodyStalled,
     BodyTooLarge,
     TooManyParts,
     parse_in_memory,
     read_body,
 )
+from gateway.portal.upload_slots import NoSlot, UploadSlots
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,10 @@ MAX_NAME = 200
 MAX_EMAIL = 254
 MAX_CASE_REFERENCE = 100
 MAX_MESSAGE = 20_000
+# When a citizen turned away because all upload slots were busy may try again.
+RETRY_AFTER_SECONDS = 60
+# Answers given before the whole body was read: the connection cannot carry another request.
+_BODY_UNREAD = frozenset({408, 413, 503})
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"\\]+"
                     r"@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z]{2,}$")
 
@@ -68,6 +76,7 @@ def upload_router(settings: Settings, sessions: sessionmaker[Session], master: M
     portal = settings.portal
     topics = {topic.name: topic.mailbox for topic in portal.topics}
     router = APIRouter()
+    slots = UploadSlots(portal.max_concurrent_uploads)
 
     def form_page(request: Request, *, status_code: int = 200, errors: list[str] | None = None,
                   values: dict[str, str] | None = None) -> HTMLResponse:
@@ -83,8 +92,11 @@ def upload_router(settings: Settings, sessions: sessionmaker[Session], master: M
         return page
 
     def problem(request: Request, exc: Problem) -> HTMLResponse:
-        return renderer.page(request, "problem.html", {"key": exc.key, "values": exc.values},
+        page = renderer.page(request, "problem.html", {"key": exc.key, "values": exc.values},
                              status_code=exc.status)
+        if exc.status in _BODY_UNREAD:
+            page.headers["Connection"] = "close"
+        return page
 
     @router.get("/", response_class=HTMLResponse)
     def upload_form(request: Request) -> HTMLResponse:
@@ -92,6 +104,16 @@ def upload_router(settings: Settings, sessions: sessionmaker[Session], master: M
 
     @router.post("/upload")
     async def upload(request: Request) -> Response:
+        try:
+            with slots.slot():
+                return await _upload(request)
+        except NoSlot:
+            log.warning("portal upload turned away: all %d upload slots busy", slots.limit)
+            page = problem(request, Problem(503, "portal.problem.busy", {}))
+            page.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return page
+
+    async def _upload(request: Request) -> Response:
         try:
             form = await _read_form(request)
             _check_token(request, form)
@@ -122,8 +144,13 @@ def upload_router(settings: Settings, sessions: sessionmaker[Session], master: M
 
     async def _read_form(request: Request) -> FormData:
         try:
-            body = await read_body(request, portal.max_upload_bytes + FORM_OVERHEAD)
+            body = await read_body(request, portal.max_upload_bytes + FORM_OVERHEAD,
+                                   idle_seconds=portal.body_timeout_seconds)
             return await parse_in_memory(request, body, max_parts=portal.max_files + 1)
+        except BodyStalled:
+            log.warning("portal upload body stalled for %ss; dropped",
+                        portal.body_timeout_seconds)
+            raise Problem(408, "portal.problem.stalled", {}) from None
         except BodyTooLarge:
             raise Problem(413, "portal.problem.too_large",
                           {"megabytes": _megabytes(portal.max_upload_bytes)}

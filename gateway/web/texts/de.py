@@ -464,6 +464,8 @@ TEXTS: dict[str, str] = {
     # --- console: background tasks, transfers, audit viewer (admin_ui/pages/tasks, transfers, audit) ---
     "task.title": "Hintergrundaufgabe: {kind}",
     "task.kind.audit-verify": "Prüfkette des Audit-Protokolls prüfen",
+    "portal.problem.stalled": "Die Übertragung ist abgebrochen: eine Zeit lang kamen keine Daten mehr an. Bitte prüfen Sie Ihre Verbindung und senden Sie das Formular noch einmal. Nichts wurde gespeichert.",
+    "portal.problem.busy": "Gerade werden sehr viele Dateien gleichzeitig hochgeladen. Bitte versuchen Sie es in einer Minute noch einmal. Nichts wurde gespeichert.",
     "task.state": "Stand",
     "task.state.running": "läuft",
     "task.state.done": "fertig",

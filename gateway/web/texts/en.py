@@ -464,6 +464,8 @@ TEXTS: dict[str, str] = {
     # --- console: background tasks, transfers, audit viewer (admin_ui/pages/tasks, transfers, audit) ---
     "task.title": "Background task: {kind}",
     "task.kind.audit-verify": "Verify the audit trail's chain",
+    "portal.problem.stalled": "The upload broke off: no data arrived for a while. Please check your connection and send the form again. Nothing was stored.",
+    "portal.problem.busy": "Very many files are being uploaded at the same time. Please try again in a minute. Nothing was stored.",
     "task.state": "State",
     "task.state.running": "running",
     "task.state.done": "done",
