@@ -215,6 +215,8 @@ class StaffUser(Base):
     # May approve partner keys and manage the key directory through the admin API.
     admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # --- admin console, users (issue 16, migration 0024): the last completed web login.
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     addresses: Mapped[list[StaffAddress]] = relationship(
         back_populates="user", cascade="all, delete-orphan", order_by="StaffAddress.address")

@@ -74,12 +74,15 @@ def test_user_list_shows_accounts_never_hashes(cli: Cli,
     _add(cli, monkeypatch, "sachb", "--address", "SB@Jugendamt.example",
          "--address", "asd@jugendamt.example")
     _add(cli, monkeypatch, "chef", "--admin")
+    # Not the last active admin: that one cannot be disabled (test_the_last_admin_stays).
+    _add(cli, monkeypatch, "vertretung", "--admin")
     cli("user", "disable", "chef")
 
     _, out, _ = cli("user", "list")
     lines = out.splitlines()
     assert [line.split()[:3] for line in lines] == [["chef", "admin", "DISABLED"],
-                                                    ["sachb", "staff", "active"]]
+                                                    ["sachb", "staff", "active"],
+                                                    ["vertretung", "admin", "active"]]
     assert lines[0].endswith("  -")
     assert lines[1].endswith("asd@jugendamt.example, sb@jugendamt.example")
 
@@ -87,8 +90,8 @@ def test_user_list_shows_accounts_never_hashes(cli: Cli,
     assert "argon2" not in out and PASSWORD not in out
     users = json.loads(out)
     assert [set(u) for u in users] == [
-        {"username", "admin", "disabled", "addresses", "created_at"}] * 2
-    chef, sachb = users
+        {"username", "admin", "disabled", "addresses", "created_at"}] * 3
+    chef, sachb, _ = users
     assert (chef["username"], chef["admin"], chef["disabled"], chef["addresses"]) == (
         "chef", True, True, [])
     assert (sachb["username"], sachb["admin"], sachb["disabled"], sachb["addresses"]) == (
@@ -121,6 +124,8 @@ def _cli_admin_check(cli: Cli, monkeypatch: pytest.MonkeyPatch, password: str) -
 def test_disable_enable_and_new_password_reach_every_login(
         cli: Cli, monkeypatch: pytest.MonkeyPatch, edge: Edge, settings: Settings) -> None:
     _add(cli, monkeypatch, "chef", "--admin", "--address", "chef@jugendamt.example")
+    # Not the last active admin: that one cannot be disabled (test_the_last_admin_stays).
+    _add(cli, monkeypatch, "vertretung", "--admin")
     passed = "no message with queue id 'NOSUCHID'"
     refused = "authentication as chef failed"
     add_tokens(settings, "chef")
@@ -179,6 +184,26 @@ def test_user_command_refusals_are_one_line(cli: Cli, monkeypatch: pytest.Monkey
     assert [a for _, a, _ in _entries(cli)] == ["user-added"]
 
 
+def test_the_last_admin_stays(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last active admin can neither be disabled nor lose the right, by any way (the
+    rule is gateway.staff.actions'); with a second admin both work."""
+    _add(cli, monkeypatch, "chef", "--admin")
+    last = "staff user chef is the last active admin; make another user an admin first"
+    assert cli.fails("user", "disable", "chef") == last
+    assert cli.fails("user", "admin", "chef", "--revoke") == last
+    assert cli.fails("user", "role", "chef", "admin", "--revoke") == last
+    _add(cli, monkeypatch, "vertretung", "--admin")
+    cli("user", "disable", "vertretung")
+    # A disabled admin is no admin who can act: chef is still the last active one.
+    assert cli.fails("user", "disable", "chef") == last
+    cli("user", "enable", "vertretung")
+    cli("user", "admin", "chef", "--revoke")
+    assert cli.fails("user", "disable", "vertretung") == (
+        "staff user vertretung is the last active admin; make another user an admin first")
+    assert [a for _, a, _ in _entries(cli)] == [
+        "user-added", "user-added", "user-disabled", "user-enabled", "admin-revoked"]
+
+
 @pytest.mark.parametrize("command", ["add", "password"])
 def test_piped_password_without_password_stdin_says_what_to_do(cli: Cli, command: str) -> None:
     # The real console script with its standard input a pipe, as in a script or over ssh
@@ -211,7 +236,8 @@ def test_every_user_change_is_audited(cli: Cli, monkeypatch: pytest.MonkeyPatch,
         "staff user sachb could not submit as sb@jugendamt.example anyway")
     cli("user", "admin", "sachb")
     cli("user", "admin", "sachb")  # no change, no entry
-    cli("user", "admin", "chef", "--revoke")
+    # sachb, not chef: the last active admin cannot be disabled (test_the_last_admin_stays).
+    cli("user", "admin", "sachb", "--revoke")
     cli("user", "disable", "sachb")
     cli("user", "disable", "sachb")
     cli("user", "enable", "sachb")
@@ -227,7 +253,7 @@ def test_every_user_change_is_audited(cli: Cli, monkeypatch: pytest.MonkeyPatch,
         ("user-address-added", {"user": "sachb", "address": "asd@jugendamt.example"}),
         ("user-address-removed", {"user": "sachb", "address": "sb@jugendamt.example"}),
         ("admin-granted", {"user": "sachb"}),
-        ("admin-revoked", {"user": "chef"}),
+        ("admin-revoked", {"user": "sachb"}),
         ("user-disabled", {"user": "sachb"}),
         ("user-enabled", {"user": "sachb"}),
         ("user-password-changed", {"user": "sachb"}),

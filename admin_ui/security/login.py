@@ -24,6 +24,7 @@ from gateway.audit import AuditAction
 from gateway.db import read_scope, session_scope
 from gateway.models import StaffUser
 from gateway.staff import second_factor, throttle
+from gateway.staff import users as staff_users
 from gateway.staff.login import Locked, Refused, note_failure, password_login
 from gateway.staff.models import WebSession
 from gateway.web import sessions as web_sessions
@@ -143,6 +144,7 @@ class WebLogin:
         row = session.get(WebSession, pending.session_id)
         assert row is not None
         _record_login(session, pending.username, via, address)
+        staff_users.note_login(session, pending.user_id, self.auth.clock())
         return web_sessions.rotate(session, row, self.auth.clock(), second_factor=True)
 
     def logout(self, token: str | None) -> None:

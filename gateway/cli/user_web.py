@@ -1,6 +1,7 @@
 """``xgate user role|token|second-factor``: what a staff user may do in the web app and the
 JSON API: global roles (admin, auditor, dpo), API tokens (shown once, stored hashed), and
-resetting a lost second factor. Every change is recorded in the audit trail."""
+resetting a lost second factor (which ends the user's web sessions). Every change is recorded
+in the audit trail."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import json
 
 from gateway.cli.common import command_session, operator_actor, settings_from_args
 from gateway.clock import system_clock
-from gateway.staff import roles, second_factor, tokens
+from gateway.staff import actions as staff_actions
+from gateway.staff import roles, tokens
 from gateway.staff import users as staff
 
 
@@ -106,10 +108,8 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
 def cmd_second_factor_reset(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     with command_session(settings) as session:
-        user = staff.find_user(session, args.username)
-        if user is None:
-            raise staff.StaffError(f"no staff user {args.username}")
-        had = second_factor.reset(session, user.id, user.username, actor=operator_actor())
+        had = staff_actions.reset_second_factor(session, args.username,
+                                                actor=operator_actor())
     print(f"staff user {args.username} " + ("must set up a new second factor at the next login"
                                             if had else "had no second factor"))
     return 0

@@ -6,7 +6,10 @@ who made it and what changed, never a password or its hash. An entry is written 
 something changed: granting a right the user already has records nothing.
 
 The data functions in gateway.staff.users do not audit; code acting for a person (the CLI, admin
-pages) calls these.
+pages) calls these. The rules that hold whoever acts are here too: the last active admin can
+neither lose the right nor be disabled (nobody could then manage users, keys or quarantine
+from the web app), and a disabled user, a new password or a reset second factor ends the
+user's web sessions at once.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway import audit
 from gateway.audit import AuditAction
 from gateway.models import StaffUser
+from gateway.staff import second_factor
 from gateway.staff import users as staff
 from gateway.web import sessions as web_sessions
 
@@ -52,7 +57,10 @@ def remove_address(session: Session, username: str, address: str, *, actor: str)
 
 
 def set_admin(session: Session, username: str, admin: bool, *, actor: str) -> bool:
-    """Grant or revoke the admin right; returns whether it changed."""
+    """Grant or revoke the admin right; returns whether it changed. Refused (LastAdmin) for
+    the last active admin."""
+    if not admin:
+        _keep_an_admin(session, username)
     changed = staff.set_admin(session, username, admin) != admin
     if changed:
         audit.record(session, actor=actor,
@@ -65,8 +73,11 @@ def set_disabled(session: Session, username: str, disabled: bool, *, actor: str)
     """Disable or enable ``username``; returns whether it changed.
 
     A disabled user's password no longer works anywhere (SMTP AUTH, the API, the CLI's
-    ``--by``/``--admin``), and their pending quarantine approvals stop counting.
+    ``--by``/``--admin``), and their pending quarantine approvals stop counting; their web
+    sessions end. Refused (LastAdmin) for the last active admin.
     """
+    if disabled:
+        _keep_an_admin(session, username)
     changed = staff.set_disabled(session, username, disabled) != disabled
     if changed and disabled:
         _end_web_sessions(session, username)
@@ -85,6 +96,33 @@ def change_password(session: Session, username: str, password: str, *, actor: st
     # The fact only: neither the password nor its hash belongs in the trail.
     audit.record(session, actor=actor, action=AuditAction.USER_PASSWORD_CHANGED,
                  detail={"user": username})
+
+
+def reset_second_factor(session: Session, username: str, *, actor: str) -> bool:
+    """Remove ``username``'s second factor and recovery codes (a lost phone): they set up a
+    new one at their next login, and their web sessions end now. Returns whether there was
+    one (audited only then; the sessions end either way)."""
+    user = staff.find_user(session, username)
+    if user is None:
+        raise staff.StaffError(f"no staff user {username}")
+    had = second_factor.reset(session, user.id, user.username, actor=actor)
+    web_sessions.end_all(session, user.id)
+    return had
+
+
+def _keep_an_admin(session: Session, username: str) -> None:
+    """LastAdmin if ``username`` is the only enabled admin (so the change at hand, revoking
+    the right or disabling them, would leave none)."""
+    user = staff.find_user(session, username)
+    if user is None or not user.admin or user.disabled:
+        return
+    # Every active admin row locked (PostgreSQL): two admins disabling each other at once
+    # are serialised, and the second one sees the first change. SQLite serialises writers.
+    active = session.scalars(select(StaffUser.id).where(
+        StaffUser.admin.is_(True), StaffUser.disabled.is_(False)).with_for_update()).all()
+    if not set(active) - {user.id}:
+        raise staff.LastAdmin(f"staff user {username} is the last active admin; "
+                              "make another user an admin first")
 
 
 def _end_web_sessions(session: Session, username: str) -> None:

@@ -7,6 +7,7 @@ transaction.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
@@ -34,6 +35,24 @@ class StaffError(GatewayError):
     """A staff account operation was refused; the message says why."""
 
 
+class UserExists(StaffError):
+    """The user name is taken."""
+
+
+class BadUsername(StaffError):
+    """The user name is empty, too long, or has spaces or control characters."""
+
+
+class LastAdmin(StaffError):
+    """The change would leave the office without an active admin."""
+
+
+# A generated password is read off a screen and typed once: no 0/o, 1/l/i look-alikes.
+_PASSWORD_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # noqa: S105 (an alphabet)
+_PASSWORD_GROUPS = 5
+_PASSWORD_GROUP_LENGTH = 4
+
+
 def find_user(session: Session, username: str) -> StaffUser | None:
     return session.scalars(
         select(StaffUser).where(StaffUser.username == username)
@@ -46,7 +65,7 @@ def add_user(session: Session, username: str, password: str, *,
     _check_username(username)
     _check_password(password)
     if find_user(session, username) is not None:
-        raise StaffError(f"staff user {username} exists already")
+        raise UserExists(f"staff user {username} exists already")
     user = StaffUser(username=username, password_hash=_hasher.hash(password), disabled=False,
                      admin=admin, created_at=now or utcnow())
     session.add(user)
@@ -106,6 +125,22 @@ def set_password(session: Session, username: str, password: str) -> None:
     user = _existing(session, username)
     user.password_hash = _hasher.hash(password)
     session.flush()
+
+
+def generate_password() -> str:
+    """A random password for a new account or a reset (about 98 bits, in groups of four),
+    shown once to the admin who hands it over."""
+    return "-".join("".join(secrets.choice(_PASSWORD_ALPHABET)
+                            for _ in range(_PASSWORD_GROUP_LENGTH))
+                    for _ in range(_PASSWORD_GROUPS))
+
+
+def note_login(session: Session, user_id: int, now: datetime) -> None:
+    """Remember when ``user_id`` last completed a web login (shown to admins)."""
+    user = session.get(StaffUser, user_id)
+    if user is not None:
+        user.last_login_at = now
+        session.flush()
 
 
 def set_disabled(session: Session, username: str, disabled: bool) -> bool:
@@ -193,11 +228,11 @@ def _existing(session: Session, username: str) -> StaffUser:
 
 def _check_username(username: str) -> None:
     if not username or len(username) > MAX_USERNAME_LENGTH:
-        raise StaffError(f"user name must be 1 to {MAX_USERNAME_LENGTH} characters")
+        raise BadUsername(f"user name must be 1 to {MAX_USERNAME_LENGTH} characters")
     # SASL PLAIN separates fields with NUL; spaces and control characters only cause
     # look-alike names and log confusion.
     if any(ch.isspace() or not ch.isprintable() for ch in username):
-        raise StaffError("user name must not contain spaces or control characters")
+        raise BadUsername("user name must not contain spaces or control characters")
 
 
 def _check_password(password: str) -> None:
