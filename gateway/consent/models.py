@@ -24,6 +24,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from gateway.db import Base
 from gateway.models import UTCDateTime
 
+# The releases refer to the shared mailboxes' table; importing it here puts it on the
+# metadata wherever the consent tables are used.
+from mailboxes import models as _mailbox_models  # noqa: F401
+
 
 class ConsentRelease(Base):
     """The identity of a release; what it says is in its versions."""
@@ -33,6 +37,13 @@ class ConsentRelease(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     created_by: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The shared mailbox whose case this is (migration 0023): its leads and agents manage the
+    # release in the console (admin_ui.security.rights.consent_scope). Set when it is
+    # recorded there; None for releases recorded before 0023, by the CLI or the API: in the
+    # console only admins see those. No ON DELETE: a mailbox whose team holds releases is
+    # not to vanish with them (and SQLite reflects no ON DELETE of a column added in place).
+    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id"), nullable=True,
+                                                   index=True)
 
 
 class ConsentDocument(Base):
