@@ -24,6 +24,7 @@ from admin_ui.pages.home.routes import home_router
 from admin_ui.pages.hotline.routes import hotline_router
 from admin_ui.pages.mailboxes.routes import mailbox_overview, mailboxes_router
 from admin_ui.pages.pickup import pickup_router
+from admin_ui.pages.quarantine.routes import quarantine_router
 from admin_ui.pages.render import Renderer
 from admin_ui.pages.service_levels.routes import service_levels_router
 from admin_ui.pages.tasks.routes import tasks_router
@@ -78,6 +79,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.include_router(tickets_router(auth, sessions, master_key, settings, clock, renderer))
     app.include_router(pickup_router(auth, sessions, master_key, clock, renderer))
     app.include_router(tasks_router(auth, sessions, clock, renderer))
+    app.include_router(quarantine_router(auth, sessions, master_key, settings, clock, renderer))
     app.include_router(keys_router(auth, sessions, clock, settings))
     app.include_router(partners_router(auth, sessions, clock))
     app.include_router(consents_router(auth, sessions, clock, settings, master_key))

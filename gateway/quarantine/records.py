@@ -63,6 +63,10 @@ class QuarantineError(QueueAdminError):
     """
 
 
+class QuarantineNotFound(QuarantineError):
+    """No message has that queue id (the web console answers 404)."""
+
+
 class ScanOutcome(Protocol):
     """What a scanner says about content: the real one (scanning) and test ones alike."""
 
@@ -162,17 +166,26 @@ def stopped_by_scan(reason: str | None) -> bool:
 # -- looking -----------------------------------------------------------------------------------
 
 
-def list_quarantined(session: Session, *, include_held: bool = False) -> list[QuarantineView]:
-    """Quarantined (and with ``include_held`` held) messages, oldest first."""
+def list_quarantined(session: Session, *, include_held: bool = False, offset: int = 0,
+                     limit: int | None = None) -> list[QuarantineView]:
+    """Quarantined (and with ``include_held`` held) messages, oldest first; ``offset`` and
+    ``limit`` give one page of them (the web console never loads the whole quarantine)."""
     states = RESCANNED_STATES if include_held else (MessageState.QUARANTINED,)
     messages = session.scalars(
         select(Message).options(selectinload(Message.recipients))
-        .where(Message.state.in_(states)).order_by(Message.received_at, Message.id)).all()
+        .where(Message.state.in_(states)).order_by(Message.received_at, Message.id)
+        .offset(offset).limit(limit)).all()
     ids = [m.id for m in messages]
     decisions = _decisions_by_message(session, ids)
     latest = _latest_rescans(session, ids)
     admins = _enabled_admins(session, {d.admin for ds in decisions.values() for d in ds})
     return [_view(m, decisions.get(m.id, []), admins, latest.get(m.id)) for m in messages]
+
+
+def count_quarantined(session: Session, *, include_held: bool = False) -> int:
+    states = RESCANNED_STATES if include_held else (MessageState.QUARANTINED,)
+    return int(session.scalar(select(func.count()).select_from(Message)
+                              .where(Message.state.in_(states))) or 0)
 
 
 def show(session: Session, queue_id: str) -> QuarantineView:
@@ -390,7 +403,7 @@ def _message(session: Session, queue_id: str, *, lock: bool = False) -> Message:
     # transactions are serial anyway), so neither can miss the other's approval.
     message = session.scalars(query.with_for_update(of=Message) if lock else query).one_or_none()
     if message is None:
-        raise QuarantineError(f"no message with queue id {queue_id!r}")
+        raise QuarantineNotFound(f"no message with queue id {queue_id!r}")
     return message
 
 
