@@ -79,7 +79,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.include_router(tickets_router(auth, sessions, master_key, settings, clock, renderer))
     app.include_router(pickup_router(auth, sessions, master_key, clock, renderer))
     app.include_router(tasks_router(auth, sessions, clock, renderer))
-    app.include_router(quarantine_router(auth, sessions, master_key, settings, clock, renderer))
+    app.include_router(quarantine_router(auth, sessions, master_key, settings, clock, renderer,
+                                         tasks))
     app.include_router(keys_router(auth, sessions, clock, settings))
     app.include_router(partners_router(auth, sessions, clock))
     app.include_router(consents_router(auth, sessions, clock, settings, master_key))

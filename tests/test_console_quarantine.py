@@ -200,3 +200,28 @@ def test_forms_need_the_csrf_token(client: TestClient, services: Services,
     with_token = client.post(f"/console/quarantine/{qid}/release",
                              data={"reason": "x", "csrf_token": csrf}, follow_redirects=False)
     assert with_token.status_code == 303 and decisions(services) == 1
+
+
+def test_rescan_all_runs_as_a_task_and_marks_what_is_now_clean(
+        client: TestClient, services: Services) -> None:
+    clean = quarantine(services)
+    infected = quarantine(services, body=EICAR)
+    started = client.post("/console/quarantine/rescan", headers=ALICE, follow_redirects=False)
+    assert started.status_code == 303
+    location = started.headers["location"]
+    assert location.startswith("/console/tasks/")
+    runner = client.app.state.tasks  # type: ignore[attr-defined]
+    runner.wait(int(location.rsplit("/", 1)[1]))
+    page = client.get(location, headers=ALICE).text
+    assert 'data-state="done"' in page
+    assert 'id="rescan-clean">1<' in page and 'id="rescan-not-clean">1<' in page
+    assert f'href="/console/quarantine/{clean}"' in page and infected not in page
+    # Nothing is released; the clean one now waits for admins.
+    assert state(services, clean) is MessageState.QUARANTINED
+    assert "jetzt sauber" in client.get("/console/quarantine", headers=ALICE).text
+    rescans = [(actor, detail["verdict"]) for actor, action, detail
+               in audit_trail(services.sessions) if action == "quarantine-rescanned"]
+    assert sorted(rescans) == [("admin:alice", "clean"), ("admin:alice", "not-clean")]
+    # Others may neither start one nor see this one.
+    assert list(not_forbidden(client, "POST", "/console/quarantine/rescan")) == []
+    assert client.get(location, headers=as_user("pruef")).status_code == 404

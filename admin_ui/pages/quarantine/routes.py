@@ -21,7 +21,9 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
 from admin_ui.api.consents import MasterKeySource
+from admin_ui.pages.quarantine import rescan_task
 from admin_ui.pages.render import Renderer
+from admin_ui.pages.tasks.routes import task_path
 from admin_ui.security.authentication import Authenticator
 from admin_ui.security.guard import guarded_route
 from admin_ui.security.identity import Staff
@@ -44,6 +46,7 @@ from gateway.quarantine.records import (
     show,
 )
 from gateway.settings import Settings
+from gateway.tasks.runner import TaskRunner
 from scanning.errors import ScanningError
 
 MAX_FORM = 16 * 1024
@@ -93,10 +96,17 @@ def reason_of(value: object) -> str:
 
 def quarantine_router(auth: Authenticator, sessions: sessionmaker[Session],
                       master_key: MasterKeySource, settings: Settings, clock: Clock,
-                      renderer: Renderer) -> APIRouter:
+                      renderer: Renderer, tasks: TaskRunner) -> APIRouter:
     router = APIRouter(prefix="/console/quarantine", route_class=guarded_route(auth, MAX_FORM))
     Admin = Annotated[Staff, Depends(area_user(ConsoleArea.QUARANTINE))]
     rescanner = LazyRescanner(lambda: pipeline_rescanner(settings))
+    tasks.register(rescan_task.KIND,
+                   rescan_task.rescan_work(master_key, lambda: pipeline_rescanner(settings)))
+
+    @router.post("/rescan")
+    async def rescan(staff: Admin) -> Response:
+        task_id = await run_in_threadpool(tasks.start, rescan_task.KIND, staff.username, {})
+        return RedirectResponse(task_path(task_id), status_code=303)
 
     @router.get("")
     async def listing(request: Request, staff: Admin) -> Response:

@@ -525,6 +525,12 @@ TEXTS: dict[str, str] = {
     "quarantine.action.release": "freigegeben",
     "quarantine.action.release-refused": "Freigabe abgelehnt",
     "quarantine.action.delete": "gelöscht",
+    "quarantine.rescan_all": "Alle erneut prüfen",
+    "quarantine.rescan_all_hint": "Nach einer Aktualisierung der Virensignaturen: prüft alle Nachrichten in Quarantäne und zurückgehaltenen Nachrichten erneut. Nichts wird dadurch freigegeben.",
+    "task.kind.quarantine-rescan": "Quarantäne erneut prüfen",
+    "quarantine.result.scanned": "Erneut geprüft",
+    "quarantine.result.skipped": "Übersprungen (inzwischen freigegeben, gelöscht oder in Bearbeitung)",
+    "quarantine.result.now_clean": "Jetzt sauber; diese Nachrichten warten auf die Freigabe durch zwei Admins:",
     # --- end of admin console: quarantine, partners, keys ---
     # --- console: background tasks, transfers, audit viewer (admin_ui/pages/tasks, transfers, audit) ---
     "task.title": "Hintergrundaufgabe: {kind}",

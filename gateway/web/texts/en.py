@@ -525,6 +525,12 @@ TEXTS: dict[str, str] = {
     "quarantine.action.release": "released",
     "quarantine.action.release-refused": "release refused",
     "quarantine.action.delete": "deleted",
+    "quarantine.rescan_all": "Re-scan all",
+    "quarantine.rescan_all_hint": "After a virus signature update: scans every quarantined and held message again. Nothing is released by this.",
+    "task.kind.quarantine-rescan": "Re-scan the quarantine",
+    "quarantine.result.scanned": "Re-scanned",
+    "quarantine.result.skipped": "Skipped (released, deleted or being processed meanwhile)",
+    "quarantine.result.now_clean": "Now clean; these messages wait for two admins to release them:",
     # --- end of admin console: quarantine, partners, keys ---
     # --- console: background tasks, transfers, audit viewer (admin_ui/pages/tasks, transfers, audit) ---
     "task.title": "Background task: {kind}",
