@@ -14,6 +14,7 @@ from gateway.delivery.journal import FILE_NAME as JOURNAL_FILE
 from gateway.delivery.journal import RelayJournal
 from gateway.delivery.transport import Transport
 from gateway.keydir.own_key_cache import OwnKeyLookup, PrivateKeyCache
+from gateway.portal.pickup.sender import CodeSender
 from gateway.scanner_health import ScannerHealth
 from gateway.settings import ScanningSettings, Settings
 from gateway.trust import TrustStore
@@ -42,6 +43,9 @@ class Services:
     known_partner_keys: set[str] = field(default_factory=set)
     # Relay deliveries noted the moment the next hop accepts them (gateway.delivery.journal).
     relay_journal: RelayJournal | None = None
+    # Sends a pickup code by SMS (gateway.portal.pickup.sender); none is wired in by default,
+    # and without one the caseworker gives the code from the ticket page.
+    code_sender: CodeSender | None = None
 
 
 def make_pgp_backend(settings: Settings) -> PgpBackend:

@@ -122,3 +122,15 @@ class AuditAction(StrEnum):
     # The trail itself (gateway.audit.keys, migration 0012).
     AUDIT_RESEALED = "audit-resealed"
     AUDIT_KEYS_DESTROYED = "audit-keys-destroyed"
+
+    # Outbound pickup (gateway.delivery.portal_pickup): a recipient of an outbound message
+    # given a pickup item and a notice without content instead of the message; its code
+    # sent by SMS.
+    DELIVERED_TO_PORTAL = "delivered-to-portal"
+    PICKUP_CODE_SENT = "pickup-code-sent"
+
+    # The admin console (admin_ui/pages/transfers, audit): a message's timeline viewed, a page
+    # of the audit trail read, the chain verified from the console (its result).
+    TRANSFER_TIMELINE_READ = "transfer-timeline-read"
+    AUDIT_TRAIL_READ = "audit-trail-read"
+    AUDIT_CHAIN_VERIFIED = "audit-chain-verified"

@@ -111,6 +111,32 @@ def portal_receipt(*, reference: str, received: datetime, files: int) -> Notice:
     return Notice(subject, Bilingual(de, en).render())
 
 
+def portal_pickup(*, link: str, valid_until: datetime, code_by_sms: bool) -> Notice:
+    """A reply waiting in the citizen portal, told to the citizen. It names no content
+    (neither subject nor text nor file names nor the team): it leaves the gateway
+    unencrypted. The link alone does not open it: the code comes on another channel."""
+    until_de = valid_until.strftime("%d.%m.%Y")
+    until_en = valid_until.strftime("%Y-%m-%d")
+    code_de = ("Den Code zum Öffnen bekommen Sie per SMS." if code_by_sms else
+               "Den Code zum Öffnen bekommen Sie auf anderem Weg: von Ihrer Sachbearbeitung "
+               "am Telefon oder per Brief.")
+    code_en = ("You get the code to open it by text message (SMS)." if code_by_sms else
+               "You get the code to open it another way: from your caseworker by phone or "
+               "by letter.")
+    de = ("Für Sie liegt eine Nachricht im Bürgerportal bereit.\n\n"
+          f"Sie können sie bis zum {until_de} hier abholen:\n{link}\n\n"
+          f"{code_de} Mit dem Link allein kann niemand die Nachricht öffnen.\n\n"
+          "Aus Datenschutzgründen steht in dieser E-Mail nichts vom Inhalt der Nachricht. "
+          "Antworten Sie bitte nicht auf diese E-Mail; Sie können im Bürgerportal antworten.")
+    en = ("A message is waiting for you in the citizen portal.\n\n"
+          f"You can pick it up here until {until_en}:\n{link}\n\n"
+          f"{code_en} The link alone does not open the message.\n\n"
+          "For your privacy this e-mail contains nothing of the message. Please do not "
+          "reply to this e-mail; you can answer in the citizen portal.")
+    return Notice("Nachricht für Sie im Bürgerportal / A message for you in the citizen "
+                  "portal", Bilingual(de, en).render())
+
+
 def approval_request(*, queue_id: str, text: Text) -> Notice:
     return Notice(f"Zustimmung nötig: Referenz {queue_id} / "
                   f"Approval needed: reference {queue_id}", both(text).render())

@@ -11,6 +11,10 @@ benchmarks/relay_window.py measures that window.
 A mailbox copy is sealed here and filed by the worker in the one transaction that also
 records the message's outcome: filed, marked delivered and audited together or not at all,
 so it is exactly once without a transaction of its own.
+
+A recipient the outbound policy planned PORTAL gets no mail with content: its pickup item and
+the notice are made in one transaction of their own (gateway.delivery.portal_pickup), before
+anything is relayed, so it never reaches a next hop.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ from gateway.audit import AuditAction
 from gateway.consent.records import still_current
 from gateway.db import read_scope, session_scope
 from gateway.delivery.dsn import Failure
+from gateway.delivery.portal_pickup import (
+    RESPONSE,
+    PortalDelivery,
+    put_up_for_pickup,
+    send_code_by_sms,
+)
 from gateway.delivery.recipients import fail_recipients, mark_delivered, note_attempt
 from gateway.delivery.routes import LocalRoute
 from gateway.delivery.transport import Reply, TransportError
@@ -35,6 +45,7 @@ from gateway.mime.headers import prepend_headers
 from gateway.models import Direction
 from gateway.pipeline.context import Filing, MessageContext
 from gateway.pipeline.outcomes import Defer
+from gateway.policy.outbound import Protection
 from gateway.services import Services
 from gateway.settings import RelayRoute, TlsPolicy
 from mailboxes.store import seal_for_mailbox
@@ -71,6 +82,8 @@ class DeliverStage:
         failures: list[Failure] = []
         transient: dict[str, str] = {}
 
+        if ctx.direction == Direction.OUTBOUND:
+            self._to_portal(ctx, services)
         for address in list(ctx.pending):
             route = ctx.routes[address]
             if isinstance(route, LocalRoute):
@@ -109,6 +122,33 @@ class DeliverStage:
         if ctx.pending:
             reasons = sorted({transient.get(a, "not attempted") for a in ctx.pending})
             raise Defer(f"{len(ctx.pending)} recipient(s) deferred: " + "; ".join(reasons))
+
+    def _to_portal(self, ctx: MessageContext, services: Services) -> None:
+        plans = ctx.outbound_crypto.plans
+        addresses = [a for a in ctx.pending
+                     if a in plans and plans[a].protection == Protection.PORTAL]
+        if not addresses:
+            return
+        now = services.clock()
+        done: list[PortalDelivery] = []
+        with session_scope(services.sessions) as session:
+            for address in addresses:
+                done.append(put_up_for_pickup(
+                    session, services.master_key, services.settings,
+                    message_id=ctx.message_id, queue_id=ctx.queue_id, sender=ctx.mail_from,
+                    recipient=address, content=ctx.body,
+                    sms_possible=services.code_sender is not None, actor=ctx.worker,
+                    now=now))
+        for address, delivery in zip(addresses, done, strict=True):
+            ctx.pending.remove(address)
+            ctx.facts[f"encryption:{address}"] = (
+                f"{RESPONSE} (pickup item {delivery.item_id}); no mail with content")
+        sender = services.code_sender
+        for delivery in done:
+            if sender is not None and delivery.sms is not None:
+                with session_scope(services.sessions) as session:
+                    send_code_by_sms(session, services.master_key, sender, delivery,
+                                     office="Bürgerportal", actor=ctx.worker, now=now)
 
     def _refuse_unprotected(self, ctx: MessageContext, by_hop: dict[_HopKey, list[str]]) -> None:
         """The last line of defence: no external recipient gets the plain message unless

@@ -68,23 +68,38 @@ def content_context(item_id: int) -> bytes:
     return f"pickup-item:{item_id}".encode()
 
 
-def create_item(session: Session, master: MasterKey, *, ticket_id: int, recipient: str,
+def _history(session: Session, of: PickupItem, *, actor: str, action: str, now: datetime,
+             **detail: object) -> None:
+    """A line in the ticket's history; an item for mail that is no ticket reply has none."""
+    if of.ticket_id is not None:
+        history.record(session, of.ticket_id, actor=actor, action=action, now=now, **detail)
+
+
+def create_item(session: Session, master: MasterKey, *, ticket_id: int | None, recipient: str,
                 message: bytes, actor: str, now: datetime,
-                valid_for: timedelta = DEFAULT_VALID_FOR) -> CreatedItem:
-    """Keep ``message`` (a MIME message) sealed for ``recipient``; the link token and code."""
+                valid_for: timedelta = DEFAULT_VALID_FOR, queue_id: str | None = None,
+                sender: str | None = None, with_code: bool = True) -> CreatedItem:
+    """Keep ``message`` (a MIME message) sealed for ``recipient``; the link token and code.
+
+    ``queue_id`` and ``sender`` name the outbound message it was made for; without
+    ``with_code`` no code is issued yet (the caseworker issues one from the ticket) and the
+    returned code is empty."""
     if valid_for <= timedelta(0):
         raise PickupError("a pickup item must be valid for some time")
-    token, code = codes.new_token(), codes.new_code()
+    token, code = codes.new_token(), codes.new_code() if with_code else ""
     item = PickupItem(ticket_id=ticket_id, recipient=recipient.lower()[:320],
-                      token_hash=codes.token_hash(token), code_hash=None, code_issued_at=now,
+                      queue_id=queue_id, sender=sender[:320] if sender else None,
+                      token_hash=codes.token_hash(token), code_hash=None,
+                      code_issued_at=now if with_code else None,
                       failed_tries=0, content_sealed=b"", created_by=actor[:320],
                       created_at=now, expires_at=now + valid_for)
     session.add(item)
     session.flush()
     item.content_sealed = seal(master, message, content_context(item.id))
-    item.code_hash = codes.code_hash(master, item.id, code)
-    history.record(session, ticket_id, actor=actor, action="pickup-created", now=now,
-                   item=item.id, expires=item.expires_at.isoformat())
+    if with_code:
+        item.code_hash = codes.code_hash(master, item.id, code)
+    _history(session, item, actor=actor, action="pickup-created", now=now,
+             item=item.id, expires=item.expires_at.isoformat())
     audit.record(session, actor=actor, action=AuditAction.PICKUP_CREATED, detail={
         "item": item.id, "ticket_id": ticket_id, "expires": item.expires_at.isoformat()})
     session.flush()
@@ -115,8 +130,8 @@ def open_with_code(session: Session, master: MasterKey, token: str, code: str, *
     item.failed_tries = 0
     if first:
         item.opened_at = now
-        history.record(session, item.ticket_id, actor=PORTAL_ACTOR, action="pickup-opened",
-                       now=now, item=item.id)
+        _history(session, item, actor=PORTAL_ACTOR, action="pickup-opened", now=now,
+                 item=item.id)
     audit.record(session, actor=PORTAL_ACTOR, action=AuditAction.PICKUP_OPENED,
                  detail={"item": item.id, "ticket_id": item.ticket_id, "first": first})
     session.flush()
@@ -136,8 +151,8 @@ def _wrong_code(session: Session, item: PickupItem, *, now: datetime,
         return OpenResult(Outcome.REFUSED)
     item.locked_at = now
     item.code_hash = None
-    history.record(session, item.ticket_id, actor=PORTAL_ACTOR, action="pickup-locked",
-                   now=now, item=item.id, tries=item.failed_tries)
+    _history(session, item, actor=PORTAL_ACTOR, action="pickup-locked", now=now,
+             item=item.id, tries=item.failed_tries)
     audit.record(session, actor=PORTAL_ACTOR, action=AuditAction.PICKUP_LOCKED,
                  detail={"item": item.id, "ticket_id": item.ticket_id})
     session.flush()
@@ -179,8 +194,8 @@ def record_download(session: Session, master: MasterKey, item_id: int, part: int
     if not 0 <= part < len(attachments):
         raise PickupError(f"pickup item {item_id} has no attachment {part}")
     session.add(PickupDownload(item_id=item.id, part=part, at=now))
-    history.record(session, item.ticket_id, actor=PORTAL_ACTOR, action="pickup-downloaded",
-                   now=now, item=item.id, part=part)
+    _history(session, item, actor=PORTAL_ACTOR, action="pickup-downloaded", now=now,
+             item=item.id, part=part)
     audit.record(session, actor=PORTAL_ACTOR, action=AuditAction.PICKUP_DOWNLOADED,
                  detail={"item": item.id, "ticket_id": item.ticket_id, "part": part,
                          "size": len(attachments[part].data)})
@@ -199,8 +214,7 @@ def new_code(session: Session, master: MasterKey, item_id: int, *, actor: str,
     code = codes.new_code()
     item.code_hash = codes.code_hash(master, item.id, code)
     item.code_issued_at, item.failed_tries, item.locked_at = now, 0, None
-    history.record(session, item.ticket_id, actor=actor, action="pickup-code-issued",
-                   now=now, item=item.id)
+    _history(session, item, actor=actor, action="pickup-code-issued", now=now, item=item.id)
     audit.record(session, actor=actor, action=AuditAction.PICKUP_CODE_ISSUED,
                  detail={"item": item.id, "ticket_id": item.ticket_id})
     session.flush()
@@ -242,12 +256,15 @@ def expire_due(session: Session, master: MasterKey, settings: Settings, *, now: 
         unread = item.opened_at is None
         told: list[str] = []
         if unread:
-            ticket = session.get(Ticket, item.ticket_id)
-            assert ticket is not None  # the item is deleted with its ticket
-            history.record(session, item.ticket_id, actor=actor, action="pickup-expired",
-                           now=now, item=item.id)
-            told = _told(session, ticket)
-            subject, text = expiry_notice_text(ticket.number, item.recipient)
+            ticket = session.get(Ticket, item.ticket_id) if item.ticket_id else None
+            _history(session, item, actor=actor, action="pickup-expired", now=now,
+                     item=item.id)
+            if ticket is not None:
+                told = _told(session, ticket)
+            else:
+                told = [item.sender] if item.sender else []
+            subject, text = expiry_notice_text(
+                ticket.number if ticket else (item.queue_id or str(item.id)), item.recipient)
             for to in told:
                 data = build_notice(reporting_mta=settings.smtp.hostname,
                                     postmaster=settings.delivery.postmaster, to=to,

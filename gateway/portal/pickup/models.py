@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db import Base
@@ -22,9 +22,15 @@ class PickupItem(Base):
     __tablename__ = "pickup_items"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"),
-                                           index=True)
+    # None for an outbound message that is no ticket reply (migration 0019): the citizen's
+    # answer then goes to ``sender`` as mail, and so does the expiry notice.
+    ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tickets.id", ondelete="CASCADE"), index=True, nullable=True)
     recipient: Mapped[str] = mapped_column(String(320))
+    # The outbound queue message it was made for (gateway.delivery.portal_pickup): one item
+    # per message and recipient, however often the delivery step runs.
+    queue_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    sender: Mapped[str | None] = mapped_column(String(320), nullable=True)
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     # None while no code is issued (or after the last one was used up by a lock).
     code_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
@@ -39,7 +45,9 @@ class PickupItem(Base):
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
-    __table_args__ = (Index("ix_pickup_items_expiry", "expired_at", "expires_at"),)
+    __table_args__ = (Index("ix_pickup_items_expiry", "expired_at", "expires_at"),
+                      UniqueConstraint("queue_id", "recipient",
+                                       name="uq_pickup_items_queue_recipient"))
 
 
 class PickupDownload(Base):

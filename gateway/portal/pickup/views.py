@@ -22,6 +22,9 @@ class ItemView:
     locked: bool
     expired: bool
     downloads: tuple[tuple[int, datetime], ...]  # (attachment's place, when)
+    # Put up by the delivery step without a code (no SMS to send it by): the caseworker
+    # issues one and gives it to the citizen.
+    needs_code: bool = False
 
 
 def items_of_ticket(session: Session, ticket_id: int, *, now: datetime) -> list[ItemView]:
@@ -39,9 +42,10 @@ def items_of_ticket(session: Session, ticket_id: int, *, now: datetime) -> list[
     for (item_id, recipient, created, expires, opened, locked, no_code, expired, part,
          at) in rows:
         if item_id not in views:
+            gone = expired is not None or now >= expires
             views[item_id] = ItemView(item_id, recipient, created, expires, opened,
-                                      locked is not None or bool(no_code),
-                                      expired is not None or now >= expires, ())
+                                      locked is not None, gone, (),
+                                      needs_code=bool(no_code) and locked is None)
             downloads[item_id] = []
         if part is not None:
             downloads[item_id].append((part, at))
