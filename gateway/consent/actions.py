@@ -1,5 +1,5 @@
-"""What the CLI and the API do when a caseworker records, changes or revokes a release:
-store the version, then re-check that case's reports at once, in one transaction.
+"""What the CLI, the API and the console do when a caseworker records, changes or revokes a
+release: store the version, then re-check that case's reports at once, in one transaction.
 
 Held reports the change now covers go out by themselves; a revocation also reaches the
 case's reports waiting for a retry, so none leaves on a withdrawn consent.
@@ -34,9 +34,9 @@ class Recorded:
 
 def record_release(session: Session, master_key: MasterKey, settings: Settings,
                    data: ReleaseInput, *, document: Document | None, actor: str,
-                   now: datetime) -> Recorded:
+                   now: datetime, mailbox_id: int | None = None) -> Recorded:
     view = add_release(session, master_key, settings.consent, data, document=document,
-                       actor=actor, now=now)
+                       actor=actor, now=now, mailbox_id=mailbox_id)
     release = view.release
     woken = recheck_case(session, release.case, actor=actor, now=now,
                          why=f"release {release.id} v{release.version} recorded")

@@ -6,7 +6,15 @@ from gateway.errors import GatewayError
 
 
 class ConsentError(GatewayError):
-    """A consent operation was refused (bad input, a rule); the message says why."""
+    """A consent operation was refused (bad input, a rule); the message says why.
+
+    ``key`` (with ``values``) names the reason for pages that say it in the user's language
+    (the console's catalogue has ``consent_error.<key>``); None where no page needs it."""
+
+    def __init__(self, message: str, *, key: str | None = None, **values: object) -> None:
+        super().__init__(message)
+        self.key = key
+        self.values = values
 
 
 class ConsentNotFound(ConsentError):

@@ -99,13 +99,15 @@ class HeldReport:
     kind: HoldKind
 
 
-def held_reports(session: Session) -> list[HeldReport]:
-    """Every report the consent gate holds, oldest first."""
-    messages = session.scalars(
-        select(Message).where(Message.direction == Direction.OUTBOUND,
-                              Message.state == MessageState.HELD,
-                              Message.hold_kind.in_(CONSENT_HOLDS))
-        .order_by(Message.received_at)).all()
+def held_reports(session: Session, *, case: str | None = None) -> list[HeldReport]:
+    """Every report the consent gate holds (for ``case``, if given), oldest first."""
+    query = (select(Message).where(Message.direction == Direction.OUTBOUND,
+                                   Message.state == MessageState.HELD,
+                                   Message.hold_kind.in_(CONSENT_HOLDS))
+             .order_by(Message.received_at))
+    if case is not None:
+        query = query.where(Message.case_reference == normalise_case(case))
+    messages = session.scalars(query).all()
     return [HeldReport(m.queue_id, m.mail_from, m.received_at, m.reason or "",
                        tuple(r.address for r in m.recipients
                              if r.state == RecipientState.PENDING),
@@ -164,29 +166,31 @@ def approve_statutory(session: Session, queue_id: str, *, approver: str, reason:
     sender address: four eyes, not two accounts of one person.
     """
     if not reason.strip():
-        raise ConsentError("give a reason for the approval")
+        raise ConsentError("give a reason for the approval", key="reason_missing")
     message = session.scalars(select(Message).where(Message.queue_id == queue_id)).first()
     if message is None or message.direction != Direction.OUTBOUND:
         raise ConsentNotFound(f"no outbound message {queue_id}")
     if message.state != MessageState.HELD or \
             message.hold_kind != HoldKind.STATUTORY_APPROVAL:
         raise ConsentConflict(f"message {queue_id} is not waiting for the approval of a "
-                              f"statutory transfer (it is {message.state.value})")
+                              f"statutory transfer (it is {message.state.value})",
+                              key="not_waiting")
     if JUSTIFICATION_MISSING in (message.reason or ""):
         # An approval could not make it ready: it would only look approved and stay held.
         raise ConsentError(f"message {queue_id} has no justification (X-Xgate-Justification): "
                            "a transfer on a legal basis does not leave without one, approved "
                            "or not; the sender has to send it again with the reasons in that "
-                           "field")
+                           "field", key="no_justification")
     user = staff.find_user(session, approver)
     if user is None or user.disabled:
         raise ConsentError(f"no active staff user {approver!r}")
     if approver == message.auth_user or message.mail_from.lower() in {
             a.lower() for a in staff.sender_addresses(session, approver)}:
         raise ConsentError(f"{approver} sent this message; a second, different person must "
-                           "approve it")
+                           "approve it", key="own_report")
     if approver in approvers_of(session, message.id):
-        raise ConsentConflict(f"{approver} has already approved message {queue_id}")
+        raise ConsentConflict(f"{approver} has already approved message {queue_id}",
+                              key="approved_already")
     session.add(StatutoryApproval(message_id=message.id, approver=approver,
                                   reason=reason.strip(), approved_at=now))
     session.execute(update(Message).where(Message.id == message.id).values(

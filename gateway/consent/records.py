@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
@@ -119,51 +119,59 @@ def validate(session: Session, data: ReleaseInput, settings: ConsentSettings) ->
     """The input with categories in catalogue spelling; ConsentError naming the first fault."""
     case = " ".join(data.case.split())
     if not case:
-        raise ConsentError("the case reference (Aktenzeichen) is required")
+        raise ConsentError("the case reference (Aktenzeichen) is required", key="case_missing")
     if len(case) > MAX_CASE_LENGTH:
-        raise ConsentError(f"the case reference is longer than {MAX_CASE_LENGTH} characters")
+        raise ConsentError(f"the case reference is longer than {MAX_CASE_LENGTH} characters",
+                           key="case_long", limit=MAX_CASE_LENGTH)
     subjects = tuple(" ".join(s.split()) for s in data.data_subjects if s.strip())
     if not subjects:
-        raise ConsentError("name at least one data subject (the child or young person)")
+        raise ConsentError("name at least one data subject (the child or young person)",
+                           key="subjects_missing")
     if not data.grantor_name.strip():
-        raise ConsentError("name the person who granted the release")
+        raise ConsentError("name the person who granted the release", key="grantor_missing")
     if len(data.grantor_name.strip()) > MAX_NAME_LENGTH:
-        raise ConsentError(f"the grantor's name is longer than {MAX_NAME_LENGTH} characters")
+        raise ConsentError(f"the grantor's name is longer than {MAX_NAME_LENGTH} characters",
+                           key="grantor_long", limit=MAX_NAME_LENGTH)
     if data.grantor_role not in GRANTOR_ROLES:
         raise ConsentError(f"unknown grantor role {data.grantor_role!r}; one of: "
-                           + ", ".join(GRANTOR_ROLES))
+                           + ", ".join(GRANTOR_ROLES), key="role_unknown")
     categories: list[str] = []
     for name in data.categories:
         category = canonical_category(name, settings)
         if category is None:
             raise ConsentError(f"unknown category {name!r}; the catalogue has: "
-                               + ", ".join(settings.categories))
+                               + ", ".join(settings.categories), key="category_unknown",
+                               category=name, known=", ".join(settings.categories))
         if category not in categories:
             categories.append(category)
     if not categories:
-        raise ConsentError("name at least one category of information")
+        raise ConsentError("name at least one category of information", key="categories_missing")
     if not data.recipients:
-        raise ConsentError("name at least one recipient: a partner or an address")
+        raise ConsentError("name at least one recipient: a partner or an address",
+                           key="recipients_missing")
     recipients: list[RecipientRef] = []
     for ref in data.recipients:
         value = ref.value.strip()
         if ref.kind == "address":
             if not _ADDRESS.match(value) or len(value) > MAX_ADDRESS_LENGTH:
-                raise ConsentError(f"not an e-mail address: {value!r}")
+                raise ConsentError(f"not an e-mail address: {value!r}", key="address_bad",
+                                   address=value)
             value = value.lower()
         else:
             partner = find_partner(session, value)
             if partner is None:
-                raise ConsentError(f"no partner {value!r} in the key directory")
+                raise ConsentError(f"no partner {value!r} in the key directory",
+                                   key="partner_unknown", partner=value)
             value = partner.name
         recipient = RecipientRef(ref.kind, value)
         if recipient not in recipients:
             recipients.append(recipient)
     if not data.purpose.strip():
-        raise ConsentError("state the purpose the release was given for")
+        raise ConsentError("state the purpose the release was given for", key="purpose_missing")
     if data.valid_from > data.valid_until:
         raise ConsentError(f"valid from {data.valid_from} is after valid until "
-                           f"{data.valid_until}")
+                           f"{data.valid_until}", key="dates_reversed",
+                           start=data.valid_from.isoformat(), end=data.valid_until.isoformat())
     return replace(data, case=case, data_subjects=subjects, grantor_name=data.grantor_name.strip(),
                    categories=tuple(categories), recipients=tuple(recipients),
                    purpose=data.purpose.strip(), note=data.note.strip())
@@ -180,10 +188,11 @@ def _clean_filename(name: str) -> str:
 def _store_document(session: Session, master_key: MasterKey, document: Document,
                     settings: ConsentSettings, actor: str, now: datetime) -> ConsentDocument:
     if not document.data:
-        raise ConsentError("the release document is empty")
+        raise ConsentError("the release document is empty", key="document_empty")
     if len(document.data) > settings.max_document_bytes:
         raise ConsentError(f"the release document is larger than "
-                           f"{settings.max_document_bytes} bytes")
+                           f"{settings.max_document_bytes} bytes", key="document_big",
+                           limit=settings.max_document_bytes)
     digest = hashlib.sha256(document.data).hexdigest()
     row = ConsentDocument(
         filename=_clean_filename(document.filename),
@@ -261,10 +270,11 @@ def _audit_detail(row: ConsentVersion) -> dict[str, object]:
 
 def add_release(session: Session, master_key: MasterKey, settings: ConsentSettings,
                 data: ReleaseInput, *, document: Document | None, actor: str,
-                now: datetime) -> VersionView:
-    """Record a new release (version 1)."""
+                now: datetime, mailbox_id: int | None = None) -> VersionView:
+    """Record a new release (version 1); ``mailbox_id``: the shared mailbox whose case it is
+    (the console sets it, and its team then manages the release there)."""
     clean = validate(session, data, settings)
-    release = ConsentRelease(created_by=actor, created_at=now)
+    release = ConsentRelease(created_by=actor, created_at=now, mailbox_id=mailbox_id)
     session.add(release)
     session.flush()
     stored = (_store_document(session, master_key, document, settings, actor, now)
@@ -273,7 +283,10 @@ def add_release(session: Session, master_key: MasterKey, settings: ConsentSettin
                document_id=stored.id if stored else None)
     session.add(row)
     session.flush()
-    audit.record(session, actor=actor, action=AuditAction.CONSENT_ADDED, detail=_audit_detail(row))
+    detail = _audit_detail(row)
+    if mailbox_id is not None:
+        detail["mailbox"] = mailbox_id
+    audit.record(session, actor=actor, action=AuditAction.CONSENT_ADDED, detail=detail)
     return _view(session, master_key, row)
 
 
@@ -293,7 +306,8 @@ def _append(session: Session, row: ConsentVersion) -> None:
             session.flush()
     except IntegrityError:
         raise ConsentConflict(f"release {row.release_id} was changed at the same time; "
-                              "look at it again and repeat the change") from None
+                              "look at it again and repeat the change",
+                              key="changed_meanwhile") from None
 
 
 def change_release(session: Session, master_key: MasterKey, settings: ConsentSettings,
@@ -304,15 +318,17 @@ def change_release(session: Session, master_key: MasterKey, settings: ConsentSet
     latest = _latest_row(session, release_id)
     if expected_version is not None and latest.version != expected_version:
         raise ConsentConflict(f"release {release_id} is at version {latest.version}, "
-                              f"not {expected_version}; look at it again")
+                              f"not {expected_version}; look at it again",
+                              key="changed_meanwhile")
     if latest.revoked_at is not None:
         raise ConsentConflict(f"release {release_id} was revoked; record a new release "
-                              "instead")
+                              "instead", key="revoked")
     if not data.note.strip():
-        raise ConsentError("say why the release is changed (the note)")
+        raise ConsentError("say why the release is changed (the note)", key="note_missing")
     clean = validate(session, data, settings)
     if normalise_case(clean.case) != latest.case_key:
-        raise ConsentError("a release cannot move to another case; record a new release")
+        raise ConsentError("a release cannot move to another case; record a new release",
+                           key="case_moved")
     stored = (_store_document(session, master_key, document, settings, actor, now)
               if document is not None else None)
     row = _row(master_key, release_id, latest.version + 1, clean, recorded_by=actor,
@@ -332,18 +348,19 @@ def revoke_release(session: Session, master_key: MasterKey, release_id: int, *, 
     in the future is not, because a revocation takes effect when it is made.
     """
     if not reason.strip():
-        raise ConsentError("say how the revocation was received (the reason)")
+        raise ConsentError("say how the revocation was received (the reason)",
+                           key="reason_missing")
     at = revoked_at or now
     if at.utcoffset() is None:
         raise ConsentError("the revocation time needs a time zone")
     if at > now:
-        raise ConsentError("a revocation cannot be dated in the future")
+        raise ConsentError("a revocation cannot be dated in the future", key="revocation_future")
     # Stored and returned in UTC, so an answer reads the same now and when read back.
     at = at.astimezone(UTC)
     latest = _latest_row(session, release_id)
     if latest.revoked_at is not None:
         raise ConsentConflict(f"release {release_id} was already revoked at "
-                              f"{latest.revoked_at.isoformat()}")
+                              f"{latest.revoked_at.isoformat()}", key="revoked")
     # The new version says what the revoked one said; its personal part is sealed anew,
     # bound to the new version.
     data = _input_of(to_release(latest, master_key), reason.strip())
@@ -378,7 +395,8 @@ def history(session: Session, master_key: MasterKey, release_id: int) -> list[Ve
     return [_view(session, master_key, r) for r in rows]
 
 
-def _latest_rows(session: Session, case: str | None) -> list[ConsentVersion]:
+def _latest_rows(session: Session, case: str | None,
+                 mailboxes: Collection[int] | None = None) -> list[ConsentVersion]:
     newest = (select(ConsentVersion.release_id, func.max(ConsentVersion.version).label("v"))
               .group_by(ConsentVersion.release_id).subquery())
     query = (select(ConsentVersion)
@@ -387,7 +405,28 @@ def _latest_rows(session: Session, case: str | None) -> list[ConsentVersion]:
              .order_by(ConsentVersion.release_id.desc()))
     if case is not None:
         query = query.where(ConsentVersion.case_key == normalise_case(case))
+    if mailboxes is not None:
+        query = query.join(ConsentRelease, ConsentRelease.id == ConsentVersion.release_id) \
+            .where(ConsentRelease.mailbox_id.in_(list(mailboxes)))
     return list(session.scalars(query).all())
+
+
+def current_versions(session: Session, master_key: MasterKey, *, case: str | None,
+                     mailboxes: Collection[int] | None) -> list[VersionView]:
+    """The current version of every release (of one case; of the releases of ``mailboxes``,
+    None: of all), newest release first, personal part opened. Not audited: whoever shows
+    them records the reading (gateway.consent.search)."""
+    return [_view(session, master_key, r) for r in _latest_rows(session, case, mailboxes)]
+
+
+def release_mailbox(session: Session, release_id: int) -> int | None:
+    """The shared mailbox whose case the release is (None: recorded without one);
+    ConsentNotFound for no such release."""
+    row = session.execute(select(ConsentRelease.mailbox_id)
+                          .where(ConsentRelease.id == release_id)).first()
+    if row is None:
+        raise ConsentNotFound(f"no release {release_id}")
+    return row[0]
 
 
 def latest_terms(session: Session, *, case: str | None = None) -> list[ReleaseTerms]:
@@ -400,7 +439,7 @@ def read_release(session: Session, master_key: MasterKey, release_id: int, *, ac
                  via: str) -> list[VersionView]:
     """Every version of a release with its personal part, for ``actor`` to see; the reading
     is recorded in the audit trail (release and versions, never the names) in the caller's
-    transaction. ``via``: "cli" or "api"."""
+    transaction. ``via``: "cli", "api" or "web"."""
     views = history(session, master_key, release_id)
     audit.record(session, actor=actor, action=AuditAction.CONSENT_READ, detail={
         "release": release_id, "versions": [v.release.version for v in views], "via": via})
