@@ -4,6 +4,11 @@ processes and restarts): per client address and for everyone together, per hour.
 Addresses are stored only as an HMAC under a key derived from the master key (a plain hash
 of an IPv4 address is reversed by trying all 2^32), and every hit is deleted after
 ``portal.ip_retention_hours``. Runs in the caller's transaction.
+
+The count and the new hit must be one step, or a burst of parallel submissions all count
+the same number and all pass: on SQLite the transaction holds the write lock from its start
+(gateway.db's BEGIN IMMEDIATE); on PostgreSQL ``take_turn`` takes a transaction-level
+advisory lock first.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import hmac
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey
@@ -21,6 +26,8 @@ from gateway.portal.models import PortalRateHit
 from gateway.settings import PortalSettings
 
 WINDOW = timedelta(hours=1)
+# Any fixed number; names the portal's rate-limit lock among PostgreSQL advisory locks.
+_LOCK_KEY = 0x7867617465_01  # "xgate" 1
 
 
 class Limited(StrEnum):
@@ -31,6 +38,12 @@ class Limited(StrEnum):
 def hash_address(master: MasterKey, address: str) -> bytes:
     key = hmac.new(master.key, b"xgate portal client address v1", hashlib.sha256).digest()
     return hmac.new(key, address.encode(), hashlib.sha256).digest()
+
+
+def take_turn(session: Session) -> None:
+    """Wait until no other transaction is counting or recording hits (until commit)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
 
 
 def forget_old(session: Session, portal: PortalSettings, now: datetime) -> int:

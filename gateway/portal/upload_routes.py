@@ -178,6 +178,7 @@ def upload_router(settings: Settings, sessions: sessionmaker[Session], master: M
         address = request.client.host if request.client else "unknown"
         now = clock()
         with session_scope(sessions) as session:
+            rate_limits.take_turn(session)
             rate_limits.forget_old(session, portal, now)
             ip_hash = rate_limits.hash_address(master, address)
             limited = rate_limits.over_limit(session, portal, ip_hash, now)
