@@ -28,6 +28,7 @@ from admin_ui.pages.quarantine.routes import quarantine_router
 from admin_ui.pages.render import Renderer
 from admin_ui.pages.service_levels.routes import service_levels_router
 from admin_ui.pages.tasks.routes import tasks_router
+from admin_ui.pages.transfers.routes import transfers_router
 from admin_ui.pages.tickets.routes import tickets_router
 from admin_ui.public.monitoring import monitoring_router
 from admin_ui.public.wkd import wkd_router
@@ -79,6 +80,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.include_router(tickets_router(auth, sessions, master_key, settings, clock, renderer))
     app.include_router(pickup_router(auth, sessions, master_key, clock, renderer))
     app.include_router(tasks_router(auth, sessions, clock, renderer))
+    app.include_router(transfers_router(auth, sessions, renderer))
     app.include_router(quarantine_router(auth, sessions, master_key, settings, clock, renderer,
                                          tasks))
     app.include_router(keys_router(auth, sessions, clock, settings))

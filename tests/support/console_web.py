@@ -32,6 +32,8 @@ def add_console_staff(services: Services) -> dict[str, str]:
 
 def console_login(client: TestClient, secrets: dict[str, str], clock: FakeClock,
                   user: str) -> str:
-    """Log ``user`` in (the client's cookies replaced); returns the CSRF token."""
+    """Log ``user`` in (the client's cookies replaced); returns the CSRF token. The clock
+    moves on by a TOTP period first: a code is good for one login only."""
     client.cookies.clear()
+    clock.advance(30)
     return web_login(client, user, PASSWORD, secrets[user], at=clock())
