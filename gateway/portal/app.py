@@ -69,6 +69,6 @@ def create_portal_app(settings: Settings, *, clock: Clock = system_clock) -> Fas
     app.include_router(pickup_router(sessions, master_key, clock, renderer,
                                      max_tries=settings.portal.pickup_max_tries,
                                      secure_cookies=settings.portal.tls,
-                                     hostname=settings.smtp.hostname))
+                                     hostname=settings.smtp.hostname, settings=settings))
     # --- end of routers ------------------------------------------------------------------
     return app
