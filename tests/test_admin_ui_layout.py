@@ -43,7 +43,7 @@ PUBLIC = {
     "/login", "/login/code", "/login/enrol", "/logout", "/language",
 }
 ADMIN_ONLY = ("/api/v1/keys", "/api/v1/partners", "/console/quarantine", "/console/partners",
-              "/console/keys")
+              "/console/keys", "/console/users")
 ANY_STAFF = ("/api/v1/consents", "/", "/logout/everywhere", "/account/recovery-codes")
 # Mailbox members only: anyone else gets 404 (tests/test_web_ticket_rights.py tries each;
 # tests/test_web_pickup_ticket.py the pickup items').

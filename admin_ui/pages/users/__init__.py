@@ -1,0 +1,1 @@
+"""The admin console's users and roles (/console/users)."""
