@@ -30,6 +30,7 @@ from admin_ui.pages.service_levels.routes import service_levels_router
 from admin_ui.pages.tasks.routes import tasks_router
 from admin_ui.pages.transfers.routes import transfers_router
 from admin_ui.pages.tickets.routes import tickets_router
+from admin_ui.pages.users.routes import users_router
 from admin_ui.public.monitoring import monitoring_router
 from admin_ui.public.wkd import wkd_router
 from admin_ui.security.authentication import Authenticator
@@ -83,6 +84,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.include_router(transfers_router(auth, sessions, renderer))
     app.include_router(quarantine_router(auth, sessions, master_key, settings, clock, renderer,
                                          tasks))
+    app.include_router(users_router(auth, sessions, clock, renderer))
     app.include_router(keys_router(auth, sessions, clock, settings))
     app.include_router(partners_router(auth, sessions, clock))
     app.include_router(consents_router(auth, sessions, clock, settings, master_key))
