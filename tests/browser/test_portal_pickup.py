@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -28,6 +28,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from gateway.db import session_scope
 from gateway.portal.app import create_portal_app
+from gateway.portal.pickup.items import create_item
 from gateway.services import Services
 from gateway.settings import RelayRoute, Settings, TlsPolicy
 from mailboxes.directory import mailbox_id_for
@@ -36,6 +37,7 @@ from mailboxes.models import MemberRole
 from mailboxes.tickets.records import create_ticket
 from tests.browser.conftest import screenshot
 from tests.conftest import make_settings
+from tests.support.clamd import EICAR
 from tests.support.pipeline import drain
 from tests.support.postgres import free_port
 from tests.support.sink import SmtpSink
@@ -215,3 +217,59 @@ def test_a_reply_goes_to_pickup_and_the_citizen_answers_by_keyboard(
         expect(pickup).to_contain_text("geöffnet")
         expect(pickup).to_contain_text("Anhang 1 heruntergeladen")
         screenshot(page, "portal-pickup-ticket-answered")
+
+
+def test_the_other_pickup_pages_pass_axe(page: Page, services: Services,
+                                         portal_port: int) -> None:
+    """The pages a citizen meets when something is wrong: a wrong code, a locked item, an
+    expired one, an answer refused (an infected file, named)."""
+    services.settings.portal.pickup_max_tries = 2
+    now = datetime.now(UTC)
+    with session_scope(services.sessions) as s:
+        box = mailbox_id_for(s, BOX)
+        assert box is not None
+        ticket_id, _ = create_ticket(s, services.master_key, mailbox_id=box[0],
+                                     requester=CITIZEN, subject="Antrag", actor="test",
+                                     now=now)
+        made = [create_item(s, services.master_key, ticket_id=ticket_id, recipient=CITIZEN,
+                            message=_message(), actor="test", now=start,
+                            valid_for=timedelta(days=1))
+                for start in (now, now, now - timedelta(days=2))]
+    fresh, to_lock, expired = made
+    with serving_portal(services.settings, portal_port) as portal:
+        def enter(token: str, code: str) -> None:
+            page.goto(f"{portal}/p/{token}")
+            page.get_by_label("Abhol-Code").fill(code)
+            page.get_by_role("button", name="Nachricht öffnen").click()
+
+        enter(to_lock.token, "WRONGCOD")
+        expect(page.locator("#code-error")).to_be_visible()
+        expect(page.locator("#code")).to_have_attribute("aria-invalid", "true")
+        no_serious_violations(page)
+        enter(to_lock.token, "WRONGCOD")
+        expect(page.get_by_role("heading", name="Abholung gesperrt")).to_be_visible()
+        no_serious_violations(page)
+        enter(expired.token, expired.code)
+        expect(page.get_by_role("heading", name="Nachricht nicht mehr abrufbar")
+               ).to_be_visible()
+        no_serious_violations(page)
+
+        enter(fresh.token, fresh.code)
+        page.get_by_label("Ihre Antwort").fill("Hier die Unterlagen.")
+        page.set_input_files("#answer-files", [{"name": "rechnung.com",
+                                                "mimeType": "application/octet-stream",
+                                                "buffer": EICAR}])
+        page.get_by_role("button", name="Antwort senden").click()
+        expect(page.get_by_role("alert")).to_contain_text("rechnung.com")
+        no_serious_violations(page)
+        screenshot(page, "portal-pickup-refused")
+        page.get_by_role("link", name="Zurück zur Nachricht").click()
+        expect(page.get_by_role("heading", name="Ihre Nachricht")).to_be_visible()
+
+
+def _message() -> bytes:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = BOX, CITIZEN, "Ihr Antrag"
+    msg["Message-ID"] = "<reply-1@gw.example>"
+    msg.set_content("Guten Tag, bitte senden Sie uns die Unterlagen.")
+    return msg.as_bytes()
