@@ -278,3 +278,45 @@ def test_mail_that_is_no_ticket_reply_gets_an_item_without_ticket(
         None, queue_id, "anna@jugendamt.example")
     [delivery] = sink.deliveries
     assert TEXT.encode() not in delivery.content
+
+
+def test_an_item_without_ticket_is_answered_and_expires_to_its_sender(
+        pickup_services: Services, sink: SmtpSink, clock: FakeClock) -> None:
+    from gateway.portal.pickup.items import expire_due
+    from gateway.portal.pickup.replies import submit_answer
+    from tests.support.pipeline import enqueue
+
+    services = pickup_services
+    staff = "anna@jugendamt.example"
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = staff, CITIZEN, SUBJECT
+    msg.set_content(TEXT)
+    enqueue(services, [CITIZEN, "vater@web.example"], msg.as_bytes(), mail_from=staff,
+            direction=Direction.OUTBOUND)
+    drain(services)
+    answered, unread = _items(services)
+    assert answered.ticket_id is None and answered.recipient == CITIZEN
+    [notice] = [d for d in sink.deliveries if d.rcpt_tos == (CITIZEN,)]
+    token = _link(notice.content).rsplit("/", 1)[1]
+    with session_scope(services.sessions) as s:
+        code = new_code(s, services.master_key, answered.id, actor="anna", now=START)
+    with session_scope(services.sessions) as s:
+        assert open_with_code(s, services.master_key, token, code, now=START
+                              ).outcome is Outcome.OPENED
+    with session_scope(services.sessions) as s:
+        queue_id = submit_answer(s, services.master_key, answered.id, "Danke!",
+                                 hostname="gw.example", now=START)
+    with read_scope(services.sessions) as s:
+        rcpts = list(s.scalars(select(Recipient.address).join(
+            Message, Message.id == Recipient.message_id).where(Message.queue_id == queue_id)))
+    assert rcpts == [staff]
+
+    clock.now = START + timedelta(days=11)
+    with session_scope(services.sessions) as s:
+        expired = expire_due(s, services.master_key, services.settings, now=clock(),
+                             actor="scheduler")
+    assert expired == [answered.id, unread.id]
+    with read_scope(services.sessions) as s:
+        told = [m for m in s.scalars(select(Message).where(Message.mail_from == ""))
+                if [r.address for r in m.recipients] == [staff]]
+    assert len(told) == 1  # only the unread one is told, to the sender
