@@ -210,7 +210,6 @@ def test_a_crash_before_the_notice_is_queued_loses_nothing_and_makes_nothing_twi
         monkeypatch: pytest.MonkeyPatch) -> None:
     services = pickup_services
     queue_id = _reply(services, _ticket(services))
-    real_store = portal_pickup.store_received
 
     def crash(*args: object, **kwargs: object) -> object:
         raise OperationalError("INSERT INTO messages", {}, Exception("disk I/O error"))
@@ -221,7 +220,7 @@ def test_a_crash_before_the_notice_is_queued_loses_nothing_and_makes_nothing_twi
     assert _recipient(services, queue_id).state == RecipientState.PENDING.value
     assert sink.deliveries == []
 
-    monkeypatch.setattr(portal_pickup, "store_received", real_store)
+    monkeypatch.undo()
     clock.now = START + timedelta(hours=1)
     drain(services)
     assert len(_items(services)) == 1
