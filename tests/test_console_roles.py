@@ -31,7 +31,7 @@ from gateway.staff.roles import GlobalRole
 from mailboxes.directory import add_mailbox
 from mailboxes.members import add_member
 from mailboxes.models import MemberRole
-from tests.support.staff_web import BASE_URL, add_tokens, bearer
+from tests.support.staff_web import BASE_URL, add_tokens, bearer, enrol, web_login
 
 pytestmark = pytest.mark.usefixtures("cheap_hashing")
 # Rights do not depend on the database; one is enough for the matrix.
@@ -148,3 +148,20 @@ def test_each_role_gets_what_console_areas_says(app: FastAPI, client: TestClient
         elif not _PARAMETER.search(path) and method == "GET" and status != 200:
             wrong.append(f"{method} {path}: {status}, not the page")
     assert wrong == [], f"{user}: " + "; ".join(wrong)
+
+
+@sqlite_only
+def test_every_console_post_needs_the_csrf_token_of_a_login_session(
+        app: FastAPI, client: TestClient, services: Services, clock: FakeClock) -> None:
+    """An admin (who may use every area, so a 403 here is the CSRF check's) logged in with
+    the session cookie: each console POST without the form's token is refused."""
+    web_login(client, "chef", PASSWORD, enrol(services.settings, "chef"), at=clock())
+    posts = [path for method, path in console_routes(app) if method == "POST"]
+    assert posts
+    wrong = []
+    for path in posts:
+        answer = client.post(_PARAMETER.sub(UNKNOWN_ID, path), data={"reason": "x"},
+                             follow_redirects=False)
+        if answer.status_code != 403 or "CSRF" not in answer.text:
+            wrong.append(f"POST {path}: {answer.status_code}")
+    assert wrong == []
