@@ -19,6 +19,7 @@ from admin_ui.api.consents import MasterKeySource, consents_router
 from admin_ui.api.keys import keys_router
 from admin_ui.api.partners import partners_router
 from admin_ui.errors import install_error_handlers
+from admin_ui.pages.audit.routes import audit_router
 from admin_ui.pages.auth.routes import auth_router
 from admin_ui.pages.home.routes import home_router
 from admin_ui.pages.hotline.routes import hotline_router
@@ -28,8 +29,8 @@ from admin_ui.pages.quarantine.routes import quarantine_router
 from admin_ui.pages.render import Renderer
 from admin_ui.pages.service_levels.routes import service_levels_router
 from admin_ui.pages.tasks.routes import tasks_router
-from admin_ui.pages.transfers.routes import transfers_router
 from admin_ui.pages.tickets.routes import tickets_router
+from admin_ui.pages.transfers.routes import transfers_router
 from admin_ui.pages.users.routes import users_router
 from admin_ui.public.monitoring import monitoring_router
 from admin_ui.public.wkd import wkd_router
@@ -82,6 +83,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.include_router(pickup_router(auth, sessions, master_key, clock, renderer))
     app.include_router(tasks_router(auth, sessions, clock, renderer))
     app.include_router(transfers_router(auth, sessions, renderer))
+    app.include_router(audit_router(auth, sessions, tasks, renderer))
     app.include_router(quarantine_router(auth, sessions, master_key, settings, clock, renderer,
                                          tasks))
     app.include_router(users_router(auth, sessions, clock, renderer))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -130,12 +130,21 @@ class VerifyResult:
     problem: str = ""
 
 
-def verify(session: Session, batch: int = 5000) -> VerifyResult:
-    """Walk the whole chain; name the first entry whose link or hash does not hold."""
+def verify(session: Session, batch: int = 5000,
+           progress: Callable[[int, int], None] | None = None) -> VerifyResult:
+    """Walk the whole chain; name the first entry whose link or hash does not hold.
+
+    The one check of ``xgate audit verify`` and of the console's *verify chain* (a background
+    task): ``progress(checked, total)`` is called after each batch, ``total`` being the
+    number of entries the head named when the walk began.
+    """
     prev = GENESIS_HASH
     expected_seq = 1
     checked = 0
+    total = session.scalar(select(AuditHead.seq).where(AuditHead.id == 1)) or 0
     for entry in _iter_entries(session, batch):
+        if progress is not None and checked and checked % batch == 0:
+            progress(checked, max(total, checked))
         if entry.seq != expected_seq:
             return VerifyResult(False, checked, expected_seq,
                                 f"entry {expected_seq} is missing (next is {entry.seq})")
