@@ -23,7 +23,9 @@ from admin_ui.pages.audit.routes import audit_router
 from admin_ui.pages.auth.routes import auth_router
 from admin_ui.pages.home.routes import home_router
 from admin_ui.pages.hotline.routes import hotline_router
+from admin_ui.pages.keys.routes import keys_page_router
 from admin_ui.pages.mailboxes.routes import mailbox_overview, mailboxes_router
+from admin_ui.pages.partners.routes import partners_page_router
 from admin_ui.pages.pickup import pickup_router
 from admin_ui.pages.quarantine.routes import quarantine_router
 from admin_ui.pages.render import Renderer
@@ -87,6 +89,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.include_router(quarantine_router(auth, sessions, master_key, settings, clock, renderer,
                                          tasks))
     app.include_router(users_router(auth, sessions, clock, renderer))
+    app.include_router(partners_page_router(auth, sessions, master_key, settings, clock, renderer))
+    app.include_router(keys_page_router(auth, sessions, master_key, settings, clock, renderer))
     app.include_router(keys_router(auth, sessions, clock, settings))
     app.include_router(partners_router(auth, sessions, clock))
     app.include_router(consents_router(auth, sessions, clock, settings, master_key))

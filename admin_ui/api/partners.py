@@ -7,7 +7,6 @@ their errors into JSON answers; they query nothing themselves.
 
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations at run
 # time, and they name ``AdminUser``, a local of partners_router.
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
@@ -101,7 +100,8 @@ def partners_router(auth: Authenticator, sessions: sessionmaker[Session],
                 inbound_invalid_signature=body.inbound_invalid_signature,
                 non_sensitive=body.non_sensitive, note=body.note)
             if body.patterns is not None:
-                _replace_patterns(session, partner.name, body.patterns, admin.username, now)
+                partners.replace_partner_patterns(session, partner.name, body.patterns,
+                                                  actor=admin.username, now=now)
             return partner_view(partners.get_partner(session, partner.name))
 
     @router.delete("/partners/{name}", status_code=204)
@@ -112,14 +112,3 @@ def partners_router(auth: Authenticator, sessions: sessionmaker[Session],
 
     return router
 
-
-def _replace_patterns(session: Session, name: str, wanted: list[str], actor: str,
-                      now: datetime) -> None:
-    current = {p.pattern for p in partners.get_partner(session, name).patterns}
-    normalised = [p.strip().lower() for p in wanted]
-    # Removed first, so a pattern can move between spellings without a conflict.
-    for pattern in sorted(current - set(normalised)):
-        partners.remove_partner_pattern(session, name, pattern, actor=actor, now=now)
-    for pattern in dict.fromkeys(normalised):
-        if pattern not in current:
-            partners.add_partner_pattern(session, name, pattern, actor=actor, now=now)

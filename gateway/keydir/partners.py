@@ -81,6 +81,24 @@ def get_partner(session: Session, name: str) -> Partner:
     return partner
 
 
+def get_partner_by_id(session: Session, partner_id: int) -> Partner:
+    """For the web console, whose URLs carry ids rather than names."""
+    partner = session.get(Partner, partner_id)
+    if partner is None:
+        raise NotFound(f"no partner with id {partner_id}")
+    return partner
+
+
+def require_patterns(patterns: Iterable[str]) -> list[str]:
+    """The patterns given, refused if there are none: a partner without a domain or an
+    address would never match a message, and its policy would silently apply to nobody."""
+    given = [p for p in patterns if p.strip()]
+    if not given:
+        raise KeyDirError("give at least one domain or address: a partner without any would "
+                          "never match a message")
+    return given
+
+
 def list_partners(session: Session) -> list[Partner]:
     return list(session.scalars(select(Partner).order_by(Partner.name)))
 
@@ -200,6 +218,20 @@ def remove_partner_pattern(session: Session, name: str, pattern: str, *, actor: 
                  detail={"partner": partner.name, "pattern": wanted})
     _release_waiting(session, [wanted], actor, now,
                      f"{wanted} removed from partner {partner.name!r}")
+
+
+def replace_partner_patterns(session: Session, name: str, wanted: Iterable[str], *,
+                             actor: str, now: datetime) -> None:
+    """Make ``wanted`` the partner's complete set of domains and addresses (each change
+    audited and re-checking held mail as add_partner_pattern and remove_partner_pattern do)."""
+    normalised = [normalise(p) for p in require_patterns(wanted)]
+    current = {p.pattern for p in get_partner(session, name).patterns}
+    # Removed first, so a pattern can move between spellings without a conflict.
+    for pattern in sorted(current - set(normalised)):
+        remove_partner_pattern(session, name, pattern, actor=actor, now=now)
+    for pattern in dict.fromkeys(normalised):
+        if pattern not in current:
+            add_partner_pattern(session, name, pattern, actor=actor, now=now)
 
 
 def _release_waiting(session: Session, patterns: Iterable[str], actor: str, now: datetime,

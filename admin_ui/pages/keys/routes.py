@@ -1,0 +1,157 @@
+"""The key pages (/console/keys), for admins only (ConsoleArea.KEYS).
+
+What ``xgate keys`` does, with the same functions of gateway.keydir, each change audited
+there with the acting admin in the request's one transaction: approving a pending key
+(harvested from a signed message, looked up in a Web Key Directory, imported) after
+comparing its fingerprint, which also sends the mail held for it; rejecting a pending key;
+revoking one; the keys that expire within crypto.expiry_warning_days; the office's own keys,
+a new OpenPGP key for an address and retiring the old one (the rollover). URLs carry key ids:
+an unknown one is 404; a refusal is the page again with the reason, nothing stored.
+"""
+
+# No ``from __future__ import annotations``: FastAPI reads the routes' annotations at run
+# time.
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.responses import RedirectResponse, Response
+
+from admin_ui.api.consents import MasterKeySource
+from admin_ui.pages.ids import parse_id
+from admin_ui.pages.render import Renderer
+from admin_ui.security.authentication import Authenticator
+from admin_ui.security.guard import guarded_route
+from admin_ui.security.identity import Staff
+from admin_ui.security.rights import ConsoleArea, area_user
+from gateway.clock import Clock
+from gateway.db import read_scope, session_scope
+from gateway.keydir import keys, own_keys, own_openpgp
+from gateway.keydir.errors import KeyDirError, NotFound
+from gateway.keydir.expiry import expiring
+from gateway.keydir.models import KeyKind, KeyStatus, PartnerKey
+from gateway.keydir.views import key_view, own_key_view, spoken_fingerprint
+from gateway.settings import Settings
+
+MAX_FORM = 16 * 1024
+BASE = "/console/keys"
+# The decisions on a partner key, by the word in its URL.
+_DECISIONS: dict[str, Callable[[Session, int, str, Any], PartnerKey]] = {
+    "approve": keys.approve_key, "reject": keys.reject_key, "revoke": keys.revoke_key}
+_DONE = ("approve", "reject", "revoke", "generated", "retired")
+
+
+def _field(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _spoken(view: dict[str, Any]) -> str:
+    return spoken_fingerprint(KeyKind(view["kind"]), view["fingerprint"])
+
+
+def keys_page_router(auth: Authenticator, sessions: sessionmaker[Session],
+                     master_key: MasterKeySource, settings: Settings, clock: Clock,
+                     renderer: Renderer) -> APIRouter:
+    router = APIRouter(prefix=BASE, route_class=guarded_route(auth, MAX_FORM))
+    Admin = Annotated[Staff, Depends(area_user(ConsoleArea.KEYS))]
+    warn_days = settings.crypto.expiry_warning_days
+
+    def overview(request: Request, staff: Staff, *, error: str | None = None,
+                 own_form: dict[str, str] | None = None, status: int = 200) -> Response:
+        wanted = request.query_params.get("status")
+        shown = KeyStatus(wanted) if wanted in {s.value for s in KeyStatus} else None
+        with read_scope(sessions) as session:
+            pending = [{**key_view(k), "spoken": _spoken(key_view(k))}
+                       for k in keys.list_keys(session, KeyStatus.PENDING)]
+            listed = [key_view(k) for k in keys.list_keys(session, shown)]
+            soon = expiring(session, clock(), warn_days)
+            own = [own_key_view(k) for k in own_keys.list_own_keys(session)]
+        done = request.query_params.get("done")
+        return renderer.page(request, "keys/overview.html", {
+            "pending": pending, "keys": listed, "status": shown, "statuses": list(KeyStatus),
+            "expiring": soon, "warn_days": warn_days, "own": own,
+            "algorithms": own_openpgp.ALGORITHMS, "error": error,
+            "own_form": own_form or {"address": "", "algorithm": own_openpgp.ALGORITHMS[0]},
+            "done": done if done in _DONE else None,
+        }, staff=staff, status=status)
+
+    def detail(request: Request, staff: Staff, key_id: int, *, error: str | None = None,
+               status: int = 200) -> Response:
+        with read_scope(sessions) as session:
+            try:
+                view = key_view(keys.get_key(session, key_id), with_data=True)
+            except NotFound:
+                raise HTTPException(404) from None
+        done = request.query_params.get("done")
+        return renderer.page(request, "keys/key.html", {
+            "key": view, "spoken": _spoken(view), "error": error,
+            "done": done if done in _DONE else None,
+        }, staff=staff, status=status)
+
+    @router.get("")
+    async def listing(request: Request, staff: Admin) -> Response:
+        return await run_in_threadpool(overview, request, staff)
+
+    @router.get("/{key_id}")
+    async def show(request: Request, staff: Admin, key_id: str) -> Response:
+        return await run_in_threadpool(detail, request, staff, parse_id(key_id))
+
+    @router.post("/own/generate")
+    async def generate(request: Request, staff: Admin) -> Response:
+        form = await request.form()
+        given = {"address": _field(form.get("address")),
+                 "algorithm": _field(form.get("algorithm"))}
+
+        def work() -> Response:
+            key = master_key()
+            try:
+                with session_scope(sessions) as session:
+                    own_openpgp.generate_own_openpgp(
+                        session, key, given["address"], algorithm=given["algorithm"],
+                        actor=staff.username, now=clock())
+            except KeyDirError as exc:
+                return overview(request, staff, error=str(exc), own_form=given, status=409)
+            return RedirectResponse(f"{BASE}?done=generated#own-keys", status_code=303)
+
+        return await run_in_threadpool(work)
+
+    @router.post("/own/{key_id}/retire")
+    async def retire(request: Request, staff: Admin, key_id: str) -> Response:
+        kid = parse_id(key_id)
+
+        def work() -> Response:
+            try:
+                with session_scope(sessions) as session:
+                    own_keys.retire_own_key(session, kid, actor=staff.username, now=clock())
+            except NotFound:
+                raise HTTPException(404) from None
+            except KeyDirError as exc:
+                return overview(request, staff, error=str(exc), status=409)
+            return RedirectResponse(f"{BASE}?done=retired#own-keys", status_code=303)
+
+        return await run_in_threadpool(work)
+
+    # After the own-key routes: "/own/generate" would otherwise be taken for a decision.
+    @router.post("/{key_id}/{decision}")
+    async def decide(request: Request, staff: Admin, key_id: str, decision: str) -> Response:
+        kid = parse_id(key_id)
+        func = _DECISIONS.get(decision)
+        if func is None:
+            raise HTTPException(404)
+
+        def work() -> Response:
+            try:
+                with session_scope(sessions) as session:
+                    func(session, kid, staff.username, clock())
+            except NotFound:
+                raise HTTPException(404) from None
+            except KeyDirError as exc:
+                return detail(request, staff, kid, error=str(exc), status=409)
+            return RedirectResponse(f"{BASE}/{kid}?done={decision}", status_code=303)
+
+        return await run_in_threadpool(work)
+
+    return router
