@@ -124,8 +124,13 @@ def test_init_demo_creates_certificate_mailbox_and_user(tmp_path: Path) -> None:
     # Where to log in, at the end; and the same from 'xgate demo web' (the make run banner).
     hint = ["the staff web app: open http://127.0.0.1:8025/ once 'xgate serve' runs,",
             "  log in as demo with its password and a one-time code from an authenticator app"]
-    assert result.stdout.splitlines()[-3:-1] == hint == again.stdout.splitlines()[-3:-1]
-    assert run_xgate("-c", inst / "xgate.toml", "demo", "web").stdout.splitlines()[:2] == hint
+    assert result.stdout.splitlines()[-4:-2] == hint == again.stdout.splitlines()[-4:-2]
+    web = run_xgate("-c", inst / "xgate.toml", "demo", "web").stdout.splitlines()
+    assert web[:2] == hint
+    # ... and the citizen portal, which the demo switches on.
+    portal = ("the citizen portal (no login; what is sent there becomes a ticket): open "
+              "http://127.0.0.1:8026/")
+    assert result.stdout.splitlines()[-1] == portal == web[-1]
 
 
 def test_init_demo_queues_mail_the_worker_files_as_tickets(tmp_path: Path) -> None:
@@ -299,3 +304,29 @@ def test_unknown_command_is_a_usage_error() -> None:
     result = run_xgate("frobnicate")
     assert result.returncode == 2
     assert "invalid choice" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_init_demo_switches_the_citizen_portal_on_for_the_demo_mailbox(tmp_path: Path) -> None:
+    inst = tmp_path / "inst"
+    result = run_xgate("init", inst, "--demo", "--portal-port", "18026")
+    assert result.returncode == 0, result.stderr
+    assert "the citizen portal is on, on port 18026" in result.stdout
+    settings = installation_settings(inst / "xgate.toml")
+    portal = settings.portal
+    assert (portal.enabled, portal.host, portal.port, portal.public_url) == (
+        True, "127.0.0.1", 18026, "http://127.0.0.1:18026")
+    assert [(t.name, t.mailbox) for t in portal.topics] == [
+        ("Kindertagespflege: Platz anfragen", DEMO_MAILBOX),
+        ("Kindertagespflege: Unterlagen nachreichen", DEMO_MAILBOX)]
+    # Every topic files into a shared mailbox that exists ('xgate serve' checks it too).
+    services = installation_services(settings)
+    try:
+        with session_scope(services.sessions) as session:
+            assert all(find_mailbox(session, t.mailbox) is not None for t in portal.topics)
+    finally:
+        dispose(services)
+    # Without --demo the portal stays off; a port out of range is one line.
+    assert not installation_settings(init_installation(tmp_path / "plain")).portal.enabled
+    bad = run_xgate("init", tmp_path / "bad", "--demo", "--portal-port", "0")
+    assert bad.returncode != 0
+    assert bad.stderr.strip() == "xgate: error: --portal-port must be 1 to 65535, not 0"

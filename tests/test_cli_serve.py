@@ -140,6 +140,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
         "XGATE_SMTP__INBOUND__PORT": str(inbound),
         "XGATE_SMTP__SUBMISSION__PORT": str(submission),
         "XGATE_WEB__PORT": str(web),
+        # init --demo switches the citizen portal on: on a free port, not its default.
+        "XGATE_PORTAL__PORT": str(free_port()),
         "XGATE_LOGGING__JSON": "true",
         "XGATE_WORKERS__POLL_INTERVAL_SECONDS": "0.1",
     })
@@ -292,7 +294,8 @@ def test_serve_refuses_a_port_in_use(tmp_path: Path, part: tuple[str, ...]) -> N
     with _port_in_use() as port:
         line = _serve_fails(config, {"XGATE_SMTP__INBOUND__PORT": str(port),
                                      "XGATE_SMTP__SUBMISSION__PORT": str(free_port()),
-                                     "XGATE_WEB__PORT": str(free_port())}, *part)
+                                     "XGATE_WEB__PORT": str(free_port()),
+                                     "XGATE_PORTAL__PORT": str(free_port())}, *part)
     assert line == f"xgate: error: smtp.inbound port 127.0.0.1:{port} is in use"
 
 
@@ -302,7 +305,8 @@ def test_serve_refuses_a_web_port_in_use(tmp_path: Path) -> None:
     with _port_in_use() as port:
         line = _serve_fails(config, {"XGATE_SMTP__INBOUND__PORT": str(inbound),
                                      "XGATE_SMTP__SUBMISSION__PORT": str(free_port()),
-                                     "XGATE_WEB__PORT": str(port)})
+                                     "XGATE_WEB__PORT": str(port),
+                                     "XGATE_PORTAL__PORT": str(free_port())})
     assert line == f"xgate: error: web port 127.0.0.1:{port} is in use"
     # Nothing was left bound: the SMTP port bound before the web port is free again.
     with socket.socket() as again:

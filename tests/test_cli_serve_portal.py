@@ -92,8 +92,10 @@ def test_serve_runs_the_portal_as_a_part_of_its_own_when_enabled(tmp_path: Path)
 
 def test_serve_portal_is_refused_when_switched_off(tmp_path: Path) -> None:
     config = init_installation(tmp_path / "inst", "--demo")
+    # The demo switches it on; the environment switches it off again.
     result = run_xgate("-c", config, "serve", "portal",
-                       env={"XGATE_PORTAL__PORT": str(free_port())}, timeout=60)
+                       env={"XGATE_PORTAL__ENABLED": "false",
+                            "XGATE_PORTAL__PORT": str(free_port())}, timeout=60)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == (

@@ -153,6 +153,7 @@ def _ports() -> dict[str, str]:
     return {"XGATE_SMTP__INBOUND__PORT": str(free_port()),
             "XGATE_SMTP__SUBMISSION__PORT": str(free_port()),
             "XGATE_WEB__PORT": str(free_port()),
+            "XGATE_PORTAL__PORT": str(free_port()),
             "XGATE_LOGGING__JSON": "true",
             "XGATE_WORKERS__POLL_INTERVAL_SECONDS": "0.1",
             "XGATE_WORKERS__PROCESSES": "1",

@@ -1,6 +1,6 @@
 """The demo part of ``xgate init --demo``: enough to send a first message through and to try
 the staff web app; ``xgate demo mail``, which shows what the demo catcher caught; and
-``xgate demo web``, where the web app is."""
+``xgate demo web``, where the web app and the citizen portal are."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from gateway.cli.common import (
     positive_int,
     settings_from_args,
 )
-from gateway.cli.serve import web_url
+from gateway.cli.serve import portal_url, web_url
 from gateway.demo import mail as demo_mail
 from gateway.demo.keys import create_demo_keys
 from gateway.models import utcnow
@@ -40,6 +40,9 @@ DEMO_USER = "demo"
 DEMO_SENDER = "demo@jugendamt.example"
 DEMO_SECOND_USER = "sb"
 DEMO_SECOND_SENDER = "sb@jugendamt.example"
+# The demo's citizen portal topics (name, shared mailbox): both reach the demo team.
+DEMO_PORTAL_TOPICS = (("Kindertagespflege: Platz anfragen", DEMO_MAILBOX),
+                      ("Kindertagespflege: Unterlagen nachreichen", DEMO_MAILBOX))
 
 
 def create_demo(settings: Settings) -> None:
@@ -130,10 +133,14 @@ def _demo_mail(settings: Settings) -> None:
 
 
 def login_hint(settings: Settings) -> list[str]:
-    return [f"the staff web app: open {web_url(settings)} once 'xgate serve' runs,",
-            f"  log in as {DEMO_USER} with its password and a one-time code from an "
-            "authenticator app",
-            "  that has its secret (both printed once, when the user was created)"]
+    lines = [f"the staff web app: open {web_url(settings)} once 'xgate serve' runs,",
+             f"  log in as {DEMO_USER} with its password and a one-time code from an "
+             "authenticator app",
+             "  that has its secret (both printed once, when the user was created)"]
+    if settings.portal.enabled:
+        lines.append(f"the citizen portal (no login; what is sent there becomes a ticket): "
+                     f"open {portal_url(settings)}")
+    return lines
 
 
 def _master_key(settings: Settings) -> MasterKey:
@@ -177,9 +184,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     show.add_argument("--raw", action="store_true",
                       help="print the message exactly as it arrived")
     show.set_defaults(handler=cmd_mail_show)
-    web = sub.add_parser("web", help="where the staff web app is and how to log in",
-                         description="Print the staff web app's address (from [web]) and "
-                                     "how the demo caseworker logs in.")
+    web = sub.add_parser("web", help="where the staff web app and the portal are",
+                         description="Print the staff web app's address (from [web]), how "
+                                     "the demo caseworker logs in, and the citizen portal's "
+                                     "address (from [portal], when it is enabled).")
     web.set_defaults(handler=cmd_web)
 
 

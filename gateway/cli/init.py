@@ -18,8 +18,9 @@ from pathlib import Path
 from crypto.at_rest import MasterKey
 from gateway.cli.common import CliError, load_config
 from gateway.cli.db import migrate
-from gateway.cli.demo import create_demo, login_hint
+from gateway.cli.demo import DEMO_PORTAL_TOPICS, create_demo, login_hint
 from gateway.cli.init_config import (
+    DemoPortal,
     NextHop,
     RelayAddressError,
     office_domains,
@@ -28,12 +29,13 @@ from gateway.cli.init_config import (
     sample_config,
 )
 from gateway.delivery.staff_routes import staff_route_problems
-from gateway.settings import DemoSettings, Settings
+from gateway.settings import DemoSettings, PortalSettings, Settings
 
 __all__ = ["register", "render_config", "sample_config"]
 
 SUBDIRS = ("keys", "tls", "metrics")
 _DEFAULT_CATCHER = DemoSettings().catcher
+_DEFAULT_PORTAL_PORT = PortalSettings().port
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,7 +51,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                            "with two demo staff users as its members (passwords and the "
                            "caseworker's TOTP secret printed once), demo keys, and a few "
                            "demo messages queued for the mailbox ('xgate serve' files them "
-                           "as tickets); and route all mail the gateway sends out (staff "
+                           "as tickets); switch the citizen portal on with topics filed into "
+                           "the demo mailbox; and route all mail the gateway sends out (staff "
                            "notices too) to the demo catcher, which 'xgate serve' runs and "
                            "'xgate demo mail' shows")
     init.add_argument("--staff-relay", metavar="HOST:PORT",
@@ -60,6 +63,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                       metavar="PORT",
                       help=f"with --demo: the demo catcher's port on {_DEFAULT_CATCHER.host} "
                            f"(default: {_DEFAULT_CATCHER.port})")
+    init.add_argument("--portal-port", type=int, default=_DEFAULT_PORTAL_PORT,
+                      metavar="PORT",
+                      help="with --demo: the citizen portal's port on 127.0.0.1 "
+                           f"(default: {_DEFAULT_PORTAL_PORT})")
     init.set_defaults(handler=cmd_init)
 
 
@@ -71,6 +78,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     staff_relay = _staff_relay_option(args.staff_relay)
     if not 1 <= args.catcher_port <= 65535:
         raise CliError(f"--catcher-port must be 1 to 65535, not {args.catcher_port}")
+    if not 1 <= args.portal_port <= 65535:
+        raise CliError(f"--portal-port must be 1 to 65535, not {args.portal_port}")
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "xgate.toml"
     if config.exists():
@@ -82,10 +91,14 @@ def cmd_init(args: argparse.Namespace) -> int:
         if staff_relay is None and not args.demo:
             staff_relay = _ask_staff_relay()
         catcher = NextHop(_DEFAULT_CATCHER.host, args.catcher_port) if args.demo else None
+        portal = DemoPortal(args.portal_port, DEMO_PORTAL_TOPICS) if args.demo else None
         _write_new(config, render_config(directory / "xgate.db", staff_relay=staff_relay,
-                                         catcher=catcher))
+                                         catcher=catcher, portal=portal))
         print(f"wrote configuration {config}")
         _say_where_staff_mail_goes(staff_relay, catcher)
+        if portal is not None:
+            print(f"  the citizen portal is on, on port {portal.port}; its topics are filed "
+                  "into the demo mailbox")
     settings = load_config(config)
     base = settings.resolve(settings.data_dir)
     for name in SUBDIRS:

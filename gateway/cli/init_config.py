@@ -4,7 +4,8 @@ Held and quarantine notices and bounces go to staff addresses in the office's ow
 gateway without a route for those domains cannot deliver them, so the written configuration
 always says where they go: to the office's internal mail server (``--staff-relay``, or the
 answer to a prompt), to the demo catcher (``--demo``), or, when nobody said, a commented
-placeholder that explains what is missing.
+placeholder that explains what is missing. The demo also switches the citizen portal on, on
+its own port, with topics filed into the demo's shared mailbox.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ SAMPLE_DB_LINE = 'url = "sqlite:///xgate.db"'
 _ROUTES_BEFORE = "\n[workers]\n"
 _CATCHER_SECTION = "[demo.catcher]\n"
 _CATCHER_OFF = "enabled = false\n"
+_PORTAL_SECTION = "[portal]\n"
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+))"
                         r"(?::(?P<port>\d{1,5}))?$")
 
@@ -59,15 +61,24 @@ def office_domains() -> list[str]:
     return GatewaySettings().local_domains
 
 
+@dataclass(frozen=True)
+class DemoPortal:
+    """The demo's citizen portal: its port on loopback and its topics (name -> mailbox)."""
+
+    port: int
+    topics: tuple[tuple[str, str], ...]
+
+
 def render_config(database_path: Path, *, staff_relay: NextHop | None = None,
-                  catcher: NextHop | None = None) -> str:
+                  catcher: NextHop | None = None, portal: DemoPortal | None = None) -> str:
     """The sample, with an absolute SQLite path (a relative one would follow the cwd) and
     the routes for staff mail.
 
     ``staff_relay``: the office's own domains go to the internal mail server. ``catcher``
     (the demo): every domain not routed otherwise goes to the demo catcher, which is
     switched on, and so do the office's own domains unless ``staff_relay`` is given.
-    Neither: a commented placeholder for the internal mail server.
+    Neither: a commented placeholder for the internal mail server. ``portal`` (the demo):
+    the citizen portal switched on, on loopback at that port, with those topics.
     """
     text = sample_config()
     if text.count(SAMPLE_DB_LINE) != 1:
@@ -84,6 +95,8 @@ def render_config(database_path: Path, *, staff_relay: NextHop | None = None,
         if staff_relay is not None:
             block += "\n" + _catcher_routes(catcher, [])
         text = _catcher_on(text, catcher)
+    if portal is not None:
+        text = _portal_on(text, portal)
     if text.count(_ROUTES_BEFORE) != 1:
         raise RuntimeError("sample_config.toml lost its [workers] section")
     return text.replace(_ROUTES_BEFORE, "\n" + block + _ROUTES_BEFORE)
@@ -150,3 +163,22 @@ def _catcher_on(text: str, hop: NextHop) -> str:
     section = re.sub(r'(?m)^host = ".*"$', f"host = {_toml_string(hop.host)}", section, count=1)
     section = re.sub(r"(?m)^port = \d+$", f"port = {hop.port}", section, count=1)
     return text[:start] + section + "enabled = true\n" + text[end + len(_CATCHER_OFF):]
+
+
+def _portal_on(text: str, portal: DemoPortal) -> str:
+    start = text.index(_PORTAL_SECTION)
+    end = text.index("\n[", start + len(_PORTAL_SECTION)) + 1  # the next section's header
+    section = text[start:end]
+    changes = ((r"^enabled = false$", "enabled = true"),
+               (r"^port = \d+$", f"port = {portal.port}"),
+               (r'^public_url = ".*"$',
+                f"public_url = {_toml_string(f'http://127.0.0.1:{portal.port}')}"))
+    for pattern, line in changes:
+        section, found = re.subn(f"(?m){pattern}", line, section, count=1)
+        if not found:
+            raise RuntimeError(f"sample_config.toml's [portal] lost its line {pattern}")
+    tables = ["# Demo: the citizen portal's topics, filed into the demo's shared mailbox."]
+    for name, mailbox in portal.topics:
+        tables += ["[[portal.topics]]", f"name = {_toml_string(name)}",
+                   f"mailbox = {_toml_string(mailbox)}", ""]
+    return text[:start] + section.rstrip("\n") + "\n\n" + "\n".join(tables) + "\n" + text[end:]

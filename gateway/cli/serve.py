@@ -71,6 +71,13 @@ def web_url(settings: Settings) -> str:
     return f"{'https' if settings.web.tls else 'http'}://{host}:{settings.web.port}/"
 
 
+def portal_url(settings: Settings) -> str:
+    """Where the citizen portal listens (behind a proxy, citizens use portal.public_url)."""
+    portal = settings.portal
+    host = f"[{portal.host}]" if ":" in portal.host else portal.host
+    return f"{'https' if portal.tls else 'http'}://{host}:{portal.port}/"
+
+
 def listener_lines(settings: Settings) -> list[str]:
     lines = []
     for name, listener in (("inbound", settings.smtp.inbound),
@@ -92,11 +99,8 @@ def listener_lines(settings: Settings) -> list[str]:
         where = settings.scanning.clamd_socket or (
             f"{settings.scanning.clamd_host}:{settings.scanning.clamd_port}")
         lines.append(f"clamd           external, {where}")
-    portal = settings.portal
-    if portal.enabled:
-        host = f"[{portal.host}]" if ":" in portal.host else portal.host
-        lines.append(f"portal          on {'https' if portal.tls else 'http'}://{host}:"
-                     f"{portal.port}/ (the citizen portal)")
+    if settings.portal.enabled:
+        lines.append(f"portal          on {portal_url(settings)} (the citizen portal)")
     catcher = settings.demo.catcher
     if catcher.enabled:
         lines.append(f"demo catcher    on {catcher.host}:{catcher.port} (keeps the mail the "
