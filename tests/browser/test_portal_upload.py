@@ -107,8 +107,9 @@ def test_the_upload_works_with_the_keyboard_alone(page: Page, portal_url: str) -
     page.keyboard.press("Tab")
     assert _focused(page) == "files"
     # The file chooser is the system's dialog: the file is given to the focused input.
-    page.locator(":focus").set_input_files([
-        {"name": "Bescheid.pdf", "mimeType": "application/pdf", "buffer": FIRST}])
+    chosen: FilePayload = {"name": "Bescheid.pdf", "mimeType": "application/pdf",
+                           "buffer": FIRST}
+    page.locator(":focus").set_input_files([chosen])
     # The honeypot is skipped (tabindex -1): next is the send button, pressed with Space.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.type") == "submit"
