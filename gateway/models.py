@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -235,3 +236,15 @@ class StaffAddress(Base):
     user: Mapped[StaffUser] = relationship(back_populates="addresses")
 
     __table_args__ = (UniqueConstraint("user_id", "address"),)
+
+
+# --- admin console: indexes of the transfer search and the audit viewer (migration 0021) -------
+# Addresses are stored as given and searched case-insensitively; each index also carries the
+# message id, so "this address's messages, newest first, one page" is one index range.
+# (gateway.transfers.search, benchmarks/console_transfers.py)
+Index("ix_messages_sender", func.lower(Message.mail_from), Message.id)
+Index("ix_message_recipients_address", func.lower(Recipient.address), Recipient.message_id)
+Index("ix_messages_received_at", Message.received_at)
+# The audit viewer's filters by action and by date, newest first (gateway.audit.browse).
+Index("ix_audit_log_action", AuditEntry.action, AuditEntry.seq)
+Index("ix_audit_log_at", AuditEntry.at)

@@ -1,4 +1,4 @@
-"""console: background tasks
+"""console: background tasks; the indexes of the transfer search and the audit viewer
 
 Revision ID: 0021
 Revises: 0020
@@ -35,8 +35,21 @@ def upgrade() -> None:
     )
     op.create_index("ix_background_tasks_state", "background_tasks",
                     ["state", "heartbeat_at"])
+    # The transfer search by address (sender or recipient, case-insensitive), newest first.
+    op.create_index("ix_messages_sender", "messages", [sa.text("lower(mail_from)"), "id"])
+    op.create_index("ix_message_recipients_address", "message_recipients",
+                    [sa.text("lower(address)"), "message_id"])
+    op.create_index("ix_messages_received_at", "messages", ["received_at"])
+    # The audit viewer's filters by action and by date.
+    op.create_index("ix_audit_log_action", "audit_log", ["action", "seq"])
+    op.create_index("ix_audit_log_at", "audit_log", ["at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_audit_log_at", table_name="audit_log")
+    op.drop_index("ix_audit_log_action", table_name="audit_log")
+    op.drop_index("ix_messages_received_at", table_name="messages")
+    op.drop_index("ix_message_recipients_address", table_name="message_recipients")
+    op.drop_index("ix_messages_sender", table_name="messages")
     op.drop_index("ix_background_tasks_state", table_name="background_tasks")
     op.drop_table("background_tasks")
