@@ -91,8 +91,6 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.include_router(users_router(auth, sessions, clock, renderer))
     app.include_router(partners_page_router(auth, sessions, master_key, settings, clock, renderer))
     app.include_router(keys_page_router(auth, sessions, master_key, settings, clock, renderer))
-    app.include_router(partners_page_router(auth, sessions, master_key, settings, clock, renderer))
-    app.include_router(keys_page_router(auth, sessions, master_key, settings, clock, renderer))
     app.include_router(keys_router(auth, sessions, clock, settings))
     app.include_router(partners_router(auth, sessions, clock))
     app.include_router(consents_router(auth, sessions, clock, settings, master_key))
