@@ -21,6 +21,7 @@ from admin_ui.api.partners import partners_router
 from admin_ui.errors import install_error_handlers
 from admin_ui.pages.audit.routes import audit_router
 from admin_ui.pages.auth.routes import auth_router
+from admin_ui.pages.consent.routes import consent_router
 from admin_ui.pages.home.routes import home_router
 from admin_ui.pages.hotline.routes import hotline_router
 from admin_ui.pages.keys.routes import keys_page_router
@@ -83,6 +84,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.include_router(hotline_router(auth, sessions, master_key, clock, renderer))
     app.include_router(tickets_router(auth, sessions, master_key, settings, clock, renderer))
     app.include_router(pickup_router(auth, sessions, master_key, clock, renderer))
+    app.include_router(consent_router(auth, sessions, master_key, settings, clock, renderer))
     app.include_router(tasks_router(auth, sessions, clock, renderer))
     app.include_router(transfers_router(auth, sessions, renderer))
     app.include_router(audit_router(auth, sessions, tasks, renderer))

@@ -14,7 +14,7 @@ user's roles themselves.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -26,10 +26,13 @@ from starlette.exceptions import HTTPException
 from admin_ui.security.errors import Forbidden
 from admin_ui.security.guard import staff_of
 from admin_ui.security.identity import Admin, Staff
+from gateway.consent.errors import ConsentNotFound
+from gateway.consent.records import release_mailbox
+from gateway.consent.teams import report_mailboxes
 from gateway.staff.roles import GlobalRole
 from gateway.tasks.views import TaskView
 from mailboxes.members import role_in
-from mailboxes.models import MemberRole
+from mailboxes.models import MailboxMember, MemberRole
 from mailboxes.tickets.models import Ticket
 
 
@@ -152,3 +155,63 @@ def check_task(user: Staff, task: TaskView | None) -> TaskView:
     if task is None or (task.started_by != user.username and GlobalRole.ADMIN not in user.roles):
         raise not_found()
     return task
+
+
+# --- the consent register in the console (issue 16) -------------------------------------------
+# Leads and agents manage consent for their own mailboxes' cases: a release belongs to the
+# mailbox it was recorded in (gateway.consent.models.ConsentRelease.mailbox_id), a held report
+# to the mailbox it was sent from (gateway.consent.teams). Admins see every release and report,
+# also those of no mailbox. Whether the area opens at all (403 for the auditor and the DPO) is
+# console_areas above; every consent page asks consent_scope below for everything else, and an
+# id out of scope answers 404 like one that does not exist.
+
+
+@dataclass(frozen=True)
+class ConsentScope:
+    """The mailboxes whose releases and held reports a user manages; None: all (an admin)."""
+
+    mailbox_ids: frozenset[int] | None
+
+    @property
+    def everything(self) -> bool:
+        return self.mailbox_ids is None
+
+    def covers(self, mailbox_ids: Collection[int | None]) -> bool:
+        """Is something that belongs to ``mailbox_ids`` (empty or None: to no mailbox) in
+        reach?"""
+        if self.mailbox_ids is None:
+            return True
+        return any(box in self.mailbox_ids for box in mailbox_ids if box is not None)
+
+
+def consent_scope(session: Session, user: Staff) -> ConsentScope:
+    """The one rule of the consent register: which mailboxes' consent ``user`` manages."""
+    check_area(user, ConsoleArea.CONSENT)
+    if GlobalRole.ADMIN in user.roles:
+        return ConsentScope(None)
+    boxes = session.scalars(select(MailboxMember.mailbox_id).where(
+        MailboxMember.user_id == user.user_id,
+        MailboxMember.role.in_([MemberRole.LEAD.value, MemberRole.AGENT.value]))).all()
+    return ConsentScope(frozenset(boxes))
+
+
+def check_release(session: Session, user: Staff, release_id: int) -> ConsentScope:
+    """The user's scope if the release is in it, or 404 (also for no such release)."""
+    scope = consent_scope(session, user)
+    try:
+        mailbox_id = release_mailbox(session, release_id)
+    except ConsentNotFound:
+        raise not_found() from None
+    if not scope.covers([mailbox_id]):
+        raise not_found()
+    return scope
+
+
+def check_held(session: Session, user: Staff, queue_id: str) -> ConsentScope:
+    """The user's scope if the held report ``queue_id`` is in it, or 404. (Whether it is
+    still held, the library says when it acts on it.)"""
+    scope = consent_scope(session, user)
+    if not scope.everything and not scope.covers(
+            report_mailboxes(session, [queue_id]).get(queue_id, frozenset())):
+        raise not_found()
+    return scope

@@ -1,0 +1,1 @@
+"""The consent register in the console: releases, their scans, the dry run, held reports."""
