@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import hashlib
+import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -25,10 +26,11 @@ from gateway.models import Direction, Message, Recipient
 from gateway.portal.app import create_portal_app
 from gateway.portal.filenames import clean_filename
 from gateway.portal.models import PortalRateHit, PortalSubmission
+from gateway.portal.submission import Submission, UploadedFile, build_message
 from gateway.queue.spool import content_context
 from gateway.queue.store import load
 from gateway.services import Services
-from gateway.settings import Settings
+from gateway.settings import Settings, load_settings
 from gateway.web.templates import office_time
 from mailboxes.directory import add_mailbox
 from mailboxes.tickets.queries import list_tickets, ticket_view
@@ -344,3 +346,20 @@ def test_a_citizen_with_an_address_gets_one_mail_the_portals_receipt_not_the_tic
               if rcpts == ["erika@example.org"]]
     assert len(to_her) == 1 and to_her[0][0] == Direction.OUTBOUND
     assert "Eingangsbestätigung [XG-" not in str(to_her[0][1])
+
+
+@pytest.mark.parametrize("sizes", [[1], [56, 57, 58], [57 * 1024 - 1, 57 * 1024 + 1],
+                                   [3, 1_000_003]])
+def test_files_come_out_of_the_built_message_exactly_as_uploaded(sizes: list[int]) -> None:
+    # Put in by gateway.portal.mime_files after the email package's generator ran.
+    files = [UploadedFile(f"Bescheid Nr. {n} für Jürgen.pdf", "application/pdf",
+                          os.urandom(size)) for n, size in enumerate(sizes)]
+    submission = Submission(topic=TOPIC, mailbox=MAILBOX, name="Erika Mustermann",
+                            email=None, case_reference=None, message="Anbei.", files=files)
+    data = build_message(load_settings(None), submission, "P-2345-6789-ABCD-EFGH",
+                         FakeClock()())
+    mail = email.message_from_bytes(data, policy=policy.default)
+    assert [(a.get_filename(), a.get_payload(decode=True)) for a in mail.iter_attachments()
+            ] == [(f.name, f.data) for f in files]
+    lines = data.split(b"\r\n")
+    assert b"\n" not in b"".join(lines) and max(len(line) for line in lines) <= 78

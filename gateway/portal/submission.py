@@ -23,6 +23,7 @@ from crypto.at_rest import MasterKey
 from gateway.delivery import notices
 from gateway.delivery.dsn import build_notice
 from gateway.models import Direction
+from gateway.portal import mime_files
 from gateway.portal.models import PortalSubmission
 from gateway.queue.spool import Envelope, store_received
 from gateway.settings import Settings
@@ -110,13 +111,17 @@ def build_message(settings: Settings, submission: Submission, reference: str,
         lines += ["", "Dateien (SHA-256):"]
         lines += [f"- {f.name}: {f.sha256}" for f in submission.files]
     msg.set_content("\n".join(lines) + "\n", charset="utf-8", cte="quoted-printable")
+    markers = []
     for upload in submission.files:
         maintype, _, subtype = upload.content_type.partition("/")
         if not maintype or not subtype or maintype == "multipart" or maintype == "message":
             maintype, subtype = "application", "octet-stream"
-        msg.add_attachment(upload.data, maintype=maintype, subtype=subtype,
-                           filename=upload.name)
-    return msg.as_bytes()
+        # The file goes in after the generator ran (gateway.portal.mime_files).
+        markers.append(mime_files.new_marker())
+        msg.add_attachment(markers[-1], maintype=maintype, subtype=subtype,
+                           filename=upload.name, cte="base64")
+    # One copy of the filled buffer: the queue takes bytes (sealing then needs two more).
+    return bytes(mime_files.fill(msg.as_bytes(), markers, [f.data for f in submission.files]))
 
 
 def submit(session: Session, master: MasterKey, settings: Settings, submission: Submission,
