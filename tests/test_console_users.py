@@ -362,3 +362,58 @@ def test_only_admins_open_the_users_pages(client: TestClient, services: Services
                                 data={"username": "x", "role": "admin", "action": "grant"})
         assert answer.status_code == 403, (method, path)
     assert counts(services) == before
+
+
+# --- a user's own password ----------------------------------------------------------------------
+
+
+def test_a_user_changes_their_own_password_and_logs_in_again(
+        client: TestClient, services: Services, clock: FakeClock) -> None:
+    secret = enrol(services.settings, "sachb")
+    web_login(client, "sachb", PASSWORD, secret, at=clock())
+    home = client.get("/")
+    assert 'href="/account/password"' in home.text
+    page = client.get("/account/password")
+    token = form_csrf(page.text)
+    before = last_seq(services)
+    new = "mein eigenes neues passwort"
+    refusals = [
+        ({"current": PASSWORD, "new": new, "again": new + "x"},
+         "Die beiden neuen Passwörter stimmen nicht überein."),
+        ({"current": PASSWORD, "new": PASSWORD, "again": PASSWORD},
+         "Das neue Passwort ist das bisherige."),
+        ({"current": "falsches passwort", "new": new, "again": new},
+         "Das bisherige Passwort ist falsch."),
+        ({"current": PASSWORD, "new": "kurz", "again": "kurz"}, "Mindestens 12 Zeichen."),
+    ]
+    for data, message in refusals:
+        answer = client.post("/account/password", data={**data, "csrf_token": token})
+        assert answer.status_code == 409 and message in answer.text, message
+    assert trail(services, before) == []
+    with read_scope(services.sessions) as session:
+        assert staff.verify_password(session, "sachb", PASSWORD) is not None
+    # Without the form's token: refused before anything is looked at.
+    assert client.post("/account/password", data={
+        "current": PASSWORD, "new": new, "again": new}).status_code == 403
+
+    changed = client.post("/account/password", data={
+        "current": PASSWORD, "new": new, "again": new, "csrf_token": token})
+    assert changed.status_code == 200 and 'id="changed"' in changed.text
+    assert trail(services, before) == [("sachb", "user-password-changed", {"user": "sachb"})]
+    assert sessions_of(services, "sachb") == 0
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+    clock.advance(30)  # the next TOTP code: each is accepted once
+    web_login(client, "sachb", new, secret, at=clock())
+
+
+def test_a_wrong_current_password_counts_against_the_login_throttle(
+        client: TestClient, services: Services, clock: FakeClock) -> None:
+    web_login(client, "sachb", PASSWORD, enrol(services.settings, "sachb"), at=clock())
+    token = form_csrf(client.get("/account/password").text)
+    statuses = [client.post("/account/password", data={
+        "current": f"geraten {n:02d} und falsch", "new": "ein ganz neues passwort",
+        "again": "ein ganz neues passwort", "csrf_token": token}).status_code
+        for n in range(services.settings.login.free_failures_per_user + 1)]
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {409}
+    with read_scope(services.sessions) as session:
+        assert staff.verify_password(session, "sachb", PASSWORD) is not None

@@ -31,6 +31,7 @@ from starlette.responses import RedirectResponse, Response
 
 from admin_ui.pages.ids import parse_id
 from admin_ui.pages.render import Renderer, language_of
+from admin_ui.pages.users.own_password import own_password_router
 from admin_ui.pages.users.views import mailbox_choices, user_rows
 from admin_ui.security.authentication import Authenticator
 from admin_ui.security.guard import guarded_route
@@ -290,4 +291,6 @@ def users_router(auth: Authenticator, sessions: sessionmaker[Session], clock: Cl
 
         return await run_in_threadpool(work)
 
+    # Every staff user's own password: here, beside the admin's reset, one page of the same rules.
+    router.include_router(own_password_router(auth, sessions, renderer))
     return router
