@@ -11,8 +11,11 @@ from __future__ import annotations
 import html
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
@@ -32,6 +35,7 @@ from tests.support.console_admin import (
     audit_trail,
     not_forbidden,
 )
+from tests.support.smime_pki import make_ca, make_person
 from tests.support.staff_web import BASE_URL, enrol, form_csrf, web_login
 from tests.test_keydir_certs import der, fingerprint, make_cert, pem, utcnow
 
@@ -216,3 +220,44 @@ def test_forms_need_the_csrf_token(client: TestClient, services: Services,
     done = client.post(f"/console/keys/{key_id}/approve", data={"csrf_token": csrf},
                        follow_redirects=False)
     assert done.status_code == 303 and status_of(services, key_id) is KeyStatus.APPROVED
+
+
+def test_partner_key_upload(client: TestClient, services: Services) -> None:
+    cert = make_cert(PARTNER)
+    empty = client.post("/console/keys/import", headers=ALICE,
+                        files={"file": ("leer.pem", b"", "application/octet-stream")})
+    assert empty.status_code == 409 and "Bitte wählen Sie eine Schlüsseldatei" in empty.text
+    garbage = client.post("/console/keys/import", headers=ALICE,
+                          files={"file": ("x.pem", b"kein Schluessel", "text/plain")})
+    assert garbage.status_code == 409 and 'id="form-error"' in garbage.text
+    done = client.post("/console/keys/import", headers=ALICE, follow_redirects=False,
+                       files={"file": ("fachdienst.pem", pem(cert), "application/x-pem-file")})
+    assert done.status_code == 303
+    key_id = int(done.headers["location"].split("/")[-1].split("?")[0])
+    with read_scope(services.sessions) as s:
+        key = keys.get_key(s, key_id)
+        assert key.status is KeyStatus.PENDING and key.source is KeySource.IMPORT
+        assert key.source_detail == "fachdienst.pem" and key.added_by == "alice"
+    assert list(not_forbidden(client, "POST", "/console/keys/import")) == []
+
+
+def test_own_smime_key_upload_in_memory(client: TestClient, services: Services,
+                                        tmp_path: Path) -> None:
+    ca = make_ca(tmp_path, "ca", bits=2048)
+    person = make_person(tmp_path, "asd", "asd@jugendamt.example", ca)
+    p12 = pkcs12.serialize_key_and_certificates(
+        b"asd", person.key, person.cert, None,  # type: ignore[arg-type]
+        serialization.BestAvailableEncryption(b"geheim"))
+    wrong = client.post("/console/keys/own/import", headers=ALICE,
+                        data={"address": "asd@jugendamt.example", "password": "falsch"},
+                        files={"file": ("asd.p12", p12, "application/x-pkcs12")})
+    assert wrong.status_code == 409 and 'id="form-error"' in wrong.text
+    done = client.post("/console/keys/own/import", headers=ALICE, follow_redirects=False,
+                       data={"address": "asd@jugendamt.example", "password": "geheim"},
+                       files={"file": ("asd.p12", p12, "application/x-pkcs12")})
+    assert done.status_code == 303, done.text
+    with read_scope(services.sessions) as s:
+        [own] = own_keys.list_own_keys(s)
+        assert own.kind is KeyKind.SMIME and own.address == "asd@jugendamt.example"
+    assert ("alice", "own-key-added") in [(a, b) for a, b, _ in audit_trail(services.sessions)]
+    assert list(not_forbidden(client, "POST", "/console/keys/own/import")) == []

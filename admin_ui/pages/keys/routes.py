@@ -17,12 +17,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
 from admin_ui.api.consents import MasterKeySource
 from admin_ui.pages.ids import parse_id
-from admin_ui.pages.render import Renderer
+from admin_ui.pages.render import Renderer, language_of
+from admin_ui.pages.tickets.uploads import InMemoryFormRequest
 from admin_ui.security.authentication import Authenticator
 from admin_ui.security.guard import guarded_route
 from admin_ui.security.identity import Staff
@@ -32,20 +34,36 @@ from gateway.db import read_scope, session_scope
 from gateway.keydir import keys, own_keys, own_openpgp
 from gateway.keydir.errors import KeyDirError, NotFound
 from gateway.keydir.expiry import expiring
-from gateway.keydir.models import KeyKind, KeyStatus, PartnerKey
+from gateway.keydir.models import KeyKind, KeySource, KeyStatus, PartnerKey
+from gateway.keydir.own_import import import_own_key
 from gateway.keydir.views import key_view, own_key_view, spoken_fingerprint
 from gateway.settings import Settings
+from gateway.web.catalogue import text
 
 MAX_FORM = 16 * 1024
+# A key file is a few KB; gateway.keydir refuses more than 1 MiB anyway.
+MAX_UPLOAD = 1024 * 1024 + 16 * 1024
 BASE = "/console/keys"
 # The decisions on a partner key, by the word in its URL.
 _DECISIONS: dict[str, Callable[[Session, int, str, Any], PartnerKey]] = {
     "approve": keys.approve_key, "reject": keys.reject_key, "revoke": keys.revoke_key}
-_DONE = ("approve", "reject", "revoke", "generated", "retired")
+_DONE = ("approve", "reject", "revoke", "generated", "retired", "imported", "own-imported")
 
 
 def _field(value: object) -> str:
     return value if isinstance(value, str) else ""
+
+
+async def _file(form: FormData) -> tuple[bytes, str]:
+    """The uploaded file's bytes (kept in memory: it may hold a private key) and name."""
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        return b"", ""
+    return await upload.read(), upload.filename or ""
+
+
+def no_file(request: Request) -> str:
+    return text(language_of(request))("keys.no_file")
 
 
 def _spoken(view: dict[str, Any]) -> str:
@@ -56,6 +74,9 @@ def keys_page_router(auth: Authenticator, sessions: sessionmaker[Session],
                      master_key: MasterKeySource, settings: Settings, clock: Clock,
                      renderer: Renderer) -> APIRouter:
     router = APIRouter(prefix=BASE, route_class=guarded_route(auth, MAX_FORM))
+    # Key files: parsed in memory, never spooled to disk (admin_ui.pages.tickets.uploads).
+    uploads = APIRouter(prefix=BASE, route_class=guarded_route(auth, MAX_UPLOAD,
+                                                               InMemoryFormRequest))
     Admin = Annotated[Staff, Depends(area_user(ConsoleArea.KEYS))]
     warn_days = settings.crypto.expiry_warning_days
 
@@ -90,6 +111,53 @@ def keys_page_router(auth: Authenticator, sessions: sessionmaker[Session],
             "key": view, "spoken": _spoken(view), "error": error,
             "done": done if done in _DONE else None,
         }, staff=staff, status=status)
+
+    @uploads.post("/import")
+    async def import_partner_keys(request: Request, staff: Admin) -> Response:
+        form = await request.form()
+        data, filename = await _file(form)
+        partner = _field(form.get("partner")).strip() or None
+        approve = form.get("approve") == "on"
+
+        def work() -> Response:
+            if not data:
+                return overview(request, staff, error=no_file(request),
+                                status=409)
+            try:
+                with session_scope(sessions) as session:
+                    found = keys.import_partner_keys(
+                        session, data, actor=staff.username, source=KeySource.IMPORT,
+                        source_detail=filename, partner=partner, approve=approve,
+                        now=clock())
+                    first = found[0].key.id
+            except KeyDirError as exc:
+                return overview(request, staff, error=str(exc), status=409)
+            return RedirectResponse(f"{BASE}/{first}?done=imported", status_code=303)
+
+        return await run_in_threadpool(work)
+
+    @uploads.post("/own/import")
+    async def import_own(request: Request, staff: Admin) -> Response:
+        form = await request.form()
+        data, _ = await _file(form)
+        address = _field(form.get("address"))
+        password = _field(form.get("password"))
+
+        def work() -> Response:
+            if not data:
+                return overview(request, staff, error=no_file(request),
+                                status=409)
+            key = master_key()
+            try:
+                with session_scope(sessions) as session:
+                    import_own_key(session, key, address, data,
+                                   password=password.encode() if password else None,
+                                   actor=staff.username, now=clock())
+            except KeyDirError as exc:
+                return overview(request, staff, error=str(exc), status=409)
+            return RedirectResponse(f"{BASE}?done=own-imported#own-keys", status_code=303)
+
+        return await run_in_threadpool(work)
 
     @router.get("")
     async def listing(request: Request, staff: Admin) -> Response:
@@ -154,4 +222,8 @@ def keys_page_router(auth: Authenticator, sessions: sessionmaker[Session],
 
         return await run_in_threadpool(work)
 
-    return router
+    both = APIRouter()
+    # The uploads first: "/own/import" would otherwise be taken for a decision on key "own".
+    both.include_router(uploads)
+    both.include_router(router)
+    return both
