@@ -16,7 +16,7 @@ from pathlib import Path
 import pyotp
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 from sqlalchemy import select
 
 from gateway.consent.models import ConsentDocument, ConsentRelease
@@ -112,8 +112,9 @@ def test_a_release_with_its_scan_lets_the_held_report_leave(
     page.get_by_label("Gültig ab").fill(today.isoformat())
     page.get_by_label("Gültig bis").fill((today + timedelta(days=90)).isoformat())
     pdf = small_pdf()
-    page.get_by_label("Unterschriebene Entbindung (Scan)").set_input_files(files=[{
-        "name": "Entbindung K.pdf", "mimeType": "application/pdf", "buffer": pdf}])
+    scan: FilePayload = {"name": "Entbindung K.pdf", "mimeType": "application/pdf",
+                         "buffer": pdf}
+    page.get_by_label("Unterschriebene Entbindung (Scan)").set_input_files(files=[scan])
     no_serious_violations(page)
     page.get_by_role("button", name="Entbindung speichern").click()
     expect(page.locator("#release-summary")).to_contain_text("Fassung 1")
