@@ -4,6 +4,7 @@ and the inbound message it queues (sealed, to the topic's shared mailbox, with t
 
 from __future__ import annotations
 
+import asyncio
 import email
 import hashlib
 import os
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from starlette.requests import Request
 
 from crypto.at_rest import MasterKey, open_sealed
 from gateway.clock import FakeClock
@@ -27,6 +29,7 @@ from gateway.portal.app import create_portal_app
 from gateway.portal.filenames import clean_filename
 from gateway.portal.models import PortalRateHit, PortalSubmission
 from gateway.portal.submission import Submission, UploadedFile, build_message
+from gateway.portal.upload_form import parse_in_place
 from gateway.queue.spool import content_context
 from gateway.queue.store import load
 from gateway.services import Services
@@ -363,3 +366,21 @@ def test_files_come_out_of_the_built_message_exactly_as_uploaded(sizes: list[int
             ] == [(f.name, f.data) for f in files]
     lines = data.split(b"\r\n")
     assert b"\n" not in b"".join(lines) and max(len(line) for line in lines) <= 78
+
+
+def test_the_body_is_parsed_in_place_its_files_are_views_not_copies() -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    boundary = "xgateboundary"
+    body = bytearray(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\nErika\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="a.pdf"\r\n'
+        "Content-Type: application/pdf\r\n\r\n".encode() + data
+        + f"\r\n--{boundary}--\r\n".encode())
+    request = Request({"type": "http", "method": "POST", "headers": [
+        (b"content-type", f"multipart/form-data; boundary={boundary}".encode())]})
+    form = asyncio.run(parse_in_place(request, body, max_parts=2))
+    [upload] = form.files
+    assert (form.get("name"), upload.filename, upload.content_type) == (
+        "Erika", "a.pdf", "application/pdf")
+    assert isinstance(upload.data, memoryview) and upload.data.obj is body
+    assert upload.data == data

@@ -24,7 +24,8 @@ class Infected:
     signature: str
 
 
-def first_infected(settings: Settings, files: Sequence[tuple[str, bytes]]) -> Infected | None:
+def first_infected(settings: Settings, files: Sequence[tuple[str, bytes | memoryview]]
+                   ) -> Infected | None:
     client = ClamdClient.from_settings(settings)
     for name, data in files:
         try:

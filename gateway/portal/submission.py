@@ -36,7 +36,8 @@ ACTOR = "portal"
 class UploadedFile:
     name: str
     content_type: str
-    data: bytes
+    # A view into the request's body (gateway.portal.upload_form): never copied whole.
+    data: bytes | memoryview
 
     @property
     def sha256(self) -> str:

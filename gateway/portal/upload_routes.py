@@ -19,7 +19,6 @@ from typing import Any
 
 from fastapi import APIRouter
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -35,8 +34,9 @@ from gateway.portal.upload_form import (
     BadForm,
     BodyStalled,
     BodyTooLarge,
+    ParsedForm,
     TooManyParts,
-    parse_in_memory,
+    parse_in_place,
     read_body,
 )
 from gateway.portal.upload_slots import NoSlot, UploadSlots
@@ -117,11 +117,11 @@ def upload_router(settings: Settings, sessions: sessionmaker[Session], master: M
         try:
             form = await _read_form(request)
             _check_token(request, form)
-            if str(form.get(HONEYPOT) or ""):
+            if form.get(HONEYPOT):
                 raise Problem(400, "portal.problem.robot", {})
             await asyncio.to_thread(_count_against_limits, request)
             values, errors = _fields(form)
-            files = await _files(form)
+            files = _files(form)
             if errors:
                 return form_page(request, status_code=422, errors=errors, values=values)
             infected = await asyncio.to_thread(
@@ -142,11 +142,11 @@ def upload_router(settings: Settings, sessions: sessionmaker[Session], master: M
         page.delete_cookie(form_token.COOKIE, path="/upload")
         return page
 
-    async def _read_form(request: Request) -> FormData:
+    async def _read_form(request: Request) -> ParsedForm:
         try:
             body = await read_body(request, portal.max_upload_bytes + FORM_OVERHEAD,
                                    idle_seconds=portal.body_timeout_seconds)
-            return await parse_in_memory(request, body, max_parts=portal.max_files + 1)
+            return await parse_in_place(request, body, max_parts=portal.max_files + 1)
         except BodyStalled:
             log.warning("portal upload body stalled for %ss; dropped",
                         portal.body_timeout_seconds)
@@ -161,10 +161,9 @@ def upload_router(settings: Settings, sessions: sessionmaker[Session], master: M
         except BadForm:
             raise Problem(400, "portal.problem.bad_form", {}) from None
 
-    def _check_token(request: Request, form: FormData) -> None:
-        field = form.get(form_token.FIELD)
+    def _check_token(request: Request, form: ParsedForm) -> None:
         wrong = form_token.check(master, request.cookies.get(form_token.COOKIE),
-                                 field if isinstance(field, str) else None, clock(),
+                                 form.fields.get(form_token.FIELD), clock(),
                                  timedelta(seconds=portal.min_fill_seconds))
         if wrong is None:
             return
@@ -188,12 +187,8 @@ def upload_router(settings: Settings, sessions: sessionmaker[Session], master: M
             log.warning("portal rate limit (%s) reached", limited.value)
             raise Problem(429, "portal.problem.rate_limited", {})
 
-    def _fields(form: FormData) -> tuple[dict[str, str], list[str]]:
-        def text(name: str) -> str:
-            value = form.get(name)
-            return value.strip() if isinstance(value, str) else ""
-
-        values = {name: text(name) for name in
+    def _fields(form: ParsedForm) -> tuple[dict[str, str], list[str]]:
+        values = {name: form.get(name).strip() for name in
                   ("topic", "name", "email", "case_reference", "message")}
         errors = []
         if values["topic"] not in topics:
@@ -212,20 +207,17 @@ def upload_router(settings: Settings, sessions: sessionmaker[Session], master: M
             values[name] = " ".join(values[name].split())
         return values, errors
 
-    async def _files(form: FormData) -> list[UploadedFile]:
+    def _files(form: ParsedForm) -> list[UploadedFile]:
         # A file input left empty is sent as a part without a name and without bytes.
-        uploads = [u for u in form.getlist("files") if isinstance(u, UploadFile)
-                   and (u.filename or u.size)]
+        uploads = [f for f in form.files if f.field == "files" and (f.filename or f.data)]
         if len(uploads) > portal.max_files:
             raise Problem(413, "portal.problem.too_many_files", {"count": portal.max_files})
         files = []
         for upload in uploads:
-            data = await upload.read()
             name = clean_filename(upload.filename)
-            if not data:
+            if not upload.data:
                 raise Problem(422, "portal.problem.empty_file", {"name": name})
-            files.append(UploadedFile(name, upload.content_type or "application/octet-stream",
-                                      data))
+            files.append(UploadedFile(name, upload.content_type, upload.data))
         if sum(len(f.data) for f in files) > portal.max_upload_bytes:
             raise Problem(413, "portal.problem.too_large",
                           {"megabytes": _megabytes(portal.max_upload_bytes)})
