@@ -78,7 +78,7 @@ def test_partner_errors_are_one_line(cli: Cli) -> None:
                      "--outbound", "plaintext") == (
         "partner 'Kita': outbound policy plaintext is only allowed for a partner marked "
         "non-sensitive")
-    assert cli.fails("partner", "add", "Kita").startswith("give at least one --domain")
+    assert cli.fails("partner", "add", "Kita").startswith("give at least one domain or address")
     cli("partner", "add", "Kita", "--domain", "kita.example", "--outbound", "plaintext",
         "--non-sensitive")
     assert cli.fails("partner", "add", "Kita2", "--domain", "kita.example") == (

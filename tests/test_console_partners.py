@@ -148,6 +148,11 @@ def test_dry_run_shows_the_library_explanation(client: TestClient, services: Ser
     assert "partner 'Jugendamt B' (matched jugendamt-b.example)" in shown
     for step in expected.steps:
         assert f"<li>{step}</li>" in shown, step
+    assert 'id="no-partner"' not in page
+    # A subdomain is no partner's: the page says so in words.
+    unknown = client.get("/console/partners", headers=ALICE, params={
+        "sender": sender, "recipient": "x@sub.jugendamt-b.example"}).text
+    assert "Kein Partner passt zu x@sub.jugendamt-b.example" in unknown
     bad = client.get("/console/partners", params={"sender": "niemand", "recipient": sender},
                      headers=ALICE).text
     assert 'id="explain-error"' in bad and "not a valid e-mail address" in bad

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from gateway.cli.common import CliError, command_session, settings_from_args
+from gateway.cli.common import command_session, settings_from_args
 from gateway.cli.keys import actor_of, print_json, print_table
 from gateway.clock import system_clock
 from gateway.keydir import partners
@@ -105,14 +105,14 @@ def _actor(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    if not args.domain and not args.address:
-        raise CliError("give at least one --domain or --address: a partner without any "
-                       "would never match a message")
+    # Checked before the database is opened; the rule is the key directory's, as for the
+    # console's form.
+    patterns = partners.require_patterns([*args.domain, *args.address])
     settings = settings_from_args(args)
     with command_session(settings) as session:
         partner = partners.add_partner(
             session, args.name, actor=actor_of(args), now=system_clock(),
-            patterns=[*args.domain, *args.address],
+            patterns=patterns,
             outbound_policy=OutboundPolicy(args.outbound), smime_gcm=args.gcm,
             openpgp_inline=args.pgp_inline,
             inbound_require_encryption=args.require_encryption,

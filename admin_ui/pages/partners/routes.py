@@ -61,17 +61,25 @@ def partners_page_router(auth: Authenticator, sessions: sessionmaker[Session],
 
         def values() -> dict[str, object]:
             found: dict[str, object] = {"sender": sender or "", "recipient": recipient or "",
-                                        "explained": None, "explain_error": None}
+                                        "explained": None, "explain_error": None,
+                                        "no_partner": None}
             with read_scope(sessions) as session:
                 found["partners"] = [{"id": p.id, **partner_view(p)}
                                      for p in partners.list_partners(session)]
                 if sender is not None or recipient is not None:
                     try:
-                        found["explained"] = explain(
+                        explained = explain(
                             session, settings, master_key(), check_address(sender or ""),
                             check_address(recipient or ""), clock())
                     except KeyDirError as exc:
                         found["explain_error"] = str(exc)
+                    else:
+                        found["explained"] = explained
+                        # The other side's address: is any partner's pattern matching it?
+                        other = (recipient if explained.direction == "outbound"
+                                 else sender) or ""
+                        if partners.partner_for(session, other) is None:
+                            found["no_partner"] = other.strip().lower()
             return found
 
         return renderer.page(request, "partners/list.html", await run_in_threadpool(values),

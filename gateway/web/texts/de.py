@@ -660,6 +660,7 @@ TEXTS: dict[str, str] = {
     "keys.file_password": "Passwort der Datei (falls vorhanden)",
     "keys.done.imported": "Der Schlüssel ist eingespielt.",
     "keys.done.own-imported": "Der eigene Schlüssel ist eingespielt.",
+    "partners.explain.no_partner": "Kein Partner passt zu {address}: keine Domain und keine Adresse eines Partners trifft zu, es gilt die Voreinstellung für unbekannte Partner.",
     # --- end of admin console: quarantine, partners, keys ---
     # --- console: background tasks, transfers, audit viewer (admin_ui/pages/tasks, transfers, audit) ---
     "task.title": "Hintergrundaufgabe: {kind}",

@@ -660,6 +660,7 @@ TEXTS: dict[str, str] = {
     "keys.file_password": "The file's password (if any)",
     "keys.done.imported": "The key is imported.",
     "keys.done.own-imported": "The own key is imported.",
+    "partners.explain.no_partner": "No partner matches {address}: no partner's domain or address applies, so the default for unknown partners does.",
     # --- end of admin console: quarantine, partners, keys ---
     # --- console: background tasks, transfers, audit viewer (admin_ui/pages/tasks, transfers, audit) ---
     "task.title": "Background task: {kind}",
