@@ -143,6 +143,7 @@ def test_verify_chain_finds_the_chain_intact_then_the_altered_entry(
     task_id = verify_chain(client, csrf)
     page = client.get(f"/console/tasks/{task_id}").text
     assert 'id="chain-broken"' in page and f"bei Eintrag {victim} unterbrochen" in page
+    assert f"{victim - 1} erledigt" in page
     assert "altered" in page
     link = re.search(r'href="([^"]+)" id="broken-entry"', page)
     assert link and link.group(1) == f"/console/audit?before={victim + 1}"

@@ -44,6 +44,7 @@ _EXACT = {
     "recipient": "delivery", "mailbox": "delivery", "reason": "delivery",
     "stage": "delivery", "attempt": "delivery", "next_attempt_at": "delivery",
     "already_filed": "delivery", "ticket_number": "delivery", "response": "delivery",
+    "relay": "delivery", "reply": "delivery", "filed": "delivery", "portal": "delivery",
     "failures": "bounce", "dsn": "bounce",
     "ticket": "read", "article": "read", "part": "read", "kind": "read", "file": "read",
 }

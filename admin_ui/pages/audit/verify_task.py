@@ -16,15 +16,19 @@ KIND = "audit-verify"
 
 
 def verify_chain(ctx: TaskContext) -> Mapping[str, Any]:
+    totals: list[int] = []
+
     def progress(checked: int, total: int) -> None:
+        totals.append(total)
         ctx.progress(checked, total, "")
 
     # One read-only pass over the whole trail (batches of 5,000, each expunged); the
     # progress is written in transactions of its own meanwhile.
     with read_scope(ctx.sessions) as session:
         result = audit.verify(session, progress=progress)
-    if result.ok:
-        ctx.progress(result.checked, result.checked, "")
+    # The last word on how far it got (a short or broken chain reports no batch).
+    ctx.progress(result.checked, result.checked if result.ok else (totals[-1] if totals
+                                                                   else None), "")
     outcome: dict[str, Any] = {"ok": result.ok, "checked": result.checked,
                                "first_broken_seq": result.first_broken_seq,
                                "problem": result.problem}
