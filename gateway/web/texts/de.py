@@ -496,7 +496,7 @@ TEXTS: dict[str, str] = {
     "quarantine.previous": "Vorherige Seite",
     "quarantine.next": "Nächste Seite",
     "quarantine.empty": "Keine Nachrichten in Quarantäne.",
-    "quarantine.needs_admin": "jetzt sauber – wartet auf Admins",
+    "quarantine.needs_admin": "jetzt sauber, wartet auf zwei Admins",
     "quarantine.rescan.clean": "sauber",
     "quarantine.rescan.not-clean": "nicht sauber",
     "quarantine.rescan.unreadable": "nicht lesbar",

@@ -496,7 +496,7 @@ TEXTS: dict[str, str] = {
     "quarantine.previous": "Previous page",
     "quarantine.next": "Next page",
     "quarantine.empty": "No quarantined messages.",
-    "quarantine.needs_admin": "now clean – waiting for admins",
+    "quarantine.needs_admin": "now clean, waiting for two admins",
     "quarantine.rescan.clean": "clean",
     "quarantine.rescan.not-clean": "not clean",
     "quarantine.rescan.unreadable": "unreadable",
