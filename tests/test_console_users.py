@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, event, func, select
 
 from admin_ui.app import create_app
 from gateway import audit
@@ -417,3 +418,43 @@ def test_a_wrong_current_password_counts_against_the_login_throttle(
     assert statuses[-1] == 429 and set(statuses[:-1]) == {409}
     with read_scope(services.sessions) as session:
         assert staff.verify_password(session, "sachb", PASSWORD) is not None
+
+
+# --- the list's cost ------------------------------------------------------------------------------
+
+
+@contextmanager
+def counted() -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", note)
+    try:
+        yield statements
+    finally:
+        event.remove(Engine, "before_cursor_execute", note)
+
+
+def test_the_list_costs_the_same_statements_for_three_users_or_forty(
+        app: FastAPI, services: Services, clock: FakeClock) -> None:
+    # No lifespan: the background watches would add their own statements.
+    client = TestClient(app, base_url=BASE_URL)
+
+    def statements() -> int:
+        with counted() as seen:
+            assert client.get("/console/users", headers=CHEF).status_code == 200
+        return len(seen)
+
+    statements()  # the first request also notes the API token's first use (an UPDATE)
+    few = statements()
+    with session_scope(services.sessions) as session:
+        for n in range(37):
+            staff.add_user(session, f"kollegin{n:02d}", PASSWORD)
+            roles.grant(session, f"kollegin{n:02d}", GlobalRole.DPO, actor="test")
+            add_member(session, BOX, f"kollegin{n:02d}", MemberRole.AGENT, actor="test",
+                       now=clock())
+    page = client.get("/console/users", headers=CHEF)
+    assert page.text.count('<tr id="user-') == 40
+    assert statements() == few
