@@ -513,7 +513,6 @@ def test_a_second_person_approves_a_transfer_on_a_legal_basis(client: TestClient
 
 def test_pages_in_english(client: TestClient, world: World) -> None:
     login(client, world, "anna")
-    client.cookies.set("lang", "en")
     page = client.get("/console/consent/new", headers={"accept-language": "en"})
     assert page.status_code == 200
     assert "Record a release from confidentiality" in page.text
