@@ -517,3 +517,19 @@ def test_pages_in_english(client: TestClient, world: World) -> None:
     assert page.status_code == 200
     assert "Record a release from confidentiality" in page.text
     assert form_csrf(page.text)
+
+
+def test_a_scan_over_the_limit_is_refused(world: World, clock: FakeClock) -> None:
+    world.services.settings.consent.max_document_bytes = 1024
+    with TestClient(create_app(world.services.settings, clock=clock), base_url=BASE_URL) as c:
+        csrf = login(c, world, "anna")
+        before = footprint(world)
+        big = small_pdf("x" * 2000)
+        over = c.post("/console/consent", data={**release_fields(world), "csrf_token": csrf},
+                      files=upload(big))
+        assert over.status_code == 422 and "größer als 1024 Bytes" in error_of(over.text)
+        # Far beyond the form's bound: refused while it arrives, nothing parsed.
+        far = c.post("/console/consent", data={**release_fields(world), "csrf_token": csrf},
+                     files=upload(b"%PDF-1.4\n" + bytes(2 * 1024 * 1024)))
+        assert far.status_code == 413
+        assert footprint(world) == before
