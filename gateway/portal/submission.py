@@ -125,25 +125,47 @@ def build_message(settings: Settings, submission: Submission, reference: str,
     return bytes(mime_files.fill(msg.as_bytes(), markers, [f.data for f in submission.files]))
 
 
+@dataclass(frozen=True)
+class Built:
+    """A submission as the message to queue: no longer needs the request's body."""
+
+    reference: str
+    topic: str
+    mailbox: str
+    email: str | None
+    data: bytes
+    files: tuple[FileReceipt, ...]
+
+
+def build(settings: Settings, submission: Submission, now: datetime) -> Built:
+    reference = new_reference()
+    files = tuple(FileReceipt(f.name, len(f.data), f.sha256) for f in submission.files)
+    return Built(reference, submission.topic, submission.mailbox, submission.email,
+                 build_message(settings, submission, reference, now), files)
+
+
 def submit(session: Session, master: MasterKey, settings: Settings, submission: Submission,
            now: datetime) -> Receipt:
-    reference = new_reference()
-    data = build_message(settings, submission, reference, now)
-    sender = submission.email or settings.portal.noreply_address
+    return queue(session, master, settings, build(settings, submission, now), now)
+
+
+def queue(session: Session, master: MasterKey, settings: Settings, built: Built,
+          now: datetime) -> Receipt:
+    """Seal the built message into the queue, with its submission row and, given an
+    address, the receipt notice; ``now`` as given to ``build``."""
+    sender = built.email or settings.portal.noreply_address
     stored = store_received(session, master, Envelope(
-        direction=Direction.INBOUND, mail_from=sender, rcpt_tos=[submission.mailbox],
-        data=data, peer="portal", helo="portal"), actor=ACTOR, now=now)
-    session.add(PortalSubmission(reference=reference, queue_id=stored.queue_id,
-                                 topic=submission.topic, files=len(submission.files),
-                                 submitted_at=now))
-    files = tuple(FileReceipt(f.name, len(f.data), f.sha256) for f in submission.files)
-    if submission.email:
-        notice = notices.portal_receipt(reference=reference, received=office_time(now),
-                                        files=len(files))
+        direction=Direction.INBOUND, mail_from=sender, rcpt_tos=[built.mailbox],
+        data=built.data, peer="portal", helo="portal"), actor=ACTOR, now=now)
+    session.add(PortalSubmission(reference=built.reference, queue_id=stored.queue_id,
+                                 topic=built.topic, files=len(built.files), submitted_at=now))
+    if built.email:
+        notice = notices.portal_receipt(reference=built.reference, received=office_time(now),
+                                        files=len(built.files))
         store_received(session, master, Envelope(
-            direction=Direction.OUTBOUND, mail_from="", rcpt_tos=[submission.email],
+            direction=Direction.OUTBOUND, mail_from="", rcpt_tos=[built.email],
             data=build_notice(reporting_mta=settings.smtp.hostname,
-                              postmaster=settings.delivery.postmaster, to=submission.email,
+                              postmaster=settings.delivery.postmaster, to=built.email,
                               subject=notice.subject, text=notice.text, now=now)),
             actor=ACTOR, now=now)
-    return Receipt(reference, stored.queue_id, submission.topic, now, files, submission.email)
+    return Receipt(built.reference, stored.queue_id, built.topic, now, built.files, built.email)

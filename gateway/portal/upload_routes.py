@@ -14,7 +14,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter
@@ -29,7 +29,14 @@ from gateway.portal import form_token, rate_limits
 from gateway.portal.filenames import clean_filename
 from gateway.portal.render import PortalRenderer
 from gateway.portal.scan import first_infected
-from gateway.portal.submission import Receipt, Submission, UploadedFile, submit
+from gateway.portal.submission import (
+    Built,
+    Receipt,
+    Submission,
+    UploadedFile,
+    build,
+    queue,
+)
 from gateway.portal.upload_form import (
     BadForm,
     BodyStalled,
@@ -133,7 +140,12 @@ def upload_router(settings: Settings, sessions: sessionmaker[Session], master: M
                 topic=values["topic"], mailbox=topics[values["topic"]], name=values["name"],
                 email=values["email"] or None, case_reference=values["case_reference"] or None,
                 message=values["message"], files=files)
-            receipt = await asyncio.to_thread(_submit, submission)
+            now = clock()
+            built = await asyncio.to_thread(build, settings, submission, now)
+            # The message has the files now: drop every view into the request's body, so
+            # its memory is free before sealing needs two more copies of the message.
+            del form, files, submission
+            receipt = await asyncio.to_thread(_queue, built, now)
         except Problem as exc:
             return problem(request, exc)
         log.info("portal submission %s queued as %s (%d file(s))", receipt.reference,
@@ -223,8 +235,8 @@ def upload_router(settings: Settings, sessions: sessionmaker[Session], master: M
                           {"megabytes": _megabytes(portal.max_upload_bytes)})
         return files
 
-    def _submit(submission: Submission) -> Receipt:
+    def _queue(built: Built, now: datetime) -> Receipt:
         with session_scope(sessions) as session:
-            return submit(session, master, settings, submission, clock())
+            return queue(session, master, settings, built, now)
 
     return router
