@@ -75,7 +75,9 @@ def test_serve_runs_the_portal_as_a_part_of_its_own_when_enabled(tmp_path: Path)
     env = clean_env({"XGATE_PORTAL__ENABLED": "true", "XGATE_PORTAL__PORT": str(port),
                      "XGATE_WEB__PORT": str(web),
                      "XGATE_SMTP__INBOUND__PORT": str(free_port()),
-                     "XGATE_SMTP__SUBMISSION__PORT": str(free_port())})
+                     "XGATE_SMTP__SUBMISSION__PORT": str(free_port()),
+                     # The demo's catcher too: another test may run serve beside this one.
+                     "XGATE_DEMO__CATCHER__PORT": str(free_port())})
     process = subprocess.Popen([str(XGATE), "-c", str(config), "serve"], env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
