@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, exists, false, func, or_, select, union
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from gateway.keydir.models import Partner, PartnerAddress
 from gateway.models import Direction, Message, MessageState, Recipient
@@ -161,8 +161,10 @@ def _address_matches(column: Any, patterns: Sequence[str]) -> ColumnElement[bool
     return or_(*conditions) if conditions else false()
 
 
-def _conditions(session: Session, q: TransferQuery) -> list[ColumnElement[bool]]:
-    """Every filter but the address, on ``Message``."""
+def _conditions(session: Session, q: TransferQuery, *,
+                mailbox_as_address: bool) -> list[ColumnElement[bool]]:
+    """Every filter but the address (and the mailbox when it is searched as the address),
+    on ``Message``."""
     where: list[ColumnElement[bool]] = []
     if q.case_reference is not None:
         where.append(Message.case_reference == q.case_reference)
@@ -179,8 +181,8 @@ def _conditions(session: Session, q: TransferQuery) -> list[ColumnElement[bool]]
         where.append(Message.facts.like(f'%"scan": "{q.verdict.value}%'))
     if q.before is not None:
         where.append(Message.id < q.before)
-    if q.mailbox_id is not None:
-        box = session.scalar(select(Mailbox.address).where(Mailbox.id == q.mailbox_id))
+    if q.mailbox_id is not None and not mailbox_as_address:
+        box = _mailbox_address(session, q.mailbox_id)
         where.append(_sent_or_received([box.lower()] if box else []))
     if q.partner is not None:
         patterns = list(session.scalars(
@@ -194,13 +196,29 @@ def _sent_or_received(patterns: Sequence[str]) -> ColumnElement[bool]:
     """Sent from, or to, one of ``patterns`` (addresses or domains); nothing without any."""
     if not patterns:
         return false()
+    # Its own alias: the search by address joins the recipients already, and the subquery
+    # must not correlate to that join.
+    other = aliased(Recipient)
     return or_(_address_matches(Message.mail_from, patterns),
-               exists().where(Recipient.message_id == Message.id,
-                              _address_matches(Recipient.address, patterns)))
+               exists().where(other.message_id == Message.id,
+                              _address_matches(other.address, patterns)))
+
+
+def _mailbox_address(session: Session, mailbox_id: int) -> str | None:
+    return session.scalar(select(Mailbox.address).where(Mailbox.id == mailbox_id))
 
 
 def _page_ids(session: Session, q: TransferQuery) -> list[int]:
-    where = _conditions(session, q)
+    # A shared mailbox is an address (its mail in and what the team sends as it): without an
+    # address asked for, it is searched like one, through the address indexes.
+    mailbox_as_address = q.address is None and q.mailbox_id is not None
+    if mailbox_as_address:
+        assert q.mailbox_id is not None
+        box = _mailbox_address(session, q.mailbox_id)
+        if box is None:
+            return []
+        q = replace(q, address=box.lower())
+    where = _conditions(session, q, mailbox_as_address=mailbox_as_address)
     limit = q.size + 1
     if q.address is None:
         query: Select[int] = (select(Message.id).where(*where)
