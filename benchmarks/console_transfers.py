@@ -6,7 +6,8 @@ read-only session as a request has it.
     python benchmarks/console_transfers.py [--messages N] [--audit-entries E] [--samples S]
 
 Goal: p99 under 300 ms for a search by case reference and by address (sender or recipient),
-under 200 ms for a timeline. The indexes that make it so are migration 0021's.
+under 200 ms for a timeline. The indexes that make it so are migration 0021's. Measured
+besides: the other filters (shared mailbox, partner, one day) and the audit viewer's.
 
 The rows are written by the database itself (INSERT ... SELECT FROM generate_series), not
 the ORM: messages half inbound, half outbound, 20,000 senders, one or two recipients of
@@ -28,6 +29,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,12 +37,16 @@ if str(ROOT) not in sys.path:  # run as a script: python benchmarks/console_tran
     sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from benchmarks.common import percentile
-from gateway.db import read_scope
+from gateway.audit.browse import browse, parse_audit_query
+from gateway.db import read_scope, session_scope
+from gateway.keydir.models import Partner, PartnerAddress
 from gateway.transfers.search import parse_query, search
 from gateway.transfers.timeline import timeline
+from gateway.web.templates import OFFICE_TIME
+from mailboxes.directory import add_mailbox
 
 TABLES = ("messages", "message_recipients", "audit_log")
 SENDERS = 20_000
@@ -129,6 +135,26 @@ def load(engine: Engine, messages: int, entries: int) -> None:
     print(f"  loaded and analysed in {time.monotonic() - started:.0f} s", flush=True)
 
 
+def add_directory(sessions: sessionmaker[Session]) -> tuple[list[int], list[str]]:
+    """Shared mailboxes (each one of the recipient addresses) and partners: one per domain
+    of the recipients (2 % of the messages each), one per sender domain (0.2 %), and one
+    whose domain had no mail at all (the search looks through every message for it)."""
+    now = datetime.now(UTC)
+    with session_scope(sessions) as session:
+        boxes = [add_mailbox(session, recipient_of(n), f"Postfach {n}").id
+                 for n in range(7, 7 + 50 * 20, 50)]
+        partners = []
+        for name, pattern in [*((f"Jugendamt {n}", f"jugendamt{n}.example") for n in range(5)),
+                              *((f"Partner {n}", f"partner{n}.example") for n in range(5)),
+                              ("Ohne Post", "niemand.example")]:
+            partner = Partner(name=name, note="", created_at=now, created_by="bench",
+                              updated_at=now, updated_by="bench")
+            partner.patterns = [PartnerAddress(pattern=pattern)]
+            session.add(partner)
+            partners.append(name)
+    return boxes, partners
+
+
 def measure(name: str, samples: int, call: Callable[[int], int]) -> None:
     rng = random.Random(name)
     timings = []
@@ -147,6 +173,7 @@ def run(url: str, messages: int, entries: int, samples: int) -> None:
     sessions = sessionmaker(engine)
     print(f"loading {messages:,} messages and {entries:,} audit entries", flush=True)
     load(engine, messages, entries)
+    boxes, partners = add_directory(sessions)
 
     def by_case(r: int) -> int:
         n = 2 * (1 + r % (messages // 2))
@@ -175,6 +202,39 @@ def run(url: str, messages: int, entries: int, samples: int) -> None:
                 "address": sender_of(r), "size": "20",
                 "before": str(first.next_before)})).rows)
 
+    def by_mailbox(r: int) -> int:
+        with read_scope(sessions) as session:
+            return len(search(session, parse_query({"mailbox": str(boxes[r % len(boxes)])}))
+                       .rows)
+
+    def by_common_partner(r: int) -> int:
+        with read_scope(sessions) as session:
+            return len(search(session, parse_query({"partner": partners[r % 5]})).rows)
+
+    def by_rare_partner(r: int) -> int:
+        with read_scope(sessions) as session:
+            return len(search(session, parse_query({"partner": partners[5 + r % 5]})).rows)
+
+    def by_partner_without_mail(_r: int) -> int:
+        with read_scope(sessions) as session:
+            return len(search(session, parse_query({"partner": partners[-1]})).rows)
+
+    def by_day(r: int) -> int:
+        day = (datetime.now(OFFICE_TIME) - timedelta(days=1 + r % 150)).date().isoformat()
+        with read_scope(sessions) as session:
+            return len(search(session, parse_query({"received_from": day,
+                                                    "received_to": day})).rows)
+
+    def audit_by_action(r: int) -> int:
+        with read_scope(sessions) as session:
+            return len(browse(session, parse_audit_query({"action": ACTIONS[r % 5]})).entries)
+
+    def audit_by_day(r: int) -> int:
+        day = (datetime.now(OFFICE_TIME) - timedelta(days=1 + r % 150)).date().isoformat()
+        with read_scope(sessions) as session:
+            return len(browse(session, parse_audit_query({"day_from": day, "day_to": day}))
+                       .entries)
+
     def journey(r: int) -> int:
         with read_scope(sessions) as session:
             found = timeline(session, queue_id(1 + r % messages))
@@ -187,6 +247,13 @@ def run(url: str, messages: int, entries: int, samples: int) -> None:
     measure("search by address and state", samples, by_address_and_state)
     measure("two pages by address (sender)", samples, second_page)
     measure("timeline", samples, journey)
+    measure("search by shared mailbox", samples, by_mailbox)
+    measure("search by partner (2 % of mail)", samples, by_common_partner)
+    measure("search by partner (0.2 % of mail)", samples, by_rare_partner)
+    measure("search by partner without mail", min(samples, 10), by_partner_without_mail)
+    measure("search by one day", samples, by_day)
+    measure("audit viewer by action", samples, audit_by_action)
+    measure("audit viewer by one day", samples, audit_by_day)
     engine.dispose()
 
 
