@@ -165,3 +165,14 @@ def test_every_console_post_needs_the_csrf_token_of_a_login_session(
         if answer.status_code != 403 or "CSRF" not in answer.text:
             wrong.append(f"POST {path}: {answer.status_code}")
     assert wrong == []
+
+
+@sqlite_only
+def test_the_navigation_shows_each_role_its_areas_and_only_those(client: TestClient) -> None:
+    for user, expected in EXPECTED_AREAS.items():
+        home = client.get("/", headers=bearer(user))
+        nav = re.search(r'<nav aria-label="Hauptnavigation">(.*?)</nav>', home.text, re.S)
+        assert nav, user
+        shown = re.findall(r'<a href="([^"]+)"', nav.group(1))
+        assert shown == ["/"] + [f"/console/{a.value}" for a in ConsoleArea
+                                 if a in expected], user
