@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from admin_ui.app import create_app
-from gateway.db import read_scope
+from gateway.db import read_scope, session_scope
 from gateway.settings import load_settings
 from gateway.staff import second_factor
+from gateway.staff.models import WebSession
 from gateway.staff.roles import roles_of
 from gateway.staff.users import find_user
+from gateway.web import sessions as web_sessions
 from tests.support.cli import Cli
 from tests.support.db import opened
 from tests.support.staff_web import enrol
@@ -84,11 +88,17 @@ def test_a_token_works_until_revoked(cli: Cli, user: str) -> None:
 def test_second_factor_reset(cli: Cli, user: str) -> None:
     settings = load_settings(cli.config)
     enrol(settings, user)
+    with opened(settings) as sessions, session_scope(sessions) as session:
+        found = find_user(session, user)
+        assert found is not None
+        web_sessions.start(session, found.id, datetime.now(UTC), second_factor=True)
     assert cli("user", "second-factor-reset", user)[1].strip() == (
         "staff user jana must set up a new second factor at the next login")
     with opened(settings) as sessions, read_scope(sessions) as session:
         found = find_user(session, user)
         assert found is not None and not second_factor.enrolled(session, found.id)
+        # Whoever was logged in with the lost phone's codes is logged out.
+        assert session.scalar(select(func.count()).select_from(WebSession)) == 0
     assert cli("user", "second-factor-reset", user)[1].strip() == (
         "staff user jana had no second factor")
     assert [a for _, a in cli.audit_actions()].count("second-factor-reset") == 1
