@@ -64,7 +64,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     admin = sub.add_parser("admin", help="grant or revoke a staff user's admin right",
                            description="Grant a staff user the admin right (managing the key "
                                        "directory through the admin API, approving "
-                                       "quarantine releases), or revoke it with --revoke.")
+                                       "quarantine releases), or revoke it with --revoke. "
+                                       "The last active admin keeps it.")
     admin.add_argument("username", metavar="USERNAME")
     admin.add_argument("--revoke", action="store_true", help="take the right away")
     admin.set_defaults(handler=cmd_admin)
@@ -73,8 +74,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                              description="Disable a staff account: its password no longer "
                                          "works for SMTP AUTH, the JSON API or --by/--admin "
                                          "on the command line, and its pending quarantine "
-                                         "approvals stop counting. Nothing is deleted; "
-                                         "'xgate user enable' undoes it.")
+                                         "approvals stop counting; their web sessions end. "
+                                         "Nothing is deleted; 'xgate user enable' undoes "
+                                         "it. The last active admin cannot be disabled.")
     disable.add_argument("username", metavar="USERNAME")
     disable.set_defaults(handler=cmd_disable)
 

@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     role = sub.add_parser("role", help="grant or revoke a global role",
                           description="Grant a staff user a global role: admin (keys, "
                                       "partners, quarantine approvals), auditor, or dpo "
-                                      "(data-protection officer); --revoke takes it away. "
+                                      "(data-protection officer); --revoke takes it away "
+                                      "(not the last active admin's admin role). "
                                       "Mailbox roles are granted with 'xgate mailbox member'.")
     role.add_argument("username", metavar="USERNAME")
     role.add_argument("role", metavar="ROLE", help="admin, auditor or dpo")
@@ -47,7 +48,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     reset = sub.add_parser("second-factor-reset",
                            help="remove a user's second factor (a lost phone)",
                            description="Remove a staff user's TOTP second factor and recovery "
-                                       "codes; they set up a new one at their next login.")
+                                       "codes; their web sessions end, and they set up a "
+                                       "new one at their next login.")
     reset.add_argument("username", metavar="USERNAME")
     reset.set_defaults(handler=cmd_second_factor_reset)
 
