@@ -121,3 +121,28 @@ def test_an_expired_item_gets_no_new_code(client: TestClient, services: Services
     assert "abgelaufen" in client.get(f"/tickets/{tid}").text
     refused = client.post(f"/pickup/{mine}/code", data={"csrf_token": csrf})
     assert refused.status_code == 409 and 'id="pickup-code"' not in refused.text
+
+
+def test_an_item_put_up_without_a_code_asks_the_caseworker_for_one(
+        client: TestClient, services: Services, clock: FakeClock,
+        items: dict[str, tuple[int, int, str]]) -> None:
+    """The delivery step puts a reply up without a code when no SMS can carry it: the ticket
+    says so (not 'locked') until a member issues one."""
+    csrf = web_login(client, "anna", PASSWORD, enrol(services.settings, "anna"), at=clock())
+    tid = items[BOX][0]
+    with session_scope(services.sessions) as s:
+        made = create_item(s, services.master_key, ticket_id=tid,
+                           recipient="vater@web.example", message=reply_message(),
+                           actor="worker", now=clock(), with_code=False)
+    assert made.code == "" and code_hash(services, made.item_id) is None
+    item = re.search(rf'<li id="pickup-{made.item_id}">.*?</li>',
+                     client.get(f"/tickets/{tid}").text, re.S)
+    assert item is not None
+    assert "noch kein Abholcode ausgegeben" in item.group(0)
+    assert "gesperrt" not in item.group(0)
+    issued = client.post(f"/pickup/{made.item_id}/code", data={"csrf_token": csrf})
+    assert issued.status_code == 200
+    assert code_hash(services, made.item_id) is not None
+    item = re.search(rf'<li id="pickup-{made.item_id}">.*?</li>',
+                     client.get(f"/tickets/{tid}").text, re.S)
+    assert item is not None and "noch kein Abholcode" not in item.group(0)
