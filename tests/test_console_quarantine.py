@@ -20,7 +20,7 @@ from gateway.models import Direction, Message, MessageState, SealedContent
 from gateway.quarantine.models import QuarantineDecision
 from gateway.queue.spool import Envelope, store_received
 from gateway.services import Services
-from tests.support.clamd import EICAR
+from tests.support.clamd import EICAR, shared_clamd
 from tests.support.console_admin import (
     PASSWORD,
     add_console_admins,
@@ -225,3 +225,21 @@ def test_rescan_all_runs_as_a_task_and_marks_what_is_now_clean(
     # Others may neither start one nor see this one.
     assert list(not_forbidden(client, "POST", "/console/quarantine/rescan")) == []
     assert client.get(location, headers=as_user("pruef")).status_code == 404
+
+
+def test_with_the_scanner_down_nothing_is_released_and_the_step_is_undone(
+        client: TestClient, services: Services) -> None:
+    qid = quarantine(services)
+    with shared_clamd().stopped():
+        # The first approval needs no scan and is recorded.
+        assert release(client, qid, ALICE).status_code == 303
+        second = release(client, qid, BOB)
+        assert second.status_code == 503
+        assert "virus scanner unavailable" in second.text
+        started = client.post("/console/quarantine/rescan", headers=ALICE,
+                              follow_redirects=False).headers["location"]
+        client.app.state.tasks.wait(int(started.rsplit("/", 1)[1]))  # type: ignore[attr-defined]
+        assert 'data-state="failed"' in client.get(started, headers=ALICE).text
+    # Bob's approval went with the failed scan; alice's stays.
+    assert decisions(services) == 1 and state(services, qid) is MessageState.QUARANTINED
+    assert release(client, qid, BOB).headers["location"].endswith("done=released")
