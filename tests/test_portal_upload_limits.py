@@ -142,3 +142,15 @@ def test_uploads_beyond_the_concurrent_limit_get_503_with_retry_after_and_nothin
         taken = _post(client)
         assert taken.status_code == 200, taken.text
     assert _counts(settings) == (1, 1, 1)
+
+
+def test_a_body_without_content_length_chunked_is_taken(portal: str, settings: Settings) -> None:
+    with httpx.Client(base_url=portal) as client:
+        body = _multipart(form_token(client), b"%PDF-1.4\n" * 5_000)
+        pieces = [body[n:n + 4096] for n in range(0, len(body), 4096)]
+        answer = client.post("/upload", content=iter(pieces), headers={
+            "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+        assert answer.request.headers.get("transfer-encoding") == "chunked"
+        assert "content-length" not in answer.request.headers
+    assert answer.status_code == 200, answer.text
+    assert _counts(settings) == (1, 1, 1)
