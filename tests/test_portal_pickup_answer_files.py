@@ -125,3 +125,41 @@ def test_the_answer_form_works_without_files_as_before(
     sent = _answer(client, token, "Nur Text.", [])
     assert sent.status_code == 200
     assert _queued_answers(services) == 1
+
+
+def test_an_answer_beyond_the_concurrent_uploads_is_turned_away_unread(
+        services: Services, clock: FakeClock) -> None:
+    """Each answer may hold up to max_upload_bytes in memory: with every slot busy the next
+    gets 503 with Retry-After and a page that says so, and nothing is queued."""
+    from fastapi import FastAPI
+    from starlette.staticfiles import StaticFiles
+
+    from gateway.portal.pickup.routes import pickup_router
+    from gateway.portal.render import PortalRenderer
+    from gateway.portal.upload_slots import UploadSlots
+
+    clock.now = START
+    slots = UploadSlots(1)
+    app = FastAPI()
+    app.mount("/static", StaticFiles(packages=[("gateway.portal", "static")]), name="static")
+    app.include_router(pickup_router(
+        services.sessions, services.master_key, clock, PortalRenderer(), max_tries=5,
+        secure_cookies=False, hostname="gw.example", settings=services.settings,
+        slots=slots))
+    with session_scope(services.sessions) as s:
+        box = add_mailbox(s, BOX, "Kita")
+        tid, _ = create_ticket(s, services.master_key, mailbox_id=box.id, requester=CITIZEN,
+                               subject="Antrag", actor="anna", now=START)
+        item = create_item(s, services.master_key, ticket_id=tid, recipient=CITIZEN,
+                           message=reply_message(), actor="anna", now=START)
+    with TestClient(app) as client:
+        page = client.get(f"/p/{item.token}")
+        client.post(f"/p/{item.token}", data={"code": item.code,
+                                               "form_token": _field(page.text)})
+        with slots.slot():
+            busy = _answer(client, item.token, "Danke", [("a.txt", b"a")])
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "60"
+        assert "in einer Minute" in busy.text
+        assert _queued_answers(services) == 0
+        assert _answer(client, item.token, "Danke", [("a.txt", b"a")]).status_code == 200
+    assert _queued_answers(services) == 1

@@ -49,6 +49,7 @@ from gateway.portal.upload_form import (
     parse_in_memory,
     read_body,
 )
+from gateway.portal.upload_slots import NoSlot, UploadSlots
 from gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ MAX_ANSWER = 20_000
 # The answer's text: 20,000 characters, percent-encoded, the form token and the framing.
 MAX_ANSWER_TEXT_BODY = 12 * MAX_ANSWER + 64 * 1024
 _NO_STORE = {"Cache-Control": "no-store"}
+# When a citizen turned away because all upload slots were busy may try again.
+RETRY_AFTER_SECONDS = 60
 
 
 class AnswerProblem(Exception):
@@ -72,11 +75,15 @@ class AnswerProblem(Exception):
 def pickup_router(sessions: sessionmaker[Session], master: MasterKey,
                   clock: Clock, renderer: PortalRenderer, *, max_tries: int,
                   secure_cookies: bool, hostname: str,
-                  settings: Settings | None = None) -> APIRouter:
+                  settings: Settings | None = None,
+                  slots: UploadSlots | None = None) -> APIRouter:
     """``settings`` give the upload limits and clamd for files with an answer; without them
-    an answer is text only."""
+    an answer is text only. ``slots`` bound how many answers are read at once (each may
+    hold up to ``max_upload_bytes`` in memory); pass the upload form's to share its bound."""
     router = APIRouter()
     portal = settings.portal if settings is not None else None
+    if slots is None:
+        slots = UploadSlots(portal.max_concurrent_uploads if portal is not None else 4)
     max_files = portal.max_files if portal is not None else 0
     max_file_bytes = portal.max_upload_bytes if portal is not None else 0
     max_body = MAX_ANSWER_TEXT_BODY + max_file_bytes
@@ -179,6 +186,16 @@ def pickup_router(sessions: sessionmaker[Session], master: MasterKey,
         if item_id is None:
             return code_page(request, token, status_code=403)
         try:
+            with slots.slot():
+                return await take_answer(request, token, item_id)
+        except NoSlot:
+            log.warning("pickup answer turned away: all %d upload slots busy", slots.limit)
+            response = refused(request, token, AnswerProblem(503, "busy"))
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
+
+    async def take_answer(request: Request, token: str, item_id: int) -> Response:
+        try:
             form = await read_answer(request)
             text, field = form.get("text"), form.get(cookies.FORM_FIELD)
             if not isinstance(field, str) or not cookies.form_ok(
@@ -192,14 +209,17 @@ def pickup_router(sessions: sessionmaker[Session], master: MasterKey,
                 if infected is not None:
                     log.warning("pickup answer refused: %s in a file", infected.signature)
                     raise AnswerProblem(422, "infected", name=infected.filename)
-            with session_scope(sessions) as session:
-                submit_answer(session, master, item_id, text, hostname=hostname, now=clock(),
-                              files=files)
+            await asyncio.to_thread(queue_answer, item_id, text, files)
         except AnswerProblem as exc:
             return refused(request, token, exc)
         except PickupError:
             return refused(request, token, AnswerProblem(400, "refused"))
         return gone(request, "pickup/answer_sent.html", 200)
+
+    def queue_answer(item_id: int, text: str, files: list[AnswerFile]) -> None:
+        with session_scope(sessions) as session:
+            submit_answer(session, master, item_id, text, hostname=hostname, now=clock(),
+                          files=files)
 
     def refused(request: Request, token: str, problem: AnswerProblem) -> Response:
         response = renderer.page(request, "pickup/answer_refused.html", {

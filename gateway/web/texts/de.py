@@ -430,6 +430,7 @@ TEXTS: dict[str, str] = {
     "portal.pickup.answer_problem.too_large": "Die Dateien sind zu groß: zusammen höchstens {megabytes} MB. Nichts wurde gespeichert.",
     "portal.pickup.answer_problem.too_many_files": "Zu viele Dateien: höchstens {count}. Nichts wurde gespeichert.",
     "portal.pickup.answer_problem.stalled": "Die Übertragung ist abgebrochen. Bitte prüfen Sie Ihre Verbindung und senden Sie die Antwort erneut. Nichts wurde gespeichert.",
+    "portal.pickup.answer_problem.busy": "Gerade senden sehr viele Menschen gleichzeitig. Bitte versuchen Sie es in einer Minute noch einmal. Nichts wurde gespeichert.",
     "portal.upload.title": "Nachricht und Unterlagen senden",
     "portal.upload.intro": "Hier können Sie dem Jugendamt eine Nachricht und Dateien sicher übermitteln. Felder ohne den Zusatz „freiwillig“ sind Pflichtfelder.",
     "portal.upload.errors": "Bitte prüfen Sie Ihre Angaben:",

@@ -430,6 +430,7 @@ TEXTS: dict[str, str] = {
     "portal.pickup.answer_problem.too_large": "The files are too large: at most {megabytes} MB together. Nothing was stored.",
     "portal.pickup.answer_problem.too_many_files": "Too many files: at most {count}. Nothing was stored.",
     "portal.pickup.answer_problem.stalled": "The transfer broke off. Please check your connection and send your answer again. Nothing was stored.",
+    "portal.pickup.answer_problem.busy": "Very many people are sending at the moment. Please try again in a minute. Nothing was stored.",
     "portal.upload.title": "Send a message and documents",
     "portal.upload.intro": "Here you can send the youth welfare office a message and files securely. Fields not marked \"optional\" are required.",
     "portal.upload.errors": "Please check what you entered:",
