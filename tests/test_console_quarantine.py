@@ -117,7 +117,7 @@ def test_four_eyes_release(client: TestClient, services: Services) -> None:
     # The same admin again: refused on the page, nothing stored.
     again = release(client, qid, ALICE, "nochmal")
     assert again.status_code == 409
-    assert "alice has approved the release" in again.text
+    assert "alice hat die Freigabe schon beantragt" in again.text
     assert decisions(services) == 1 and state(services, qid) is MessageState.QUARANTINED
 
     second = release(client, qid, BOB, "geprüft, Vorlage ist harmlos")
@@ -145,7 +145,7 @@ def test_delete_with_a_reason(client: TestClient, services: Services) -> None:
     qid = quarantine(services)
     missing = client.post(f"/console/quarantine/{qid}/delete", data={"reason": "  "},
                           headers=ALICE)
-    assert missing.status_code == 409 and "a reason is required" in missing.text
+    assert missing.status_code == 409 and "Bitte geben Sie eine Begründung an" in missing.text
     assert state(services, qid) is MessageState.QUARANTINED
     done = client.post(f"/console/quarantine/{qid}/delete", data={"reason": "Schadsoftware"},
                        headers=ALICE, follow_redirects=False)
@@ -164,7 +164,10 @@ def test_too_long_a_reason_is_refused_whole(client: TestClient, services: Servic
     qid = quarantine(services)
     response = release(client, qid, ALICE, "x" * 2001)
     assert response.status_code == 409
-    assert "too long" in response.text
+    assert "höchstens 2000 Zeichen" in response.text
+    english = client.post(f"/console/quarantine/{qid}/release", data={"reason": "x" * 2001},
+                          headers={**ALICE, "Accept-Language": "en"})
+    assert "The reason is too long (at most 2000 characters)" in english.text
     assert decisions(services) == 0
 
 
@@ -235,7 +238,7 @@ def test_with_the_scanner_down_nothing_is_released_and_the_step_is_undone(
         assert release(client, qid, ALICE).status_code == 303
         second = release(client, qid, BOB)
         assert second.status_code == 503
-        assert "virus scanner unavailable" in second.text
+        assert "Der Virenscanner ist nicht erreichbar" in second.text
         started = client.post("/console/quarantine/rescan", headers=ALICE,
                               follow_redirects=False).headers["location"]
         client.app.state.tasks.wait(int(started.rsplit("/", 1)[1]))  # type: ignore[attr-defined]

@@ -60,7 +60,14 @@ class QuarantineError(QueueAdminError):
     """A quarantine action was refused; the message says why.
 
     A QueueAdminError, so the CLI shows it as one line like every other queue refusal.
+    ``key`` and ``values`` name the refusal for a page, which words it in the user's
+    language from its text catalogue (the message is the CLI's English).
     """
+
+    def __init__(self, message: str, key: str = "", **values: object) -> None:
+        super().__init__(message)
+        self.key = key
+        self.values = values
 
 
 class QuarantineNotFound(QuarantineError):
@@ -229,13 +236,15 @@ def approve_release(session: Session, queue_id: str, *, admin: str, reason: str,
     message = _message(session, queue_id, lock=True)
     if message.state != MessageState.QUARANTINED:
         raise QuarantineError(f"message {message.queue_id} is {message.state.value}, not "
-                              "quarantined; only quarantined messages can be released")
+                              "quarantined; only quarantined messages can be released",
+                              "not-quarantined", state=message.state.value)
     decisions = _decisions_by_message(session, [message.id]).get(message.id, [])
     earlier = _pending(message, decisions,
                        _enabled_admins(session, {d.admin for d in decisions}))
     if admin in earlier:
         raise QuarantineError(f"{admin} has approved the release of {message.queue_id} "
-                              "already; a second, different admin must approve")
+                              "already; a second, different admin must approve",
+                              "approved-already", admin=admin)
     actor = f"admin:{admin}"
     _decide(session, message, DecisionAction.RELEASE_APPROVAL, admin, reason, now)
     audit.record(session, actor=actor, action=AuditAction.QUARANTINE_RELEASE_APPROVAL,
@@ -285,7 +294,8 @@ def delete(session: Session, queue_id: str, *, admin: str, reason: str, now: dat
     message = _message(session, queue_id, lock=True)
     if message.state != MessageState.QUARANTINED:
         raise QuarantineError(f"message {message.queue_id} is {message.state.value}, not "
-                              "quarantined; only quarantined messages can be deleted here")
+                              "quarantined; only quarantined messages can be deleted here",
+                              "not-quarantined", state=message.state.value)
     why = f"deleted from quarantine by {admin}"
     failed = [r.address for r in message.recipients if r.state == RecipientState.PENDING]
     session.execute(update(Recipient).where(
@@ -370,21 +380,22 @@ def rescan_all(sessions: sessionmaker[Session], master_key: MasterKey, rescanner
 def _checked_reason(reason: str) -> str:
     text = " ".join(reason.split())
     if not text:
-        raise QuarantineError("a reason is required")
+        raise QuarantineError("a reason is required", "reason-required")
     if len(text) > MAX_REASON_LENGTH:
-        raise QuarantineError(f"the reason is too long (at most {MAX_REASON_LENGTH} characters)")
+        raise QuarantineError(f"the reason is too long (at most {MAX_REASON_LENGTH} characters)",
+                              "reason-too-long", limit=MAX_REASON_LENGTH)
     return text
 
 
 def _check_admin(session: Session, admin: str, what: str) -> None:
     user = find_user(session, admin)
     if user is None:
-        raise QuarantineError(f"no staff user {admin}")
+        raise QuarantineError(f"no staff user {admin}", "not-admin", admin=admin)
     if user.disabled:
-        raise QuarantineError(f"staff user {admin} is disabled")
+        raise QuarantineError(f"staff user {admin} is disabled", "not-admin", admin=admin)
     if not user.admin:
         raise QuarantineError(f"staff user {admin} is not an admin; only admins may {what} "
-                              "quarantined messages")
+                              "quarantined messages", "not-admin", admin=admin)
 
 
 def _enabled_admins(session: Session, names: Iterable[str]) -> frozenset[str]:

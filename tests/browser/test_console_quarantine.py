@@ -99,7 +99,7 @@ def test_two_admins_release_a_quarantined_message(page: Page, browser: Browser, 
     # The same admin once more: refused, and one approval releases nothing.
     page.locator("#release-reason").fill("ich nochmal")
     page.get_by_role("button", name="Freigabe beantragen").click()
-    expect(page.locator("#form-error")).to_contain_text("a second, different admin must")
+    expect(page.locator("#form-error")).to_contain_text("eine zweite, andere Admin-Person")
     drain(services)
     assert state(services, qid) is MessageState.QUARANTINED
     assert not [d for d in sink.deliveries if RECIPIENT in d.rcpt_tos]

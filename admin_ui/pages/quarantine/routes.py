@@ -22,7 +22,7 @@ from starlette.responses import RedirectResponse, Response
 
 from admin_ui.api.consents import MasterKeySource
 from admin_ui.pages.quarantine import rescan_task
-from admin_ui.pages.render import Renderer
+from admin_ui.pages.render import Renderer, language_of
 from admin_ui.pages.tasks.routes import task_path
 from admin_ui.security.authentication import Authenticator
 from admin_ui.security.guard import guarded_route
@@ -47,6 +47,7 @@ from gateway.quarantine.records import (
 )
 from gateway.settings import Settings
 from gateway.tasks.runner import TaskRunner
+from gateway.web.catalogue import text
 from scanning.errors import ScanningError
 
 MAX_FORM = 16 * 1024
@@ -88,6 +89,13 @@ def page_number(text: str | None) -> int:
     if text is None or not text.isascii() or not text.isdigit() or len(text) > 6:
         return 1
     return max(1, int(text))
+
+
+def refusal_text(request: Request, refusal: QuarantineError) -> str:
+    """The refusal in the user's language; the library's (English) words if it has no key."""
+    if not refusal.key:
+        return str(refusal)
+    return text(language_of(request))(f"quarantine.refusal.{refusal.key}", **refusal.values)
 
 
 def reason_of(value: object) -> str:
@@ -158,12 +166,13 @@ def quarantine_router(auth: Authenticator, sessions: sessionmaker[Session],
             except QuarantineNotFound:
                 raise HTTPException(404) from None
             except QuarantineError as exc:
-                return detail_page(request, staff, qid, error=str(exc), reason=reason,
-                                   status=409)
+                return detail_page(request, staff, qid, error=refusal_text(request, exc),
+                                   reason=reason, status=409)
             except ScanningError as exc:
                 # No verdict, no release: the whole step, approval included, is undone.
                 return detail_page(request, staff, qid, reason=reason, status=503,
-                                   error=f"virus scanner unavailable: {exc}")
+                                   error=text(language_of(request))(
+                                       "quarantine.refusal.scanner", detail=str(exc)))
             done = {ReleaseOutcome.APPROVAL_RECORDED: "approval",
                     ReleaseOutcome.RELEASED: "released",
                     ReleaseOutcome.REFUSED: "refused"}[result.outcome]
@@ -183,8 +192,8 @@ def quarantine_router(auth: Authenticator, sessions: sessionmaker[Session],
             except QuarantineNotFound:
                 raise HTTPException(404) from None
             except QuarantineError as exc:
-                return detail_page(request, staff, qid, error=str(exc), reason=reason,
-                                   status=409)
+                return detail_page(request, staff, qid, error=refusal_text(request, exc),
+                                   reason=reason, status=409)
             return RedirectResponse(f"/console/quarantine/{qid}?done=deleted",
                                     status_code=303)
 

@@ -662,6 +662,12 @@ TEXTS: dict[str, str] = {
     "keys.done.imported": "Der Schlüssel ist eingespielt.",
     "keys.done.own-imported": "Der eigene Schlüssel ist eingespielt.",
     "partners.explain.no_partner": "Kein Partner passt zu {address}: keine Domain und keine Adresse eines Partners trifft zu, es gilt die Voreinstellung für unbekannte Partner.",
+    "quarantine.refusal.not-quarantined": "Die Nachricht ist nicht (mehr) in Quarantäne, sondern {state}; nur Nachrichten in Quarantäne können freigegeben oder gelöscht werden.",
+    "quarantine.refusal.approved-already": "{admin} hat die Freigabe schon beantragt; bestätigen muss eine zweite, andere Admin-Person (Vier-Augen-Prinzip).",
+    "quarantine.refusal.reason-required": "Bitte geben Sie eine Begründung an.",
+    "quarantine.refusal.reason-too-long": "Die Begründung ist zu lang (höchstens {limit} Zeichen).",
+    "quarantine.refusal.not-admin": "{admin} ist keine aktive Admin-Person.",
+    "quarantine.refusal.scanner": "Der Virenscanner ist nicht erreichbar ({detail}); ohne erneute Prüfung wird nichts freigegeben. Ihre Bestätigung wurde nicht gespeichert.",
     # --- end of admin console: quarantine, partners, keys ---
     # --- console: background tasks, transfers, audit viewer (admin_ui/pages/tasks, transfers, audit) ---
     "task.title": "Hintergrundaufgabe: {kind}",

@@ -662,6 +662,12 @@ TEXTS: dict[str, str] = {
     "keys.done.imported": "The key is imported.",
     "keys.done.own-imported": "The own key is imported.",
     "partners.explain.no_partner": "No partner matches {address}: no partner's domain or address applies, so the default for unknown partners does.",
+    "quarantine.refusal.not-quarantined": "The message is not (or no longer) quarantined but {state}; only quarantined messages can be released or deleted.",
+    "quarantine.refusal.approved-already": "{admin} has requested the release already; a second, different admin must approve it (four eyes).",
+    "quarantine.refusal.reason-required": "Please give a reason.",
+    "quarantine.refusal.reason-too-long": "The reason is too long (at most {limit} characters).",
+    "quarantine.refusal.not-admin": "{admin} is not an active admin.",
+    "quarantine.refusal.scanner": "The virus scanner cannot be reached ({detail}); nothing is released without a re-scan. Your approval was not stored.",
     # --- end of admin console: quarantine, partners, keys ---
     # --- console: background tasks, transfers, audit viewer (admin_ui/pages/tasks, transfers, audit) ---
     "task.title": "Background task: {kind}",
