@@ -319,8 +319,38 @@ def test_roles_and_memberships_are_granted_and_taken(client: TestClient,
     assert counts(services) == before_counts
 
 
+def test_sender_addresses_are_allowed_and_taken_away(client: TestClient,
+                                                     services: Services) -> None:
+    """As ``xgate user address``: the envelope senders for SMTP submission."""
+    uid = user_id(services, "sachb")
+    before = last_seq(services)
+    for data, notice in [
+            ({"address": "SB@Jugendamt.example"}, "Die Absenderadresse ist erlaubt."),
+            ({"address": "sb@jugendamt.example"}, "Es war nichts zu ändern."),
+            ({"address": "asd@jugendamt.example"}, "Die Absenderadresse ist erlaubt."),
+            ({"address": "sb@jugendamt.example", "action": "remove"},
+             "Die Absenderadresse ist entzogen.")]:
+        page = client.post(f"/console/users/{uid}/addresses", headers=CHEF, data=data)
+        assert page.status_code == 200 and notice in page.text, data
+    assert re.findall(r'name="address" value="([^"]+)"', page.text) == ["asd@jugendamt.example"]
+    with read_scope(services.sessions) as session:
+        assert staff.sender_addresses(session, "sachb") == {"asd@jugendamt.example"}
+    assert trail(services, before) == [
+        ("chef", "user-address-added", {"user": "sachb", "address": "sb@jugendamt.example"}),
+        ("chef", "user-address-added", {"user": "sachb", "address": "asd@jugendamt.example"}),
+        ("chef", "user-address-removed", {"user": "sachb", "address": "sb@jugendamt.example"}),
+    ]
+    before_counts = counts(services)
+    for bad in ["keine adresse", "", "a@b", "zwei@x.example extra"]:
+        answer = client.post(f"/console/users/{uid}/addresses", headers=CHEF,
+                             data={"address": bad})
+        assert answer.status_code == 409, bad
+        assert "Das ist keine gültige E-Mail-Adresse." in answer.text
+    assert counts(services) == before_counts
+
+
 @pytest.mark.parametrize("path", ["", "/disable", "/enable", "/password",
-                                  "/second-factor-reset", "/roles", "/mailboxes"])
+                                  "/second-factor-reset", "/roles", "/mailboxes", "/addresses"])
 def test_unknown_and_malformed_user_ids_are_404(client: TestClient, services: Services,
                                                 path: str) -> None:
     before = counts(services)
@@ -339,7 +369,8 @@ def test_every_form_needs_the_csrf_token(client: TestClient, services: Services,
     page = client.get(f"/console/users/{uid}")
     forms = re.findall(r'<form method="post" action="([^"]+)"', page.text)
     assert {f"/console/users/{uid}/{p}" for p in (
-        "disable", "password", "second-factor-reset", "roles", "mailboxes")} <= set(forms)
+        "disable", "password", "second-factor-reset", "roles", "mailboxes", "addresses")
+    } <= set(forms)
     assert page.text.count('name="csrf_token"') == len(forms)
     before = counts(services)
     for action in forms:

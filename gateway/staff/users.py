@@ -43,6 +43,10 @@ class BadUsername(StaffError):
     """The user name is empty, too long, or has spaces or control characters."""
 
 
+class BadAddress(StaffError):
+    """Not an address mail can be sent from."""
+
+
 class LastAdmin(StaffError):
     """The change would leave the office without an active admin."""
 
@@ -88,7 +92,7 @@ def add_address(session: Session, username: str, address: str) -> bool:
     normalised = normalise_address(address)
     local, at, domain = normalised.partition("@")
     if not local or not at or "." not in domain or any(c.isspace() for c in normalised):
-        raise StaffError(f"not a valid sender address: {address!r}")
+        raise BadAddress(f"not a valid sender address: {address!r}")
     if normalised in {a.address for a in user.addresses}:
         return False
     user.addresses.append(StaffAddress(address=normalised))

@@ -6,7 +6,8 @@ on a page that is not cached (only its argon2 hash is stored); at the first logi
 user must set up the second factor (the login flow sends every account without one to the
 enrolment page), so the password alone, read over a shoulder, opens nothing. The same page
 disables and enables, gives a new generated password, resets the second factor, grants and
-revokes global roles and mailbox memberships.
+revokes global roles and mailbox memberships, and the sender addresses the user may submit
+mail with.
 
 Every change is the library's own, as for ``xgate user`` and ``xgate mailbox member``
 (gateway.staff.actions, gateway.staff.roles, mailboxes.members): the last active admin stays,
@@ -52,7 +53,7 @@ MAX_FORM = 16 * 1024
 BASE = "/console/users"
 # The notices a redirect may ask the user page to show (?done=...), nothing else.
 DONE = ("created", "disabled", "enabled", "second_factor", "role_granted", "role_revoked",
-        "member_added", "member_removed", "unchanged")
+        "member_added", "member_removed", "address_added", "address_removed", "unchanged")
 
 
 class Refused(Exception):
@@ -73,6 +74,8 @@ def refusal_text(request: Request, exc: Exception) -> str:
         return t("users.error.username", max=staff.MAX_USERNAME_LENGTH)
     if isinstance(exc, staff.LastAdmin):
         return t("users.error.last_admin")
+    if isinstance(exc, staff.BadAddress):
+        return t("users.error.address")
     # Any other refusal of the library: its own (English) sentence after a German lead-in.
     return t("users.error.other", reason=str(exc))
 
@@ -271,6 +274,21 @@ def users_router(auth: Authenticator, sessions: sessionmaker[Session], clock: Cl
         return apply
 
     post("/mailboxes", change_membership)
+
+    def change_address(admin: Staff, form: FormData) -> Callable[[Session, StaffUser], str]:
+        address, remove = _field(form, "address"), _field(form, "action") == "remove"
+
+        def apply(session: Session, user: StaffUser) -> str:
+            if remove:
+                changed = actions.remove_address(session, user.username, address,
+                                                 actor=admin.username)
+                return "address_removed" if changed else "unchanged"
+            changed = actions.grant_address(session, user.username, address,
+                                            actor=admin.username)
+            return "address_added" if changed else "unchanged"
+        return apply
+
+    post("/addresses", change_address)
 
     @router.post(BASE + "/{user_id}/password")
     async def new_password(request: Request, admin: AdminUser, user_id: str) -> Response:

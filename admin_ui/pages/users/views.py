@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.models import StaffUser
+from gateway.models import StaffAddress, StaffUser
 from gateway.staff.models import SecondFactor, StaffRole
 from gateway.staff.roles import GlobalRole
 from mailboxes.models import Mailbox, MailboxMember, MemberRole
@@ -35,6 +35,8 @@ class UserRow:
     username: str
     roles: tuple[GlobalRole, ...]
     memberships: tuple[Membership, ...]
+    # The envelope senders the user may submit mail with (SMTP AUTH on submission).
+    addresses: tuple[str, ...]
     disabled: bool
     second_factor: bool
     last_login_at: datetime | None
@@ -71,12 +73,18 @@ def user_rows(session: Session, user_id: int | None = None) -> list[UserRow]:
             .join(Mailbox, Mailbox.id == MailboxMember.mailbox_id)
             .where(MailboxMember.user_id.in_(ids)).order_by(Mailbox.address)):
         boxes[uid].append(Membership(box_id, address, name, MemberRole(role)))
+    senders: dict[int, list[str]] = defaultdict(list)
+    for uid, address in session.execute(
+            select(StaffAddress.user_id, StaffAddress.address)
+            .where(StaffAddress.user_id.in_(ids)).order_by(StaffAddress.address)):
+        senders[uid].append(address)
     order = list(GlobalRole)
     rows = []
     for user in found:
         roles = held[user.id] | ({GlobalRole.ADMIN} if user.admin else set())
         rows.append(UserRow(user.id, user.username, tuple(sorted(roles, key=order.index)),
-                            tuple(boxes[user.id]), user.disabled, user.id in enrolled,
+                            tuple(boxes[user.id]), tuple(senders[user.id]), user.disabled,
+                            user.id in enrolled,
                             user.last_login_at, user.created_at))
     return rows
 

@@ -889,6 +889,15 @@ TEXTS: dict[str, str] = {
     "own_password.same": "Das neue Passwort ist das bisherige.",
     "own_password.wrong": "Das bisherige Passwort ist falsch.",
     "own_password.changed": "Ihr Passwort ist geändert, und Sie sind überall abgemeldet. Bitte melden Sie sich mit dem neuen Passwort an.",
+    "users.col.addresses": "Absenderadressen",
+    "users.col.address": "Absenderadresse",
+    "users.detail.addresses_hint": "Mit diesen Adressen darf der Benutzer über den Einlieferungsdienst (SMTP mit Anmeldung) Mail senden.",
+    "users.detail.no_addresses": "Keine: Der Benutzer kann keine Mail einliefern.",
+    "users.action.add_address": "Adresse erlauben",
+    "users.action.remove_address": "Adresse entziehen",
+    "users.done.address_added": "Die Absenderadresse ist erlaubt.",
+    "users.done.address_removed": "Die Absenderadresse ist entzogen.",
+    "users.error.address": "Das ist keine gültige E-Mail-Adresse.",
     # --- end of console: users and roles ---
     # --- console: consent register ---
     "consent.nav.label": "Schweigepflichtentbindungen",

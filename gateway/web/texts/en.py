@@ -889,6 +889,15 @@ TEXTS: dict[str, str] = {
     "own_password.same": "The new password is the current one.",
     "own_password.wrong": "The current password is wrong.",
     "own_password.changed": "Your password is changed and you are logged out everywhere. Please log in with the new password.",
+    "users.col.addresses": "Sender addresses",
+    "users.col.address": "Sender address",
+    "users.detail.addresses_hint": "The user may submit mail with these addresses through the submission service (SMTP with login).",
+    "users.detail.no_addresses": "None: the user cannot submit mail.",
+    "users.action.add_address": "Allow address",
+    "users.action.remove_address": "Take address away",
+    "users.done.address_added": "The sender address is allowed.",
+    "users.done.address_removed": "The sender address is taken away.",
+    "users.error.address": "This is not a valid e-mail address.",
     # --- end of console: users and roles ---
     # --- console: consent register ---
     "consent.nav.label": "Releases from confidentiality",
