@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -63,6 +63,8 @@ class World:
     nobodys: int       # a release recorded without a mailbox (the CLI's way)
     held_mine: str     # a transfer on a legal basis from BOX, sent by lena
     held_theirs: str   # the same from OTHER_BOX, sent by root
+    # Each user's TOTP secret, once enrolled.
+    secrets: dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture
@@ -93,8 +95,9 @@ def client(world: World, clock: FakeClock) -> Iterator[TestClient]:
 
 def login(client: TestClient, world: World, user: str) -> str:
     client.cookies.clear()
-    return web_login(client, user, PASSWORD, enrol(world.services.settings, user),
-                     at=NOW)
+    if user not in world.secrets:
+        world.secrets[user] = enrol(world.services.settings, user)
+    return web_login(client, user, PASSWORD, world.secrets[user], at=NOW)
 
 
 def mailbox_id(world: World, address: str) -> int:
@@ -173,6 +176,8 @@ ROUTES: list[tuple[str, str, str]] = [
     ("POST", "/console/consent/{release_id}/versions", "change"),
     ("POST", "/console/consent/{release_id}/revoke", "reason"),
     ("GET", "/console/consent/{release_id}/document", "none"),
+    # Admins only: giving a release of no mailbox to one.
+    ("POST", "/console/consent/{release_id}/mailbox", "assign"),
 ]
 ROUTE_IDS = [f"{method} {path}" for method, path, _ in ROUTES]
 
@@ -208,6 +213,8 @@ def _request(client: TestClient, world: World, method: str, path: str, body: str
         data = {"case": MINE, "category": "Hilfeplan", "recipient": PARTNER_ADDRESS}
     elif body == "reason":
         data = {"reason": "Gefährdung akut"}
+    elif body == "assign":
+        data = {"mailbox": str(mailbox_id(world, OTHER_BOX if theirs else BOX))}
     if csrf is not None:
         data["csrf_token"] = csrf
     return int(client.post(url, data=data, files=files, follow_redirects=False).status_code)
@@ -243,15 +250,21 @@ def test_rights_on_every_route(client: TestClient, world: World, method: str, pa
             assert footprint(world) == before
         else:
             assert _send(client, method, path.format(queue_id="NOPE"), csrf) == 404
-    # ... and their own work: allowed.
-    assert _request(client, world, method, path, body, csrf, theirs=True) in (200, 303)
+    # ... and their own work: allowed (only admins give releases to mailboxes: 403).
+    allowed = (403,) if body == "assign" else (200, 303)
+    assert _request(client, world, method, path, body, csrf, theirs=True) in allowed
     # The caseworker of BOX: their own ids are theirs.
     csrf = login(client, world, "anna")
-    assert _request(client, world, method, path, body, csrf, theirs=False) in (200, 303)
+    assert _request(client, world, method, path, body, csrf, theirs=False) in allowed
     # An admin of no mailbox: every release, also one of no mailbox.
     csrf = login(client, world, "root")
     if "release_id" in path and method == "GET":
         assert _send(client, method, path.format(release_id=world.nobodys), csrf) == 200
+    if body == "assign":
+        assigned = client.post(path.format(release_id=world.nobodys), data={
+            "mailbox": str(mailbox_id(world, BOX)), "csrf_token": csrf},
+            follow_redirects=False)
+        assert assigned.status_code == 303
 
 
 def _send(client: TestClient, method: str, url: str, csrf: str) -> int:
@@ -533,3 +546,27 @@ def test_a_scan_over_the_limit_is_refused(world: World, clock: FakeClock) -> Non
                      files=upload(b"%PDF-1.4\n" + bytes(2 * 1024 * 1024)))
         assert far.status_code == 413
         assert footprint(world) == before
+
+
+def test_an_admin_gives_a_release_of_no_mailbox_to_its_team(client: TestClient, world: World,
+                                                            clock: FakeClock) -> None:
+    login(client, world, "anna")
+    assert client.get(f"/console/consent/{world.nobodys}").status_code == 404
+    with TestClient(create_app(world.services.settings, clock=clock),
+                    base_url=BASE_URL) as admin:
+        csrf = login(admin, world, "root")
+        page = admin.get(f"/console/consent/{world.nobodys}").text
+        assert 'id="assign-form"' in page
+        assert 'id="assign-form"' not in admin.get(f"/console/consent/{world.mine}").text
+        assigned = admin.post(f"/console/consent/{world.nobodys}/mailbox", data={
+            "mailbox": str(mailbox_id(world, BOX)), "csrf_token": csrf},
+            follow_redirects=False)
+        assert assigned.status_code == 303
+        again = admin.post(f"/console/consent/{world.nobodys}/mailbox", data={
+            "mailbox": str(mailbox_id(world, OTHER_BOX)), "csrf_token": csrf})
+        assert again.status_code == 409 and "bereits" in error_of(again.text)
+    assert ("root", "consent-assigned", {"release": world.nobodys,
+                                         "mailbox": mailbox_id(world, BOX)}) in audit_trail(world)
+    # The team sees it now.
+    assert client.get(f"/console/consent/{world.nobodys}").status_code == 200
+    assert NOBODYS in client.get("/console/consent").text

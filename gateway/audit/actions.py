@@ -134,3 +134,7 @@ class AuditAction(StrEnum):
     TRANSFER_TIMELINE_READ = "transfer-timeline-read"
     AUDIT_TRAIL_READ = "audit-trail-read"
     AUDIT_CHAIN_VERIFIED = "audit-chain-verified"
+
+    # The console's consent register (admin_ui/pages/consent): a release recorded without a
+    # mailbox (before migration 0023, by the CLI or the API) given to its case's mailbox.
+    CONSENT_ASSIGNED = "consent-assigned"

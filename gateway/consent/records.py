@@ -40,6 +40,7 @@ from gateway.policy.consent import (
     normalise_case,
 )
 from gateway.settings import ConsentSettings
+from mailboxes.models import Mailbox
 
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 MAX_CASE_LENGTH = 200
@@ -417,6 +418,24 @@ def current_versions(session: Session, master_key: MasterKey, *, case: str | Non
     None: of all), newest release first, personal part opened. Not audited: whoever shows
     them records the reading (gateway.consent.search)."""
     return [_view(session, master_key, r) for r in _latest_rows(session, case, mailboxes)]
+
+
+def assign_mailbox(session: Session, release_id: int, mailbox_id: int, *, actor: str) -> None:
+    """Give a release recorded without a mailbox (before migration 0023, by the CLI or the
+    API) to the shared mailbox whose case it is; its team manages it from then on. Once: a
+    release that belongs to a team is not moved to another by this."""
+    release = session.get(ConsentRelease, release_id)
+    if release is None:
+        raise ConsentNotFound(f"no release {release_id}")
+    if release.mailbox_id is not None:
+        raise ConsentConflict(f"release {release_id} already belongs to mailbox "
+                              f"{release.mailbox_id}", key="assigned_already")
+    if session.scalar(select(Mailbox.id).where(Mailbox.id == mailbox_id)) is None:
+        raise ConsentError(f"no mailbox {mailbox_id}", key="mailbox_missing")
+    release.mailbox_id = mailbox_id
+    session.flush()
+    audit.record(session, actor=actor, action=AuditAction.CONSENT_ASSIGNED,
+                 detail={"release": release_id, "mailbox": mailbox_id})
 
 
 def release_mailbox(session: Session, release_id: int) -> int | None:

@@ -34,6 +34,7 @@ from admin_ui.pages.render import Renderer, language_of
 from admin_ui.pages.tickets.downloads import PASSIVE_TYPES, content_disposition
 from admin_ui.pages.tickets.uploads import InMemoryFormRequest
 from admin_ui.security.authentication import Authenticator
+from admin_ui.security.errors import Forbidden
 from admin_ui.security.guard import guarded_route
 from admin_ui.security.identity import Staff
 from admin_ui.security.rights import (
@@ -54,6 +55,7 @@ from gateway.consent.gate import dry_run
 from gateway.consent.holds import HeldReport, approve_statutory, approvers_of, held_reports
 from gateway.consent.records import (
     Document,
+    assign_mailbox,
     known_cases,
     read_document,
     read_release,
@@ -102,7 +104,7 @@ def _visible(session: Session, scope: ConsentScope,
 
 def _approvers(session: Session, reports: list[HeldReport]) -> dict[str, tuple[str, ...]]:
     ids = dict(session.execute(select(Message.queue_id, Message.id).where(
-        Message.queue_id.in_([r.queue_id for r in reports]))).tuples().all())
+        Message.queue_id.in_([r.queue_id for r in reports]))).all())
     return {r.queue_id: approvers_of(session, ids[r.queue_id]) for r in reports
             if r.kind == HoldKind.STATUTORY_APPROVAL and r.queue_id in ids}
 
@@ -119,7 +121,7 @@ def _mailboxes(session: Session, scope: ConsentScope) -> list[MailboxChoice]:
     query = select(Mailbox.id, Mailbox.name, Mailbox.address).order_by(Mailbox.name)
     if scope.mailbox_ids is not None:
         query = query.where(Mailbox.id.in_(list(scope.mailbox_ids)))
-    return [MailboxChoice(*row) for row in session.execute(query).tuples().all()]
+    return [MailboxChoice(*row) for row in session.execute(query).all()]
 
 
 async def _scan_upload(request: Request) -> tuple[str, bytes] | None:
@@ -326,10 +328,15 @@ def consent_router(auth: Authenticator, sessions: sessionmaker[Session],
             mailbox_id = release_mailbox(session, release_id)
             mailbox_name = session.scalar(select(Mailbox.name).where(Mailbox.id == mailbox_id)) \
                 if mailbox_id is not None else None
+            # An admin gives a release of no mailbox (recorded before 0023, by the CLI or
+            # the API) to its case's team.
+            assignable = _mailboxes(session, scope) \
+                if mailbox_id is None and scope.everything else []
         return page(request, staff, "release.html", {
             "versions": list(reversed(versions)), "current": current,
             "state": release_state(current.release, now, zone), "reports": reports,
-            "mailbox_name": mailbox_name, "error": error, "now": now,
+            "mailbox_name": mailbox_name, "assignable": assignable, "error": error,
+            "now": now,
             "state_of": release_state}, status)
 
     @router.get(BASE + "/{release_id}")
@@ -394,6 +401,28 @@ def consent_router(auth: Authenticator, sessions: sessionmaker[Session],
                 return release_page(request, staff, rid, error=refusal_text(request, exc),
                                     status=_status(exc))
             return RedirectResponse(f"{BASE}/{rid}?revoked=1", status_code=303)
+
+        return await run_in_threadpool(work)
+
+    @router.post(BASE + "/{release_id}/mailbox")
+    async def assign(request: Request, staff: ConsentUser, release_id: str) -> Response:
+        rid = parse_id(release_id)
+        chosen = chosen_mailbox(ReleaseForm(mailbox=text_of(await request.form(), "mailbox")))
+
+        def work() -> Response:
+            try:
+                with session_scope(sessions) as session:
+                    if not check_release(session, staff, rid).everything:
+                        raise Forbidden(f"{staff.username} may not give releases to mailboxes")
+                    if chosen is None:
+                        raise ConsentError("choose a mailbox", key="mailbox_missing")
+                    assign_mailbox(session, rid, chosen, actor=staff.username)
+            except ConsentNotFound:
+                raise not_found() from None
+            except ConsentError as exc:
+                return release_page(request, staff, rid, error=refusal_text(request, exc),
+                                    status=_status(exc))
+            return RedirectResponse(f"{BASE}/{rid}?assigned=1", status_code=303)
 
         return await run_in_threadpool(work)
 

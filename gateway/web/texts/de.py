@@ -1022,5 +1022,8 @@ TEXTS: dict[str, str] = {
     "consent_error.no_justification": "Der Bericht enthält keine Begründung (X-Xgate-Justification). Ohne sie geht keine gesetzliche Übermittlung hinaus; die absendende Person muss ihn mit Begründung erneut schicken.",
     "consent_error.own_report": "Sie haben diesen Bericht selbst geschickt. Eine zweite, andere Person muss ihn freigeben.",
     "consent_error.approved_already": "Sie haben diesen Bericht bereits freigegeben.",
+    "consent.release.assign_hint": "Diese Entbindung wurde ohne Sammelpostfach erfasst (vor dem Register in der Konsole, über die Kommandozeile oder die API). Nur Admins sehen sie, bis sie dem Postfach ihres Falls zugeordnet ist.",
+    "consent.release.assign": "Zuordnen",
+    "consent_error.assigned_already": "Die Entbindung gehört bereits zu einem Sammelpostfach.",
     # --- end of console: consent register ---
 }

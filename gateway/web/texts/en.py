@@ -1022,5 +1022,8 @@ TEXTS: dict[str, str] = {
     "consent_error.no_justification": "The report carries no justification (X-Xgate-Justification). No transfer on a legal basis leaves without one; the sender has to send it again with the reasons.",
     "consent_error.own_report": "You sent this report yourself. A second, different person must approve it.",
     "consent_error.approved_already": "You have already approved this report.",
+    "consent.release.assign_hint": "This release was recorded without a shared mailbox (before the register in the console, on the command line or through the API). Only admins see it until it is given to its case's mailbox.",
+    "consent.release.assign": "Assign",
+    "consent_error.assigned_already": "The release already belongs to a shared mailbox.",
     # --- end of console: consent register ---
 }
