@@ -7,7 +7,8 @@ Leads and agents manage consent for their own mailboxes' cases; nothing linked a
 mailbox before. Existing releases keep ``mailbox_id`` NULL: which team obtained them is not
 recorded anywhere (the case reference names no mailbox, and the recording user may work in
 several), and guessing would show a family's release to the wrong team. In the console only
-admins see them until one is recorded anew in a mailbox; the CLI and the API are unchanged.
+admins see them, and an admin gives each to its case's mailbox (/console/consent/{id}, audited
+consent-assigned); the CLI and the API are unchanged.
 """
 import sqlalchemy as sa
 from alembic import op
