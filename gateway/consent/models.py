@@ -40,8 +40,9 @@ class ConsentRelease(Base):
     # The shared mailbox whose case this is (migration 0023): its leads and agents manage the
     # release in the console (admin_ui.security.rights.consent_scope). Set when it is
     # recorded there; None for releases recorded before 0023, by the CLI or the API: in the
-    # console only admins see those, and give them to a mailbox (records.assign_mailbox). No ON DELETE: a mailbox whose team holds releases is
-    # not to vanish with them (and SQLite reflects no ON DELETE of a column added in place).
+    # console only admins see those, and give them to a mailbox (records.assign_mailbox).
+    # No ON DELETE: a mailbox whose team holds releases is not to vanish with them (and
+    # SQLite reflects no ON DELETE of a column added in place).
     mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id"), nullable=True,
                                                    index=True)
 
