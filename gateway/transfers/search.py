@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
 
@@ -161,10 +161,9 @@ def _address_matches(column: Any, patterns: Sequence[str]) -> ColumnElement[bool
     return or_(*conditions) if conditions else false()
 
 
-def _conditions(session: Session, q: TransferQuery, *,
-                mailbox_as_address: bool) -> list[ColumnElement[bool]]:
-    """Every filter but the address (and the mailbox when it is searched as the address),
-    on ``Message``."""
+def _conditions(session: Session, q: TransferQuery, primary: str) -> list[ColumnElement[bool]]:
+    """Every filter on ``Message`` but the one searched through the address indexes
+    (``primary``: "address", "mailbox", "partner" or "")."""
     where: list[ColumnElement[bool]] = []
     if q.case_reference is not None:
         where.append(Message.case_reference == q.case_reference)
@@ -181,14 +180,10 @@ def _conditions(session: Session, q: TransferQuery, *,
         where.append(Message.facts.like(f'%"scan": "{q.verdict.value}%'))
     if q.before is not None:
         where.append(Message.id < q.before)
-    if q.mailbox_id is not None and not mailbox_as_address:
-        box = _mailbox_address(session, q.mailbox_id)
-        where.append(_sent_or_received([box.lower()] if box else []))
-    if q.partner is not None:
-        patterns = list(session.scalars(
-            select(PartnerAddress.pattern).join(Partner)
-            .where(func.lower(Partner.name) == q.partner.lower())))
-        where.append(_sent_or_received(patterns))
+    if q.mailbox_id is not None and primary != "mailbox":
+        where.append(_sent_or_received(_mailbox_patterns(session, q.mailbox_id)))
+    if q.partner is not None and primary != "partner":
+        where.append(_sent_or_received(_partner_patterns(session, q.partner)))
     return where
 
 
@@ -204,31 +199,47 @@ def _sent_or_received(patterns: Sequence[str]) -> ColumnElement[bool]:
                               _address_matches(other.address, patterns)))
 
 
-def _mailbox_address(session: Session, mailbox_id: int) -> str | None:
-    return session.scalar(select(Mailbox.address).where(Mailbox.id == mailbox_id))
+def _mailbox_patterns(session: Session, mailbox_id: int) -> list[str]:
+    box = session.scalar(select(Mailbox.address).where(Mailbox.id == mailbox_id))
+    return [box.lower()] if box else []
+
+
+def _partner_patterns(session: Session, name: str) -> list[str]:
+    return list(session.scalars(select(PartnerAddress.pattern).join(Partner)
+                                .where(func.lower(Partner.name) == name.lower())))
+
+
+def _primary(session: Session, q: TransferQuery) -> tuple[str, list[str]]:
+    """The address-like filter searched through sender and recipients separately (an
+    address, else a shared mailbox's address, else a partner's addresses and domains), and
+    its patterns; ("", []) without one."""
+    if q.address is not None:
+        return "address", [q.address]
+    if q.mailbox_id is not None:
+        return "mailbox", _mailbox_patterns(session, q.mailbox_id)
+    if q.partner is not None:
+        return "partner", _partner_patterns(session, q.partner)
+    return "", []
 
 
 def _page_ids(session: Session, q: TransferQuery) -> list[int]:
-    # A shared mailbox is an address (its mail in and what the team sends as it): without an
-    # address asked for, it is searched like one, through the address indexes.
-    mailbox_as_address = q.address is None and q.mailbox_id is not None
-    if mailbox_as_address:
-        assert q.mailbox_id is not None
-        box = _mailbox_address(session, q.mailbox_id)
-        if box is None:
-            return []
-        q = replace(q, address=box.lower())
-    where = _conditions(session, q, mailbox_as_address=mailbox_as_address)
+    primary, patterns = _primary(session, q)
+    if primary and not patterns:
+        return []  # no such mailbox or partner (or one without addresses)
+    where = _conditions(session, q, primary)
     limit = q.size + 1
-    if q.address is None:
+    if not primary:
         query: Select[int] = (select(Message.id).where(*where)
-                                     .order_by(Message.id.desc()).limit(limit))
+                              .order_by(Message.id.desc()).limit(limit))
         return list(session.scalars(query))
+    # Sender and recipients asked apart, each newest first and at most a page, then merged:
+    # an exact address is one range of its index; a domain walks the newest messages back
+    # until a page is found.
     by_sender = (select(Message.id.label("id"))
-                 .where(func.lower(Message.mail_from) == q.address, *where)
+                 .where(_address_matches(Message.mail_from, patterns), *where)
                  .order_by(Message.id.desc()).limit(limit).subquery())
     by_recipient = (select(Message.id.label("id")).join(Recipient)
-                    .where(func.lower(Recipient.address) == q.address, *where)
+                    .where(_address_matches(Recipient.address, patterns), *where)
                     .order_by(Message.id.desc()).limit(limit).subquery())
     merged = union(select(by_sender.c.id), select(by_recipient.c.id)).subquery()
     return list(session.scalars(select(merged.c.id).order_by(merged.c.id.desc()).limit(limit)))
