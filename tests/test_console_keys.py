@@ -126,9 +126,9 @@ def test_refused_decisions_are_named_and_change_nothing(client: TestClient,
     key_id, _ = harvested(services)
     client.post(f"/console/keys/{key_id}/approve", headers=ALICE)
     again = client.post(f"/console/keys/{key_id}/approve", headers=ALICE)
-    assert again.status_code == 409 and f"key {key_id} is approved already" in again.text
+    assert again.status_code == 409 and f"Schlüssel {key_id} ist schon freigegeben" in again.text
     reject = client.post(f"/console/keys/{key_id}/reject", headers=ALICE)
-    assert reject.status_code == 409 and "only a pending key can be rejected" in reject.text
+    assert reject.status_code == 409 and "Nur ein wartender Schlüssel" in reject.text
     assert status_of(services, key_id) is KeyStatus.APPROVED
     assert client.post(f"/console/keys/{key_id}/explode", headers=ALICE).status_code == 404
 
@@ -163,16 +163,16 @@ def test_own_key_rollover(client: TestClient, services: Services) -> None:
         assert own_keys.get_own_key(s, old).retired
         assert not own_keys.get_own_key(s, new).retired
     again = client.post(f"/console/keys/own/{old}/retire", headers=ALICE)
-    assert again.status_code == 409 and "retired already" in again.text
+    assert again.status_code == 409 and "ist schon stillgelegt" in again.text
     trail = [(actor, action) for actor, action, _ in audit_trail(services.sessions)]
     assert trail.count(("alice", "own-key-added")) == 2
     assert ("alice", "own-key-retired") in trail
 
 
 @pytest.mark.parametrize(("address", "algorithm", "message"), [
-    ("@jugendamt.example", "cv25519", "an OpenPGP key needs an address"),
-    ("kein adresse", "cv25519", "not a valid e-mail address"),
-    ("asd@jugendamt.example", "rsa1024", "unknown algorithm"),
+    ("@jugendamt.example", "cv25519", "braucht eine Adresse, keine ganze Domain"),
+    ("kein adresse", "cv25519", "„kein adresse“ ist keine gültige E-Mail-Adresse"),
+    ("asd@jugendamt.example", "rsa1024", "Unbekanntes Verfahren"),
 ])
 def test_bad_own_key_input_is_named(client: TestClient, services: Services, address: str,
                                     algorithm: str, message: str) -> None:

@@ -98,12 +98,12 @@ def test_create_edit_and_remove_a_partner(client: TestClient, services: Services
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({"patterns": " \n "}, "give at least one domain or address"),
-    ({"patterns": "kein-muster"}, "not a valid domain or e-mail address: &#39;kein-muster&#39;"),
-    ({"patterns": "ok.example\nkaputt@"}, "not a valid e-mail address"),
-    ({"name": " "}, "partner name must be 1 to 255 characters"),
-    ({"outbound_policy": "plaintext"}, "only allowed for a partner marked non-sensitive"),
-    ({"outbound_policy": "rot13"}, "unknown outbound policy"),
+    ({"patterns": " \n "}, "mindestens eine Domain oder Adresse"),
+    ({"patterns": "kein-muster"}, "„kein-muster“ ist weder eine Domain noch"),
+    ({"patterns": "ok.example\nkaputt@"}, "„kaputt@“ ist keine gültige E-Mail-Adresse"),
+    ({"name": " "}, "muss 1 bis 255 Zeichen lang sein"),
+    ({"outbound_policy": "plaintext"}, "Unverschlüsselt nur an einen Partner"),
+    ({"outbound_policy": "rot13"}, "Diese Auswahl gibt es nicht"),
 ])
 def test_bad_input_is_named_and_nothing_is_stored(client: TestClient, services: Services,
                                                   fields: dict[str, str], message: str) -> None:
@@ -120,7 +120,7 @@ def test_a_refused_change_stores_nothing(client: TestClient, services: Services)
     # The pattern belongs to the other partner: the rename before it must not stay either.
     response = client.post(f"/console/partners/{other}", headers=ALICE, data={
         **FORM, "name": "Amtsgericht", "patterns": "amtsgericht.example\njugendamt-b.example"})
-    assert response.status_code == 409 and "belongs to partner" in response.text
+    assert response.status_code == 409 and "gehört schon zum Partner" in response.text
     with read_scope(services.sessions) as s:
         assert partners.find_partner(s, "Gericht") is not None
         assert partners.find_partner(s, "Amtsgericht") is None
@@ -155,7 +155,10 @@ def test_dry_run_shows_the_library_explanation(client: TestClient, services: Ser
     assert "Kein Partner passt zu x@sub.jugendamt-b.example" in unknown
     bad = client.get("/console/partners", params={"sender": "niemand", "recipient": sender},
                      headers=ALICE).text
-    assert 'id="explain-error"' in bad and "not a valid e-mail address" in bad
+    assert 'id="explain-error"' in bad and "„niemand“ ist keine gültige E-Mail-Adresse" in bad
+    english = client.get("/console/partners", params={"sender": "niemand", "recipient": sender},
+                         headers={**ALICE, "Accept-Language": "en"}).text
+    assert "“niemand” is not a valid e-mail address" in english
 
 
 def test_other_roles_get_403_and_unknown_ids_404(client: TestClient,

@@ -23,7 +23,7 @@ def check_address(text: str) -> str:
     local, at, domain = address.rpartition("@")
     if not local or not at or not _valid_domain(domain) or any(
             ch.isspace() or ch in "<>,;@" for ch in local) or len(address) > 320:
-        raise KeyDirError(f"not a valid e-mail address: {text!r}")
+        raise KeyDirError(f"not a valid e-mail address: {text!r}", "bad-address", text=text)
     return address
 
 
@@ -33,7 +33,8 @@ def check_pattern(text: str) -> str:
     if "@" in pattern:
         return check_address(pattern)
     if not _valid_domain(pattern):
-        raise KeyDirError(f"not a valid domain or e-mail address: {text!r}")
+        raise KeyDirError(f"not a valid domain or e-mail address: {text!r}", "bad-pattern",
+                          text=text)
     return pattern
 
 
@@ -42,7 +43,8 @@ def check_own_address(text: str) -> str:
     value = normalise(text)
     if value.startswith("@"):
         if not _valid_domain(value[1:]):
-            raise KeyDirError(f"not a valid domain: {text!r} (expected @domain)")
+            raise KeyDirError(f"not a valid domain: {text!r} (expected @domain)",
+                              "bad-own-domain", text=text)
         return value
     return check_address(value)
 

@@ -6,7 +6,16 @@ from gateway.errors import GatewayError
 
 
 class KeyDirError(GatewayError):
-    """A key directory operation was refused (bad input, policy); the message says why."""
+    """A key directory operation was refused (bad input, policy); the message says why.
+
+    ``key`` and ``values`` name the refusal for the web console, which words it in the
+    user's language from its text catalogue; the message is the CLI's and the API's English.
+    """
+
+    def __init__(self, message: str, key: str = "", **values: object) -> None:
+        super().__init__(message)
+        self.key = key
+        self.values = values
 
 
 class NotFound(KeyDirError):

@@ -241,11 +241,11 @@ def harvest(session: Session, *, kind: KeyKind, data: bytes, addresses: Sequence
 def approve_key(session: Session, key_id: int, actor: str, now: datetime) -> PartnerKey:
     key = get_key(session, key_id)
     if key.status is KeyStatus.APPROVED:
-        raise Conflict(f"key {key_id} is approved already")
+        raise Conflict(f"key {key_id} is approved already", "approved-already", id=key_id)
     if key.status is KeyStatus.REVOKED:
         # Revocation means "never again"; a key that is good after all is imported anew by
         # its owner as a new key, not resurrected.
-        raise Conflict(f"key {key_id} is revoked and stays so")
+        raise Conflict(f"key {key_id} is revoked and stays so", "revoked-stays", id=key_id)
     _decide(session, key, KeyStatus.APPROVED, actor, now)
     return key
 
@@ -254,7 +254,7 @@ def reject_key(session: Session, key_id: int, actor: str, now: datetime) -> Part
     key = get_key(session, key_id)
     if key.status is not KeyStatus.PENDING:
         raise Conflict(f"key {key_id} is {key.status}; only a pending key can be rejected "
-                       "(revoke an approved one)")
+                       "(revoke an approved one)", "only-pending", id=key_id)
     _decide(session, key, KeyStatus.REJECTED, actor, now)
     return key
 
@@ -262,7 +262,7 @@ def reject_key(session: Session, key_id: int, actor: str, now: datetime) -> Part
 def revoke_key(session: Session, key_id: int, actor: str, now: datetime) -> PartnerKey:
     key = get_key(session, key_id)
     if key.status is KeyStatus.REVOKED:
-        raise Conflict(f"key {key_id} is revoked already")
+        raise Conflict(f"key {key_id} is revoked already", "revoked-already", id=key_id)
     _decide(session, key, KeyStatus.REVOKED, actor, now)
     return key
 

@@ -129,7 +129,7 @@ def get_own_key(session: Session, key_id: int) -> OwnKey:
 def retire_own_key(session: Session, key_id: int, *, actor: str, now: datetime) -> OwnKey:
     key = get_own_key(session, key_id)
     if key.retired:
-        raise Conflict(f"own key {key_id} is retired already")
+        raise Conflict(f"own key {key_id} is retired already", "retired-already", id=key_id)
     key.retired, key.retired_at, key.retired_by = True, now, actor
     session.flush()
     audit.record(session, actor=actor, action=AuditAction.OWN_KEY_RETIRED, detail=_facts(key))

@@ -40,10 +40,12 @@ def generate_own_openpgp(session: Session, master_key: MasterKey, address: str, 
     address = check_own_address(address)
     if address.startswith("@"):
         # OpenPGP keys are found by address (WKD, user ids); a domain has none to publish.
-        raise KeyDirError("an OpenPGP key needs an address, not a whole domain")
+        raise KeyDirError("an OpenPGP key needs an address, not a whole domain",
+                          "openpgp-domain")
     if algorithm not in ALGORITHMS:
         raise KeyDirError(f"unknown algorithm {algorithm!r}; choose one of "
-                          f"{', '.join(ALGORITHMS)}")
+                          f"{', '.join(ALGORITHMS)}", "unknown-algorithm",
+                          algorithms=", ".join(ALGORITHMS))
     try:
         secret = pgp_keys.generate_key(f"<{address}>", algorithm=_algorithm(algorithm),
                                        expires=now + validity)

@@ -95,7 +95,7 @@ def require_patterns(patterns: Iterable[str]) -> list[str]:
     given = [p for p in patterns if p.strip()]
     if not given:
         raise KeyDirError("give at least one domain or address: a partner without any would "
-                          "never match a message")
+                          "never match a message", "no-pattern")
     return given
 
 
@@ -113,7 +113,7 @@ def add_partner(session: Session, name: str, *, actor: str, now: datetime,
                 non_sensitive: bool = False, note: str = "") -> Partner:
     name = _check_name(name)
     if find_partner(session, name) is not None:
-        raise Conflict(f"partner {name!r} exists already")
+        raise Conflict(f"partner {name!r} exists already", "partner-exists", name=name)
     _check_plaintext(name, outbound_policy, non_sensitive)
     # Checked before anything is written, so a refused pattern leaves nothing behind.
     wanted = [_free_pattern(session, p) for p in patterns]
@@ -150,7 +150,8 @@ def update_partner(session: Session, name: str, *, actor: str, now: datetime,
     if new_name is not None and new_name.strip() != partner.name:
         new_name = _check_name(new_name)
         if find_partner(session, new_name) is not None:
-            raise Conflict(f"partner {new_name!r} exists already")
+            raise Conflict(f"partner {new_name!r} exists already", "partner-exists",
+                           name=new_name)
         partner.name = new_name
     final_policy = outbound_policy if outbound_policy is not None else partner.outbound_policy
     final_non_sensitive = non_sensitive if non_sensitive is not None else partner.non_sensitive
@@ -250,7 +251,8 @@ def _free_pattern(session: Session, text: str) -> str:
     ).one_or_none()
     if owner is not None:
         # One address, one policy: two partners claiming it would make the lookup arbitrary.
-        raise Conflict(f"{pattern} belongs to partner {owner.name!r} already")
+        raise Conflict(f"{pattern} belongs to partner {owner.name!r} already",
+                       "pattern-taken", pattern=pattern, partner=owner.name)
     return pattern
 
 
@@ -269,9 +271,10 @@ def _touch(partner: Partner, actor: str, now: datetime) -> None:
 def _check_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > MAX_NAME_LENGTH:
-        raise KeyDirError(f"partner name must be 1 to {MAX_NAME_LENGTH} characters")
+        raise KeyDirError(f"partner name must be 1 to {MAX_NAME_LENGTH} characters",
+                          "name-length", limit=MAX_NAME_LENGTH)
     if any(not ch.isprintable() for ch in name):
-        raise KeyDirError("partner name must not contain control characters")
+        raise KeyDirError("partner name must not contain control characters", "name-control")
     return name
 
 
@@ -279,7 +282,7 @@ def _check_plaintext(name: str, policy: OutboundPolicy, non_sensitive: bool) -> 
     if policy is OutboundPolicy.PLAINTEXT and not non_sensitive:
         raise KeyDirError(
             f"partner {name!r}: outbound policy plaintext is only allowed for a partner "
-            "marked non-sensitive")
+            "marked non-sensitive", "plaintext-sensitive")
 
 
 def _policy_facts(partner: Partner) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from starlette.responses import RedirectResponse, Response
 
 from admin_ui.api.consents import MasterKeySource
 from admin_ui.pages.ids import parse_id
+from admin_ui.pages.keys.refusal import refusal_text
 from admin_ui.pages.render import Renderer, language_of
 from admin_ui.pages.tickets.uploads import InMemoryFormRequest
 from admin_ui.security.authentication import Authenticator
@@ -131,7 +132,7 @@ def keys_page_router(auth: Authenticator, sessions: sessionmaker[Session],
                         now=clock())
                     first = found[0].key.id
             except KeyDirError as exc:
-                return overview(request, staff, error=str(exc), status=409)
+                return overview(request, staff, error=refusal_text(request, exc), status=409)
             return RedirectResponse(f"{BASE}/{first}?done=imported", status_code=303)
 
         return await run_in_threadpool(work)
@@ -154,7 +155,7 @@ def keys_page_router(auth: Authenticator, sessions: sessionmaker[Session],
                                    password=password.encode() if password else None,
                                    actor=staff.username, now=clock())
             except KeyDirError as exc:
-                return overview(request, staff, error=str(exc), status=409)
+                return overview(request, staff, error=refusal_text(request, exc), status=409)
             return RedirectResponse(f"{BASE}?done=own-imported#own-keys", status_code=303)
 
         return await run_in_threadpool(work)
@@ -181,7 +182,8 @@ def keys_page_router(auth: Authenticator, sessions: sessionmaker[Session],
                         session, key, given["address"], algorithm=given["algorithm"],
                         actor=staff.username, now=clock())
             except KeyDirError as exc:
-                return overview(request, staff, error=str(exc), own_form=given, status=409)
+                return overview(request, staff, error=refusal_text(request, exc),
+                                own_form=given, status=409)
             return RedirectResponse(f"{BASE}?done=generated#own-keys", status_code=303)
 
         return await run_in_threadpool(work)
@@ -197,7 +199,7 @@ def keys_page_router(auth: Authenticator, sessions: sessionmaker[Session],
             except NotFound:
                 raise HTTPException(404) from None
             except KeyDirError as exc:
-                return overview(request, staff, error=str(exc), status=409)
+                return overview(request, staff, error=refusal_text(request, exc), status=409)
             return RedirectResponse(f"{BASE}?done=retired#own-keys", status_code=303)
 
         return await run_in_threadpool(work)
@@ -217,7 +219,7 @@ def keys_page_router(auth: Authenticator, sessions: sessionmaker[Session],
             except NotFound:
                 raise HTTPException(404) from None
             except KeyDirError as exc:
-                return detail(request, staff, kid, error=str(exc), status=409)
+                return detail(request, staff, kid, error=refusal_text(request, exc), status=409)
             return RedirectResponse(f"{BASE}/{kid}?done={decision}", status_code=303)
 
         return await run_in_threadpool(work)

@@ -58,12 +58,14 @@ class PartnerForm:
     def policy(self) -> dict[str, Any]:
         """The policy as keyword arguments of add_partner and update_partner."""
         if self.outbound_policy not in POLICIES:
-            raise KeyDirError(f"unknown outbound policy {self.outbound_policy!r}")
+            raise KeyDirError(f"unknown outbound policy {self.outbound_policy!r}",
+                              "unknown-choice")
         if self.inbound_invalid_signature not in INVALID_SIGNATURE:
             raise KeyDirError("unknown choice for an invalid signature "
-                              f"{self.inbound_invalid_signature!r}")
+                              f"{self.inbound_invalid_signature!r}", "unknown-choice")
         if len(self.note) > MAX_NOTE:
-            raise KeyDirError(f"the note is too long (at most {MAX_NOTE} characters)")
+            raise KeyDirError(f"the note is too long (at most {MAX_NOTE} characters)",
+                              "note-too-long", limit=MAX_NOTE)
         return {"outbound_policy": OutboundPolicy(self.outbound_policy),
                 "inbound_invalid_signature": InvalidSignature(self.inbound_invalid_signature),
                 "note": self.note, **self.flags}

@@ -20,6 +20,7 @@ from starlette.responses import RedirectResponse, Response
 
 from admin_ui.api.consents import MasterKeySource
 from admin_ui.pages.ids import parse_id
+from admin_ui.pages.keys.refusal import refusal_text
 from admin_ui.pages.partners.form import INVALID_SIGNATURE, POLICIES, PartnerForm
 from admin_ui.pages.render import Renderer
 from admin_ui.security.authentication import Authenticator
@@ -72,7 +73,7 @@ def partners_page_router(auth: Authenticator, sessions: sessionmaker[Session],
                             session, settings, master_key(), check_address(sender or ""),
                             check_address(recipient or ""), clock())
                     except KeyDirError as exc:
-                        found["explain_error"] = str(exc)
+                        found["explain_error"] = refusal_text(request, exc)
                     else:
                         found["explained"] = explained
                         # The other side's address: is any partner's pattern matching it?
@@ -102,7 +103,7 @@ def partners_page_router(auth: Authenticator, sessions: sessionmaker[Session],
                         **form.policy())
                     partner_id = partner.id
             except KeyDirError as exc:
-                return form_page(request, staff, form, error=str(exc), status=409)
+                return form_page(request, staff, form, error=refusal_text(request, exc), status=409)
             return RedirectResponse(f"{BASE}/{partner_id}?saved=1", status_code=303)
 
         return await run_in_threadpool(work)
@@ -140,8 +141,8 @@ def partners_page_router(auth: Authenticator, sessions: sessionmaker[Session],
                                                       form.pattern_list(),
                                                       actor=staff.username, now=now)
             except KeyDirError as exc:
-                return form_page(request, staff, form, partner_id=pid, error=str(exc),
-                                 status=409)
+                return form_page(request, staff, form, partner_id=pid,
+                                 error=refusal_text(request, exc), status=409)
             return RedirectResponse(f"{BASE}/{pid}?saved=1", status_code=303)
 
         return await run_in_threadpool(work)
