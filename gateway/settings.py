@@ -284,6 +284,9 @@ class WebSettings(_Section):
     require_2fa: bool = True
     session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
     session_absolute_hours: int = Field(default=10, ge=1, le=7 * 24)
+    # Addresses of reverse proxies whose X-Forwarded-For/-Proto are believed (uvicorn's
+    # forwarded_allow_ips); the login throttle counts the client address they name.
+    trusted_proxies: list[str] = ["127.0.0.1"]
 
 
 class PortalTopic(_Section):
@@ -299,6 +302,10 @@ class PortalSettings(_Section):
     port: int = Field(default=8026, ge=0, le=65535)
     # Serve HTTPS with [tls]'s certificate (and send HSTS); or put a TLS proxy in front.
     tls: bool = False
+    # Addresses of reverse proxies whose X-Forwarded-For/-Proto are believed (uvicorn's
+    # forwarded_allow_ips): the rate limits count the citizen's address the proxy names. Any
+    # other peer's X-Forwarded-For is ignored, so a citizen cannot pick their own address.
+    trusted_proxies: list[str] = ["127.0.0.1"]
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
     max_files: int = Field(default=10, ge=1, le=100)
     # Submissions per client address and in all per hour; more get a "try later" page.

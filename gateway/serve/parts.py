@@ -13,11 +13,15 @@ import socket
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from gateway.checkpoint import WalCheckpointer
 from gateway.metrics import enable_multiprocess, metrics_dir
 from gateway.serve.supervisor import watch_parent
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 log = logging.getLogger(__name__)
 
@@ -122,20 +126,27 @@ def run_clamd(settings: Settings) -> int:
     return run_managed_clamd(settings, stop)
 
 
-def run_web(settings: Settings, sockets: Sequence[socket.socket] = ()) -> int:
-    """The web app; on ``sockets`` when given (bound by ``xgate serve``, gateway.serve.listen)."""
+def http_config(app: Any, settings: Settings, *, host: str, port: int, tls: bool,
+                trusted_proxies: Sequence[str]) -> uvicorn.Config:
+    """uvicorn's configuration for one of the web apps (staff app or citizen portal).
+
+    HTTPS with [tls]'s certificate when ``tls``; plain HTTP otherwise, which browsers accept for
+    the Secure session cookie on loopback only. X-Forwarded-For and -Proto are believed from
+    ``trusted_proxies`` alone: the rate limits and the login throttle count the address a
+    trusted proxy names, and a client elsewhere cannot choose its own.
+    """
     import uvicorn
 
-    from admin_ui.app import create_app
+    return uvicorn.Config(
+        app, host=host, port=port, log_config=None, lifespan="on", server_header=False,
+        proxy_headers=True, forwarded_allow_ips=list(trusted_proxies),
+        ssl_certfile=settings.resolve(settings.tls.cert_file) if tls else None,
+        ssl_keyfile=settings.resolve(settings.tls.key_file) if tls else None)
 
-    # HTTPS with [tls]'s certificate when [web] tls is on; plain HTTP otherwise, which
-    # browsers accept for the Secure session cookie on loopback only.
-    web_tls = settings.web.tls
-    config = uvicorn.Config(
-        create_app(settings), host=settings.web.host, port=settings.web.port, log_config=None,
-        lifespan="on", server_header=False,
-        ssl_certfile=settings.resolve(settings.tls.cert_file) if web_tls else None,
-        ssl_keyfile=settings.resolve(settings.tls.key_file) if web_tls else None)
+
+def _serve_http(config: uvicorn.Config, sockets: Sequence[socket.socket]) -> int:
+    import uvicorn
+
     server = uvicorn.Server(config)
 
     def _exit() -> None:
@@ -147,26 +158,23 @@ def run_web(settings: Settings, sockets: Sequence[socket.socket] = ()) -> int:
     return 0 if server.started else 1
 
 
+def run_web(settings: Settings, sockets: Sequence[socket.socket] = ()) -> int:
+    """The web app; on ``sockets`` when given (bound by ``xgate serve``, gateway.serve.listen)."""
+    from admin_ui.app import create_app
+
+    web = settings.web
+    return _serve_http(http_config(create_app(settings), settings, host=web.host, port=web.port,
+                                   tls=web.tls, trusted_proxies=web.trusted_proxies), sockets)
+
+
 def run_portal(settings: Settings, sockets: Sequence[socket.socket] = ()) -> int:
     """The citizen portal (gateway.portal) on its own listener; on ``sockets`` when given."""
-    import uvicorn
-
     from gateway.portal.app import create_portal_app
 
-    portal_tls = settings.portal.tls
-    config = uvicorn.Config(
-        create_portal_app(settings), host=settings.portal.host, port=settings.portal.port,
-        log_config=None, lifespan="on", server_header=False,
-        ssl_certfile=settings.resolve(settings.tls.cert_file) if portal_tls else None,
-        ssl_keyfile=settings.resolve(settings.tls.key_file) if portal_tls else None)
-    server = uvicorn.Server(config)
-
-    def _exit() -> None:
-        server.should_exit = True
-
-    watch_parent(_exit)
-    server.run(sockets=list(sockets) or None)
-    return 0 if server.started else 1
+    portal = settings.portal
+    return _serve_http(http_config(create_portal_app(settings), settings, host=portal.host,
+                                   port=portal.port, tls=portal.tls,
+                                   trusted_proxies=portal.trusted_proxies), sockets)
 
 
 def run_smtp(settings: Settings,
