@@ -163,3 +163,23 @@ def test_an_answer_beyond_the_concurrent_uploads_is_turned_away_unread(
         assert _queued_answers(services) == 0
         assert _answer(client, item.token, "Danke", [("a.txt", b"a")]).status_code == 200
     assert _queued_answers(services) == 1
+
+
+def test_uploads_and_answers_share_one_bound(opened_item: tuple[TestClient, str, int],
+                                             services: Services) -> None:
+    """The portal's memory is bounded by max_concurrent_uploads bodies in all: a slot an
+    upload holds is one an answer cannot take (one UploadSlots for both routers)."""
+    client, token, _tid = opened_item
+    slots = client.app.state.upload_slots  # type: ignore[attr-defined]
+    holding = [slots.slot() for _ in range(slots.limit)]
+    for slot in holding:
+        slot.__enter__()
+    try:
+        busy = _answer(client, token, "Danke", [("a.txt", b"a")])
+        upload = client.post("/upload", data={"topic": "x"})
+    finally:
+        for slot in holding:
+            slot.__exit__(None, None, None)
+    assert busy.status_code == 503 and upload.status_code == 503
+    assert _queued_answers(services) == 0
+    assert _answer(client, token, "Danke", [("a.txt", b"a")]).status_code == 200

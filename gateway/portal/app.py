@@ -22,6 +22,7 @@ from gateway.portal.housekeeping import RateHitHousekeeping
 from gateway.portal.pickup.routes import pickup_router
 from gateway.portal.render import PortalRenderer
 from gateway.portal.upload_routes import upload_router
+from gateway.portal.upload_slots import UploadSlots
 from gateway.settings import Settings
 
 
@@ -63,12 +64,16 @@ def create_portal_app(settings: Settings, *, clock: Clock = system_clock) -> Fas
         return PlainTextResponse("ok")
 
     # --- routers -------------------------------------------------------------------------
-    # Upload (Helper P1): GET /, POST /upload, the receipt.
-    app.include_router(upload_router(settings, sessions, master_key, clock, renderer))
+    # One bound for every body read into memory, uploads and pickup answers together: each
+    # may hold up to max_upload_bytes, so the portal's memory is bounded by their sum.
+    slots = app.state.upload_slots = UploadSlots(settings.portal.max_concurrent_uploads)
+    # Upload: GET /, POST /upload, the receipt.
+    app.include_router(upload_router(settings, sessions, master_key, clock, renderer, slots))
     # Pickup: the code form, the message, its downloads (gateway.portal.pickup.routes).
     app.include_router(pickup_router(sessions, master_key, clock, renderer,
                                      max_tries=settings.portal.pickup_max_tries,
                                      secure_cookies=settings.portal.tls,
-                                     hostname=settings.smtp.hostname, settings=settings))
+                                     hostname=settings.smtp.hostname, settings=settings,
+                                     slots=slots))
     # --- end of routers ------------------------------------------------------------------
     return app

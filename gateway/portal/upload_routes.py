@@ -80,11 +80,14 @@ class Problem(Exception):
 
 
 def upload_router(settings: Settings, sessions: sessionmaker[Session], master: MasterKey,
-                  clock: Clock, renderer: PortalRenderer) -> APIRouter:
+                  clock: Clock, renderer: PortalRenderer,
+                  slots: UploadSlots | None = None) -> APIRouter:
+    """``slots``: the portal's one bound on bodies read at once (shared with pickup answers)."""
     portal = settings.portal
     topics = {topic.name: topic.mailbox for topic in portal.topics}
     router = APIRouter()
-    slots = UploadSlots(portal.max_concurrent_uploads)
+    if slots is None:
+        slots = UploadSlots(portal.max_concurrent_uploads)
 
     def form_page(request: Request, *, status_code: int = 200, errors: list[str] | None = None,
                   values: dict[str, str] | None = None) -> HTMLResponse:
