@@ -350,8 +350,52 @@ def test_sender_addresses_are_allowed_and_taken_away(client: TestClient,
     assert counts(services) == before_counts
 
 
+def test_an_api_token_is_shown_once_works_and_is_revoked(client: TestClient,
+                                                         services: Services) -> None:
+    """As ``xgate user token``: made for a user, shown once, working until revoked."""
+    uid = user_id(services, "pruef")
+    before = last_seq(services)
+    made = client.post(f"/console/users/{uid}/tokens", headers=CHEF, data={"name": "Skript"})
+    assert made.status_code == 200 and made.headers["cache-control"] == "no-store"
+    found = re.search(r'id="new-token"><strong>(xg_[^<]+)</strong>', made.text)
+    assert found
+    token = {"Authorization": f"Bearer {found.group(1)}"}
+    assert client.get("/console/transfers", headers=token).status_code == 200
+    page = client.get(f"/console/users/{uid}", headers=CHEF)
+    assert found.group(1) not in page.text and "Skript" in page.text
+    token_id = re.findall(r'name="token" value="(\d+)"', page.text)[-1]
+    revoked = client.post(f"/console/users/{uid}/tokens/revoke", headers=CHEF,
+                          data={"token": token_id})
+    assert "Das Token ist widerrufen." in revoked.text
+    assert client.get("/console/transfers", headers=token,
+                      follow_redirects=False).headers["location"] == "/login"
+    assert [(a, d) for _, a, d in trail(services, before)] == [
+        ("api-token-created", {"user": "pruef", "token": int(token_id), "name": "Skript"}),
+        ("api-token-revoked", {"user": "pruef", "token": int(token_id)}),
+    ]
+    before_counts = counts(services)
+    for path, data, message in [
+            ("tokens", {"name": ""}, "Der Name des Tokens muss 1 bis 100"),
+            ("tokens", {"name": "x" * 101}, "Der Name des Tokens muss 1 bis 100"),
+            # Another user's token answers like one that does not exist.
+            ("tokens/revoke", {"token": re.findall(r"\d+", str(
+                _token_of(services, "chef")))[0]}, "Dieses Token gibt es bei diesem Benutzer"),
+            ("tokens/revoke", {"token": "abc"}, "Dieses Token gibt es bei diesem Benutzer")]:
+        answer = client.post(f"/console/users/{uid}/{path}", headers=CHEF, data=data)
+        assert answer.status_code == 409 and message in answer.text, data
+    assert counts(services) == before_counts
+    assert client.get("/console/users", headers=CHEF).status_code == 200  # chef's still works
+
+
+def _token_of(services: Services, name: str) -> int:
+    from gateway.staff.tokens import list_tokens
+    with read_scope(services.sessions) as session:
+        return list_tokens(session, name)[0].id
+
+
 @pytest.mark.parametrize("path", ["", "/disable", "/enable", "/password",
-                                  "/second-factor-reset", "/roles", "/mailboxes", "/addresses"])
+                                  "/second-factor-reset", "/roles", "/mailboxes", "/addresses",
+                                  "/tokens", "/tokens/revoke"])
 def test_unknown_and_malformed_user_ids_are_404(client: TestClient, services: Services,
                                                 path: str) -> None:
     before = counts(services)
@@ -370,8 +414,8 @@ def test_every_form_needs_the_csrf_token(client: TestClient, services: Services,
     page = client.get(f"/console/users/{uid}")
     forms = re.findall(r'<form method="post" action="([^"]+)"', page.text)
     assert {f"/console/users/{uid}/{p}" for p in (
-        "disable", "password", "second-factor-reset", "roles", "mailboxes", "addresses")
-    } <= set(forms)
+        "disable", "password", "second-factor-reset", "roles", "mailboxes", "addresses",
+        "tokens")} <= set(forms)
     assert page.text.count('name="csrf_token"') == len(forms)
     before = counts(services)
     for action in forms:

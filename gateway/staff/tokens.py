@@ -30,6 +30,14 @@ MAX_NAME_LENGTH = 100
 MAX_TOKEN_LENGTH = 200
 
 
+class BadTokenName(staff.StaffError):
+    """A token's name is empty, too long or not printable."""
+
+
+class UnknownToken(staff.StaffError):
+    """The user has no token of that id."""
+
+
 @dataclass(frozen=True)
 class TokenUser:
     user_id: int
@@ -46,7 +54,7 @@ def create(session: Session, username: str, name: str, *, actor: str,
     """A new token for ``username``; returns the row and the token (never stored)."""
     name = name.strip()
     if not name or len(name) > MAX_NAME_LENGTH or not name.isprintable():
-        raise staff.StaffError(f"token name must be 1 to {MAX_NAME_LENGTH} printable characters")
+        raise BadTokenName(f"token name must be 1 to {MAX_NAME_LENGTH} printable characters")
     user = staff.find_user(session, username)
     if user is None:
         raise staff.StaffError(f"no staff user {username}")
@@ -69,7 +77,7 @@ def revoke(session: Session, username: str, token_id: int, *, actor: str,
     """Revoke one of ``username``'s tokens; False if it was revoked already."""
     row = next((t for t in list_tokens(session, username) if t.id == token_id), None)
     if row is None:
-        raise staff.StaffError(f"staff user {username} has no token {token_id}")
+        raise UnknownToken(f"staff user {username} has no token {token_id}")
     if row.revoked_at is not None:
         return False
     row.revoked_at = now

@@ -6,8 +6,8 @@ on a page that is not cached (only its argon2 hash is stored); at the first logi
 user must set up the second factor (the login flow sends every account without one to the
 enrolment page), so the password alone, read over a shoulder, opens nothing. The same page
 disables and enables, gives a new generated password, resets the second factor, grants and
-revokes global roles and mailbox memberships, and the sender addresses the user may submit
-mail with.
+revokes global roles and mailbox memberships, the sender addresses the user may submit
+mail with, and their tokens for the JSON API (a new one shown once, as ``xgate user token``).
 
 Every change is the library's own, as for ``xgate user`` and ``xgate mailbox member``
 (gateway.staff.actions, gateway.staff.roles, mailboxes.members): the last active admin stays,
@@ -33,7 +33,7 @@ from starlette.responses import RedirectResponse, Response
 from admin_ui.pages.ids import parse_id
 from admin_ui.pages.render import Renderer, language_of
 from admin_ui.pages.users.own_password import own_password_router
-from admin_ui.pages.users.views import mailbox_choices, user_rows
+from admin_ui.pages.users.views import mailbox_choices, token_rows, user_rows
 from admin_ui.security.authentication import Authenticator
 from admin_ui.security.guard import guarded_route
 from admin_ui.security.identity import Staff
@@ -42,7 +42,7 @@ from gateway.clock import Clock
 from gateway.db import read_scope, session_scope
 from gateway.errors import GatewayError
 from gateway.models import StaffUser
-from gateway.staff import actions, roles
+from gateway.staff import actions, roles, tokens
 from gateway.staff import users as staff
 from gateway.staff.roles import GlobalRole
 from gateway.web.catalogue import text
@@ -52,8 +52,8 @@ from mailboxes.models import Mailbox, MemberRole
 MAX_FORM = 16 * 1024
 BASE = "/console/users"
 # The notices a redirect may ask the user page to show (?done=...), nothing else.
-DONE = ("created", "disabled", "enabled", "second_factor", "role_granted", "role_revoked",
-        "member_added", "member_removed", "address_added", "address_removed", "unchanged")
+DONE = ("disabled", "enabled", "second_factor", "role_granted", "role_revoked", "member_added",
+        "member_removed", "address_added", "address_removed", "token_revoked", "unchanged")
 
 
 class Refused(Exception):
@@ -76,6 +76,10 @@ def refusal_text(request: Request, exc: Exception) -> str:
         return t("users.error.last_admin")
     if isinstance(exc, staff.BadAddress):
         return t("users.error.address")
+    if isinstance(exc, tokens.BadTokenName):
+        return t("users.error.token_name", max=tokens.MAX_NAME_LENGTH)
+    if isinstance(exc, tokens.UnknownToken):
+        return t("users.error.token")
     # Any other refusal of the library: its own (English) sentence after a German lead-in.
     return t("users.error.other", reason=str(exc))
 
@@ -189,8 +193,9 @@ def users_router(auth: Authenticator, sessions: sessionmaker[Session], clock: Cl
             if not rows:
                 raise HTTPException(404)
             boxes = mailbox_choices(session)
+            api_tokens = token_rows(session, rows[0].username)
         done = request.query_params.get("done")
-        values = {"user": rows[0], "error": error, "mailboxes": boxes,
+        values = {"user": rows[0], "error": error, "mailboxes": boxes, "tokens": api_tokens,
                   "done": done if done in DONE and error is None else None,
                   "global_roles": list(GlobalRole), "member_roles": list(MemberRole)}
         return renderer.page(request, "users/detail.html", values, staff=admin,
@@ -289,6 +294,41 @@ def users_router(auth: Authenticator, sessions: sessionmaker[Session], clock: Cl
         return apply
 
     post("/addresses", change_address)
+
+    def revoke_token(admin: Staff, form: FormData) -> Callable[[Session, StaffUser], str]:
+        token_text = _field(form, "token")
+
+        def apply(session: Session, user: StaffUser) -> str:
+            if not (token_text.isascii() and token_text.isdigit() and len(token_text) < 16):
+                raise tokens.UnknownToken(f"no token {token_text!r}")
+            changed = tokens.revoke(session, user.username, int(token_text),
+                                    actor=admin.username, now=clock())
+            return "token_revoked" if changed else "unchanged"
+        return apply
+
+    post("/tokens/revoke", revoke_token)
+
+    @router.post(BASE + "/{user_id}/tokens")
+    async def new_token(request: Request, admin: AdminUser, user_id: str) -> Response:
+        uid = parse_id(user_id)
+        name = _field(await request.form(), "name")
+
+        def work() -> Response:
+            try:
+                with session_scope(sessions) as session:
+                    username = _user(session, uid).username
+                    _row, token = tokens.create(session, username, name, actor=admin.username,
+                                                now=clock())
+            except GatewayError as exc:
+                return user_page(request, admin, uid, error=refusal_text(request, exc),
+                                 status=409)
+            response = renderer.page(request, "users/token.html", {
+                "username": username, "user_id": uid, "name": name, "token": token},
+                staff=admin)
+            response.headers["Cache-Control"] = "no-store"
+            return response
+
+        return await run_in_threadpool(work)
 
     @router.post(BASE + "/{user_id}/password")
     async def new_password(request: Request, admin: AdminUser, user_id: str) -> Response:

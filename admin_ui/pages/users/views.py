@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.models import StaffAddress, StaffUser
+from gateway.staff import tokens
 from gateway.staff.models import SecondFactor, StaffRole
 from gateway.staff.roles import GlobalRole
 from mailboxes.models import Mailbox, MailboxMember, MemberRole
@@ -87,6 +88,22 @@ def user_rows(session: Session, user_id: int | None = None) -> list[UserRow]:
                             user.id in enrolled,
                             user.last_login_at, user.created_at))
     return rows
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """An API token as the page shows it: never the token or its hash."""
+
+    id: int
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def token_rows(session: Session, username: str) -> list[TokenRow]:
+    return [TokenRow(t.id, t.name, t.created_at, t.last_used_at, t.revoked_at)
+            for t in tokens.list_tokens(session, username)]
 
 
 def mailbox_choices(session: Session) -> list[MailboxChoice]:
