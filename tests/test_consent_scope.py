@@ -124,3 +124,33 @@ def test_clamd_judges_a_scan_and_its_absence_refuses(settings: Settings) -> None
         checked_scan(settings, small_pdf())
     assert unscanned.value.key == "unscanned"
 
+
+
+def test_the_search_shows_at_most_its_limit_and_says_there_is_more(teams: Services) -> None:
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from gateway.consent.search import search_releases
+    from tests.support.consent_web import recorded, release_input
+
+    box = _box(teams, BOX)
+    for number in range(3):
+        recorded(teams, release_input(f"51.2-10{number}/2026", subject=f"Kind {number}",
+                                      start=date(2026, 3, 1), end=date(2026, 3, 31)), BOX)
+    recorded(teams, release_input("51.2-200/2026", start=date(2026, 1, 1),
+                                  end=date(2026, 2, 1)), BOX)
+
+    def search(**kw: str | None) -> tuple[list[str], bool]:
+        with session_scope(teams.sessions) as s:
+            found = search_releases(s, teams.master_key, mailboxes=frozenset({box}),
+                                    now=NOW, zone=ZoneInfo("Europe/Berlin"), actor="t",
+                                    via="web", limit=2, **{"case": None, "person": None,
+                                                           "state": None, **kw})
+            return [v.release.case for v in found.releases], found.more
+
+    assert search() == (["51.2-200/2026", "51.2-102/2026"], True)
+    assert search(state="active") == (["51.2-102/2026", "51.2-101/2026"], True)
+    assert search(state="expired") == (["51.2-200/2026"], False)
+    assert search(person="kind 0") == (["51.2-100/2026"], False)
+    assert search(person="KIND", state="active") == (["51.2-102/2026", "51.2-101/2026"], True)
+    assert search(case="51.2-101/2026") == (["51.2-101/2026"], False)

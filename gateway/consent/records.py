@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
@@ -413,11 +413,17 @@ def _latest_rows(session: Session, case: str | None,
 
 
 def current_versions(session: Session, master_key: MasterKey, *, case: str | None,
-                     mailboxes: Collection[int] | None) -> list[VersionView]:
+                     mailboxes: Collection[int] | None,
+                     keep: Callable[[ReleaseTerms], bool] | None = None,
+                     limit: int | None = None) -> list[VersionView]:
     """The current version of every release (of one case; of the releases of ``mailboxes``,
-    None: of all), newest release first, personal part opened. Not audited: whoever shows
-    them records the reading (gateway.consent.search)."""
-    return [_view(session, master_key, r) for r in _latest_rows(session, case, mailboxes)]
+    None: of all; whose terms ``keep`` accepts; the first ``limit``), newest release first,
+    personal part opened. Only what is returned is opened. Not audited: whoever shows them
+    records the reading (gateway.consent.search)."""
+    rows = _latest_rows(session, case, mailboxes)
+    if keep is not None:
+        rows = [r for r in rows if keep(to_terms(r))]
+    return [_view(session, master_key, r) for r in rows[:limit]]
 
 
 def assign_mailbox(session: Session, release_id: int, mailbox_id: int, *, actor: str) -> None:
