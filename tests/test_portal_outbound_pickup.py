@@ -166,12 +166,13 @@ def test_a_reply_to_a_citizen_without_key_goes_to_pickup(pickup_services: Servic
     [outcome] = [e for e in shown if e.action == "delivered"]
     assert "relay" not in outcome.details
     assert outcome.details[f"plan:{CITIZEN}"] == "portal"
-    assert str(outcome.details[f"encryption:{CITIZEN}"]).startswith("delivered to portal")
+    assert outcome.details[f"pickup:{CITIZEN}"] == str(item.id)
+    assert f"encryption:{CITIZEN}" not in outcome.details
     [portal] = [e for e in shown if e.action == "delivered-to-portal"]
     assert portal.details["item"] == item.id and portal.details["ticket_id"] == tid
     with read_scope(services.sessions) as s:
         facts = s.scalar(select(Message.facts).where(Message.queue_id == queue_id))
-    assert f"encryption:{CITIZEN}" in str(facts) and "delivered to portal" in str(facts)
+    assert f'"pickup:{CITIZEN}": "{item.id}"' in str(facts)
 
     # The caseworker issues the code; link and code open the reply with its attachment.
     with session_scope(services.sessions) as s:

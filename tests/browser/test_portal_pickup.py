@@ -166,7 +166,9 @@ def test_a_reply_goes_to_pickup_and_the_citizen_answers_by_keyboard(
         pickup = page.locator("#pickup-items")
         expect(pickup).to_contain_text(CITIZEN)
         expect(pickup).to_contain_text("noch kein Abholcode ausgegeben")
-        expect(page.locator(".article-reply")).to_contain_text("delivered to portal")
+        # In the reader's language, not the worker's English.
+        expect(page.locator(".article-reply")).to_contain_text(
+            "im Bürgerportal zur Abholung bereitgestellt")
         screenshot(page, "portal-pickup-ticket")
         pickup.get_by_role("button", name="Neuen Abholcode ausgeben").click()
         code = page.locator("#pickup-code").inner_text().strip()

@@ -33,7 +33,6 @@ from gateway.consent.records import still_current
 from gateway.db import read_scope, session_scope
 from gateway.delivery.dsn import Failure
 from gateway.delivery.portal_pickup import (
-    RESPONSE,
     PortalDelivery,
     put_up_for_pickup,
     send_code_by_sms,
@@ -141,8 +140,8 @@ class DeliverStage:
                     now=now))
         for address, delivery in zip(addresses, done, strict=True):
             ctx.pending.remove(address)
-            ctx.facts[f"encryption:{address}"] = (
-                f"{RESPONSE} (pickup item {delivery.item_id}); no mail with content")
+            # The item's id; the ticket page says in the reader's language what it means.
+            ctx.facts[f"pickup:{address}"] = str(delivery.item_id)
         sender = services.code_sender
         for delivery in done:
             if sender is not None and delivery.sms is not None:

@@ -125,6 +125,7 @@ TEXTS: dict[str, str] = {
     "outcome.pending": "Wird bearbeitet",
     "outcome.unknown": "Ergebnis unbekannt",
     "outcome.encrypted_for": "An {recipient}: {how}",
+    "outcome.pickup_for": "An {recipient}: im Bürgerportal zur Abholung bereitgestellt (Abholung {item}), ohne Inhalt per E-Mail benachrichtigt",
     "ticket_error.transition": 'Ein Vorgang kann nicht von „{current}“ zu „{target}“ wechseln.',
     "ticket_error.state": 'Diesen Status gibt es nicht.',
     "ticket_error.assignee": '{user} ist kein Mitglied dieses Postfachs.',

@@ -125,6 +125,7 @@ TEXTS: dict[str, str] = {
     "outcome.pending": "In progress",
     "outcome.unknown": "Outcome unknown",
     "outcome.encrypted_for": "To {recipient}: {how}",
+    "outcome.pickup_for": "To {recipient}: put up for pickup in the citizen portal (item {item}); told by a mail without content",
     "ticket_error.transition": 'A ticket cannot go from “{current}” to “{target}”.',
     "ticket_error.state": 'There is no such state.',
     "ticket_error.assignee": '{user} is not a member of this mailbox.',
