@@ -23,13 +23,14 @@ from gateway.db import read_scope, session_scope
 from gateway.delivery import portal_pickup
 from gateway.delivery.smtp_relay import SmtpRelayTransport
 from gateway.models import AuditEntry, Direction, Message, Recipient, RecipientState
-from gateway.portal.pickup.items import Outcome, new_code, open_with_code
+from gateway.portal.pickup.items import Outcome, new_code, open_with_code, record_download
 from gateway.portal.pickup.models import PickupItem
 from gateway.portal.pickup.sender import RecordingCodeSender
 from gateway.portal.pickup.views import items_of_ticket
 from gateway.services import Services, build_services
 from gateway.settings import RelayRoute, TlsPolicy
 from gateway.staff.users import add_user
+from gateway.transfers.timeline import timeline
 from mailboxes.directory import add_mailbox
 from mailboxes.hotline.calls import CallForm, log_call
 from mailboxes.members import add_member
@@ -184,6 +185,16 @@ def test_a_reply_to_a_citizen_without_key_goes_to_pickup(pickup_services: Servic
     assert TEXT in result.message.text
     assert [a.filename for a in result.message.attachments] == [FILE]
     assert result.message.attachments[0].data == b"%PDF-1.4 geheim"
+
+    # The transfer's timeline in the console shows the pickup: put up, opened, downloaded.
+    with session_scope(services.sessions) as s:
+        record_download(s, services.master_key, item.id, 0, now=START)
+    with read_scope(services.sessions) as s:
+        journey = timeline(s, queue_id)
+    assert journey is not None
+    actions = [step.action for step in journey.steps]
+    assert {"delivered-to-portal", "pickup-created", "pickup-code-issued", "pickup-opened",
+            "pickup-downloaded"} <= set(actions)
 
 
 def test_repeating_the_step_makes_no_second_item_nor_notice(pickup_services: Services

@@ -47,9 +47,12 @@ _EXACT = {
     "relay": "delivery", "reply": "delivery", "filed": "delivery", "portal": "delivery",
     "failures": "bounce", "dsn": "bounce",
     "ticket": "read", "article": "read", "part": "read", "kind": "read", "file": "read",
+    # The citizen portal's pickup of a reply: the item, opened (first or again), downloads.
+    "item": "delivery", "expires": "delivery", "first": "read", "tries": "read",
 }
 _PREFIXES = (("consent:", "consent"), ("consent_", "consent"), ("plan:", "key_policy"),
-             ("encryption:", "key_policy"), ("keys:", "key_policy"))
+             ("encryption:", "key_policy"), ("keys:", "key_policy"),
+             ("pickup:", "delivery"))
 # Actions whose entry is a decision about the message by a person (its details say why).
 _DECISIONS = ("quarantine-", "statutory-approved", "consent-recheck", "consent-hold-expired",
               "retry", "requeued")

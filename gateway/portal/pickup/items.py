@@ -100,7 +100,8 @@ def create_item(session: Session, master: MasterKey, *, ticket_id: int | None, r
         item.code_hash = codes.code_hash(master, item.id, code)
     _history(session, item, actor=actor, action="pickup-created", now=now,
              item=item.id, expires=item.expires_at.isoformat())
-    audit.record(session, actor=actor, action=AuditAction.PICKUP_CREATED, detail={
+    audit.record(session, actor=actor, action=AuditAction.PICKUP_CREATED,
+                 queue_id=item.queue_id, detail={
         "item": item.id, "ticket_id": ticket_id, "expires": item.expires_at.isoformat()})
     session.flush()
     return CreatedItem(item.id, token, code)
@@ -133,6 +134,7 @@ def open_with_code(session: Session, master: MasterKey, token: str, code: str, *
         _history(session, item, actor=PORTAL_ACTOR, action="pickup-opened", now=now,
                  item=item.id)
     audit.record(session, actor=PORTAL_ACTOR, action=AuditAction.PICKUP_OPENED,
+                 queue_id=item.queue_id,
                  detail={"item": item.id, "ticket_id": item.ticket_id, "first": first})
     session.flush()
     return OpenResult(Outcome.OPENED, item.id, read_message(master, item))
@@ -146,6 +148,7 @@ def _wrong_code(session: Session, item: PickupItem, *, now: datetime,
                     .execution_options(synchronize_session=False))
     session.refresh(item)
     audit.record(session, actor=PORTAL_ACTOR, action=AuditAction.PICKUP_CODE_REFUSED,
+                 queue_id=item.queue_id,
                  detail={"item": item.id, "tries": item.failed_tries})
     if item.failed_tries < max_tries:
         return OpenResult(Outcome.REFUSED)
@@ -154,6 +157,7 @@ def _wrong_code(session: Session, item: PickupItem, *, now: datetime,
     _history(session, item, actor=PORTAL_ACTOR, action="pickup-locked", now=now,
              item=item.id, tries=item.failed_tries)
     audit.record(session, actor=PORTAL_ACTOR, action=AuditAction.PICKUP_LOCKED,
+                 queue_id=item.queue_id,
                  detail={"item": item.id, "ticket_id": item.ticket_id})
     session.flush()
     return OpenResult(Outcome.LOCKED, item.id)
@@ -180,6 +184,7 @@ def read_opened(session: Session, master: MasterKey, item_id: int, *,
     if item.opened_at is None:
         raise PickupError(f"pickup item {item_id} has not been opened with its code")
     audit.record(session, actor=PORTAL_ACTOR, action=AuditAction.PICKUP_OPENED,
+                 queue_id=item.queue_id,
                  detail={"item": item.id, "ticket_id": item.ticket_id, "first": False})
     return read_message(master, item)
 
@@ -197,6 +202,7 @@ def record_download(session: Session, master: MasterKey, item_id: int, part: int
     _history(session, item, actor=PORTAL_ACTOR, action="pickup-downloaded", now=now,
              item=item.id, part=part)
     audit.record(session, actor=PORTAL_ACTOR, action=AuditAction.PICKUP_DOWNLOADED,
+                 queue_id=item.queue_id,
                  detail={"item": item.id, "ticket_id": item.ticket_id, "part": part,
                          "size": len(attachments[part].data)})
     session.flush()
@@ -216,6 +222,7 @@ def new_code(session: Session, master: MasterKey, item_id: int, *, actor: str,
     item.code_issued_at, item.failed_tries, item.locked_at = now, 0, None
     _history(session, item, actor=actor, action="pickup-code-issued", now=now, item=item.id)
     audit.record(session, actor=actor, action=AuditAction.PICKUP_CODE_ISSUED,
+                 queue_id=item.queue_id,
                  detail={"item": item.id, "ticket_id": item.ticket_id})
     session.flush()
     return code
@@ -272,7 +279,8 @@ def expire_due(session: Session, master: MasterKey, settings: Settings, *, now: 
                 store_received(session, master, Envelope(
                     direction=Direction.OUTBOUND, mail_from="", rcpt_tos=[to], data=data),
                     actor=actor, now=now)
-        audit.record(session, actor=actor, action=AuditAction.PICKUP_EXPIRED, detail={
+        audit.record(session, actor=actor, action=AuditAction.PICKUP_EXPIRED,
+                     queue_id=item.queue_id, detail={
             "item": item.id, "ticket_id": item.ticket_id, "unread": unread, "told": told})
     session.flush()
     return [item.id for item in due]
