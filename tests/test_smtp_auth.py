@@ -9,8 +9,10 @@ import pytest
 from sqlalchemy import select
 
 import gateway.staff.users
+from gateway.audit import AuditAction
+from gateway.audit.view import opened
 from gateway.db import session_scope
-from gateway.models import Direction, Message, StaffUser
+from gateway.models import AuditEntry, Direction, Message, StaffUser
 from gateway.services import Services
 from gateway.staff.users import (
     StaffError,
@@ -273,3 +275,18 @@ def test_a_user_without_sender_addresses_cannot_submit(services: Services,
         client.login("neu", PASSWORD)
         assert client.docmd("MAIL", f"FROM:<{SENDER}>")[0] == 553
         assert client.docmd("MAIL", "FROM:<neu@jugendamt.example>")[0] == 553
+
+
+def test_the_received_entry_says_how_the_message_came_in(services: Services, edge: Edge,
+                                                         staff: str) -> None:
+    """The audit trail (and the console's timeline) records the session's TLS."""
+    with _tls_client(edge) as client:
+        client.login(USER, PASSWORD)
+        client.mail("m.mueller@jugendamt.example")
+        client.rcpt(MAILBOX)
+        assert client.data(make_message(sender="m.mueller@jugendamt.example"))[0] == 250
+    with session_scope(services.sessions) as session:
+        entries = list(session.scalars(select(AuditEntry).where(
+            AuditEntry.action == AuditAction.RECEIVED.value)))
+        [received] = opened(session, entries)
+    assert str(received.details["tls"]).startswith("TLSv1.")

@@ -37,6 +37,9 @@ class Envelope:
     peer: str = ""
     helo: str = ""
     auth_user: str | None = None
+    # How the message came in over SMTP ("TLSv1.3 TLS_AES_256_GCM_SHA384", or "none" for a
+    # plain session); None where it did not come over SMTP (portal, bounces, notices).
+    tls: str | None = None
 
 
 def new_queue_id() -> str:
@@ -138,5 +141,6 @@ def store_batch(session: Session, batch: Sequence[Arrival]) -> list[Stored]:
         "size": len(a.prepared.envelope.data),
         "peer": a.prepared.envelope.peer,
         "auth_user": a.prepared.envelope.auth_user,
+        **({"tls": a.prepared.envelope.tls} if a.prepared.envelope.tls is not None else {}),
     }) for a in batch])
     return [Stored(mid, p.queue_id) for mid, p in pairs]

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from sqlalchemy.exc import SQLAlchemyError
@@ -130,6 +131,7 @@ class EdgeHandler:
             peer=format_peer(session.peer),
             helo=session.host_name or "",
             auth_user=authenticated_user(session),
+            tls=tls_description(session),
         )
         try:
             # Sealing a large message is CPU work for a thread; a small one costs less than
@@ -174,6 +176,19 @@ class EdgeHandler:
 
     def _where(self, session: Session) -> dict[str, str]:
         return {"listener": self.kind.value, "peer": format_peer(session.peer)}
+
+
+def tls_description(session: Session) -> str:
+    """The session's TLS for the audit trail: protocol and cipher, or "none"."""
+    if session.ssl is None:
+        return "none"
+    # aiosmtpd keeps the TLS transport's extra info here after STARTTLS.
+    info: dict[str, Any] = dict(session.ssl)
+    ssl_object = info.get("ssl_object")
+    cipher = info.get("cipher")
+    version = ssl_object.version() if ssl_object is not None else None
+    name = cipher[0] if isinstance(cipher, tuple) and cipher else None
+    return " ".join(str(part) for part in (version, name) if part) or "TLS"
 
 
 def authenticated_user(session: Session) -> str | None:
