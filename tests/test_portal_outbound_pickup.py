@@ -137,7 +137,9 @@ def test_a_reply_to_a_citizen_without_key_goes_to_pickup(pickup_services: Servic
     assert (item.ticket_id, item.queue_id, item.recipient) == (tid, queue_id, CITIZEN)
     assert item.expires_at == START + timedelta(days=10)
     assert item.code_hash is None  # no SMS sender: the caseworker gives the code
-    [view] = items_of_ticket(services.sessions(), tid, now=START)
+    # In a scope: an unclosed session could keep SQLite's lock until it is collected.
+    with read_scope(services.sessions) as s:
+        [view] = items_of_ticket(s, tid, now=START)
     assert view.needs_code and not view.locked
 
     # The one mail that left: the notice, from the null sender, without any content.
@@ -269,7 +271,9 @@ def test_a_failed_sms_leaves_the_code_to_the_caseworker(pickup_services: Service
     drain(services)
     [item] = _items(services)
     assert item.code_hash is None
-    [view] = items_of_ticket(services.sessions(), tid, now=START)
+    # In a scope: an unclosed session could keep SQLite's lock until it is collected.
+    with read_scope(services.sessions) as s:
+        [view] = items_of_ticket(s, tid, now=START)
     assert view.needs_code
 
 
