@@ -10,7 +10,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The embedded single-machine instance `make run` starts: config, SQLite, keys under var/.
 RUN_DIR := var
-PYTEST_FLAGS ?= -q -p no:cacheprovider --durations=10
+# -n auto: one worker per core; --dist loadfile keeps a module's tests (and its module-scoped
+# servers and browser) on one worker.
+PYTEST_FLAGS ?= -q -p no:cacheprovider --durations=10 -n auto --dist loadfile
 
 .PHONY: run test setup setup-test lint typecheck pytest screenshots
 
