@@ -86,9 +86,11 @@ def test_init_demo_creates_certificate_mailbox_and_user(tmp_path: Path) -> None:
     assert stat.S_IMODE((inst / "tls" / "key.pem").stat().st_mode) == 0o600
     passwords = {li.split()[4]: li.rsplit(" ", 1)[1] for li in result.stdout.splitlines()
                  if "created demo staff user" in li}
-    assert set(passwords) == {"demo", "sb"}
+    assert set(passwords) == {"demo", "sb", "admin"}
     password = passwords["demo"]
-    [totp] = [li.rsplit(" ", 1)[1] for li in result.stdout.splitlines() if "TOTP secret" in li]
+    # The caseworker's and the admin's, in that order (both use the web app).
+    totp, admin_totp = [li.rsplit(" ", 1)[1] for li in result.stdout.splitlines()
+                        if "TOTP secret" in li]
     listing = run_xgate("-c", inst / "xgate.toml", "mailbox", "list")
     assert DEMO_MAILBOX in listing.stdout
     services = installation_services(installation_settings(inst / "xgate.toml"))
@@ -100,6 +102,12 @@ def test_init_demo_creates_certificate_mailbox_and_user(tmp_path: Path) -> None:
             demo_user = find_user(session, "demo")
             assert demo_user is not None
             assert second_factor.verify_code(session, demo_user.id, pyotp.TOTP(totp).now(),
+                                             services.master_key, utcnow())
+            # The demo admin reaches the admin console the same way.
+            admin = verify_password(session, "admin", passwords["admin"])
+            assert admin is not None and admin.admin
+            assert second_factor.verify_code(session, admin.id,
+                                             pyotp.TOTP(admin_totp).now(),
                                              services.master_key, utcnow())
             # Made through the same audited actions as 'xgate user add' and 'mailbox add'.
             actions = {e.action for e in session.scalars(select(AuditEntry))}
@@ -123,10 +131,12 @@ def test_init_demo_creates_certificate_mailbox_and_user(tmp_path: Path) -> None:
     assert "kept existing demo mail" in again.stdout and "queued" not in again.stdout
     # Where to log in, at the end; and the same from 'xgate demo web' (the make run banner).
     hint = ["the staff web app: open http://127.0.0.1:8025/ once 'xgate serve' runs,",
-            "  log in as demo with its password and a one-time code from an authenticator app"]
-    assert result.stdout.splitlines()[-4:-2] == hint == again.stdout.splitlines()[-4:-2]
+            "  log in as demo with its password and a one-time code from an authenticator app",
+            "  that has its secret (both printed once, when the user was created);",
+            "  the admin console: log in as admin the same way"]
+    assert result.stdout.splitlines()[-5:-1] == hint == again.stdout.splitlines()[-5:-1]
     web = run_xgate("-c", inst / "xgate.toml", "demo", "web").stdout.splitlines()
-    assert web[:2] == hint
+    assert web[:4] == hint
     # ... and the citizen portal, which the demo switches on.
     portal = ("the citizen portal (no login; what is sent there becomes a ticket): open "
               "http://127.0.0.1:8026/")

@@ -40,6 +40,8 @@ DEMO_USER = "demo"
 DEMO_SENDER = "demo@jugendamt.example"
 DEMO_SECOND_USER = "sb"
 DEMO_SECOND_SENDER = "sb@jugendamt.example"
+# The demo's admin: the admin console (transfers, audit trail, quarantine, keys, users).
+DEMO_ADMIN = "admin"
 # The demo's citizen portal topics (name, shared mailbox): both reach the demo team.
 DEMO_PORTAL_TOPICS = (("Kindertagespflege: Platz anfragen", DEMO_MAILBOX),
                       ("Kindertagespflege: Unterlagen nachreichen", DEMO_MAILBOX))
@@ -78,23 +80,31 @@ def _mailbox(settings: Settings) -> None:
 
 def _user(settings: Settings) -> None:
     # Two caseworkers: the README's examples use both, and a transfer on a legal basis
-    # needs a second person to approve it (four eyes).
-    for username, address in ((DEMO_USER, DEMO_SENDER), (DEMO_SECOND_USER, DEMO_SECOND_SENDER)):
+    # needs a second person to approve it (four eyes). And an admin for the console, with
+    # the second factor set up as for the caseworker who uses the web app.
+    for username, addresses, web_login, admin in (
+            (DEMO_USER, [DEMO_SENDER], True, False),
+            (DEMO_SECOND_USER, [DEMO_SECOND_SENDER], False, False),
+            (DEMO_ADMIN, [], True, True)):
         # token_urlsafe(12) gives 16 characters: above staff.MIN_PASSWORD_LENGTH.
         password = secrets.token_urlsafe(12)
         with command_session(settings) as session:
             if staff.find_user(session, username) is not None:
                 print(f"kept existing demo staff user {username} (password not shown again)")
                 continue
-            user = create_user(session, username, password, addresses=[address],
-                               actor=operator_actor())
+            user = create_user(session, username, password, addresses=addresses,
+                               admin=admin, actor=operator_actor())
             totp = (second_factor.enrol_confirmed(session, user.id, _master_key(settings),
                                                   utcnow())
-                    if username == DEMO_USER else None)
+                    if web_login else None)
         print(f"created demo staff user {username} with password {password}")
-        print(f"  (it may submit mail as {address})")
+        if addresses:
+            print(f"  (it may submit mail as {', '.join(addresses)})")
+        if admin:
+            print("  (an admin: the console's transfers, audit trail, quarantine, partners, "
+                  "keys and users)")
         if totp is not None:
-            # The caseworker of the staff web app: the second factor is required there.
+            # The web app requires the second factor.
             print(f"  its TOTP secret for an authenticator app: {totp}")
             print(f"  ({second_factor.provisioning_uri(totp, username)})")
     print("  (passwords are shown only this once; they are stored hashed)")
@@ -136,7 +146,8 @@ def login_hint(settings: Settings) -> list[str]:
     lines = [f"the staff web app: open {web_url(settings)} once 'xgate serve' runs,",
              f"  log in as {DEMO_USER} with its password and a one-time code from an "
              "authenticator app",
-             "  that has its secret (both printed once, when the user was created)"]
+             "  that has its secret (both printed once, when the user was created);",
+             f"  the admin console: log in as {DEMO_ADMIN} the same way"]
     if settings.portal.enabled:
         lines.append(f"the citizen portal (no login; what is sent there becomes a ticket): "
                      f"open {portal_url(settings)}")
