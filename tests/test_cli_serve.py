@@ -142,6 +142,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
         "XGATE_WEB__PORT": str(web),
         # init --demo switches the citizen portal on: on a free port, not its default.
         "XGATE_PORTAL__PORT": str(free_port()),
+        # ... and its catcher: tests on other workers may run serve at the same time.
+        "XGATE_DEMO__CATCHER__PORT": str(free_port()),
         "XGATE_LOGGING__JSON": "true",
         "XGATE_WORKERS__POLL_INTERVAL_SECONDS": "0.1",
     })

@@ -37,6 +37,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.clock import Clock
@@ -101,8 +102,16 @@ class TaskRunner:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def begin(self) -> None:
-        """Start the threads and mark the tasks that a previous process left as interrupted."""
-        self.recover()
+        """Start the threads and mark the tasks that a previous process left as interrupted.
+
+        A database that cannot be reached does not stop the web app from starting (its
+        health check says so); such tasks are shown interrupted anyway once their heartbeat
+        is old, which reading them checks."""
+        try:
+            self.recover()
+        except SQLAlchemyError as exc:
+            log.warning("background tasks: database unavailable at start, nothing "
+                        "recovered: %s", type(exc).__name__)
         self._stopping.clear()
         self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="task")
         self._beater = threading.Thread(target=self._beat_loop, name="task-heartbeat",
