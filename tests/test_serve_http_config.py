@@ -4,14 +4,11 @@ X-Forwarded-For is believed. The portal's rate limits and the staff app's login 
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -20,6 +17,7 @@ from starlette.routing import Route
 from gateway.serve.parts import http_config
 from gateway.settings import Settings
 from tests.support.postgres import free_port
+from tests.support.web import serving
 
 
 async def _client_address(request: Request) -> PlainTextResponse:
@@ -30,26 +28,16 @@ APP = Starlette(routes=[Route("/who", _client_address)])
 
 
 @contextmanager
-def serving(settings: Settings, trusted: list[str]) -> Iterator[str]:
+def serving_echo(settings: Settings, trusted: list[str]) -> Iterator[str]:
     port = free_port()
-    server = uvicorn.Server(http_config(APP, settings, host="127.0.0.1", port=port, tls=False,
-                                        trusted_proxies=trusted))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    try:
+    with serving(http_config(APP, settings, host="127.0.0.1", port=port, tls=False,
+                             trusted_proxies=trusted)):
         yield f"http://127.0.0.1:{port}/who"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_a_trusted_proxy_names_the_client(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
-    with serving(settings, ["127.0.0.1"]) as url:
+    with serving_echo(settings, ["127.0.0.1"]) as url:
         answer = httpx.get(url, headers={"X-Forwarded-For": "203.0.113.7"})
     assert answer.text == "203.0.113.7"
 
@@ -57,7 +45,7 @@ def test_a_trusted_proxy_names_the_client(tmp_path: Path) -> None:
 def test_anyone_else_cannot_choose_their_address(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path)
     # The proxy is elsewhere: the header from this loopback peer is ignored.
-    with serving(settings, ["192.0.2.10"]) as url:
+    with serving_echo(settings, ["192.0.2.10"]) as url:
         answer = httpx.get(url, headers={"X-Forwarded-For": "203.0.113.7"})
     assert answer.text == "127.0.0.1"
 

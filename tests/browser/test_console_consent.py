@@ -13,9 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pyotp
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import FilePayload, Page, expect
 from sqlalchemy import select
 
@@ -27,7 +25,9 @@ from gateway.services import Services
 from gateway.settings import Settings
 from mailboxes.members import add_member
 from mailboxes.models import MemberRole
+from tests.browser import pages
 from tests.browser.conftest import screenshot
+from tests.browser.pages import no_serious_violations
 from tests.support.consent_web import small_pdf
 from tests.support.openssl_partner import mail
 from tests.support.pipeline import drain, enqueue, load_message
@@ -69,20 +69,7 @@ def url(services: Services, office: Office) -> Iterator[str]:
 
 
 def log_in(page: Page, url: str, secret: str) -> None:
-    page.goto(url + "/login")
-    page.get_by_label("Benutzername").fill(USER)
-    page.get_by_label("Passwort").fill(PASSWORD)
-    page.get_by_role("button", name="Anmelden").click()
-    page.get_by_label("Code").fill(pyotp.TOTP(secret).at(datetime.now(UTC)))
-    page.get_by_role("button", name="Bestätigen").click()
-    expect(page.get_by_role("heading", name="Übersicht")).to_be_visible()
-
-
-def no_serious_violations(page: Page) -> None:
-    results = Axe().run(page)
-    serious = [v for v in results.response["violations"]
-               if v.get("impact") in ("serious", "critical")]
-    assert not serious, results.generate_report()
+    pages.log_in(page, url, USER, PASSWORD, secret)
 
 
 def test_a_release_with_its_scan_lets_the_held_report_leave(

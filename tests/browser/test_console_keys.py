@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
@@ -26,7 +25,7 @@ from gateway.services import Services
 from gateway.settings import Settings
 from gateway.staff import users as staff
 from tests.browser.conftest import screenshot
-from tests.browser.console_login import log_in
+from tests.browser.pages import log_in, no_serious_violations
 from tests.support import crypto_setup
 from tests.support.pipeline import drain, enqueue
 from tests.support.sink import SmtpSink
@@ -73,13 +72,6 @@ def services(settings: Settings) -> Services:
 def url(services: Services) -> Iterator[str]:
     with serving_web_app(services.settings) as port:
         yield f"http://127.0.0.1:{port}"
-
-
-def no_serious_violations(page: Page) -> None:
-    results = Axe().run(page)
-    serious = [v for v in results.response["violations"]
-               if v.get("impact") in ("serious", "critical")]
-    assert not serious, results.generate_report()
 
 
 def state(services: Services, qid: str) -> MessageState:

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select, update
 
@@ -22,7 +21,7 @@ from gateway.services import Services
 from gateway.settings import Settings
 from gateway.staff import users as staff
 from tests.browser.conftest import screenshot
-from tests.browser.console_login import log_in
+from tests.browser.pages import log_in, no_serious_violations
 from tests.support.pipeline import drain, enqueue
 from tests.support.sink import SmtpSink
 from tests.support.smime_pki import make_ca
@@ -64,13 +63,6 @@ def url(services: Services) -> Iterator[str]:
 def state(services: Services, qid: str) -> MessageState:
     with read_scope(services.sessions) as s:
         return s.scalars(select(Message.state).where(Message.queue_id == qid)).one()
-
-
-def no_serious_violations(page: Page) -> None:
-    results = Axe().run(page)
-    serious = [v for v in results.response["violations"]
-               if v.get("impact") in ("serious", "critical")]
-    assert not serious, results.generate_report()
 
 
 def test_two_admins_release_a_quarantined_message(page: Page, browser: Browser, url: str,

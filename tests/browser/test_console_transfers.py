@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 from sqlalchemy import select, update
 
@@ -26,7 +25,7 @@ from gateway.settings import Settings
 from gateway.staff.roles import GlobalRole, grant
 from gateway.staff.users import add_user
 from tests.browser.conftest import screenshot
-from tests.browser.console_login import log_in
+from tests.browser.pages import log_in, no_serious_violations
 from tests.support.openssl_partner import mail
 from tests.support.pipeline import drain
 from tests.support.sink import SmtpSink
@@ -67,13 +66,6 @@ def services(settings: Settings) -> Services:
 def url(services: Services) -> Iterator[str]:
     with serving_web_app(services.settings) as port:
         yield f"http://127.0.0.1:{port}"
-
-
-def no_serious_violations(page: Page) -> None:
-    results = Axe().run(page)
-    serious = [v for v in results.response["violations"]
-               if v.get("impact") in ("serious", "critical")]
-    assert not serious, results.generate_report()
 
 
 def test_a_report_found_by_its_case_its_timeline_and_a_broken_chain(

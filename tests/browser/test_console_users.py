@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 import pyotp
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 from gateway.db import session_scope
 from gateway.staff import users as staff
 from tests.browser.conftest import WebApp, screenshot
+from tests.browser.pages import no_serious_violations
 from tests.support.db import opened
 from tests.support.staff_web import enrol
 
@@ -42,13 +42,6 @@ def log_in(page: Page, app: WebApp, user: str, password: str) -> None:
 
 def code(secret: str, steps_ahead: int = 0) -> str:
     return pyotp.TOTP(secret).at(datetime.now(UTC) + timedelta(seconds=30 * steps_ahead))
-
-
-def no_serious_violations(page: Page) -> None:
-    results = Axe().run(page)
-    serious = [v for v in results.response["violations"]
-               if v.get("impact") in ("serious", "critical")]
-    assert not serious, results.generate_report()
 
 
 def nav_links(page: Page) -> list[str]:

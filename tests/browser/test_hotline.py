@@ -10,9 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
-import pyotp
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 from crypto.at_rest import MasterKey
@@ -27,7 +25,9 @@ from mailboxes.hotline.topics import add_topic
 from mailboxes.members import add_member
 from mailboxes.models import MemberRole
 from mailboxes.tickets.records import create_ticket
+from tests.browser import pages
 from tests.browser.conftest import screenshot
+from tests.browser.pages import no_serious_violations
 from tests.support.db import opened
 from tests.support.staff_web import enrol
 from tests.support.web import serving_web_app
@@ -68,21 +68,7 @@ def office(web_settings: Settings) -> Iterator[Office]:
 
 
 def log_in(page: Page, office: Office) -> None:
-    page.goto(office.url + "/login")
-    page.get_by_label("Benutzername").fill(AGENT)
-    page.get_by_label("Passwort").fill(PASSWORD)
-    page.get_by_role("button", name="Anmelden").click()
-    expect(page).to_have_url(office.url + "/login/code")
-    page.get_by_label("Code").fill(pyotp.TOTP(office.secret).at(office.clock()))
-    page.get_by_role("button", name="Bestätigen").click()
-    expect(page.get_by_role("heading", name="Übersicht")).to_be_visible()
-
-
-def no_serious_violations(page: Page) -> None:
-    results = Axe().run(page)
-    serious = [v for v in results.response["violations"]
-               if v.get("impact") in ("serious", "critical")]
-    assert not serious, results.generate_report()
+    pages.log_in(page, office.url, AGENT, PASSWORD, office.secret, at=office.clock())
 
 
 def local(office: Office, hours: float) -> str:

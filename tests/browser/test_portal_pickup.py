@@ -20,10 +20,8 @@ from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
-import pyotp
 import pytest
 import uvicorn
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, expect
 
 from gateway.db import session_scope
@@ -35,7 +33,9 @@ from mailboxes.directory import mailbox_id_for
 from mailboxes.members import add_member
 from mailboxes.models import MemberRole
 from mailboxes.tickets.records import create_ticket
+from tests.browser import pages
 from tests.browser.conftest import screenshot
+from tests.browser.pages import no_serious_violations
 from tests.conftest import make_settings
 from tests.support.clamd import EICAR
 from tests.support.pipeline import drain
@@ -98,22 +98,8 @@ def services(settings: Settings) -> Services:
     return built
 
 
-def no_serious_violations(page: Page) -> None:
-    results = Axe().run(page)
-    serious = [v for v in results.response["violations"]
-               if v.get("impact") in ("serious", "critical")]
-    assert not serious, results.generate_report()
-
-
 def log_in(page: Page, url: str, secret: str) -> None:
-    page.goto(url + "/login")
-    page.get_by_label("Benutzername").fill(USER)
-    page.get_by_label("Passwort").fill(PASSWORD)
-    page.get_by_role("button", name="Anmelden").click()
-    expect(page).to_have_url(url + "/login/code")
-    page.get_by_label("Code").fill(pyotp.TOTP(secret).at(datetime.now(UTC)))
-    page.get_by_role("button", name="Bestätigen").click()
-    expect(page.get_by_role("heading", name="Übersicht")).to_be_visible()
+    pages.log_in(page, url, USER, PASSWORD, secret)
 
 
 def tab_to(page: Page, selector: str, limit: int = 40) -> None:

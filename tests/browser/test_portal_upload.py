@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import FilePayload, Page
 
 from gateway.settings import Settings
 from tests.browser.conftest import screenshot
+from tests.browser.pages import no_serious_violations
 from tests.conftest import make_settings
 from tests.support.portal import serving_portal
 
@@ -38,13 +38,6 @@ def portal_url(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path
                    {"name": "Kinderschutz", "mailbox": "kinderschutz@jugendamt.example"}]})
     with serving_portal(settings) as url:
         yield url
-
-
-def no_serious_violations(page: Page) -> None:
-    results = Axe().run(page)
-    serious = [v for v in results.response["violations"]
-               if v.get("impact") in ("serious", "critical")]
-    assert not serious, results.generate_report()
 
 
 def test_uploading_two_files_gives_a_printable_receipt(page: Page, portal_url: str) -> None:

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import smtplib
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
-import pyotp
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 from gateway.db import session_scope
@@ -27,7 +24,9 @@ from gateway.services import Services
 from gateway.settings import Settings
 from mailboxes.members import add_member
 from mailboxes.models import MemberRole
+from tests.browser import pages
 from tests.browser.conftest import screenshot
+from tests.browser.pages import no_serious_violations
 from tests.support import crypto_setup
 from tests.support.gpg_partner import GpgPartner
 from tests.support.pipeline import drain
@@ -83,21 +82,7 @@ def gpg(tmp_path: Path) -> Iterator[GpgPartner]:
 
 
 def log_in(page: Page, url: str, secret: str) -> None:
-    page.goto(url + "/login")
-    page.get_by_label("Benutzername").fill(USER)
-    page.get_by_label("Passwort").fill(PASSWORD)
-    page.get_by_role("button", name="Anmelden").click()
-    expect(page).to_have_url(url + "/login/code")
-    page.get_by_label("Code").fill(pyotp.TOTP(secret).at(datetime.now(UTC)))
-    page.get_by_role("button", name="Bestätigen").click()
-    expect(page.get_by_role("heading", name="Übersicht")).to_be_visible()
-
-
-def no_serious_violations(page: Page) -> None:
-    results = Axe().run(page)
-    serious = [v for v in results.response["violations"]
-               if v.get("impact") in ("serious", "critical")]
-    assert not serious, results.generate_report()
+    pages.log_in(page, url, USER, PASSWORD, secret)
 
 
 def send_mail(edge: Edge, sender: str, data: bytes) -> None:

@@ -17,15 +17,10 @@ from tests.support.postgres import free_port
 
 
 @contextmanager
-def serving_web_app(settings: Settings, *, clock: Clock = system_clock,
-                    **config: Any) -> Iterator[int]:
-    """``create_app(settings)`` on 127.0.0.1 while in the block; yields its port.
-    ``clock``: the app's time (a FakeClock lets a test move it, e.g. past a deadline).
-    ``config``: further uvicorn.Config options (``ssl_certfile`` and ``ssl_keyfile``)."""
-    port = free_port()
-    app = create_app(settings, clock=clock)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_config=None, lifespan="on", **config))
+def serving(config: uvicorn.Config) -> Iterator[None]:
+    """A uvicorn server for ``config`` in a thread while in the block (started when the
+    block begins, stopped at its end)."""
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -34,7 +29,19 @@ def serving_web_app(settings: Settings, *, clock: Clock = system_clock,
         assert thread.is_alive(), "web app thread died"
         time.sleep(0.05)
     try:
-        yield port
+        yield
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def serving_web_app(settings: Settings, *, clock: Clock = system_clock,
+                    **config: Any) -> Iterator[int]:
+    """``create_app(settings)`` on 127.0.0.1 while in the block; yields its port.
+    ``clock``: the app's time (a FakeClock lets a test move it, e.g. past a deadline).
+    ``config``: further uvicorn.Config options (``ssl_certfile`` and ``ssl_keyfile``)."""
+    port = free_port()
+    with serving(uvicorn.Config(create_app(settings, clock=clock), host="127.0.0.1",
+                                port=port, log_config=None, lifespan="on", **config)):
+        yield port
