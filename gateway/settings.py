@@ -327,6 +327,10 @@ class PortalSettings(_Section):
     public_url: str = "https://portal.jugendamt.example"
     pickup_max_tries: int = Field(default=5, ge=1, le=20)
     pickup_valid_days: int = Field(default=14, ge=1, le=365)
+    # Self-service: a citizen who lost her code may ask for a new one on the code page; it goes
+    # by SMS to the number on the ticket (needs an SMS sender), at most one per interval.
+    self_service_codes: bool = False
+    self_service_interval_minutes: int = Field(default=60, ge=5, le=24 * 60)
 
 
 class LoginSettings(_Section):

@@ -33,11 +33,10 @@ from gateway.models import Direction
 from gateway.portal.pickup import codes
 from gateway.portal.pickup.items import create_item
 from gateway.portal.pickup.models import PickupItem
+from gateway.portal.pickup.numbers import citizen_number
 from gateway.portal.pickup.sender import CodeSender, CodeSendError, send_code
 from gateway.queue.spool import Envelope, store_received
 from gateway.settings import Settings
-from mailboxes.hotline.calls import open_details
-from mailboxes.hotline.models import Call
 from mailboxes.tickets import history
 from mailboxes.tickets.models import Article, ArticleKind
 
@@ -66,20 +65,6 @@ def ticket_of_reply(session: Session, queue_id: str) -> int | None:
     """The ticket whose reply this outbound queue message is; None for other mail."""
     return session.scalar(select(Article.ticket_id).where(
         Article.queue_id == queue_id, Article.kind == ArticleKind.REPLY.value).limit(1))
-
-
-def citizen_number(session: Session, master: MasterKey, ticket_id: int | None) -> str | None:
-    """The call-back number the citizen gave on the hotline for this ticket (the latest
-    call that has one), or None."""
-    if ticket_id is None:
-        return None
-    calls = session.scalars(select(Call).where(Call.ticket_id == ticket_id)
-                            .order_by(Call.id.desc()))
-    for call in calls:
-        number = open_details(master, call.id, call.details_sealed).number.strip()
-        if number:
-            return number
-    return None
 
 
 def put_up_for_pickup(session: Session, master: MasterKey, settings: Settings, *,

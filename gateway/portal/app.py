@@ -20,13 +20,17 @@ from gateway.db import make_engine, make_session_factory
 from gateway.portal.headers import PortalHeaders
 from gateway.portal.housekeeping import RateHitHousekeeping
 from gateway.portal.pickup.routes import pickup_router
+from gateway.portal.pickup.sender import CodeSender
 from gateway.portal.render import PortalRenderer
 from gateway.portal.upload_routes import upload_router
 from gateway.portal.upload_slots import UploadSlots
 from gateway.settings import Settings
 
 
-def create_portal_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
+def create_portal_app(settings: Settings, *, clock: Clock = system_clock,
+                      code_sender: CodeSender | None = None) -> FastAPI:
+    """``code_sender``: where SMS with pickup codes go (none is wired in by default; with
+    one, ``[portal] self_service_codes`` lets a citizen ask for a new code)."""
     engine = make_engine(settings)
     sessions = make_session_factory(engine)
     renderer = PortalRenderer()
@@ -74,6 +78,6 @@ def create_portal_app(settings: Settings, *, clock: Clock = system_clock) -> Fas
                                      max_tries=settings.portal.pickup_max_tries,
                                      secure_cookies=settings.portal.tls,
                                      hostname=settings.smtp.hostname, settings=settings,
-                                     slots=slots))
+                                     slots=slots, code_sender=code_sender))
     # --- end of routers ------------------------------------------------------------------
     return app

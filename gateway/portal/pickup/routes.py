@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
@@ -38,7 +39,9 @@ from gateway.portal.pickup.items import (
     read_opened,
     record_download,
 )
+from gateway.portal.pickup.recovery import resend_code
 from gateway.portal.pickup.replies import AnswerFile, submit_answer
+from gateway.portal.pickup.sender import CodeSender
 from gateway.portal.render import PortalRenderer
 from gateway.portal.scan import first_infected
 from gateway.portal.upload_form import (
@@ -62,6 +65,8 @@ MAX_ANSWER_TEXT_BODY = 12 * MAX_ANSWER + 64 * 1024
 _NO_STORE = {"Cache-Control": "no-store"}
 # When a citizen turned away because all upload slots were busy may try again.
 RETRY_AFTER_SECONDS = 60
+# Who the SMS with a code says it is from (as when the code goes with the notice).
+SMS_OFFICE = "Bürgerportal"
 
 
 class AnswerProblem(Exception):
@@ -76,7 +81,8 @@ def pickup_router(sessions: sessionmaker[Session], master: MasterKey,
                   clock: Clock, renderer: PortalRenderer, *, max_tries: int,
                   secure_cookies: bool, hostname: str,
                   settings: Settings | None = None,
-                  slots: UploadSlots | None = None) -> APIRouter:
+                  slots: UploadSlots | None = None,
+                  code_sender: CodeSender | None = None) -> APIRouter:
     """``settings`` give the upload limits and clamd for files with an answer; without them
     an answer is text only. ``slots`` bound how many answers are read at once (each may
     hold up to ``max_upload_bytes`` in memory); pass the upload form's to share its bound."""
@@ -87,12 +93,15 @@ def pickup_router(sessions: sessionmaker[Session], master: MasterKey,
     max_files = portal.max_files if portal is not None else 0
     max_file_bytes = portal.max_upload_bytes if portal is not None else 0
     max_body = MAX_ANSWER_TEXT_BODY + max_file_bytes
+    # Self-service recovery of a code: only where the office allows it and can send SMS.
+    self_service = code_sender is not None and portal is not None and portal.self_service_codes
 
     def code_page(request: Request, token: str, *, error: str | None = None,
                   status_code: int = 200) -> Response:
         form_value = cookies.new_form_value()
         response = renderer.page(request, "pickup/code.html", {
-            "action": f"/p/{token}", "form_token": form_value, "error": error},
+            "action": f"/p/{token}", "form_token": form_value, "error": error,
+            "new_code_action": f"/p/{token}/new-code" if self_service else None},
             status_code=status_code)
         response.set_cookie(cookies.FORM_COOKIE, form_value, path="/p/", httponly=True,
                             samesite="strict", secure=secure_cookies)
@@ -118,6 +127,26 @@ def pickup_router(sessions: sessionmaker[Session], master: MasterKey,
     @router.get("/p/{token}")
     def enter_code(request: Request, token: str) -> Response:
         return code_page(request, token[:MAX_TOKEN])
+
+    @router.post("/p/{token}/new-code")
+    async def ask_for_new_code(request: Request, token: str) -> Response:
+        if not self_service or code_sender is None or portal is None:
+            raise HTTPException(404)
+        form = await request.form()
+        field = form.get(cookies.FORM_FIELD)
+        if not isinstance(field, str) or not cookies.form_ok(
+                request.cookies.get(cookies.FORM_COOKIE), field):
+            return code_page(request, token, error="form", status_code=400)
+        if len(token) <= MAX_TOKEN:
+            with session_scope(sessions) as session:
+                resend_code(session, master, code_sender, token, now=clock(),
+                            interval=timedelta(minutes=portal.self_service_interval_minutes),
+                            office=SMS_OFFICE)
+        # The same answer whatever happened: the page tells nothing about the link.
+        response = renderer.page(request, "pickup/new_code.html", {
+            "back": f"/p/{token}", "minutes": portal.self_service_interval_minutes})
+        response.headers.update(_NO_STORE)
+        return response
 
     @router.post("/p/{token}")
     async def open_item(request: Request, token: str) -> Response:
