@@ -3,24 +3,29 @@ the trail with the action, actor and date filters and keyset paging, bad input n
 page, every page read recorded; verify chain run as a background task by the one check of
 ``xgate audit verify``, intact, then pointing at an entry altered in the database; the roles
 (admin, auditor, DPO yes; a caseworker 403) and the task's page for its starter and admins
-only."""
+only. Forgetting the months before a given one (the function of ``xgate audit forget``): for
+admins only (auditor and DPO 403, though they read the area), after a ticked confirmation,
+the current month at most, bad input named on the page and nothing destroyed."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+import gateway.audit.chain
 from admin_ui.app import create_app
 from gateway import audit
 from gateway.audit import AuditAction
+from gateway.audit.keys import period_of
 from gateway.audit.view import all_entries
 from gateway.clock import FakeClock
 from gateway.db import read_scope, session_scope
-from gateway.models import AuditEntry
+from gateway.models import AuditEntry, AuditKey
 from gateway.services import Services
 from gateway.tasks.runner import TaskRunner
 from gateway.web.templates import office_time
@@ -168,3 +173,92 @@ def test_verify_reports_progress_batch_by_batch(services: Services) -> None:
             (done, total)))
     assert result.ok and result.checked == 5
     assert calls == [(2, 5), (4, 5)]
+
+
+LONG_AGO = datetime(2024, 1, 15, 9, 30, tzinfo=UTC)
+
+
+def _record_long_ago(services: Services, monkeypatch: pytest.MonkeyPatch) -> int:
+    """An entry of January 2024 with a personal part; its seq."""
+    with monkeypatch.context() as m:
+        m.setattr(gateway.audit.chain, "utcnow", lambda: LONG_AGO)
+        with session_scope(services.sessions) as s:
+            audit.record(s, actor="user:carla", action=AuditAction.RETRY,
+                         detail={"attempt": 1})
+    with read_scope(services.sessions) as s:
+        seq = s.scalar(select(AuditEntry.seq).where(AuditEntry.action == AuditAction.RETRY))
+    assert seq is not None
+    return seq
+
+
+def _destroyed(services: Services) -> list[str]:
+    with read_scope(services.sessions) as s:
+        return list(s.scalars(select(AuditKey.period).where(AuditKey.wrapped.is_(None))
+                              .order_by(AuditKey.period)))
+
+
+def test_an_admin_forgets_past_months_and_the_chain_stays_intact(
+        client: TestClient, services: Services, secrets: dict[str, str], clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    seq = _record_long_ago(services, monkeypatch)
+    csrf = login(client, secrets, clock, "root")
+    page = client.get("/console/audit").text
+    assert 'id="forget-months"' in page and 'name="confirm"' in page
+    assert f'max="{period_of(clock())}"' in page
+    answer = client.post("/console/audit/forget", data={
+        "csrf_token": csrf, "month": "2024-02", "confirm": "yes"})
+    assert answer.status_code == 200, answer.text
+    assert 'id="forget-done"' in answer.text and "2024-01" in answer.text
+    assert _destroyed(services) == ["2024-01"]
+    with read_scope(services.sessions) as s:
+        assert audit.verify(s).ok
+        entries = {e.seq: e for e in all_entries(s)}
+    assert entries[seq].personal_deleted and "carla" not in entries[seq].actor
+    last = entries[max(entries)]
+    assert last.action == AuditAction.AUDIT_KEYS_DESTROYED and last.actor == "user:root"
+    assert last.details == {"periods": ["2024-01"]}
+    # Again: nothing left before that month, said so, nothing recorded.
+    answer = client.post("/console/audit/forget", data={
+        "csrf_token": csrf, "month": "2024-02", "confirm": "yes"})
+    assert answer.status_code == 200 and 'id="forget-nothing"' in answer.text
+    with read_scope(services.sessions) as s:
+        assert max(e.seq for e in all_entries(s)) == last.seq
+
+
+@pytest.mark.parametrize(("form", "message"), [
+    ({"month": "2024-02"}, "Bitte bestätigen, dass die Angaben vor 2024-02 endgültig"),
+    ({"month": "", "confirm": "yes"}, "Bitte einen Monat angeben (JJJJ-MM)."),
+    ({"month": "Februar", "confirm": "yes"}, "„Februar“ ist kein Monat; bitte im Format JJJJ-MM."),
+    ({"month": "2999-01", "confirm": "yes"}, "2999-01 liegt in der Zukunft; höchstens"),
+])
+def test_bad_forget_input_is_named_and_nothing_is_destroyed(
+        client: TestClient, services: Services, secrets: dict[str, str], clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch, form: dict[str, str], message: str) -> None:
+    _record_long_ago(services, monkeypatch)
+    csrf = login(client, secrets, clock, "root")
+    with read_scope(services.sessions) as s:
+        before = audit.verify(s).checked
+    answer = client.post("/console/audit/forget", data={"csrf_token": csrf, **form})
+    assert answer.status_code == 400 and message in answer.text, answer.text
+    assert 'id="forget-error"' in answer.text and 'id="forget-months"' in answer.text
+    assert _destroyed(services) == []
+    with read_scope(services.sessions) as s:
+        assert audit.verify(s).checked == before
+
+
+def test_only_admins_may_forget_and_only_with_the_csrf_token(
+        client: TestClient, services: Services, secrets: dict[str, str], clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _record_long_ago(services, monkeypatch)
+    for user, status in (("dora", 403), ("dpo", 403), ("anna", 403)):
+        csrf = login(client, secrets, clock, user)
+        if user != "anna":
+            assert 'id="forget-months"' not in client.get("/console/audit").text, user
+        answer = client.post("/console/audit/forget", data={
+            "csrf_token": csrf, "month": "2024-02", "confirm": "yes"}, follow_redirects=False)
+        assert answer.status_code == status, user
+    login(client, secrets, clock, "root")
+    answer = client.post("/console/audit/forget", data={"month": "2024-02", "confirm": "yes"},
+                         follow_redirects=False)
+    assert answer.status_code == 403  # no CSRF token
+    assert _destroyed(services) == []

@@ -7,7 +7,10 @@ What each may open is admin_ui.security.rights.console_areas (the one place for 
 test holds the pages to it: nobody logged in is sent to the login, a role whose areas lack the
 route's area is refused with 403, a role that has it is not refused (its answer for an id
 that does not exist is 404, never 403, never a server error). A console route outside every
-area must be named in ``OUTSIDE_AREAS`` with who may use it, else the matrix fails.
+area must be named in ``OUTSIDE_AREAS`` with who may use it, else the matrix fails. A route
+that changes something inside an area the auditor and the DPO only read is admin-only: it is
+named in ``ADMIN_ONLY`` (decided by admin_ui.security.rights.check_admin), and the matrix
+expects 403 from everyone but admins there.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from admin_ui.app import create_app
+from admin_ui.security import rights
 from admin_ui.security.identity import Staff
 from admin_ui.security.rights import ConsoleArea, console_areas
 from gateway.clock import FakeClock
@@ -59,6 +63,11 @@ EXPECTED_AREAS = {
 # page itself shows a task only to whoever started it and to admins; other ids are 404).
 ANY_STAFF = "any staff user"
 OUTSIDE_AREAS = {"/console/tasks/{task_id}": ANY_STAFF}
+# Changes inside a read area (TRANSFERS, AUDIT) that only admins may make: (method, path) ->
+# the check in admin_ui.security.rights that decides it. Everyone else gets 403.
+ADMIN_ONLY = {
+    ("POST", "/console/audit/forget"): "check_audit_forget",
+}
 # An id in a URL that exists nowhere: digits and hex digits both, so every id parser takes it.
 UNKNOWN_ID = "987654321"
 _PARAMETER = re.compile(r"\{[^}]+\}")
@@ -77,11 +86,13 @@ def area_of(path: str) -> ConsoleArea | None:
     return ConsoleArea(segment) if segment in set(ConsoleArea) else None
 
 
-def may_use(user: str, path: str) -> bool:
+def may_use(user: str, method: str, path: str) -> bool:
     area = area_of(path)
     if area is None:
         assert OUTSIDE_AREAS[path] == ANY_STAFF
         return True
+    if (method, path) in ADMIN_ONLY:
+        return GlobalRole.ADMIN in USERS[user]
     return area in console_areas(Staff(0, user, USERS[user]))
 
 
@@ -120,6 +131,9 @@ def test_every_console_route_is_in_the_matrix(app: FastAPI) -> None:
     assert unplaced == [], "console routes in no area: add them to OUTSIDE_AREAS or an area"
     stale = set(OUTSIDE_AREAS) - {p for _, p in routes}
     assert not stale, f"OUTSIDE_AREAS names routes the app does not have: {stale}"
+    stale_admin = set(ADMIN_ONLY) - set(routes)
+    assert not stale_admin, f"ADMIN_ONLY names routes the app does not have: {stale_admin}"
+    assert all(callable(getattr(rights, check, None)) for check in ADMIN_ONLY.values())
 
 
 @sqlite_only
@@ -137,7 +151,7 @@ def test_each_role_gets_what_console_areas_says(app: FastAPI, client: TestClient
         if user == ANONYMOUS:
             if status != 303 or answer.headers.get("location") != "/login":
                 wrong.append(f"{method} {path}: {status}, not the login")
-        elif not may_use(user, path):
+        elif not may_use(user, method, path):
             if status != 403:
                 wrong.append(f"{method} {path}: {status}, not 403")
         elif status in (401, 403) or status >= 500 or (

@@ -215,3 +215,20 @@ def check_held(session: Session, user: Staff, queue_id: str) -> ConsentScope:
             report_mailboxes(session, [queue_id]).get(queue_id, frozenset())):
         raise not_found()
     return scope
+
+
+# --- forgetting audit months in the console (issue 16) -----------------------------------------
+# The audit area is a read area (admins, auditors, DPO); destroying the keys of past months
+# changes the trail for good, so only admins may (as with ``xgate audit forget`` on the host).
+def check_audit_forget(user: Staff) -> Admin:
+    """``user`` as an admin who may forget audit months, or Forbidden."""
+    return check_admin(user)
+
+
+def may_forget_audit(user: Staff) -> bool:
+    """Whether the audit page offers ``user`` the forget form (the same check as the POST)."""
+    try:
+        check_audit_forget(user)
+    except Forbidden:
+        return False
+    return True

@@ -834,6 +834,21 @@ TEXTS: dict[str, str] = {
     "audit_view.intact": "Die Prüfkette ist intakt: {count} Einträge geprüft.",
     "audit_view.broken": "Die Prüfkette ist bei Eintrag {seq} unterbrochen ({count} Einträge davor sind intakt):",
     "audit_view.show_broken": "Eintrag {seq} im Protokoll zeigen",
+    # --- forgetting audit months in the console (audit_forget.*) ---
+    "audit_forget.title": "Personenbezogene Angaben alter Monate löschen",
+    "audit_forget.intro": "Wie „xgate audit forget“: Die Schlüssel aller Monate vor dem gewählten werden vernichtet. Die Einträge und die Prüfkette bleiben, ihre personenbezogenen Angaben sind danach für immer unlesbar. Spätestens der laufende Monat ({current}); er selbst wird nie gelöscht. Nur für Administratoren; die Löschung wird protokolliert.",
+    "audit_forget.month": "Alles vor dem Monat",
+    "audit_forget.month_hint": "Format JJJJ-MM, z. B. 2025-01",
+    "audit_forget.confirm": "Ich verstehe: Adressen, Namen und alle anderen personenbezogenen Angaben aller Protokolleinträge vor diesem Monat werden endgültig gelöscht.",
+    "audit_forget.submit": "Endgültig löschen",
+    "audit_forget.refused": "Nichts wurde gelöscht:",
+    "audit_forget.refused.no_month": "Bitte einen Monat angeben (JJJJ-MM).",
+    "audit_forget.refused.unconfirmed": "Bitte bestätigen, dass die Angaben vor {month} endgültig gelöscht werden sollen.",
+    "audit_forget.refused.not_a_month": "„{month}“ ist kein Monat; bitte im Format JJJJ-MM.",
+    "audit_forget.refused.future": "{month} liegt in der Zukunft; höchstens der laufende Monat ({current}) ist möglich.",
+    "audit_forget.done": "Die personenbezogenen Angaben dieser Monate sind gelöscht: {months}.",
+    "audit_forget.nothing": "Vor {month} gibt es keine Monate mehr, deren Angaben zu löschen wären.",
+    "audit_forget.back": "Zurück zum Prüfprotokoll",
     # --- end of console: background tasks, transfers, audit viewer ---
     # --- console: users and roles (admin_ui/pages/users) ---
     "users.title": "Benutzer und Rollen",

@@ -834,6 +834,21 @@ TEXTS: dict[str, str] = {
     "audit_view.intact": "The chain is intact: {count} entries checked.",
     "audit_view.broken": "The chain is broken at entry {seq} ({count} entries before it are intact):",
     "audit_view.show_broken": "Show entry {seq} in the trail",
+    # --- forgetting audit months in the console (audit_forget.*) ---
+    "audit_forget.title": "Delete the personal data of old months",
+    "audit_forget.intro": "Like “xgate audit forget”: the keys of every month before the chosen one are destroyed. The entries and the chain stay; their personal data becomes unreadable for good. At most the current month ({current}), which itself is never deleted. Admins only; the deletion is recorded.",
+    "audit_forget.month": "Everything before the month",
+    "audit_forget.month_hint": "Format YYYY-MM, e.g. 2025-01",
+    "audit_forget.confirm": "I understand: addresses, names and all other personal data of every audit entry before this month are deleted for good.",
+    "audit_forget.submit": "Delete for good",
+    "audit_forget.refused": "Nothing was deleted:",
+    "audit_forget.refused.no_month": "Please give a month (YYYY-MM).",
+    "audit_forget.refused.unconfirmed": "Please confirm that the data before {month} is to be deleted for good.",
+    "audit_forget.refused.not_a_month": "“{month}” is not a month; please use YYYY-MM.",
+    "audit_forget.refused.future": "{month} is in the future; at most the current month ({current}) is possible.",
+    "audit_forget.done": "The personal data of these months is deleted: {months}.",
+    "audit_forget.nothing": "Before {month} there are no months left whose data could be deleted.",
+    "audit_forget.back": "Back to the audit trail",
     # --- end of console: background tasks, transfers, audit viewer ---
     # --- console: users and roles (admin_ui/pages/users) ---
     "users.title": "Users and roles",
