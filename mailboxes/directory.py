@@ -17,6 +17,19 @@ class MailboxError(GatewayError):
     pass
 
 
+# The refusals a page names in its own words (the CLI prints their English sentence).
+class BadMailboxAddress(MailboxError):
+    pass
+
+
+class MailboxExists(MailboxError):
+    pass
+
+
+class BadMailboxName(MailboxError):
+    pass
+
+
 def normalise_address(address: str) -> str:
     # Local parts are case-sensitive by the RFC, but no office wants two mailboxes that
     # differ only in case; treat addresses case-insensitively.
@@ -43,9 +56,9 @@ def add_mailbox(session: Session, address: str, name: str, *, sensitive: bool = 
     address = normalise_address(address)
     local, at, domain = address.partition("@")
     if not local or not at or "." not in domain or " " in address:
-        raise MailboxError(f"not a valid mailbox address: {address!r}")
+        raise BadMailboxAddress(f"not a valid mailbox address: {address!r}")
     if find_mailbox(session, address) is not None:
-        raise MailboxError(f"mailbox {address} exists already")
+        raise MailboxExists(f"mailbox {address} exists already")
     mailbox = Mailbox(address=address, name=_checked_name(name), sensitive=sensitive,
                       created_at=utcnow())
     session.add(mailbox)
@@ -74,7 +87,7 @@ def change_mailbox(session: Session, address: str, *, name: str | None = None,
 def _checked_name(name: str) -> str:
     text = " ".join(name.split())
     if not text or len(text) > MAX_NAME_LENGTH:
-        raise MailboxError(f"a mailbox name must have 1 to {MAX_NAME_LENGTH} characters")
+        raise BadMailboxName(f"a mailbox name must have 1 to {MAX_NAME_LENGTH} characters")
     return text
 
 

@@ -32,6 +32,7 @@ from starlette.responses import RedirectResponse, Response
 
 from admin_ui.pages.ids import parse_id
 from admin_ui.pages.render import Renderer, language_of
+from admin_ui.pages.users.mailboxes import shared_mailboxes_router
 from admin_ui.pages.users.own_password import own_password_router
 from admin_ui.pages.users.views import mailbox_choices, token_rows, user_rows
 from admin_ui.security.authentication import Authenticator
@@ -122,6 +123,8 @@ def users_router(auth: Authenticator, sessions: sessionmaker[Session], clock: Cl
                  renderer: Renderer) -> APIRouter:
     router = APIRouter(route_class=guarded_route(auth, MAX_FORM))
     AdminUser = Annotated[Staff, Depends(area_user(ConsoleArea.USERS))]
+    # First: /console/users/mailboxes must not be taken for a user id.
+    router.include_router(shared_mailboxes_router(auth, sessions, renderer))
 
     def once(request: Request, admin: Staff, values: Mapping[str, Any]) -> Response:
         # The password is shown on this page and nowhere else: no cache may keep it.
