@@ -86,7 +86,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> FastAPI:
     app.include_router(pickup_router(auth, sessions, master_key, clock, renderer))
     app.include_router(consent_router(auth, sessions, master_key, settings, clock, renderer))
     app.include_router(tasks_router(auth, sessions, clock, renderer))
-    app.include_router(transfers_router(auth, sessions, renderer))
+    app.include_router(transfers_router(auth, sessions, renderer, clock))
     app.include_router(audit_router(auth, sessions, tasks, renderer, clock))
     app.include_router(quarantine_router(auth, sessions, master_key, settings, clock, renderer,
                                          tasks))

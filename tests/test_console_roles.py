@@ -67,6 +67,7 @@ OUTSIDE_AREAS = {"/console/tasks/{task_id}": ANY_STAFF}
 # the check in admin_ui.security.rights that decides it. Everyone else gets 403.
 ADMIN_ONLY = {
     ("POST", "/console/audit/forget"): "check_audit_forget",
+    ("POST", "/console/transfers/{queue_id}/retry"): "check_transfer_retry",
 }
 # An id in a URL that exists nowhere: digits and hex digits both, so every id parser takes it.
 UNKNOWN_ID = "987654321"

@@ -232,3 +232,20 @@ def may_forget_audit(user: Staff) -> bool:
     except Forbidden:
         return False
     return True
+
+
+# --- retrying a transfer from the console (issue 16) --------------------------------------------
+# The transfers area is a read area (admins, auditors, DPO); sending a message back to the
+# workers changes the queue, so only admins may (as with ``xgate queue retry`` on the host).
+def check_transfer_retry(user: Staff) -> Admin:
+    """``user`` as an admin who may retry a transfer, or Forbidden."""
+    return check_admin(check_area(user, ConsoleArea.TRANSFERS))
+
+
+def may_retry_transfers(user: Staff) -> bool:
+    """Whether the timeline offers ``user`` the retry form (the same check as the POST)."""
+    try:
+        check_transfer_retry(user)
+    except Forbidden:
+        return False
+    return True
