@@ -2,7 +2,9 @@
 certificates and a real OpenPGP key generation): pending keys (harvested from a signed
 message, looked up in a Web Key Directory) with fingerprint and provenance, approving one
 (which re-queues the mail held for it) and rejecting one, refusals on the page, expiring
-keys, the office's own keys with a new key and retiring the old one; every change audited
+keys, the office's own keys with a new key and retiring the old one, downloading an own key's
+public part (the bytes ``xgate keys own export`` writes, never private material); every change
+and download audited
 with the acting admin; the rights (admins only; auditor, DPO and caseworker 403) and
 unknown ids 404."""
 
@@ -20,9 +22,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
 from admin_ui.app import create_app
+from crypto import pgp_keys
 from gateway.clock import FakeClock
 from gateway.db import read_scope, session_scope
-from gateway.keydir import keys, own_keys
+from gateway.keydir import keys, own_keys, publish
 from gateway.keydir.models import KeyKind, KeySource, KeyStatus, OwnKey
 from gateway.keydir.views import spoken_fingerprint
 from gateway.models import Direction, HoldKind, Message, MessageState
@@ -259,5 +262,46 @@ def test_own_smime_key_upload_in_memory(client: TestClient, services: Services,
     with read_scope(services.sessions) as s:
         [own] = own_keys.list_own_keys(s)
         assert own.kind is KeyKind.SMIME and own.address == "asd@jugendamt.example"
+        own_id = own.id
     assert ("alice", "own-key-added") in [(a, b) for a, b, _ in audit_trail(services.sessions)]
     assert list(not_forbidden(client, "POST", "/console/keys/own/import")) == []
+    # Its download: the certificate as PEM, as the CLI exports it; the private key never.
+    download = client.get(f"/console/keys/own/{own_id}/export", headers=ALICE)
+    assert download.status_code == 200
+    assert download.headers["content-type"].startswith("application/x-pem-file")
+    assert download.content == person.cert.public_bytes(serialization.Encoding.PEM)
+    assert b"PRIVATE" not in download.content
+    assert ("alice", "own-key-exported") in [(a, b) for a, b, _ in
+                                             audit_trail(services.sessions)]
+
+
+def test_own_openpgp_key_download(client: TestClient, services: Services) -> None:
+    client.post("/console/keys/own/generate", headers=ALICE,
+                data={"address": "asd@jugendamt.example", "algorithm": "cv25519"})
+    with read_scope(services.sessions) as s:
+        [own] = own_keys.list_own_keys(s)
+        own_id, own_print = own.id, own.fingerprint
+        _, cli_bytes = publish.export_own_keys(s, services.clock(),
+                                               address="asd@jugendamt.example",
+                                               kind=KeyKind.OPENPGP)
+    page = client.get("/console/keys", headers=ALICE).text
+    assert f'href="/console/keys/own/{own_id}/export"' in page
+    download = client.get(f"/console/keys/own/{own_id}/export", headers=ALICE)
+    assert download.status_code == 200
+    assert download.headers["content-type"].startswith("application/pgp-keys")
+    assert f'filename="own-key-{own_id}.asc"' in download.headers["content-disposition"]
+    assert download.content == cli_bytes
+    assert download.content.startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    assert not pgp_keys.has_secret_material(download.content)
+    exported = [d for a, b, d in audit_trail(services.sessions)
+                if (a, b) == ("alice", "own-key-exported")]
+    assert len(exported) == 1 and own_print in str(exported[0])
+    # Only a key in use goes out, as with the CLI; unknown ids 404; other roles 403.
+    client.post(f"/console/keys/own/{own_id}/retire", headers=ALICE)
+    refused = client.get(f"/console/keys/own/{own_id}/export", headers=ALICE)
+    assert refused.status_code == 409
+    assert f"Der eigene Schlüssel {own_id} ist nicht in Gebrauch" in refused.text
+    for bad in (str(own_id + 100), "x", "9" * 20):
+        assert client.get(f"/console/keys/own/{bad}/export", headers=ALICE).status_code == 404
+    assert list(not_forbidden(client, "GET", f"/console/keys/own/{own_id}/export")) == []
+    assert [b for _, b, _ in audit_trail(services.sessions)].count("own-key-exported") == 1

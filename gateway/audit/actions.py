@@ -138,3 +138,6 @@ class AuditAction(StrEnum):
     # The console's consent register (admin_ui/pages/consent): a release recorded without a
     # mailbox (before migration 0023, by the CLI or the API) given to its case's mailbox.
     CONSENT_ASSIGNED = "consent-assigned"
+
+    # The console's key pages (admin_ui/pages/keys): an own key's public part downloaded.
+    OWN_KEY_EXPORTED = "own-key-exported"

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from crypto.errors import CryptoError
 from crypto.wkd import wkd_hash
 from gateway.keydir.addresses import domain_of, normalise
-from gateway.keydir.errors import KeyDirError
+from gateway.keydir.errors import KeyDirError, NotFound
 from gateway.keydir.models import KeyKind, OwnKey
 
 
@@ -73,6 +73,18 @@ def export_own_keys(session: Session, now: datetime, *, address: str | None = No
         raise KeyDirError(f"no {which}own key in use{for_whom} to export")
     keys.sort(key=lambda k: (k.kind is not KeyKind.SMIME, k.address, -k.id))
     return keys, b"".join(exported(k) for k in keys)
+
+
+def export_own_key(session: Session, key_id: int, now: datetime) -> tuple[OwnKey, bytes]:
+    """One own key's public part as export_own_keys hands it out (the console's download):
+    NotFound for an unknown id, refused for a key not in use (retired or not valid now)."""
+    key = session.get(OwnKey, key_id)
+    if key is None:
+        raise NotFound(f"no own key {key_id}")
+    if key not in publishable_own_keys(session, now, address=key.address, kind=key.kind):
+        raise KeyDirError(f"own key {key_id} is not in use (retired or not valid now); only "
+                          "keys in use are exported", "own-not-in-use", id=key_id)
+    return key, exported(key)
 
 
 # --- Web Key Directory --------------------------------------------------------------------

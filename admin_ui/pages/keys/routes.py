@@ -5,7 +5,9 @@ there with the acting admin in the request's one transaction: approving a pendin
 (harvested from a signed message, looked up in a Web Key Directory, imported) after
 comparing its fingerprint, which also sends the mail held for it; rejecting a pending key;
 revoking one; the keys that expire within crypto.expiry_warning_days; the office's own keys,
-a new OpenPGP key for an address and retiring the old one (the rollover). URLs carry key ids:
+a new OpenPGP key for an address and retiring the old one (the rollover); downloading an own
+key's public part (GET /console/keys/own/{id}/export, what ``xgate keys own export`` writes
+for it, gateway.keydir.publish; never private material; each download audited). URLs carry key ids:
 an unknown one is 404; a refusal is the page again with the reason, nothing stored.
 """
 
@@ -30,9 +32,11 @@ from admin_ui.security.authentication import Authenticator
 from admin_ui.security.guard import guarded_route
 from admin_ui.security.identity import Staff
 from admin_ui.security.rights import ConsoleArea, area_user
+from gateway import audit
+from gateway.audit import AuditAction
 from gateway.clock import Clock
 from gateway.db import read_scope, session_scope
-from gateway.keydir import keys, own_keys, own_openpgp
+from gateway.keydir import keys, own_keys, own_openpgp, publish
 from gateway.keydir.errors import KeyDirError, NotFound
 from gateway.keydir.expiry import expiring
 from gateway.keydir.models import KeyKind, KeySource, KeyStatus, PartnerKey
@@ -185,6 +189,31 @@ def keys_page_router(auth: Authenticator, sessions: sessionmaker[Session],
                 return overview(request, staff, error=refusal_text(request, exc),
                                 own_form=given, status=409)
             return RedirectResponse(f"{BASE}?done=generated#own-keys", status_code=303)
+
+        return await run_in_threadpool(work)
+
+    @router.get("/own/{key_id}/export")
+    async def export_own(request: Request, staff: Admin, key_id: str) -> Response:
+        kid = parse_id(key_id)
+
+        def work() -> Response:
+            try:
+                with session_scope(sessions) as session:
+                    key, data = publish.export_own_key(session, kid, clock())
+                    smime = key.kind is KeyKind.SMIME
+                    audit.record(session, actor=staff.username,
+                                 action=AuditAction.OWN_KEY_EXPORTED,
+                                 detail={"own_key": key.id, "kind": key.kind.value,
+                                         "address": key.address,
+                                         "fingerprint": key.fingerprint})
+            except NotFound:
+                raise HTTPException(404) from None
+            except KeyDirError as exc:
+                return overview(request, staff, error=refusal_text(request, exc), status=409)
+            name = f"own-key-{kid}.{'pem' if smime else 'asc'}"
+            return Response(data, media_type="application/x-pem-file" if smime
+                            else "application/pgp-keys",
+                            headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
         return await run_in_threadpool(work)
 

@@ -849,6 +849,9 @@ TEXTS: dict[str, str] = {
     "audit_forget.done": "Die personenbezogenen Angaben dieser Monate sind gelöscht: {months}.",
     "audit_forget.nothing": "Vor {month} gibt es keine Monate mehr, deren Angaben zu löschen wären.",
     "audit_forget.back": "Zurück zum Prüfprotokoll",
+    # --- own key download in the console (keys_export.*) ---
+    "keys_export.download": "Öffentlichen Schlüssel herunterladen",
+    "keydir.refusal.own-not-in-use": "Der eigene Schlüssel {id} ist nicht in Gebrauch (stillgelegt oder nicht gültig); nur Schlüssel in Gebrauch werden ausgegeben.",
     # --- end of console: background tasks, transfers, audit viewer ---
     # --- console: users and roles (admin_ui/pages/users) ---
     "users.title": "Benutzer und Rollen",

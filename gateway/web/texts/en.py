@@ -849,6 +849,9 @@ TEXTS: dict[str, str] = {
     "audit_forget.done": "The personal data of these months is deleted: {months}.",
     "audit_forget.nothing": "Before {month} there are no months left whose data could be deleted.",
     "audit_forget.back": "Back to the audit trail",
+    # --- own key download in the console (keys_export.*) ---
+    "keys_export.download": "Download the public key",
+    "keydir.refusal.own-not-in-use": "Own key {id} is not in use (retired or not valid now); only keys in use are exported.",
     # --- end of console: background tasks, transfers, audit viewer ---
     # --- console: users and roles (admin_ui/pages/users) ---
     "users.title": "Users and roles",
