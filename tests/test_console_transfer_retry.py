@@ -1,9 +1,10 @@
 """Retrying a transfer from its timeline (POST /console/transfers/{queue_id}/retry) over HTTP,
 on SQLite and PostgreSQL, through the real pipeline (real clamd; the test transport refuses the
 relay): a deferred message is offered to an admin and sent back to the workers as ``xgate
-queue retry`` does, audited with the admin; a delivered one is not offered and is refused with
-the library's reason, nothing changed; the auditor and the DPO read the timeline without the
-form and get 403 for the POST; an unknown queue id is 404; the CSRF token is required."""
+queue retry`` does, audited with the admin; a delivered or quarantined one is not offered and
+is refused with the library's reason, nothing changed; the auditor and the DPO read the
+timeline without the form and get 403 for the POST; an unknown queue id is 404; the CSRF
+token is required."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from gateway.models import Direction, MessageState
 from gateway.services import Services
 from gateway.settings import RelayRoute
 from mailboxes.directory import add_mailbox
+from tests.support.clamd import EICAR
 from tests.support.console_web import add_console_staff, console_login
 from tests.support.pipeline import drain, enqueue, load_message
 from tests.support.staff_web import BASE_URL
@@ -31,12 +33,14 @@ from tests.support.ticket_web import BOX, CITIZEN, mail
 pytestmark = pytest.mark.usefixtures("cheap_hashing")
 
 PARTNER = "asd@jugendamt-b.example"
+VIRUS = "virus@web.example"
 
 
 @dataclass(frozen=True)
 class Queue:
     deferred: str  # outbound, the relay refused
     delivered: str  # inbound, filed into BOX
+    quarantined: str  # inbound with EICAR
 
 
 @pytest.fixture
@@ -45,7 +49,10 @@ def queue(services: Services) -> Queue:
         add_mailbox(s, BOX, "Kindertagespflege")
     services.settings.delivery.routes = [RelayRoute(domain="*", host="127.0.0.1", port=1)]
     delivered = enqueue(services, [BOX], mail("Frage", msgid="c1"), mail_from=CITIZEN)
+    quarantined = enqueue(services, [BOX], mail("Rechnung", msgid="v1", sender=VIRUS,
+                                                attachment=EICAR), mail_from=VIRUS)
     drain(services)
+    assert load_message(services, quarantined).state == MessageState.QUARANTINED
     # From now on the relay refuses every connection.
     transport = refusing(services)
     deferred = enqueue(services, [PARTNER], mail("Antwort", to=PARTNER, msgid="o1",
@@ -55,7 +62,7 @@ def queue(services: Services) -> Queue:
     assert transport.error is not None
     assert load_message(services, delivered).state == MessageState.DELIVERED
     assert load_message(services, deferred).state == MessageState.DEFERRED
-    return Queue(deferred, delivered)
+    return Queue(deferred, delivered, quarantined)
 
 
 def refusing(services: Services) -> RecordingTransport:
@@ -107,16 +114,21 @@ def test_an_admin_retries_a_deferred_message_audited(
     assert load_message(services, queue.deferred).state == MessageState.DEFERRED
 
 
-def test_a_delivered_message_is_not_offered_and_refused_with_the_reason(
+@pytest.mark.parametrize(("which", "state", "said"), [
+    ("delivered", MessageState.DELIVERED, "was delivered"),
+    ("quarantined", MessageState.QUARANTINED, "released only by two admins"),
+])
+def test_a_message_the_cli_would_not_retry_is_not_offered_and_refused_with_the_reason(
         client: TestClient, services: Services, secrets: dict[str, str], clock: FakeClock,
-        queue: Queue) -> None:
+        queue: Queue, which: str, state: MessageState, said: str) -> None:
+    queue_id = getattr(queue, which)
     token = console_login(client, secrets, clock, "root")
-    url = f"/console/transfers/{queue.delivered}"
+    url = f"/console/transfers/{queue_id}"
     assert 'id="retry-form"' not in client.get(url).text
     answer = client.post(url + "/retry", data={"csrf_token": token}, follow_redirects=False)
     assert answer.status_code == 409 and 'id="form-error"' in answer.text
-    assert "kann nicht erneut versucht werden" in answer.text and "delivered" in answer.text
-    assert load_message(services, queue.delivered).state == MessageState.DELIVERED
+    assert "kann nicht erneut versucht werden" in answer.text and said in answer.text
+    assert load_message(services, queue_id).state == state
     assert retries(services) == []
 
 
