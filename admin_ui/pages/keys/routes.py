@@ -7,7 +7,10 @@ comparing its fingerprint, which also sends the mail held for it; rejecting a pe
 revoking one; the keys that expire within crypto.expiry_warning_days; the office's own keys,
 a new OpenPGP key for an address and retiring the old one (the rollover); downloading an own
 key's public part (GET /console/keys/own/{id}/export, what ``xgate keys own export`` writes
-for it, gateway.keydir.publish; never private material; each download audited). URLs carry key ids:
+for it, gateway.keydir.publish; never private material; each download audited); looking a
+partner's key up in its Web Key Directory (POST /console/keys/lookup, gateway.keydir.wkd_lookup
+as ``xgate keys lookup`` calls it: fetched outside the transaction, stored pending for approval
+with its provenance; a failed lookup is named on the page). URLs carry key ids:
 an unknown one is 404; a refusal is the page again with the reason, nothing stored.
 """
 
@@ -32,11 +35,12 @@ from admin_ui.security.authentication import Authenticator
 from admin_ui.security.guard import guarded_route
 from admin_ui.security.identity import Staff
 from admin_ui.security.rights import ConsoleArea, area_user
+from crypto.wkd import WkdError, WkdKeyNotFound
 from gateway import audit
 from gateway.audit import AuditAction
 from gateway.clock import Clock
 from gateway.db import read_scope, session_scope
-from gateway.keydir import keys, own_keys, own_openpgp, publish
+from gateway.keydir import keys, own_keys, own_openpgp, publish, wkd_lookup
 from gateway.keydir.errors import KeyDirError, NotFound
 from gateway.keydir.expiry import expiring
 from gateway.keydir.models import KeyKind, KeySource, KeyStatus, PartnerKey
@@ -52,7 +56,8 @@ BASE = "/console/keys"
 # The decisions on a partner key, by the word in its URL.
 _DECISIONS: dict[str, Callable[[Session, int, str, Any], PartnerKey]] = {
     "approve": keys.approve_key, "reject": keys.reject_key, "revoke": keys.revoke_key}
-_DONE = ("approve", "reject", "revoke", "generated", "retired", "imported", "own-imported")
+_DONE = ("approve", "reject", "revoke", "generated", "retired", "imported", "own-imported",
+         "looked-up")
 
 
 def _field(value: object) -> str:
@@ -86,7 +91,8 @@ def keys_page_router(auth: Authenticator, sessions: sessionmaker[Session],
     warn_days = settings.crypto.expiry_warning_days
 
     def overview(request: Request, staff: Staff, *, error: str | None = None,
-                 own_form: dict[str, str] | None = None, status: int = 200) -> Response:
+                 own_form: dict[str, str] | None = None, lookup: str = "",
+                 status: int = 200) -> Response:
         wanted = request.query_params.get("status")
         shown = KeyStatus(wanted) if wanted in {s.value for s in KeyStatus} else None
         with read_scope(sessions) as session:
@@ -101,7 +107,7 @@ def keys_page_router(auth: Authenticator, sessions: sessionmaker[Session],
             "expiring": soon, "warn_days": warn_days, "own": own,
             "algorithms": own_openpgp.ALGORITHMS, "error": error,
             "own_form": own_form or {"address": "", "algorithm": own_openpgp.ALGORITHMS[0]},
-            "done": done if done in _DONE else None,
+            "done": done if done in _DONE else None, "lookup": lookup,
         }, staff=staff, status=status)
 
     def detail(request: Request, staff: Staff, key_id: int, *, error: str | None = None,
@@ -189,6 +195,41 @@ def keys_page_router(auth: Authenticator, sessions: sessionmaker[Session],
                 return overview(request, staff, error=refusal_text(request, exc),
                                 own_form=given, status=409)
             return RedirectResponse(f"{BASE}?done=generated#own-keys", status_code=303)
+
+        return await run_in_threadpool(work)
+
+    @router.post("/lookup")
+    async def lookup(request: Request, staff: Admin) -> Response:
+        form = await request.form()
+        address = _field(form.get("address")).strip()
+
+        def work() -> Response:
+            t = text(language_of(request))
+
+            def failed(message: str) -> Response:
+                return overview(request, staff, error=message, lookup=address, status=409)
+
+            if not address:
+                return failed(t("keys_lookup.no_address"))
+            # Fetch before opening a transaction, as the CLI does: the network may take a while.
+            try:
+                found = wkd_lookup.fetch_for(settings, address)
+            except WkdKeyNotFound:
+                return failed(t("keys_lookup.not_found", address=address))
+            except WkdError as exc:
+                return failed(t("keys_lookup.failed", address=address, reason=str(exc)))
+            except KeyDirError as exc:
+                return failed(refusal_text(request, exc))
+            try:
+                with session_scope(sessions) as session:
+                    results = wkd_lookup.import_found(session, found, address,
+                                                      actor=staff.username, partner=None,
+                                                      approve=False, now=clock())
+                    first = results[0].key.id
+            except KeyDirError as exc:
+                return failed(t("keys_lookup.refused", address=address,
+                                reason=refusal_text(request, exc)))
+            return RedirectResponse(f"{BASE}/{first}?done=looked-up", status_code=303)
 
         return await run_in_threadpool(work)
 

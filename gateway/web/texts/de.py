@@ -852,6 +852,16 @@ TEXTS: dict[str, str] = {
     # --- own key download in the console (keys_export.*) ---
     "keys_export.download": "Öffentlichen Schlüssel herunterladen",
     "keydir.refusal.own-not-in-use": "Der eigene Schlüssel {id} ist nicht in Gebrauch (stillgelegt oder nicht gültig); nur Schlüssel in Gebrauch werden ausgegeben.",
+    # --- WKD lookup in the console (keys_lookup.*) ---
+    "keys_lookup.title": "Schlüssel im Web Key Directory suchen",
+    "keys_lookup.address": "E-Mail-Adresse",
+    "keys_lookup.hint": "Wie „xgate keys lookup“: Der gefundene OpenPGP-Schlüssel wird mit seiner Herkunft gespeichert und wartet auf Ihre Freigabe.",
+    "keys_lookup.submit": "Suchen",
+    "keys_lookup.no_address": "Bitte geben Sie die E-Mail-Adresse an, deren Schlüssel gesucht werden soll.",
+    "keys_lookup.not_found": "Für {address} ist im Web Key Directory kein Schlüssel veröffentlicht.",
+    "keys_lookup.failed": "Die Suche nach dem Schlüssel für {address} ist gescheitert (kein Web Key Directory erreichbar, Zeitüberschreitung oder ungültige Antwort). Einzelheiten: {reason}",
+    "keys_lookup.refused": "Der für {address} gefundene Schlüssel wurde nicht übernommen: {reason}",
+    "keys.done.looked-up": "Der Schlüssel wurde im Web Key Directory gefunden. Bitte vergleichen Sie den Fingerabdruck mit dem Partner und geben Sie ihn frei.",
     # --- end of console: background tasks, transfers, audit viewer ---
     # --- console: users and roles (admin_ui/pages/users) ---
     "users.title": "Benutzer und Rollen",

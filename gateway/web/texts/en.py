@@ -852,6 +852,16 @@ TEXTS: dict[str, str] = {
     # --- own key download in the console (keys_export.*) ---
     "keys_export.download": "Download the public key",
     "keydir.refusal.own-not-in-use": "Own key {id} is not in use (retired or not valid now); only keys in use are exported.",
+    # --- WKD lookup in the console (keys_lookup.*) ---
+    "keys_lookup.title": "Look a key up in the Web Key Directory",
+    "keys_lookup.address": "Email address",
+    "keys_lookup.hint": "Like “xgate keys lookup”: the OpenPGP key found is stored with its provenance and waits for your approval.",
+    "keys_lookup.submit": "Look up",
+    "keys_lookup.no_address": "Please give the email address whose key is to be looked up.",
+    "keys_lookup.not_found": "No key is published in the Web Key Directory for {address}.",
+    "keys_lookup.failed": "Looking up the key for {address} failed (no Web Key Directory reachable, a timeout or an invalid answer). Details: {reason}",
+    "keys_lookup.refused": "The key found for {address} was not taken: {reason}",
+    "keys.done.looked-up": "The key was found in the Web Key Directory. Please compare its fingerprint with the partner and approve it.",
     # --- end of console: background tasks, transfers, audit viewer ---
     # --- console: users and roles (admin_ui/pages/users) ---
     "users.title": "Users and roles",
