@@ -180,3 +180,54 @@ def test_a_change_without_the_csrf_token_is_refused(client: TestClient, services
                              follow_redirects=False)
         assert answer.status_code == 403 and "CSRF" in answer.text
     assert mailbox_count(services) == 1 and mailbox_changes(services) == []
+
+
+def _outreach(services: Services) -> tuple[bool, str | None, str | None]:
+    with read_scope(services.sessions) as s:
+        box = find_mailbox(s, ASD)
+        assert box is not None
+        return box.receipt_enabled, box.receipt_template, box.signature
+
+
+def test_an_admin_sets_the_receipt_and_the_signature_audited(
+        client: TestClient, services: Services, asd_id: int) -> None:
+    """As ``xgate mailbox set --no-receipt --receipt-text --signature``: one library call."""
+    assert 'id="change-outreach"' in client.get(f"{PAGE}/{asd_id}").text
+    answer = post(client, f"{PAGE}/{asd_id}/outreach", {
+        "receipt_template": "Ihr Anliegen hat die Nummer {ticket}.",
+        "signature": "Mit freundlichen Grüßen\r\nIhr ASD"})
+    assert answer.status_code == 303 and answer.headers["location"].endswith("done=changed")
+    assert _outreach(services) == (False, "Ihr Anliegen hat die Nummer {ticket}.",
+                                   "Mit freundlichen Grüßen\nIhr ASD")
+    [(action, actor, details)] = mailbox_changes(services)
+    assert (action, actor) == (AuditAction.MAILBOX_CHANGED, "root")
+    assert set(details) >= {"receipt", "receipt_template", "signature"}
+    page = client.get(f"{PAGE}/{asd_id}").text
+    assert "Ihr Anliegen hat die Nummer {ticket}." in page
+    # Empty fields: the default text again and no signature.
+    post(client, f"{PAGE}/{asd_id}/outreach", {"receipt": "1", "receipt_template": "",
+                                               "signature": ""})
+    assert _outreach(services) == (True, None, None)
+
+
+def test_a_receipt_text_without_the_ticket_number_is_refused(
+        client: TestClient, services: Services, asd_id: int) -> None:
+    before = _outreach(services)
+    answer = post(client, f"{PAGE}/{asd_id}/outreach", {
+        "receipt": "1", "receipt_template": "Danke für Ihre Nachricht.", "signature": "x"})
+    assert answer.status_code == 409 and "{ticket}" in answer.text
+    assert "Danke für Ihre Nachricht." in answer.text  # what was typed stays
+    assert _outreach(services) == before and mailbox_changes(services) == []
+
+
+def test_the_receipt_form_is_for_admins_only_and_needs_its_token(
+        client: TestClient, services: Services, secrets: dict[str, str], clock: FakeClock,
+        asd_id: int) -> None:
+    before = _outreach(services)
+    assert client.post(f"{PAGE}/{asd_id}/outreach", data={"signature": "x"}).status_code == 403
+    assert post(client, f"{PAGE}/999999/outreach", {"signature": "x"}).status_code == 404
+    with TestClient(create_app(services.settings, clock=clock), base_url=BASE_URL) as other:
+        token = console_login(other, secrets, clock, "dora")  # the auditor
+        assert other.post(f"{PAGE}/{asd_id}/outreach",
+                          data={"signature": "x", "csrf_token": token}).status_code == 403
+    assert _outreach(services) == before

@@ -41,8 +41,10 @@ from mailboxes.directory import (
     list_mailboxes,
 )
 from mailboxes.models import Mailbox, MailboxMember
+from mailboxes.outreach import set_outreach
 
-MAX_FORM = 4 * 1024
+# The receipt text and the signature (mailboxes.outreach's limits), percent-encoded.
+MAX_FORM = 64 * 1024
 BASE = "/console/users/mailboxes"
 DONE = ("created", "changed", "unchanged")
 
@@ -55,6 +57,11 @@ class MailboxRow:
     sensitive: bool
     members: int
     messages: int
+    # The receipt (Eingangsbestätigung) for new tickets and the signature under replies
+    # (mailboxes.outreach), as ``xgate mailbox set --receipt/--receipt-text/--signature``.
+    receipt: bool = True
+    receipt_template: str | None = None
+    signature: str | None = None
 
 
 def mailbox_rows(session: Session, mailbox_id: int | None = None) -> list[MailboxRow]:
@@ -64,7 +71,8 @@ def mailbox_rows(session: Session, mailbox_id: int | None = None) -> list[Mailbo
     boxes = list_mailboxes(session) if mailbox_id is None else [
         m for m in [session.get(Mailbox, mailbox_id)] if m is not None]
     return [MailboxRow(m.id, m.address, m.name, m.sensitive, members.get(m.id, 0),
-                       count_messages(session, m.id)) for m in boxes]
+                       count_messages(session, m.id), m.receipt_enabled, m.receipt_template,
+                       m.signature) for m in boxes]
 
 
 def refusal(request: Request, exc: MailboxError) -> tuple[str, int]:
@@ -109,7 +117,10 @@ def shared_mailboxes_router(auth: Authenticator, sessions: sessionmaker[Session]
         done = request.query_params.get("done")
         return renderer.page(request, "users/mailbox.html", {
             "mailbox": rows[0], "error": error,
-            "form": form or {"name": rows[0].name, "sensitive": rows[0].sensitive},
+            "form": form or {"name": rows[0].name, "sensitive": rows[0].sensitive,
+                             "receipt": rows[0].receipt,
+                             "receipt_template": rows[0].receipt_template or "",
+                             "signature": rows[0].signature or ""},
             "done": done if done in DONE and error is None else None,
         }, staff=admin, status=status)
 
@@ -155,6 +166,38 @@ def shared_mailboxes_router(auth: Authenticator, sessions: sessionmaker[Session]
                         raise HTTPException(404)
                     changes = update_mailbox(session, mailbox.address, name=name,
                                              sensitive=sensitive, actor=admin.username)
+            except MailboxError as exc:
+                error, status = refusal(request, exc)
+                return edit_page(request, admin, box_id, form=typed, error=error,
+                                 status=status)
+            done = "changed" if changes else "unchanged"
+            return RedirectResponse(f"{BASE}/{box_id}?done={done}", status_code=303)
+
+        return await run_in_threadpool(work)
+
+    @router.post(BASE + "/{mailbox_id}/outreach")
+    async def mailbox_outreach(request: Request, admin: AdminUser,
+                               mailbox_id: str) -> Response:
+        """The receipt switch, its text (empty: the default text) and the signature."""
+        box_id = parse_id(mailbox_id)
+        form = await request.form()
+        receipt = bool(_field(form, "receipt"))
+        template, signature = _field(form, "receipt_template"), _field(form, "signature")
+        typed: dict[str, Any] = {"receipt": receipt, "receipt_template": template,
+                                 "signature": signature}
+
+        def work() -> Response:
+            try:
+                with session_scope(sessions) as session:
+                    mailbox = session.get(Mailbox, box_id)
+                    if mailbox is None:
+                        raise HTTPException(404)
+                    typed.update(name=mailbox.name, sensitive=mailbox.sensitive)
+                    changes = set_outreach(
+                        session, mailbox.address, actor=admin.username,
+                        receipt_enabled=receipt,
+                        receipt_template=template if template.strip() else None,
+                        reset_template=not template.strip(), signature=signature)
             except MailboxError as exc:
                 error, status = refusal(request, exc)
                 return edit_page(request, admin, box_id, form=typed, error=error,
