@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 from gateway.audit.actions import AuditAction
 from gateway.audit.view import ReadableEntry, readable
 from gateway.models import AuditEntry
+from gateway.query_fields import QueryFields, QueryRefused
 from gateway.web.templates import OFFICE_TIME
 
 DEFAULT_PAGE_SIZE = 50
@@ -31,11 +31,12 @@ _MAX_TEXT = 255
 _MAX_DIGITS = 15
 
 
-class BrowseRefused(ValueError):
-    def __init__(self, key: str, **values: Any) -> None:
-        super().__init__(key)
-        self.key = key
-        self.values = values
+class BrowseRefused(QueryRefused):
+    pass
+
+
+_FIELDS = QueryFields(max_text=_MAX_TEXT, max_digits=_MAX_DIGITS, refused=BrowseRefused)
+_text, _date, _number = _FIELDS.text, _FIELDS.date, _FIELDS.number
 
 
 @dataclass(frozen=True)
@@ -51,30 +52,10 @@ class AuditQuery:
 FIELDS = ("action", "actor", "day_from", "day_to")
 
 
-def _text(raw: Mapping[str, str], name: str) -> str | None:
-    value = (raw.get(name) or "").strip()
-    if len(value) > _MAX_TEXT:
-        raise BrowseRefused("too_long", field=name, limit=_MAX_TEXT)
-    return value or None
 
 
-def _date(raw: Mapping[str, str], name: str) -> date | None:
-    value = _text(raw, name)
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise BrowseRefused("bad_date", field=name, value=value) from None
 
 
-def _number(raw: Mapping[str, str], name: str) -> int | None:
-    value = _text(raw, name)
-    if value is None:
-        return None
-    if not value.isascii() or not value.isdigit() or len(value) > _MAX_DIGITS:
-        raise BrowseRefused("bad_number", field=name, value=value)
-    return int(value)
 
 
 def parse_audit_query(raw: Mapping[str, str]) -> AuditQuery:

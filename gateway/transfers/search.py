@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, aliased
 from gateway.keydir.models import Partner, PartnerAddress
 from gateway.models import Direction, Message, MessageState, Recipient
 from gateway.policy.consent import normalise_case
+from gateway.query_fields import QueryFields, QueryRefused
 from gateway.web.templates import OFFICE_TIME
 from mailboxes.models import Mailbox
 from scanning.verdict import Verdict
@@ -36,11 +37,13 @@ _MAX_ID_DIGITS = 15
 _MAX_TEXT = 320
 
 
-class SearchRefused(ValueError):
-    def __init__(self, key: str, **values: Any) -> None:
-        super().__init__(key)
-        self.key = key
-        self.values = values
+class SearchRefused(QueryRefused):
+    pass
+
+
+_FIELDS = QueryFields(max_text=_MAX_TEXT, max_digits=_MAX_ID_DIGITS, refused=SearchRefused,
+                      collapse_spaces=True)
+_text, _date, _number = _FIELDS.text, _FIELDS.date, _FIELDS.number
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,6 @@ FIELDS = ("case_reference", "address", "partner", "mailbox", "received_from", "r
           "state", "verdict", "direction")
 
 
-def _text(raw: Mapping[str, str], name: str) -> str | None:
-    value = " ".join((raw.get(name) or "").split())
-    if len(value) > _MAX_TEXT:
-        raise SearchRefused("too_long", field=name, limit=_MAX_TEXT)
-    return value or None
 
 
 _E = TypeVar("_E", MessageState, Verdict, Direction)
@@ -88,23 +86,8 @@ def _choice(raw: Mapping[str, str], name: str, enum: type[_E]) -> _E | None:
         raise SearchRefused(f"unknown_{name}", value=value) from None
 
 
-def _date(raw: Mapping[str, str], name: str) -> date | None:
-    value = _text(raw, name)
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise SearchRefused("bad_date", field=name, value=value) from None
 
 
-def _number(raw: Mapping[str, str], name: str) -> int | None:
-    value = _text(raw, name)
-    if value is None:
-        return None
-    if not value.isascii() or not value.isdigit() or len(value) > _MAX_ID_DIGITS:
-        raise SearchRefused("bad_number", field=name, value=value)
-    return int(value)
 
 
 def parse_query(raw: Mapping[str, str]) -> TransferQuery:
