@@ -34,7 +34,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +63,9 @@ _LIMIT_ERROR = re.compile(r"limit (exceeded|reached)|\bexceed", re.IGNORECASE)
 # Heuristics.Limits.Exceeded.MaxFileSize/MaxScanSize/MaxRecursion/MaxFiles/MaxScanTime...
 _UNSCANNABLE_PREFIXES = ("Heuristics.Encrypted.", "Heuristics.Limits.Exceeded")
 _LIMIT_PREFIX = "Heuristics.Limits.Exceeded"
+
+# One piece of a stream for instream_chunks.
+Chunk = bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True)
@@ -227,9 +230,19 @@ class ClamdClient:
     def instream(self, data: bytes | bytearray | memoryview) -> ClamdAnswer:
         """Scan ``data``; ScannerUnavailable if clamd gives no verdict in time."""
         view = memoryview(data).cast("B")
+        return self.instream_chunks(lambda: (view,))
+
+    def instream_chunks(self, chunks: Callable[[], Iterable[Chunk]]) -> ClamdAnswer:
+        """Scan the concatenation of what ``chunks()`` yields, as one stream.
+
+        For content that exists only in pieces (bytes decoded as they go out, or a message
+        with its already scanned parts left out): nothing is joined into one buffer. A
+        callable, not an iterator, because a lost connection is retried once from the
+        start. Empty chunks are skipped (an empty frame would end the stream early).
+        """
         deadline = _Deadline(self.timeout)
         with self._slot(deadline):
-            reply = self._exchange(b"zINSTREAM\0", deadline, view)
+            reply = self._exchange(b"zINSTREAM\0", deadline, chunks)
         return parse_scan_reply(reply)
 
     def ping(self, timeout: float | None = None) -> None:
@@ -270,7 +283,7 @@ class ClamdClient:
             self._slots.release()
 
     def _exchange(self, command: bytes, deadline: _Deadline,
-                  payload: memoryview | None) -> str:
+                  payload: Callable[[], Iterable[Chunk]] | None) -> str:
         """One command and its answer, with one retry if the connection failed.
 
         A timeout is not retried: a clamd that hangs once would hang again, and the deadline
@@ -292,14 +305,15 @@ class ClamdClient:
                 time.sleep(RETRY_PAUSE_SECONDS)
         raise AssertionError("unreachable")
 
-    def _once(self, command: bytes, deadline: _Deadline, payload: memoryview | None) -> str:
+    def _once(self, command: bytes, deadline: _Deadline,
+              payload: Callable[[], Iterable[Chunk]] | None) -> str:
         sock = self._connect(deadline)
         try:
             try:
                 sock.settimeout(deadline.remaining())
                 sock.sendall(command)
                 if payload is not None:
-                    self._send_stream(sock, deadline, payload)
+                    self._send_stream(sock, deadline, payload())
             except (BrokenPipeError, ConnectionResetError):
                 # clamd may have answered and closed (stream too long): read the answer.
                 pass
@@ -333,18 +347,20 @@ class ClamdClient:
             raise _ConnectionLost(f"cannot connect: {exc}") from None
 
     def _send_stream(self, sock: socket.socket, deadline: _Deadline,
-                     payload: memoryview) -> None:
+                     payload: Iterable[Chunk]) -> None:
         # clamd answers early only to refuse (stream over StreamMaxLength) and then closes;
         # looking before each chunk stops us at once and keeps the answer, which on TCP a
         # reset from further sending could destroy.
         poller = select.poll()
         poller.register(sock, select.POLLIN)
-        for start in range(0, len(payload), self.chunk_size):
-            if poller.poll(0):
-                return
-            chunk = payload[start:start + self.chunk_size]
-            sock.settimeout(deadline.remaining())
-            sock.sendall(b"".join((struct.pack("!L", len(chunk)), chunk)))
+        for piece in payload:
+            view = memoryview(piece).cast("B")
+            for start in range(0, len(view), self.chunk_size):
+                if poller.poll(0):
+                    return
+                chunk = view[start:start + self.chunk_size]
+                sock.settimeout(deadline.remaining())
+                sock.sendall(b"".join((struct.pack("!L", len(chunk)), chunk)))
         sock.settimeout(deadline.remaining())
         sock.sendall(struct.pack("!L", 0))
 
