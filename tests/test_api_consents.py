@@ -26,6 +26,9 @@ from gateway.policy.consent import normalise_case
 from gateway.queue.spool import Envelope
 from gateway.settings import Settings
 from gateway.staff import users as staff
+from mailboxes.directory import add_mailbox
+from mailboxes.members import add_member
+from mailboxes.models import MemberRole
 from tests.support.db import message_state, opened, store_held
 from tests.support.staff_web import add_tokens, bearer
 
@@ -35,6 +38,7 @@ NOW = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
 CASE = "51.2-1234/2026"
 PARTNER_ADDRESS = "asd@jugendamt-b.example"
 SENDER = "sb@jugendamt.example"
+TEAM = "asd-nord@jugendamt.example"
 
 
 def _basic(user: str, password: str = PASSWORD) -> dict[str, str]:
@@ -55,7 +59,7 @@ def _release(**changes: Any) -> dict[str, Any]:
         "recipients": [{"kind": "partner", "value": "Jugendamt B"},
                        {"kind": "address", "value": "Praxis@Beispiel.example"}],
         "purpose": "Hilfeplanung nach Umzug", "valid_from": "2026-03-01",
-        "valid_until": "2026-03-31"}
+        "valid_until": "2026-03-31", "mailbox": TEAM}
     body.update(changes)
     return body
 
@@ -68,6 +72,11 @@ def client(settings: Settings) -> Iterator[TestClient]:
     with opened(settings) as sessions, session_scope(sessions) as session:
         staff.add_user(session, "sachb", PASSWORD, addresses=[SENDER])
         staff.add_user(session, "kolle", PASSWORD)
+        # The team both work in: they manage its releases and its held reports (the same
+        # rule as the console, admin_ui.security.rights.consent_scope).
+        add_mailbox(session, TEAM, "ASD Nord")
+        for member in ("sachb", "kolle"):
+            add_member(session, TEAM, member, MemberRole.AGENT, actor="test", now=NOW)
         add_partner(session, "Jugendamt B", actor="test", now=NOW,
                     patterns=["jugendamt-b.example"])
     add_tokens(settings, "sachb", "kolle")
@@ -101,7 +110,7 @@ def _audit(settings: Settings) -> list[tuple[str, str, dict[str, Any]]]:
 def _hold(settings: Settings, kind: HoldKind, reason: str, *, case: str = CASE) -> str:
     """An outbound report the consent gate holds, as the consent stage leaves it."""
     return store_held(settings, Envelope(
-        Direction.OUTBOUND, SENDER, [PARTNER_ADDRESS], b"Subject: Bericht\r\n\r\nx\r\n",
+        Direction.OUTBOUND, TEAM, [PARTNER_ADDRESS], b"Subject: Bericht\r\n\r\nx\r\n",
         auth_user="sachb"), kind=kind, reason=reason, now=NOW, facts={
             "consent:case": case, "consent:category": "Hilfeplan",
             "consent:legal_basis": "§ 8a SGB VIII"}, case_reference=normalise_case(case))
@@ -425,8 +434,9 @@ def test_other_request_errors_are_json(client: TestClient) -> None:
     for path in ("/api/v1/consents/999", "/api/v1/consents/abc"):
         missing = client.get(path, headers=CASEWORKER)
         assert missing.status_code == 404 and missing.json()["error"] == "not_found", path
+    # No release and another team's release answer alike (tests/test_api_consent_scope.py).
     assert client.get("/api/v1/consents/999", headers=CASEWORKER).json()["message"] == (
-        "no release 999")
+        "no such resource: /api/v1/consents/999")
     assert client.post("/api/v1/consents/999/revoke", headers=CASEWORKER,
                        json={"reason": "x"}).status_code == 404
     assert client.post("/api/v1/consents/999/versions", headers=CASEWORKER,

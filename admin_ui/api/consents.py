@@ -1,8 +1,11 @@
 """The consent register's JSON API (/api/v1/consents): releases from confidentiality, the
-dry run of the consent gate, and held reports, for every active staff user.
+dry run of the consent gate, and held reports.
 
 Caseworkers record the releases they obtained, so unlike the key directory this is not
-admin-only. Route functions call the consent library in one transaction each and turn its
+admin-only; who reaches which release and held report is the console's rule
+(admin_ui.security.rights.consent_scope): leads and agents those of their own shared
+mailboxes, admins all, the auditor and the DPO none. Another team's release answers 404
+like one that does not exist. Route functions call the consent library in one transaction each and turn its
 errors into JSON answers; the JSON shapes come from gateway.consent.views, so the CLI's
 ``--json`` and this API say the same thing.
 """
@@ -28,7 +31,14 @@ from admin_ui.api.transactions import ApiSessions, DomainErrors
 from admin_ui.security.authentication import Authenticator
 from admin_ui.security.guard import guarded_route
 from admin_ui.security.identity import Staff
-from admin_ui.security.rights import staff_user
+from admin_ui.security.rights import (
+    check_held,
+    check_recording_mailbox,
+    check_release,
+    consent_scope,
+    held_in_scope,
+    staff_user,
+)
 from crypto.at_rest import MasterKey
 from crypto.errors import KeyFileError
 from gateway.clock import Clock
@@ -46,6 +56,7 @@ from gateway.consent.records import (
 from gateway.consent.views import decision_json, held_json, version_json
 from gateway.policy.consent import GrantorRole, RecipientRef
 from gateway.settings import Settings
+from mailboxes.directory import mailbox_id_for
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +137,9 @@ class ReleaseBody(StrictBody):
     # How the release was obtained, if worth noting.
     note: str = Field(default="", max_length=MAX_TEXT)
     document: DocumentBody | None = None
+    # The shared mailbox whose case it is, by its address: who manages the release (the
+    # console's rule, admin_ui.security.rights.consent_scope). Only an admin may leave it out.
+    mailbox: str | None = Field(default=None, max_length=MAX_ADDRESS)
 
 
 class ChangeBody(ReleaseBody):
@@ -207,6 +221,16 @@ def _document(body: DocumentBody | None, limit: int) -> Document | None:
     return Document(body.filename, body.content_type, data)
 
 
+def _mailbox_id(session: Session, address: str | None) -> int | None:
+    """The id of the shared mailbox ``address`` names; None for none given."""
+    if address is None or not address.strip():
+        return None
+    found = mailbox_id_for(session, address.strip())
+    if found is None:
+        raise invalid_field("mailbox", f"no shared mailbox {address.strip()!r}")
+    return found[0]
+
+
 def _attachment(filename: str) -> str:
     # An ASCII fallback plus the exact name in RFC 5987 form: umlauts are common in German
     # file names, and a header value must be Latin-1 without quotes or line breaks.
@@ -243,8 +267,10 @@ def consents_router(auth: Authenticator, sessions: sessionmaker[Session], clock:
         key = master_key()
         now = clock()
         with writing() as session:
+            scope = consent_scope(session, user)
             return {"releases": [version_json(v, now, zone) for v in read_releases(
-                session, key, case=case, actor=user.username, via="api")]}
+                session, key, case=case, actor=user.username, via="api",
+                mailboxes=scope.mailbox_ids)]}
 
     @router.post("", status_code=201)
     def add_release(user: StaffUser, body: ReleaseBody) -> dict[str, Any]:
@@ -252,30 +278,36 @@ def consents_router(auth: Authenticator, sessions: sessionmaker[Session], clock:
         key = master_key()
         now = clock()
         with writing() as session:
+            mailbox_id = _mailbox_id(session, body.mailbox)
+            check_recording_mailbox(consent_scope(session, user), mailbox_id)
             return recorded(record_release(session, key, settings, _release_input(body),
-                                           document=document, actor=user.username, now=now),
-                            now)
+                                           document=document, actor=user.username, now=now,
+                                           mailbox_id=mailbox_id), now)
 
     # The fixed paths before /{release_id}: the int converter already keeps "check" and
     # "held" from matching it, and the order keeps that true if the converter goes.
     @router.post("/check")
-    def check(_user: StaffUser, body: CheckBody) -> dict[str, Any]:
+    def check(user: StaffUser, body: CheckBody) -> dict[str, Any]:
         # A dry run: nothing is stored, so nothing is audited either.
         now = clock()
         with reading() as session:
+            consent_scope(session, user)
             return decision_json(dry_run(session, settings.consent, case=body.case,
                                          category=body.category, recipient=body.recipient,
                                          on=body.on, now=now))
 
     @router.get("/held")
-    def list_held(_user: StaffUser) -> dict[str, Any]:
+    def list_held(user: StaffUser) -> dict[str, Any]:
         with reading() as session:
-            return {"held": [held_json(r) for r in held_reports(session)]}
+            scope = consent_scope(session, user)
+            return {"held": [held_json(r) for r in
+                             held_in_scope(session, scope, held_reports(session))]}
 
     @router.post("/held/{queue_id}/approve")
     def approve(user: StaffUser, queue_id: Annotated[str, Path(max_length=64)],
                 body: ApproveBody) -> dict[str, Any]:
         with writing() as session:
+            check_held(session, user, queue_id)
             # Four eyes: the library refuses the sender and anyone owning its address.
             approve_statutory(session, queue_id, approver=user.username, reason=body.reason,
                               now=clock())
@@ -286,6 +318,7 @@ def consents_router(auth: Authenticator, sessions: sessionmaker[Session], clock:
         key = master_key()
         now = clock()
         with writing() as session:
+            check_release(session, user, release_id)
             return {"id": release_id,
                     "versions": [version_json(v, now, zone) for v in read_release(
                         session, key, release_id, actor=user.username, via="api")]}
@@ -297,6 +330,7 @@ def consents_router(auth: Authenticator, sessions: sessionmaker[Session], clock:
         key = master_key()
         now = clock()
         with writing() as session:
+            check_release(session, user, release_id)
             return recorded(record_change(session, key, settings, release_id,
                                           _release_input(body), document=document,
                                           actor=user.username, now=now,
@@ -311,6 +345,7 @@ def consents_router(auth: Authenticator, sessions: sessionmaker[Session], clock:
         at = body.revoked_at.astimezone(UTC) if body.revoked_at is not None else None
         key = master_key()
         with writing() as session:
+            check_release(session, user, release_id)
             return recorded(record_revocation(session, key, release_id, actor=user.username,
                                               reason=body.reason, now=now, revoked_at=at),
                             now)
@@ -323,6 +358,7 @@ def consents_router(auth: Authenticator, sessions: sessionmaker[Session], clock:
         # the reading in the audit trail, and the two commit together, so no scan leaves
         # unrecorded.
         with writing() as session:
+            check_release(session, user, release_id)
             info, _version, data = read_document(session, key, release_id, version,
                                                  actor=user.username)
         content_type = (info.content_type if re.fullmatch(_MEDIA_TYPE, info.content_type)

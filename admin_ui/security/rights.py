@@ -14,7 +14,7 @@ user's roles themselves.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -26,7 +26,8 @@ from starlette.exceptions import HTTPException
 from admin_ui.security.errors import Forbidden
 from admin_ui.security.guard import staff_of
 from admin_ui.security.identity import Admin, Staff
-from gateway.consent.errors import ConsentNotFound
+from gateway.consent.errors import ConsentError, ConsentNotFound
+from gateway.consent.holds import HeldReport
 from gateway.consent.records import release_mailbox
 from gateway.consent.teams import report_mailboxes
 from gateway.staff.roles import GlobalRole
@@ -215,6 +216,26 @@ def check_held(session: Session, user: Staff, queue_id: str) -> ConsentScope:
             report_mailboxes(session, [queue_id]).get(queue_id, frozenset())):
         raise not_found()
     return scope
+
+
+def held_in_scope(session: Session, scope: ConsentScope,
+                  reports: Sequence[HeldReport]) -> list[HeldReport]:
+    """The held reports of ``reports`` that belong to a mailbox in ``scope``."""
+    if scope.everything:
+        return list(reports)
+    boxes = report_mailboxes(session, [r.queue_id for r in reports])
+    return [r for r in reports if scope.covers(boxes.get(r.queue_id, frozenset()))]
+
+
+def check_recording_mailbox(scope: ConsentScope, mailbox_id: int | None) -> None:
+    """May a release be recorded in ``mailbox_id`` (None: in no mailbox)? An admin may
+    record anywhere, or without a mailbox (as ``xgate consent add`` does); everyone else only
+    in a mailbox whose consent they manage. ConsentError (``mailbox_missing``) otherwise."""
+    if scope.mailbox_ids is None:
+        return
+    if mailbox_id is None or mailbox_id not in scope.mailbox_ids:
+        raise ConsentError("choose a shared mailbox whose consent you manage",
+                           key="mailbox_missing")
 
 
 # --- forgetting audit months in the console (issue 16) -----------------------------------------

@@ -472,10 +472,11 @@ def read_release(session: Session, master_key: MasterKey, release_id: int, *, ac
 
 
 def read_releases(session: Session, master_key: MasterKey, *, case: str | None, actor: str,
-                  via: str) -> list[VersionView]:
-    """The current version of every release (of one case) with its personal part, for
-    ``actor`` to see; recorded in the audit trail like ``read_release``."""
-    views = [_view(session, master_key, r) for r in _latest_rows(session, case)]
+                  via: str, mailboxes: Collection[int] | None = None) -> list[VersionView]:
+    """The current version of every release (of one case; of the releases of ``mailboxes``,
+    None: of all) with its personal part, for ``actor`` to see; recorded in the audit trail
+    like ``read_release``."""
+    views = [_view(session, master_key, r) for r in _latest_rows(session, case, mailboxes)]
     audit.record(session, actor=actor, action=AuditAction.CONSENT_LISTED, detail={
         "case": case, "releases": [[v.release.id, v.release.version] for v in views],
         "via": via})

@@ -44,6 +44,7 @@ from admin_ui.security.rights import (
     check_held,
     check_release,
     consent_scope,
+    held_in_scope,
     not_found,
 )
 from crypto.at_rest import MasterKey
@@ -62,7 +63,6 @@ from gateway.consent.records import (
     release_mailbox,
 )
 from gateway.consent.search import STATES, search_releases
-from gateway.consent.teams import report_mailboxes
 from gateway.consent.views import release_state
 from gateway.db import read_scope, session_scope
 from gateway.models import HoldKind, Message
@@ -92,14 +92,6 @@ def refusal_text(request: Request, refusal: ConsentError) -> str:
 
 def _status(refusal: ConsentError) -> int:
     return 409 if isinstance(refusal, ConsentConflict) else 422
-
-
-def _visible(session: Session, scope: ConsentScope,
-             reports: list[HeldReport]) -> list[HeldReport]:
-    if scope.everything:
-        return reports
-    boxes = report_mailboxes(session, [r.queue_id for r in reports])
-    return [r for r in reports if scope.covers(boxes.get(r.queue_id, frozenset()))]
 
 
 def _approvers(session: Session, reports: list[HeldReport]) -> dict[str, tuple[str, ...]]:
@@ -183,7 +175,7 @@ def consent_router(auth: Authenticator, sessions: sessionmaker[Session],
                 return {"found": found, "case": case, "person": person, "state": state,
                         "states": STATES, "unknown_case": unknown, "now": now,
                         "state_of": release_state, "no_mailbox": scope.mailbox_ids == frozenset(),
-                        "held_count": len(_visible(session, scope, held_reports(session)))}
+                        "held_count": len(held_in_scope(session, scope, held_reports(session)))}
 
         return page(request, staff, "register.html", await run_in_threadpool(work))
 
@@ -282,7 +274,7 @@ def consent_router(auth: Authenticator, sessions: sessionmaker[Session],
     def held_page(request: Request, staff: Staff, *, error: str | None = None,
                   failed: str | None = None, status: int = 200) -> Response:
         with read_scope(sessions) as session:
-            reports = _visible(session, consent_scope(session, staff), held_reports(session))
+            reports = held_in_scope(session, consent_scope(session, staff), held_reports(session))
             approvers = _approvers(session, reports)
         return page(request, staff, "held.html", {
             "reports": reports, "approvers": approvers, "error": error, "failed": failed,
@@ -324,7 +316,8 @@ def consent_router(auth: Authenticator, sessions: sessionmaker[Session],
             versions = read_release(session, master_key(), release_id, actor=staff.username,
                                     via="web")
             current = versions[-1]
-            reports = _visible(session, scope, held_reports(session, case=current.release.case))
+            reports = held_in_scope(session, scope,
+                                    held_reports(session, case=current.release.case))
             mailbox_id = release_mailbox(session, release_id)
             mailbox_name = session.scalar(select(Mailbox.name).where(Mailbox.id == mailbox_id)) \
                 if mailbox_id is not None else None
