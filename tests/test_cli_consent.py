@@ -26,12 +26,15 @@ from gateway import audit
 from gateway.audit.view import opened
 from gateway.clock import system_clock
 from gateway.consent.holds import CONSENT_HOLD_PREFIX, STATUTORY_HOLD_PREFIX
+from gateway.consent.records import release_mailbox
 from gateway.db import make_engine, make_session_factory, read_scope, session_scope
 from gateway.models import AuditEntry, Direction, HoldKind, Message, MessageState
 from gateway.policy.consent import local_date, normalise_case
 from gateway.queue.spool import Envelope, store_received
 from gateway.settings import load_settings
 from gateway.staff import users as staff
+from mailboxes.directory import add_mailbox
+from mailboxes.models import Mailbox
 from tests.support.cli import Cli, master_key
 
 PASSWORD = "correct horse battery staple"
@@ -371,3 +374,21 @@ def test_held_reports_and_approval(office: Office) -> None:
     assert office.state(unjustified) == MessageState.HELD
     assert [a for a in cli.audit_actions() if a[1] == "statutory-approved"] == [
         ("alice", "statutory-approved")]
+
+
+def test_add_with_a_mailbox_puts_the_release_in_that_team(office: Office) -> None:
+    with session_scope(office.sessions) as s:
+        add_mailbox(s, "asd-nord@jugendamt.example", "ASD Nord")
+    assert office.act_fails(*release_args(), "--mailbox", "niemand@jugendamt.example") == (
+        "no shared mailbox niemand@jugendamt.example")
+    with read_scope(office.sessions) as s:
+        box = s.scalars(select(Mailbox.id).where(
+            Mailbox.address == "asd-nord@jugendamt.example")).one()
+    # The address in any case, as mail addresses are.
+    assert release_mailbox_of(office, office.add("--mailbox", "ASD-Nord@jugendamt.example")) == box
+    assert release_mailbox_of(office, office.add()) is None
+
+
+def release_mailbox_of(office: Office, release: int) -> int | None:
+    with read_scope(office.sessions) as s:
+        return release_mailbox(s, release)

@@ -35,6 +35,7 @@ from gateway.consent.records import Document, ReleaseInput, VersionView
 from gateway.consent.views import decision_json, held_json, release_state, version_json
 from gateway.policy.consent import GRANTOR_ROLES, RecipientRef, Release, ReleaseTerms, Verdict
 from gateway.settings import Settings
+from mailboxes.directory import mailbox_id_for
 
 # On the command line a role is one word; the records spell "young person" with a space.
 ROLE_CHOICES = {role.replace(" ", "-"): role for role in GRANTOR_ROLES}
@@ -59,6 +60,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _release_options(add, required=True)
     add.add_argument("--note", default="", metavar="TEXT",
                      help="how the release was obtained (optional)")
+    add.add_argument("--mailbox", metavar="ADDRESS",
+                     help="the shared mailbox whose case it is: its leads and agents manage "
+                          "the release in the console and the API (without it, only admins)")
     _actor_options(add)
     add.set_defaults(handler=cmd_add)
 
@@ -323,8 +327,15 @@ def cmd_add(args: argparse.Namespace) -> int:
     authenticate(settings, args.by, args.password_stdin)
     master = master_key_of(settings)
     with command_session(settings) as session:
+        mailbox_id = None
+        if args.mailbox:
+            found = mailbox_id_for(session, args.mailbox)
+            if found is None:
+                raise CliError(f"no shared mailbox {args.mailbox}")
+            mailbox_id = found[0]
         result = actions.record_release(session, master, settings, data, document=document,
-                                        actor=args.by, now=system_clock())
+                                        actor=args.by, now=system_clock(),
+                                        mailbox_id=mailbox_id)
     _print_recorded(result, "recorded")
     return 0
 
