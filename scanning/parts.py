@@ -208,6 +208,33 @@ def leaf_parts(message: Message, limits: MimeLimits) -> Iterator[Part]:
     only decoding reveals (opaque-signed content, uuencoded blocks) count too and may raise it
     later, so a caller that gets TooComplex must discard what it scanned so far.
     """
+    for leaf in scan_leaves(message, limits):
+        yield leaf.part
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A decoded leaf part, and the body it was decoded from if the decoding shows ClamAV
+    every byte of that body.
+
+    ``body`` is the entity's body as the parser holds it (its text for base64 and
+    quoted-printable, the bytes themselves for 7bit, 8bit and binary), set only when
+    scanning ``part.data`` is as good as scanning the body itself: base64 whose every
+    character is in the alphabet (the decoder skips anything else, so hidden text would go
+    unseen), quoted-printable, or no transfer encoding, with one unambiguous Content-Type
+    and Content-Transfer-Encoding (a reader that takes the other of two headers decodes
+    the body differently). ``None`` otherwise (uuencode, whose decoder keeps only the first
+    block; delivery-status fields; uuencoded blocks cut out of a text; anything unusual).
+    A caller may then leave such a body out of a second look at the whole message
+    (``scanning.residue``).
+    """
+
+    part: Part
+    body: str | bytes | None = None
+
+
+def scan_leaves(message: Message, limits: MimeLimits) -> Iterator[Leaf]:
+    """``leaf_parts`` with the body each part stands for (see ``Leaf``); same limits."""
     counter = _Counter(limits)
     for _ in _nodes(message, counter, decode=False):
         pass
@@ -277,22 +304,88 @@ def _leaf_section(node: _Node) -> str:
     return f"{node.section}.1" if node.wrapped else node.section
 
 
-def _decoded_leaves(message: Message, counter: _Counter) -> Iterator[Part]:
+def _decoded_leaves(message: Message, counter: _Counter) -> Iterator[Leaf]:
     for node in _nodes(message, counter, decode=True):
         entity = node.entity
         section = _leaf_section(node)
         content_type = entity.get_content_type()
         filename = entity.get_filename()
-        data = decode_body(entity)
+        data, body = _decode_with_body(entity)
         label = " ".join(filter(None, (section, entity.get_content_disposition(), filename)))
-        yield Part(label if filename else f"{label} {content_type}", content_type, filename,
-                   data, section)
+        yield Leaf(Part(label if filename else f"{label} {content_type}", content_type,
+                        filename, data, section), body)
         if content_type == "text/plain":
             for number, (name, block) in enumerate(uuencoded_blocks(data), 1):
                 counter.add(node.depth + 1)
                 uu_section = f"{section}.uu{number}"
-                yield Part(f"{uu_section} attachment {name}", "application/octet-stream",
-                           name, block, uu_section)
+                yield Leaf(Part(f"{uu_section} attachment {name}", "application/octet-stream",
+                                name, block, uu_section))
+
+
+_IDENTITY_ENCODINGS = ("", "7bit", "8bit", "binary")
+
+
+def _decode_with_body(entity: Message) -> tuple[bytes, str | bytes | None]:
+    """The decoded body, and the body it fully stands for (``Leaf.body``) or None."""
+    encoding = str(entity.get("content-transfer-encoding", "")).strip().lower()
+    if entity.is_multipart() or not _unambiguous(entity):
+        return decode_body(entity), None
+    if encoding == "base64":
+        text = entity.get_payload()
+        if isinstance(text, str):
+            decoded = _pure_base64(text)
+            if decoded is not None:
+                return decoded, text
+        return decode_body(entity), None
+    data = decode_body(entity)
+    if encoding in _IDENTITY_ENCODINGS:
+        return data, data  # the bytes as they arrived
+    if encoding == "quoted-printable":
+        text = entity.get_payload()
+        # Every byte of quoted-printable comes out as itself or as the byte it escapes.
+        # With 8-bit bytes in it the parser hands back a charset-decoded copy instead of
+        # the text as it stands: then the body is not known here.
+        if isinstance(text, str) and text.isascii():
+            return data, text
+    return data, None
+
+
+def _unambiguous(entity: Message) -> bool:
+    if len(entity.get_all("content-transfer-encoding", [])) > 1:
+        return False
+    types = entity.get_all("content-type", [])
+    if len(types) > 1:
+        return False
+    # A Content-Type the parser could not read falls back to text/plain; another reader
+    # may read it (e.g. as a multipart), so the body is not what it seems.
+    return not types or \
+        str(types[0]).split(";", 1)[0].strip().lower() == entity.get_content_type()
+
+
+def _pure_base64(text: str) -> bytes | None:
+    """``text`` decoded if it is nothing but base64 lines with padding at the end only.
+
+    The stdlib's own base64 path (splitting the lines, joining them, checking the alphabet
+    with a regular expression) makes several copies of the body and takes about three times
+    as long; binascii decodes straight from the text, skipping line breaks. Whether every
+    character counted is told by the length of the result: the decoder skips a character
+    outside the alphabet and stops at padding in the middle, and either makes the result
+    shorter than the characters promise. Anything else (None) goes the stdlib's way.
+    """
+    if not text.isascii():
+        return None
+    characters = len(text) - text.count("\n") - text.count("\r")
+    if characters % 4:
+        return None
+    tail = text[-8:].rstrip("\r\n")
+    padding = len(tail) - len(tail.rstrip("="))
+    try:
+        decoded = binascii.a2b_base64(text)
+    except binascii.Error:
+        return None
+    if padding > 2 or len(decoded) != characters // 4 * 3 - padding:
+        return None
+    return decoded
 
 
 def decode_body(entity: Message) -> bytes:

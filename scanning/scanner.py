@@ -12,11 +12,14 @@ Each leaf part, decoded, is then looked at by the gateway itself:
   memory by the ``Opener`` and its content walked like any other part, within the same
   limits; what it cannot open is UNSCANNABLE, because ClamAV sees only ciphertext.
 
-Every part, whatever the gateway found in it, then goes to clamd, and so does the message as
-a whole (ClamAV parses mail itself: a second look at anything our walk might have missed).
-Nothing short-circuits: the verdict is the most severe finding over all parts (INFECTED over
-UNSCANNABLE over BLOCKED), and every finding is listed, so an admin sees "infected, and a
-blocked executable", never only the type.
+Every part, whatever the gateway found in it, goes to clamd as soon as it is decoded, so that
+clamd works while the gateway decodes and examines the next part. A second stream shows clamd
+what the parts do not: the message without the leaf bodies it already saw decoded
+(``scanning.residue``: headers, preambles, epilogues, whatever the walk left undecoded); a
+message too complex to walk goes to clamd whole. Nothing short-circuits: the verdict is the
+most severe finding over all parts (INFECTED over UNSCANNABLE over BLOCKED), and every
+finding is listed, so an admin sees "infected, and a blocked executable", never only the
+type.
 
 ``ScannerUnavailable`` is not a verdict: it propagates, and the pipeline keeps the message
 in the queue (fail closed).
@@ -37,7 +40,16 @@ from scanning.config import ScannerConfig
 from scanning.content_types import blocked_type
 from scanning.encrypted import Encrypted, encryption_of
 from scanning.opening import Accepted, CannotOpen, NoOpener, Opener
-from scanning.parts import MimeLimits, Part, TooComplex, check_raw_structure, leaf_parts
+from scanning.parts import (
+    Leaf,
+    MimeLimits,
+    Part,
+    TooComplex,
+    check_raw_structure,
+    leaf_parts,
+    scan_leaves,
+)
+from scanning.residue import body_spans, residue_chunks
 from scanning.verdict import Finding, ScanResult, Verdict
 
 _SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
@@ -55,6 +67,10 @@ def _answer_finding(answer: ClamdAnswer, part: str | None) -> Finding | None:
     return None
 
 
+# A stream handed to clamd: where it comes from (None for the message itself) and the answer.
+_Job = tuple[str | None, Future[ClamdAnswer]]
+
+
 @dataclass
 class _Walk:
     """One message's scan in progress: what to give clamd, what was found and opened."""
@@ -63,7 +79,6 @@ class _Walk:
     whole_sections: frozenset[str]  # the sections that are the message's own encryption
     parts_left: int
     decrypted_left: int
-    to_scan: list[Part] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     opened: list[str] = field(default_factory=list)
 
@@ -91,23 +106,38 @@ class MessageScanner:
         too_complex = check_raw_structure(raw, self.mime_limits)
         if too_complex is not None:
             # No walk, but clamd still sees the whole: malware outranks "too complex".
-            return self._run([], raw, [Finding(Verdict.UNSCANNABLE, too_complex)], [])
+            return self._verdict([self._whole(raw)],
+                                 [Finding(Verdict.UNSCANNABLE, too_complex)], [])
+        jobs: list[_Job] = []
+        leaves: list[Leaf] = []
         try:
-            parts = list(leaf_parts(message, self.mime_limits))
+            for leaf in scan_leaves(message, self.mime_limits):
+                # clamd starts on this part while the next one is decoded.
+                leaves.append(leaf)
+                jobs.append(self._submit(leaf.part))
         except TooComplex as exc:
-            return self._run([], raw, [Finding(Verdict.UNSCANNABLE, exc.reason)], [])
+            # What was sent so far is no verdict (leaf_parts' rule); the whole message is.
+            for _, future in jobs:
+                future.cancel()
+            return self._verdict([self._whole(raw)],
+                                 [Finding(Verdict.UNSCANNABLE, exc.reason)], [])
+        spans = body_spans(raw, (leaf.body for leaf in leaves))
+        jobs.append((None, self._pool.submit(
+            self.client.instream_chunks, lambda: residue_chunks(raw, spans))))
+        parts = [leaf.part for leaf in leaves]
         walk = _Walk(opener or NoOpener(), _whole_sections(message),
                      parts_left=self.mime_limits.max_parts - len(parts),
                      decrypted_left=self.archive_limits.max_uncompressed_bytes)
         queue = deque((part, 0) for part in parts)
         while queue:
             part, level = queue.popleft()
-            walk.to_scan.append(part)
+            if level > 0:
+                jobs.append(self._submit(part))  # decrypted content, new to clamd
             for label, data, name, found in self._examine(part, walk):
                 whole = level == 0 and part.section in walk.whole_sections and label == part.path
                 queue.extend((inner, level + 1) for inner in
                              self._open(label, data, name, found, level, whole, part, walk))
-        return self._run(walk.to_scan, raw, walk.findings, walk.opened)
+        return self._verdict(jobs, walk.findings, walk.opened)
 
     # --- the gateway's own look at one part --------------------------------------------------
 
@@ -199,11 +229,14 @@ class MessageScanner:
 
     # --- clamd -------------------------------------------------------------------------------
 
-    def _run(self, parts: list[Part], raw: bytes, findings: list[Finding],
-             opened: list[str]) -> ScanResult:
-        jobs: list[tuple[str | None, Future[ClamdAnswer]]] = [
-            (part.path, self._pool.submit(self.client.instream, part.data)) for part in parts]
-        jobs.append((None, self._pool.submit(self.client.instream, raw)))
+    def _submit(self, part: Part) -> _Job:
+        return part.path, self._pool.submit(self.client.instream, part.data)
+
+    def _whole(self, raw: bytes) -> _Job:
+        return None, self._pool.submit(self.client.instream, raw)
+
+    def _verdict(self, jobs: list[_Job], findings: list[Finding],
+                 opened: list[str]) -> ScanResult:
         found = list(findings)
         error: BaseException | None = None
         for where, future in jobs:
