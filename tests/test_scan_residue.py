@@ -168,6 +168,16 @@ def test_a_decoy_of_a_body_before_it_is_not_cut_out(scanner: MessageScanner) -> 
     assert result.part is None
 
 
+@pytest.mark.parametrize("newline", [b"\r\n", b"\n"])
+def test_plain_base64_stands_for_its_body(newline: bytes) -> None:
+    data = bytes(range(256)) * 3
+    raw = (HEAD + b"\r\n" + attachment(b64(data).replace(b"\r\n", newline)) + b"--b--"
+           + newline)
+    (leaf,) = scan_leaves(parse(raw), MimeLimits())
+    assert leaf.part.data == data
+    assert leaf.body is not None and len(body_spans(raw, [leaf.body])) == 1
+
+
 @pytest.mark.parametrize("raw", [
     HEAD + b"\r\n" + TEXT + attachment(b64(b"harmlos") + b"QQ==\r\n") + b"--b--\r\n",
     HEAD + b"\r\n" + TEXT + attachment(b64(b"harmlos").replace(b"\r\n", b" \r\n"))
@@ -183,18 +193,20 @@ def test_base64_that_is_not_plain_keeps_its_body_in_the_residue(raw: bytes) -> N
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 
+_NOISE = [b"=", b"==", b" ", b"\t", b"!", b"\r", b"\n", b"\xff", b"-", b"A", b"\r\n"]
+
+
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=300), line=st.integers(4, 80),
-       noise=st.lists(st.tuples(st.integers(0, 400), st.sampled_from(
-           [b"=", b"==", b" ", b"\t", b"!", b"\r", b"\n", b"\xff", b"-", b"A", b"\r\n"])),
-           max_size=3))
-def test_base64_decodes_as_the_email_package_does(data: bytes, line: int,
+       newline=st.sampled_from([b"\r\n", b"\n"]),
+       noise=st.lists(st.tuples(st.integers(0, 400), st.sampled_from(_NOISE)), max_size=3))
+def test_base64_decodes_as_the_email_package_does(data: bytes, line: int, newline: bytes,
                                                   noise: list[tuple[int, bytes]]) -> None:
     encoded = base64.b64encode(data)
-    body = b"\r\n".join(encoded[i:i + line] for i in range(0, len(encoded), line)) + b"\r\n"
+    body = newline.join(encoded[i:i + line] for i in range(0, len(encoded), line)) + newline
     for at, extra in noise:
         body = body[:at] + extra + body[at:]
-    raw = HEAD + b"\r\n" + attachment(body) + b"\r\n--b--\r\n"
+    raw = HEAD + b"\r\n" + attachment(body) + newline + b"--b--" + newline
     message = parse(raw)
     (leaf,) = scan_leaves(message, MimeLimits())
     assert leaf.part.data == last_part_decoded(message)
