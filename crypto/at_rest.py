@@ -81,7 +81,7 @@ class MasterKey:
             os.fsync(fh.fileno())
 
 
-def seal(master: MasterKey, plaintext: bytes, context: bytes) -> bytes:
+def seal(master: MasterKey, plaintext: bytes | bytearray | memoryview, context: bytes) -> bytes:
     data_key = AESGCM.generate_key(bit_length=256)
     nonce = os.urandom(_NONCE_LEN)
     wrapped = aes_key_wrap(master.key, data_key)
@@ -90,10 +90,11 @@ def seal(master: MasterKey, plaintext: bytes, context: bytes) -> bytes:
     return header + AESGCM(data_key).encrypt(nonce, plaintext, header + context)
 
 
-def open_sealed(master: MasterKey, blob: bytes, context: bytes) -> bytes:
-    if len(blob) < _HEADER_LEN + 16 or not blob.startswith(MAGIC):
+def open_sealed(master: MasterKey, blob: bytes | bytearray | memoryview,
+                context: bytes) -> bytes:
+    if len(blob) < _HEADER_LEN + 16 or bytes(blob[:len(MAGIC)]) != MAGIC:
         raise SealError("not a sealed blob or truncated")
-    header = blob[:_HEADER_LEN]
+    header = bytes(blob[:_HEADER_LEN])
     key_id = header[len(MAGIC) : len(MAGIC) + _KEY_ID_LEN]
     if key_id != master.key_id:
         raise SealError("sealed with another master key")
@@ -101,6 +102,9 @@ def open_sealed(master: MasterKey, blob: bytes, context: bytes) -> bytes:
     nonce = header[-_NONCE_LEN:]
     try:
         data_key = aes_key_unwrap(master.key, wrapped)
-        return AESGCM(data_key).decrypt(nonce, blob[_HEADER_LEN:], header + context)
+        # A view, not a slice: slicing a large blob would copy all of its ciphertext once
+        # more just to hand it to OpenSSL.
+        with memoryview(blob) as view:
+            return AESGCM(data_key).decrypt(nonce, view[_HEADER_LEN:], header + context)
     except (InvalidUnwrap, InvalidTag):
         raise SealError("sealed content failed authentication") from None
