@@ -115,15 +115,17 @@ class _Content:
     aad: bytes
 
 
+# A recipient info of the message that names one of our keys, with that key.
+_Candidate = tuple[cms.KeyTransRecipientInfo, x509.Certificate, rsa.RSAPrivateKey]
+
+
 def decrypt_cms(der: bytes, recipients: Sequence[Recipient]) -> DecryptResult:
     """Decrypt a DER (or BER) ContentInfo holding EnvelopedData or AuthEnvelopedData.
 
     ``recipients`` are all (certificate, private key) pairs we hold for the mailbox; several
     are normal during key rollover. Raises a ``SmimeError`` subclass on any failure.
     """
-    envelope = _parse(der)
-    content = _content(envelope)
-    candidates, unsupported = _candidates(envelope["recipient_infos"], recipients)
+    content, candidates, unsupported = _structure(_parse(der), recipients)
     if not candidates:
         if unsupported:
             raise UnsupportedAlgorithm(
@@ -169,12 +171,13 @@ def decrypt_smime_message(raw_mime: bytes, recipients: Sequence[Recipient]) -> D
 
 def _parse(der: bytes) -> cms.EnvelopedData | cms.AuthEnvelopedData:
     try:
+        # strict: the outer length must cover the input exactly, so a truncated or padded
+        # envelope fails here. The inside is parsed lazily, field by field as it is read
+        # (``_structure``), not as a whole: ``.native`` of the whole tree costs more than
+        # all the fields that are used.
         info = cms.ContentInfo.load(der, strict=True)
         content_type = info["content_type"].native
         envelope = info["content"]
-        # asn1crypto parses lazily; touching .native forces the whole tree so truncation or
-        # garbage is reported here as malformed, not later as a decryption failure.
-        _ = envelope.native
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         raise MalformedMessage(f"not a valid CMS structure: {exc}") from None
     if content_type not in ("enveloped_data", "authenticated_enveloped_data"):
@@ -182,6 +185,22 @@ def _parse(der: bytes) -> cms.EnvelopedData | cms.AuthEnvelopedData:
     if not isinstance(envelope, (cms.EnvelopedData, cms.AuthEnvelopedData)):
         raise MalformedMessage("CMS content does not match its content type")
     return envelope
+
+
+def _structure(
+    envelope: cms.EnvelopedData | cms.AuthEnvelopedData, recipients: Sequence[Recipient]
+) -> tuple[_Content, list[_Candidate], set[str]]:
+    """Every field the decryption uses, read before any key is: garbage or truncation inside
+    is reported as malformed here, never later as a failed decryption."""
+    try:
+        content = _content(envelope)
+        candidates, unsupported = _candidates(envelope["recipient_infos"], recipients)
+        for ktri, _, _ in candidates:
+            _ = ktri["encrypted_key"].native
+            _ = ktri["key_encryption_algorithm"]["parameters"].native
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        raise MalformedMessage(f"not a valid CMS structure: {exc}") from None
+    return content, candidates, unsupported
 
 
 def _content(envelope: cms.EnvelopedData | cms.AuthEnvelopedData) -> _Content:
@@ -227,8 +246,8 @@ def _content(envelope: cms.EnvelopedData | cms.AuthEnvelopedData) -> _Content:
 
 def _candidates(
     infos: cms.RecipientInfos, recipients: Sequence[Recipient]
-) -> tuple[list[tuple[cms.KeyTransRecipientInfo, x509.Certificate, rsa.RSAPrivateKey]], set[str]]:
-    matches: list[tuple[cms.KeyTransRecipientInfo, x509.Certificate, rsa.RSAPrivateKey]] = []
+) -> tuple[list[_Candidate], set[str]]:
+    matches: list[_Candidate] = []
     unsupported: set[str] = set()
     for info in infos:
         if info.name != "ktri":

@@ -27,16 +27,13 @@ certificate it signed does not chain to it.
 from __future__ import annotations
 
 import datetime
-import email.parser
-import email.policy
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from email.message import Message
 
 # asn1crypto ships no type information; its values are Any to mypy.
-from asn1crypto import cms  # type: ignore[import-untyped]
+from asn1crypto import cms, core  # type: ignore[import-untyped]
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -45,10 +42,19 @@ from cryptography.hazmat.primitives.asymmetric.padding import MGF1, PSS, PKCS1v1
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from crypto.canonical import canonicalize_entity
+from crypto.chain_cache import ChainCache
 from crypto.cms_common import entity_body, entity_headers, identifies
+from crypto.cms_signed_attrs import read_signed_attributes
+from crypto.mime_raw import body_parts, entity_at, find_dashed
 from crypto.smime import MalformedMessage, SmimeError
 
-__all__ = ["MalformedMessage", "SmimeError", "VerifyResult", "verify_smime"]
+__all__ = ["ChainCache", "MalformedMessage", "Pinned", "SmimeError", "VerifyResult",
+           "verify_smime"]
+
+# Pinned certificates, or a lookup of them that returns self-signed certificates only (as
+# gateway.keydir's pinned_certificates does): it is only called when the signer could be one
+# of them (it is self-issued), which spares the caller's database nearly every time.
+Pinned = Sequence[x509.Certificate] | Callable[[], Sequence[x509.Certificate]]
 
 # SHA-1 and MD5 are collision-broken; a signature over them proves nothing about the content.
 _DIGESTS: dict[str, type[hashes.HashAlgorithm]] = {
@@ -104,10 +110,12 @@ def verify_smime(
     *,
     crls: Sequence[x509.CertificateRevocationList] = (),
     now: datetime.datetime | None = None,
-    pinned: Sequence[x509.Certificate] = (),
+    pinned: Pinned = (),
+    chain_cache: ChainCache | None = None,
 ) -> VerifyResult:
     """Verify a signed S/MIME entity (headers plus body) against ``trust_anchors``, or
-    against ``pinned`` signer certificates (see the module docstring).
+    against ``pinned`` signer certificates (see the module docstring). A ``chain_cache``
+    spares the chain validation of a signer whose path validated before (crypto.chain_cache).
 
     Raises ``MalformedMessage`` only for unparseable input; see the module docstring.
     """
@@ -117,10 +125,9 @@ def verify_smime(
     headers = entity_headers(raw_mime)
     content_type = headers.get_content_type()
     if content_type == "multipart/signed":
-        entity = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw_mime)
-        content, der = _detached_parts(raw_mime, entity)
+        content, der = _detached_parts(raw_mime)
         signed_data = _parse_signed_data(der)
-        if signed_data["encap_content_info"]["content"].native is not None:
+        if signed_data.content is not None:
             # Two candidate contents would leave it ambiguous which one was vouched for.
             raise MalformedMessage("multipart/signed signature carries its own content")
     elif content_type in _OPAQUE_TYPES:
@@ -134,53 +141,73 @@ def verify_smime(
         if not body:
             raise MalformedMessage("S/MIME entity has no body")
         signed_data = _parse_signed_data(body)
-        inner = signed_data["encap_content_info"]["content"].native
-        if not isinstance(inner, bytes):
+        if signed_data.content is None:
             raise MalformedMessage("opaque signed-data has no encapsulated content")
-        content = inner
+        content = signed_data.content
     else:
         raise MalformedMessage(f"not an S/MIME signed entity: content type {content_type}")
-    return _verify_signed_data(signed_data, content, trust_anchors, crls, current, pinned)
+    trust = _Trust(trust_anchors, crls, current, pinned, chain_cache)
+    return _verify_signed_data(signed_data, content, trust)
 
 
-# --- MIME -----------------------------------------------------------------------------------
+@dataclass
+class _Trust:
+    """What a signer is judged against, from the caller."""
+
+    anchors: Sequence[x509.Certificate]
+    crls: Sequence[x509.CertificateRevocationList]
+    now: datetime.datetime
+    pinned: Pinned
+    chain_cache: ChainCache | None
+
+    def pinned_certificates(self, signer: x509.Certificate) -> Sequence[x509.Certificate]:
+        if callable(self.pinned):
+            # The lookup yields self-signed certificates only, so a signer that is not even
+            # self-issued cannot be one of them: nearly every signer, and no lookup made.
+            if signer.issuer != signer.subject:
+                return ()
+            self.pinned = list(self.pinned())  # asked once per message at most
+        return self.pinned
 
 
-def _decoded_body(part: Message) -> bytes:
-    body = part.get_payload(decode=True)
-    if not isinstance(body, bytes) or not body:
-        raise MalformedMessage("S/MIME entity has no body")
-    return body
+# --- MIME ---------------------------------------------------------------------------------
 
 
-def _detached_parts(raw_mime: bytes, entity: Message) -> tuple[bytes, bytes]:
-    """(signed first part as transmitted in canonical CRLF form, signature DER)."""
-    protocol = str(entity.get_param("protocol", "") or "").lower()
+def _detached_parts(raw_mime: bytes) -> tuple[bytes, bytes]:
+    """(signed first part as transmitted in canonical CRLF form, signature DER).
+
+    The parts are found in the raw bytes as the email package would find them
+    (crypto.mime_raw), without its full parse and re-serialisation of the signed content.
+    """
+    entity = entity_at(raw_mime, 0, len(raw_mime))
+    protocol = str(entity.headers.get_param("protocol", "") or "").lower()
     if protocol and protocol not in _SIGNATURE_TYPES:
         raise MalformedMessage(f"multipart/signed protocol {protocol} is not S/MIME")
-    boundary = entity.get_boundary()
-    parts = entity.get_payload()
-    if not boundary or not isinstance(parts, list) or len(parts) != 2:
+    boundary = entity.headers.get_boundary()
+    parts = body_parts(raw_mime, entity)
+    if not boundary or parts is None or len(parts) != 2:
         raise MalformedMessage("multipart/signed needs a boundary and exactly two parts")
-    signature = parts[1]
-    if not isinstance(signature, Message) or signature.get_content_type() not in _SIGNATURE_TYPES:
+    signature = entity_at(raw_mime, *parts[1])
+    if signature.content_type not in _SIGNATURE_TYPES:
         raise MalformedMessage("second part of multipart/signed is not a pkcs7-signature")
-    # The email parser normalises what it re-serialises, so the signed bytes are cut out of the
-    # raw input between the first two delimiters. The line break before a delimiter belongs to
-    # the delimiter (RFC 2046 5.1.1), not to the signed part.
+    # The signed bytes are cut out of the raw input between the first two delimiters. The
+    # line break before a delimiter belongs to the delimiter (RFC 2046 5.1.1), not to the
+    # signed part.
     header_end = re.search(rb"\r?\n\r?\n", raw_mime)
     if header_end is None:
         raise MalformedMessage("message has no body")
     body_start = header_end.end()
-    quoted = re.escape(boundary.encode("ascii", "surrogateescape"))
+    delimiter = b"--" + boundary.encode("ascii", "surrogateescape")
+    quoted = re.escape(delimiter)
     # The body may begin directly with the delimiter, so the blank line's break counts as the
     # start of a line for the first match.
-    first = re.compile(rb"(?:^|\n)--" + quoted + rb"[ \t]*\r?\n").search(raw_mime, body_start - 1)
+    first = _find_line(raw_mime, delimiter, re.compile(rb"(?:^|\n)" + quoted + rb"[ \t]*\r?\n"),
+                       body_start - 1)
     if first is None:
         raise MalformedMessage("multipart/signed delimiter not found")
-    second = re.compile(rb"\r?\n--" + quoted + rb"(?:--)?[ \t]*(?:\r?\n|$)").search(
-        raw_mime, first.end()
-    )
+    second = _find_line(raw_mime, delimiter,
+                        re.compile(rb"\r?\n" + quoted + rb"(?:--)?[ \t]*(?:\r?\n|$)"),
+                        first.end())
     if second is None:
         raise MalformedMessage("multipart/signed has no second delimiter")
     signed = raw_mime[first.end() : second.start()]
@@ -188,75 +215,135 @@ def _detached_parts(raw_mime: bytes, entity: Message) -> tuple[bytes, bytes]:
     # storage often turn CRLF into LF, which must not break the signature. Canonical is CRLF
     # for text only: a body in binary (possible inside an encryption) is signed as octets.
     canonical = canonicalize_entity(signed)
-    return canonical, _decoded_body(signature)
+    body = signature.decoded(raw_mime, strip_eol=True)
+    if not body:
+        raise MalformedMessage("S/MIME entity has no body")
+    return canonical, body
+
+
+def _find_line(data: bytes, delimiter: bytes, line: re.Pattern[bytes],
+               pos: int) -> re.Match[bytes] | None:
+    """``line.search(data, pos)`` for a pattern that is at most two characters and then
+    ``delimiter``: the delimiter is found with ``bytes.find`` and the pattern only tried just
+    before each place it occurs (a regular expression that starts with an optional character
+    searches a megabyte many times slower)."""
+    found = find_dashed(data, delimiter, max(pos, 0), len(data))
+    while found >= 0:
+        # The leftmost start first, as search() would report it.
+        for start in (found - 2, found - 1, found):
+            if start >= max(pos, 0):
+                match = line.match(data, start)
+                if match is not None:
+                    return match
+        found = find_dashed(data, delimiter, found + 1, len(data))
+    return None
 
 
 # --- CMS ------------------------------------------------------------------------------------
 
 
-def _parse_signed_data(der: bytes) -> cms.SignedData:
+@dataclass(frozen=True)
+class _SignerInfo:
+    """The fields of a SignerInfo that verification uses, each read once."""
+
+    sid: cms.SignerIdentifier
+    digest_algorithm: str
+    # The contents octets of the [0] IMPLICIT signed attributes; None when absent.
+    signed_attrs: bytes | None
+    signature_algorithm: cms.SignedDigestAlgorithm
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class _SignedData:
+    signers: list[_SignerInfo]
+    certificates: list[bytes]  # DER of the certificates the message brings along
+    e_content_type: str  # dotted
+    content: bytes | None  # the encapsulated content; None when detached
+
+
+def _parse_signed_data(der: bytes) -> _SignedData:
+    """Read every field that verification uses, here, so that truncation and garbage are
+    reported as malformed instead of as a verification failure later. asn1crypto parses
+    lazily, and only these fields are parsed: ``.native`` of the whole SignedData would also
+    convert every embedded certificate and attribute, which cost more than the check."""
     try:
+        # strict: the outer length must cover the input exactly (a truncated input fails).
         info = cms.ContentInfo.load(der, strict=True)
         content_type = info["content_type"].native
         signed_data = info["content"]
-        # asn1crypto parses lazily; forcing the tree reports truncation and garbage here as
-        # malformed instead of as a verification failure later.
-        _ = signed_data.native
+        if content_type != "signed_data" or not isinstance(signed_data, cms.SignedData):
+            raise MalformedMessage(f"CMS content is {content_type}, not signed-data")
+        encap = signed_data["encap_content_info"]
+        e_content_type = encap["content_type"].dotted
+        inner = encap["content"]
+        # A constructed (BER) octet string is joined by .native; absent content is None.
+        content = inner.native if not isinstance(inner, core.Void) else None
+        if content is not None and not isinstance(content, bytes):
+            # What ParsableOctetString made of it: the octets are what was signed.
+            content = inner.contents
+        certificates = [choice.chosen.dump() for choice in signed_data["certificates"] or []
+                        # Attribute certificates and other legacy choices cannot sign anything.
+                        if choice.name == "certificate"]
+        signers = [_signer_info(signer) for signer in signed_data["signer_infos"]]
     except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         raise MalformedMessage(f"not a valid CMS structure: {exc}") from None
-    if content_type != "signed_data" or not isinstance(signed_data, cms.SignedData):
-        raise MalformedMessage(f"CMS content is {content_type}, not signed-data")
-    if len(signed_data["signer_infos"]) == 0:
+    if not signers:
         raise MalformedMessage("signed-data has no signer")
-    return signed_data
+    return _SignedData(signers, certificates, e_content_type, content)
 
 
-def _embedded_certificates(signed_data: cms.SignedData) -> list[x509.Certificate]:
+def _signer_info(info: cms.SignerInfo) -> _SignerInfo:
+    sid = info["sid"]
+    if sid.name == "issuer_and_serial_number":
+        _ = sid.chosen["serial_number"].native
+        _ = sid.chosen["issuer"].contents
+    else:
+        _ = sid.chosen.native
+    signed_attrs = info["signed_attrs"]
+    algorithm = info["signature_algorithm"]
+    _ = algorithm["algorithm"].native
+    _ = algorithm["parameters"].native  # RSA-PSS parameters, read when checking
+    return _SignerInfo(
+        sid=sid,
+        digest_algorithm=str(info["digest_algorithm"]["algorithm"].native),
+        signed_attrs=None if isinstance(signed_attrs, core.Void) else signed_attrs.contents,
+        signature_algorithm=algorithm,
+        signature=info["signature"].native,
+    )
+
+
+def _embedded_certificates(signed_data: _SignedData) -> list[x509.Certificate]:
     certs: list[x509.Certificate] = []
-    for choice in signed_data["certificates"] or []:
-        # Attribute certificates and other legacy choices cannot sign anything; skip them.
-        if choice.name != "certificate":
-            continue
+    for der in signed_data.certificates:
         try:
-            certs.append(x509.load_der_x509_certificate(choice.chosen.dump()))
+            certs.append(x509.load_der_x509_certificate(der))
         except ValueError:
             continue  # an unparseable extra certificate only matters if it was needed
     return certs
 
 
-def _verify_signed_data(
-    signed_data: cms.SignedData,
-    content: bytes,
-    anchors: Sequence[x509.Certificate],
-    crls: Sequence[x509.CertificateRevocationList],
-    now: datetime.datetime,
-    pinned: Sequence[x509.Certificate],
-) -> VerifyResult:
+def _verify_signed_data(signed_data: _SignedData, content: bytes,
+                        trust: _Trust) -> VerifyResult:
     certs = _embedded_certificates(signed_data)
-    e_content_type = signed_data["encap_content_info"]["content_type"].native
-    results = [
-        _verify_signer(info, e_content_type, content, certs, anchors, crls, now, pinned)
-        for info in signed_data["signer_infos"]
-    ]
+    results = [_verify_signer(info, signed_data.e_content_type, content, certs, trust)
+               for info in signed_data.signers]
     # Several signers are rare (e.g. RSA and EC in parallel); one valid signature suffices,
     # otherwise the first signer's reason is the most useful to report.
     return next((r for r in results if r.valid), results[0])
 
 
 def _verify_signer(
-    info: cms.SignerInfo,
+    info: _SignerInfo,
     e_content_type: str,
     content: bytes,
     certs: Sequence[x509.Certificate],
-    anchors: Sequence[x509.Certificate],
-    crls: Sequence[x509.CertificateRevocationList],
-    now: datetime.datetime,
-    pinned: Sequence[x509.Certificate],
+    trust: _Trust,
 ) -> VerifyResult:
-    digest_name = str(info["digest_algorithm"]["algorithm"].native)
+    digest_name = info.digest_algorithm
     # Filled in step by step; every early return reports as much as is known by then.
     result = VerifyResult(valid=False, reason="", content=content, digest_algorithm=digest_name)
-    signer = next((c for c in certs if identifies(info["sid"], c)), None)
+    signer = next((c for c in certs if identifies(info.sid, c)), None)
     if signer is None:
         return replace(result, reason="signer certificate not included in the message")
     result = replace(
@@ -269,13 +356,12 @@ def _verify_signer(
         return replace(result, reason=f"digest algorithm {digest_name} is not accepted")
     hash_cls = _DIGESTS[digest_name]
 
-    signed_attrs = info["signed_attrs"]
     digest_ok = True
-    if signed_attrs.native is None:
+    if info.signed_attrs is None:
         # RFC 5652 5.4: without signed attributes the signature covers the content itself.
         signed_bytes = content
     else:
-        attrs = _attributes(signed_attrs)
+        attrs = read_signed_attributes(info.signed_attrs)
         if attrs is None:
             return replace(result, reason="signed attributes are malformed")
         if attrs.get("content_type") != e_content_type:
@@ -283,7 +369,7 @@ def _verify_signer(
         result = replace(result, signing_time=_as_utc(attrs.get("signing_time")))
         # The signature is over the DER SET OF (tag 0x31), not the [0] IMPLICIT form sent;
         # the received content octets are reused so a re-encoding quirk cannot break it.
-        raw = signed_attrs.contents
+        raw = info.signed_attrs
         signed_bytes = b"\x31" + _der_length(len(raw)) + raw
         expected = attrs.get("message_digest")
         hasher = hashes.Hash(hash_cls())
@@ -299,37 +385,21 @@ def _verify_signer(
         return replace(result, reason=REASON_DIGEST)
 
     signing_time = result.signing_time
-    if signing_time is not None and signing_time > now + _CLOCK_SKEW:
+    if signing_time is not None and signing_time > trust.now + _CLOCK_SKEW:
         return replace(result, reason="signing time is in the future")
     # RFC 8551 leaves the reference time to the verifier; the signer's claimed signingTime is
     # what the brief asks for, so a message signed while the certificate was valid stays valid
     # after expiry. It is only a claim: a stolen, expired key can backdate it.
-    at = signing_time if signing_time is not None else now
-    if any(signer == cert for cert in pinned):
+    at = signing_time if signing_time is not None else trust.now
+    if any(signer == cert for cert in trust.pinned_certificates(signer)):
         error, error_at = _check_pinned(signer, at)
         if error:
             return replace(result, reason=error, reason_at=error_at)
         return replace(result, valid=True, chain=(signer,), pinned=True)
-    chain_error, chain, reason_at = _validate_chain(signer, certs, anchors, crls, at)
+    chain_error, chain, reason_at = _validate_chain(signer, certs, trust, at)
     if chain_error:
         return replace(result, reason=chain_error, reason_at=reason_at)
     return replace(result, valid=True, chain=tuple(chain))
-
-
-def _attributes(signed_attrs: cms.CMSAttributes) -> dict[str, object] | None:
-    """Single-valued attributes by name; None when one is repeated or multi-valued."""
-    found: dict[str, object] = {}
-    try:
-        for attr in signed_attrs:
-            name = attr["type"].native
-            values = attr["values"]
-            # RFC 5652 11: content-type, message-digest and signing-time MUST be single.
-            if name in found or len(values) != 1:
-                return None
-            found[name] = values[0].native
-    except (ValueError, TypeError):
-        return None
-    return found
 
 
 def _as_utc(value: object) -> datetime.datetime | None:
@@ -346,18 +416,18 @@ def _der_length(length: int) -> bytes:
 
 
 def _check_signature(
-    info: cms.SignerInfo,
+    info: _SignerInfo,
     signer: x509.Certificate,
     data: bytes,
     hash_cls: type[hashes.HashAlgorithm],
 ) -> str:
     """Empty string when the signature verifies, else the reason."""
-    algorithm = info["signature_algorithm"]
+    algorithm = info.signature_algorithm
     try:
         kind = algorithm.signature_algo
     except ValueError:
         return f"signature algorithm {algorithm['algorithm'].native} is not accepted"
-    signature = info["signature"].native
+    signature = info.signature
     key = signer.public_key()
     try:
         if kind == "rsassa_pkcs1v15" and isinstance(key, rsa.RSAPublicKey):
@@ -443,12 +513,31 @@ def _build_path(
 def _validate_chain(
     signer: x509.Certificate,
     pool: Sequence[x509.Certificate],
+    trust: _Trust,
+    at: datetime.datetime,
+) -> tuple[str, list[x509.Certificate], datetime.datetime | None]:
+    """("", path, None) when the signer chains to an anchor and passes every check, else
+    (reason, [], the date the reason refers to, if it has one). A path that passed before
+    with the same inputs comes from the cache, if the caller keeps one."""
+    anchors, crls, cache = trust.anchors, trust.crls, trust.chain_cache
+    if cache is not None:
+        cached = cache.get(signer, pool, anchors, crls, at, trust.now)
+        if cached is not None:
+            return "", list(cached), None
+    reason, path, reason_at = _full_chain_validation(signer, pool, anchors, crls, at)
+    if cache is not None and not reason:
+        checked = path if not _is_anchor(path[-1], anchors) else path[:-1]
+        cache.put(signer, pool, anchors, crls, tuple(path), checked)
+    return reason, path, reason_at
+
+
+def _full_chain_validation(
+    signer: x509.Certificate,
+    pool: Sequence[x509.Certificate],
     anchors: Sequence[x509.Certificate],
     crls: Sequence[x509.CertificateRevocationList],
     at: datetime.datetime,
 ) -> tuple[str, list[x509.Certificate], datetime.datetime | None]:
-    """("", path, None) when the signer chains to an anchor and passes every check, else
-    (reason, [], the date the reason refers to, if it has one)."""
     path = _build_path(signer, pool, anchors)
     if path is None:
         return REASON_NO_CHAIN, [], None

@@ -1,7 +1,9 @@
 """The trust anchors and CRLs S/MIME signatures are checked against, reloaded on change.
 
 An admin replaces the CA bundle or drops in a fresh CRL without restarting the workers: the
-files are re-read whenever their modification time changes.
+files are re-read whenever their modification time changes. The store also keeps the chain
+validations that passed against its anchors and CRLs (crypto.chain_cache); they are dropped
+when the files are re-read, and could not be found with the new objects anyway.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from crypto.chain_cache import ChainCache
 from crypto.errors import CryptoError
 from gateway.settings import Settings
 
@@ -46,6 +49,7 @@ class TrustStore:
         self._stamp: tuple[float, ...] | None = None
         self._anchors: list[x509.Certificate] = []
         self._crls: list[x509.CertificateRevocationList] = []
+        self.chain_cache = ChainCache()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrustStore:
@@ -67,4 +71,5 @@ class TrustStore:
                            if self.anchors_file else [])
                 crls = [load_crl(f.read_bytes(), str(f)) for f in self.crl_files]
                 self._anchors, self._crls, self._stamp = anchors, crls, stamp
+                self.chain_cache.clear()
             return list(self._anchors), list(self._crls)

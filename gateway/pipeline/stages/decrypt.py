@@ -15,7 +15,7 @@ from email.message import Message
 from cryptography import x509
 
 from crypto.canonical import canonicalize_entity
-from crypto.cms_common import cms_content_type, entity_body
+from crypto.cms_common import body_content_type, entity_headers
 from crypto.openpgp import PgpError
 from crypto.pgp_mime import PgpKind, PgpMalformed, PgpNoIntegrity, classify, open_pgp
 from crypto.smime import (
@@ -50,12 +50,10 @@ def smime_kind(headers: Message, raw: bytes) -> str | None:
         return "encrypted"
     if smime_type == "signed-data":
         return "signed"
-    # Old clients leave smime-type out: the CMS content type tells. Anything else that
-    # claims to be S/MIME goes the decrypt path and is reported as malformed there.
-    try:
-        content_type = cms_content_type(entity_body(raw, headers))
-    except ValueError:
-        content_type = None
+    # Old clients leave smime-type out: the CMS content type tells, read from the first
+    # bytes of the body (it is decoded in full once, by the stage that opens it). Anything
+    # else that claims to be S/MIME goes the decrypt path and is reported as malformed there.
+    content_type = body_content_type(raw, headers)
     return "signed" if content_type == "signed_data" else "encrypted"
 
 
@@ -78,7 +76,9 @@ class DecryptStage:
     name = "decrypt"
 
     def run(self, ctx: MessageContext, services: Services) -> None:
-        if smime_kind(ctx.headers(), ctx.body) == "encrypted":
+        # The crypto layer's own reading of the header block (compat32, as the decryption
+        # reads it): a Content-Type costs about 1 µs there, 50-90 µs under policy.default.
+        if smime_kind(entity_headers(ctx.body), ctx.body) == "encrypted":
             entity = self._smime(ctx, services)
         elif classify(ctx.body) in _PGP_ENCRYPTED:
             entity = self._openpgp(ctx, services)

@@ -16,9 +16,12 @@ header that came from outside.
 
 from __future__ import annotations
 
+from email.message import Message
+
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from crypto.cms_common import entity_headers
 from crypto.openpgp import PgpError
 from crypto.pgp_mime import PgpKind, classify, open_pgp
 from crypto.smime import MalformedMessage
@@ -41,8 +44,7 @@ from gateway.trust import TrustError
 _PGP_SIGNED = (PgpKind.MIME_SIGNED, PgpKind.INLINE_SIGNED)
 
 
-def _smime_detached(ctx: MessageContext) -> bool:
-    headers = ctx.headers()
+def _smime_detached(headers: Message) -> bool:
     return (headers.get_content_type() == "multipart/signed" and str(
         headers.get_param("protocol", "") or "").lower() in (
         "application/pkcs7-signature", "application/x-pkcs7-signature"))
@@ -52,7 +54,9 @@ class VerifyStage:
     name = "verify"
 
     def run(self, ctx: MessageContext, services: Services) -> None:
-        if _smime_detached(ctx) or smime_kind(ctx.headers(), ctx.body) == "signed":
+        # As in the decrypt stage: the header block as the crypto layer reads it (compat32).
+        headers = entity_headers(ctx.body)
+        if _smime_detached(headers) or smime_kind(headers, ctx.body) == "signed":
             entity = self._smime(ctx, services)
         elif classify(ctx.body) in _PGP_SIGNED:
             entity = self._openpgp(ctx, services)
@@ -69,8 +73,11 @@ class VerifyStage:
             raise Defer(f"trust anchors unavailable: {exc}") from None
         sender = sender_address(ctx)
         try:
+            # The pinned certificates are only looked up for a self-issued signer, and a
+            # chain that validated before is taken from the trust store's cache.
             result = verify_smime(ctx.body, anchors, crls=crls, now=services.clock(),
-                                  pinned=pinned_for(services, sender))
+                                  pinned=lambda: pinned_for(services, sender),
+                                  chain_cache=services.trust.chain_cache)
         except MalformedMessage as exc:
             raise Quarantine(f"malformed S/MIME signature: {exc}") from None
         facts = ctx.inbound_crypto
