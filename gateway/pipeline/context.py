@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from email import policy
 from email.message import EmailMessage, Message
-from email.parser import BytesHeaderParser
 
 from crypto.canonical import encode_binary_bodies
 from gateway.consent.classify import ConsentRequest
 from gateway.delivery.recipients import MessageRef
 from gateway.delivery.routes import LocalRoute, Route
 from gateway.mime.entity import split_entity
-from gateway.mime.headers import prepend_headers, split_header_block
+from gateway.mime.headers import prepend_headers
+from gateway.mime.parsed import parse_header_block
 from gateway.models import Direction
 from gateway.pipeline.crypto_state import InboundCrypto, OutboundCrypto
 
@@ -47,6 +47,9 @@ class MessageContext:
     # Who acts on the message, for the audit trail (the worker's id).
     worker: str = "worker"
     parsed: EmailMessage | None = None
+    # The bytes the parse stage checked but left unparsed (a single top-level part): the
+    # reparse stage parses them in full, once, if no stage opened them meanwhile.
+    unparsed_body: bytes | None = field(default=None, repr=False)
     # What will be delivered; stages that transform the message replace it.
     content: bytes | None = None
     # X-Xgate-* headers added at delivery, after any such header from outside was removed.
@@ -103,9 +106,23 @@ class MessageContext:
         if cached is not None and cached[0] is body:
             return cached[1]
         # Only the header block: the parser would otherwise read every line of the body.
-        block, _ = split_header_block(body)
-        headers = BytesHeaderParser(policy=policy.default).parsebytes(block + b"\r\n\r\n")
+        headers = parse_header_block(body)
         self._headers = (body, headers)
         return headers
 
+    def structure_problem(self, check: Callable[[bytes], str | None]) -> str | None:
+        """``check`` (the raw MIME structure check) on ``body``, run once per distinct byte
+        string: the parse and reparse stages ask about the same bytes when decryption left
+        the message as it was."""
+        body = self.body
+        cached = self._structure
+        if cached is not None and cached[0] is body:
+            return cached[1]
+        problem = check(body)
+        self._structure = (body, problem)
+        return problem
+
+    # Keyed by the identity of the bytes looked at, and holding them: a later ``content``
+    # is another object, so an answer about other bytes is never handed out.
     _headers: tuple[bytes, Message] | None = field(default=None, repr=False)
+    _structure: tuple[bytes, str | None] | None = field(default=None, repr=False)

@@ -2,16 +2,23 @@
 
 A structure the parser had to guess at could hide a part from the scanner, so guessing fails
 closed: the message is kept as it came and quarantined with the reason.
+
+One full parse per message where possible: a message whose top-level entity is a single
+part (an S/MIME envelope, a plain text mail) has no part boundaries the parser could guess
+at, so the parse stage reads only its header block, and the full parse is made once, of
+what the decrypt and verify stages leave, by the reparse stage. A multipart or an attached
+message at the top is parsed in full at once, as before: its boundaries are checked before
+any stage takes it apart.
 """
 
 from __future__ import annotations
 
-from email import errors, policy
-from email.message import EmailMessage
-from email.parser import BytesParser
+from email import errors
+from email.message import EmailMessage, Message
 
 from crypto.canonical import encode_binary_bodies
 from gateway.delivery.notices import Bilingual
+from gateway.mime.parsed import parse_message
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Quarantine
 from gateway.services import Services
@@ -33,22 +40,26 @@ def parse_checked(data: bytes) -> EmailMessage:
     Used on what arrived and again on what decryption and signature unwrapping produce.
     """
     try:
-        parsed = BytesParser(policy=policy.default).parsebytes(data)
-        problems = sorted({type(d).__name__ for part in parsed.walk() for d in part.defects
-                           if isinstance(d, STRUCTURAL_DEFECTS)})
+        parsed = parse_message(data)
     except Exception as exc:  # noqa: BLE001 - any parser failure is a verdict, not a crash
         raise Quarantine(f"unparseable message: {type(exc).__name__}") from None
-    if problems:
-        raise Quarantine("malformed MIME structure: " + ", ".join(problems))
-    assert isinstance(parsed, EmailMessage)
+    _refuse_defects([part for part in parsed.walk()])
     return parsed
 
 
-def check_structure(data: bytes, services: Services) -> None:
+def _refuse_defects(entities: list[Message]) -> None:
+    problems = sorted({type(d).__name__ for part in entities for d in part.defects
+                       if isinstance(d, STRUCTURAL_DEFECTS)})
+    if problems:
+        raise Quarantine("malformed MIME structure: " + ", ".join(problems))
+
+
+def check_structure(ctx: MessageContext, services: Services) -> None:
     """Refuse a structure too big or too deep before the email package sees it: its parser
     takes time that grows with nesting depth times body size (minutes for a hostile 50 MB
-    message), while this check reads the raw lines once."""
-    problem = check_raw_structure(data, MimeLimits.from_settings(services.settings.scanning))
+    message), while this check reads the raw lines once (and once only per byte string)."""
+    limits = MimeLimits.from_settings(services.settings.scanning)
+    problem = ctx.structure_problem(lambda data: check_raw_structure(data, limits))
     if problem is not None:
         raise Quarantine(f"unscannable: {problem}",
                          notice=Bilingual(
@@ -57,11 +68,29 @@ def check_structure(data: bytes, services: Services) -> None:
                              "the message's MIME structure is too complex to be checked"))
 
 
+def _single_part(headers: Message) -> bool:
+    """Whether the parser would read the body of this top-level entity as one leaf: only
+    multipart/* and message/* bodies are parsed into entities (email.feedparser)."""
+    return headers.get_content_maintype() not in ("multipart", "message")
+
+
 class ParseStage:
     name = "parse"
 
     def run(self, ctx: MessageContext, services: Services) -> None:
-        check_structure(ctx.body, services)
+        check_structure(ctx, services)
+        try:
+            headers = ctx.headers()
+            single = _single_part(headers)
+        except Exception as exc:  # noqa: BLE001 - as in parse_checked
+            raise Quarantine(f"unparseable message: {type(exc).__name__}") from None
+        if single:
+            # The only structural defect such a message can have is in its header block,
+            # which the header-only parse reads exactly as the full parse would.
+            _refuse_defects([headers])
+            ctx.facts["mime_type"] = headers.get_content_type()
+            ctx.unparsed_body = ctx.body
+            return
         ctx.parsed = parse_checked(ctx.body)
         ctx.facts["mime_type"] = ctx.parsed.get_content_type()
 
@@ -79,8 +108,14 @@ class ReparseStage:
     name = "reparse"
 
     def run(self, ctx: MessageContext, services: Services) -> None:
-        if ctx.parsed is None:
-            check_structure(ctx.body, services)
-            ctx.content = encode_binary_bodies(ctx.body)
+        if ctx.parsed is not None:
+            return
+        if ctx.unparsed_body is ctx.body:
+            # Nothing was opened: the message as it came, whose structure the parse stage
+            # checked already; parsed in full here, once, as the parse stage would have.
             ctx.parsed = parse_checked(ctx.body)
-            ctx.facts["inner_mime_type"] = ctx.parsed.get_content_type()
+            return
+        check_structure(ctx, services)
+        ctx.content = encode_binary_bodies(ctx.body)
+        ctx.parsed = parse_checked(ctx.body)
+        ctx.facts["inner_mime_type"] = ctx.parsed.get_content_type()
