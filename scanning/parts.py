@@ -81,9 +81,49 @@ class Part:
 # --- the structure of raw bytes, before parsing -----------------------------------------------
 
 _LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)?")
-_NEXT_DASHES = re.compile(rb"(?:\r\n|\r|\n)--")
 # What the stdlib's feedparser takes for a header line; the first other line ends the block.
 _HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")
+
+
+class _DashLines:
+    """Where the next line that starts with "--" starts, found with ``bytes.find``.
+
+    A regular expression for "a line break, then two dashes" tried every position of a
+    body (6.4 ms per MB); ``find`` runs at memory speed. Lines end in LF or CRLF almost
+    always, so "\n--" is looked for first and "\r--" (a line ending in a lone CR) only
+    before that hit. Each search only moves forward, so the message is read at most once
+    by each, however many lines start with dashes.
+    """
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+        self._lf = -1  # the last "\n--" found (len(raw): none left); -1 before the first
+        self._cr = -1  # the last "\r--" found, or -1
+        self._cr_none_before = 0  # no "\r--" starts between the last search and here
+
+    def after(self, pos: int) -> int | None:
+        """The position of the "--" of the first line break at or after ``pos`` that is
+        followed by "--"; None if there is none."""
+        raw, size = self._raw, len(self._raw)
+        if self._lf < pos or self._cr < pos:
+            # memchr finds the first dash at once (base64 has none): no line that starts
+            # with dashes can start before the line break in front of it.
+            dash = raw.find(b"-", pos)
+            if dash < 0:
+                self._lf, self._cr, self._cr_none_before = size, -1, size
+                return None
+            pos = max(pos, dash - 1)
+        if self._lf < pos:
+            found = raw.find(b"\n--", pos)
+            self._lf = found if found >= 0 else size
+        if self._cr < pos:
+            start = max(pos, self._cr_none_before)
+            found = raw.find(b"\r--", start, self._lf) if start < self._lf else -1
+            self._cr = found
+            if found < 0:
+                self._cr_none_before = max(start, self._lf)
+        best = self._cr if 0 <= self._cr < self._lf else self._lf
+        return None if best >= size else best + 1
 
 
 @dataclass
@@ -108,15 +148,16 @@ def check_raw_structure(raw: bytes, limits: MimeLimits) -> str | None:
     header = bytearray()
     pos = 0
     size = len(raw)
+    dash_lines = _DashLines(raw)
     while pos < size:
         if not in_headers:
             if not stack:
                 return None  # a leaf body with nothing open around it: nothing more to find
             if not raw.startswith(b"--", pos):
-                found = _NEXT_DASHES.search(raw, pos)
+                found = dash_lines.after(pos)
                 if found is None:
                     return None
-                pos = found.end() - 2
+                pos = found
         match = _LINE.match(raw, pos)
         assert match is not None  # the pattern matches the empty string too
         line = match.group()
@@ -157,10 +198,15 @@ def check_raw_structure(raw: bytes, limits: MimeLimits) -> str | None:
             else default_type
         if content_type.startswith("multipart/"):
             boundary = entity.get_boundary()
-            if boundary is not None:
-                stack.append(_OpenMultipart(
-                    b"--" + boundary.encode("ascii", "surrogateescape"), depth,
-                    content_type == "multipart/digest"))
+            try:
+                delimiter = None if boundary is None else \
+                    b"--" + boundary.encode("ascii", "surrogateescape")
+            except UnicodeEncodeError:
+                # Bytes the header parser replaced (U+FFFD): no line of the body can match
+                # such a boundary, for the parser neither, so there is nothing to follow.
+                delimiter = None
+            if delimiter is not None:
+                stack.append(_OpenMultipart(delimiter, depth, content_type == "multipart/digest"))
         elif content_type.startswith("message/") and content_type != "message/delivery-status":
             # An attached message: its own header block starts right here.
             parts += 1
