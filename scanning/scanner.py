@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesParser
 
-from scanning.archives import ArchiveLimits, ArchiveRejected, check_archive, iter_members
+from scanning.archives import ArchiveLimits, ArchiveRejected, iter_members
 from scanning.clamd_client import ClamdAnswer, ClamdClient
 from scanning.config import ScannerConfig
 from scanning.content_types import blocked_type
@@ -155,26 +155,31 @@ class MessageScanner:
         encrypted = encryption_of(part.data)
         if encrypted is not None:
             yield part.path, part.data, part.filename, encrypted
+        # Executables, scripts and encrypted files mostly arrive zipped: look inside, in
+        # the same one walk that checks the archive limits (decompressing once). What the
+        # members showed counts only if the whole archive is within the limits; an archive
+        # over a limit is that one finding, and nothing in it is opened.
         name = part.filename or part.path
-        over = check_archive(part.data, name, self.archive_limits)
-        if over is not None:
-            found.append(Finding(Verdict.UNSCANNABLE, over, part.path))
+        members_found: list[Finding] = []
+        encrypted_members: list[tuple[str, bytes, str | None, Encrypted]] = []
+        try:
+            for path, content in iter_members(part.data, name, self.archive_limits):
+                if len(found) + len(members_found) >= _MAX_FINDINGS_PER_PART:
+                    continue  # enough to tell; the walk goes on for the limits
+                member_name = path.rsplit("/", 1)[-1]
+                reason = blocked_type(content, member_name, self.config.blocked_types)
+                if reason is not None:
+                    members_found.append(
+                        Finding(Verdict.BLOCKED, f"{reason} in {path}", part.path))
+                inside = encryption_of(content)
+                if inside is not None:
+                    encrypted_members.append(
+                        (f"{part.path} > {path}", content, member_name, inside))
+        except ArchiveRejected as exc:
+            found.append(Finding(Verdict.UNSCANNABLE, exc.reason, part.path))
         else:
-            # Executables, scripts and encrypted files mostly arrive zipped: look inside
-            # (within the limits just checked, so this pass is bounded too).
-            try:
-                for path, content in iter_members(part.data, name, self.archive_limits):
-                    if len(found) >= _MAX_FINDINGS_PER_PART:
-                        break
-                    member_name = path.rsplit("/", 1)[-1]
-                    reason = blocked_type(content, member_name, self.config.blocked_types)
-                    if reason is not None:
-                        found.append(Finding(Verdict.BLOCKED, f"{reason} in {path}", part.path))
-                    inside = encryption_of(content)
-                    if inside is not None:
-                        yield f"{part.path} > {path}", content, member_name, inside
-            except ArchiveRejected as exc:
-                found.append(Finding(Verdict.UNSCANNABLE, exc.reason, part.path))
+            yield from encrypted_members
+            found.extend(members_found)
         walk.findings.extend(found)
 
     def _open(self, label: str, data: bytes, name: str | None, found: Encrypted, level: int,
