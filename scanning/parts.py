@@ -383,16 +383,19 @@ def _decode_with_body(entity: Message) -> tuple[bytes, str | bytes | None]:
             if decoded is not None:
                 return decoded, text
         return decode_body(entity), None
-    data = decode_body(entity)
-    if encoding in _IDENTITY_ENCODINGS:
-        return data, data  # the bytes as they arrived
     if encoding == "quoted-printable":
         text = entity.get_payload()
         # Every byte of quoted-printable comes out as itself or as the byte it escapes.
         # With 8-bit bytes in it the parser hands back a charset-decoded copy instead of
         # the text as it stands: then the body is not known here.
         if isinstance(text, str) and text.isascii():
-            return data, text
+            # What the stdlib does (quopri.decodestring is a2b_qp), without first copying
+            # the text into bytes.
+            return binascii.a2b_qp(text), text
+        return decode_body(entity), None
+    data = decode_body(entity)
+    if encoding in _IDENTITY_ENCODINGS:
+        return data, data  # the bytes as they arrived
     return data, None
 
 

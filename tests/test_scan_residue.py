@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import quopri
 from collections.abc import Callable, Iterable, Iterator
 from email import policy
 from email.message import Message
@@ -215,3 +216,20 @@ def test_base64_decodes_as_the_email_package_does(data: bytes, line: int, newlin
         text = leaf.body.encode() if isinstance(leaf.body, str) else leaf.body
         assert text.rstrip(b"\r\n").rstrip(b"=").translate(None, b"\r\n" + _ALPHABET) == b""
         assert raw.count(text) >= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=300), newline=st.sampled_from([b"\r\n", b"\n"]),
+       noise=st.lists(st.tuples(st.integers(0, 400), st.sampled_from(
+           [b"=", b"=4", b"=ZZ", b" ", b"\t", b"\r", b"\xfc", b"=\r\n"])), max_size=3))
+def test_quoted_printable_decodes_as_the_email_package_does(
+        data: bytes, newline: bytes, noise: list[tuple[int, bytes]]) -> None:
+    body = quopri.encodestring(data).replace(b"\n", newline)
+    for at, extra in noise:
+        body = body[:at] + extra + body[at:]
+    raw = HEAD + b"\r\n" + attachment(body, b"quoted-printable") + newline + b"--b--" + newline
+    message = parse(raw)
+    (leaf,) = scan_leaves(message, MimeLimits())
+    assert leaf.part.data == last_part_decoded(message)
+    if leaf.body:  # an empty body has nothing to leave out
+        assert len(body_spans(raw, [leaf.body])) == 1
