@@ -64,20 +64,27 @@ def _nested_mail(sender: str, subject: str) -> bytes:
             "MIME-Version: 1.0\r\n").encode() + body
 
 
-def hostile_corpus() -> dict[str, bytes]:
-    """Envelope sender -> message: bombs, many-member zips and deep nesting, in turn."""
+# What each kind of hostile message must be refused for (words of the reason), as in
+# tests/test_pipeline_scan.py; a bomb may be stopped by any of the archive limits.
+HOSTILE_REASONS = {"bomb": ("",), "many members": ("members",),
+                   "deep nesting": ("nest", "deep", "depth")}
+
+
+def hostile_corpus() -> dict[str, tuple[str, bytes]]:
+    """Envelope sender -> (kind, message): bombs, many-member zips and deep nesting in turn."""
     bomb = nested_bomb(levels=4)  # 16**4 files of 10 MiB if unpacked
     many = make_zip({f"f{i}.txt": b"x" for i in range(20_000)})
-    corpus: dict[str, bytes] = {}
+    corpus: dict[str, tuple[str, bytes]] = {}
     for i in range(HOSTILE):
         sender = f"hostile-{i:02d}@example.org"
-        kind = i % 3
-        if kind == 0:
-            corpus[sender] = _attachment_mail(sender, f"Bombe {i}", "42.zip", bomb)
-        elif kind == 1:
-            corpus[sender] = _attachment_mail(sender, f"Viele {i}", "viele.zip", many)
+        kind = list(HOSTILE_REASONS)[i % len(HOSTILE_REASONS)]
+        if kind == "bomb":
+            raw = _attachment_mail(sender, f"Bombe {i}", "42.zip", bomb)
+        elif kind == "many members":
+            raw = _attachment_mail(sender, f"Viele {i}", "viele.zip", many)
         else:
-            corpus[sender] = _nested_mail(sender, f"Tief {i}")
+            raw = _nested_mail(sender, f"Tief {i}")
+        corpus[sender] = (kind, raw)
     return corpus
 
 
@@ -178,8 +185,9 @@ def test_clean_mail_flows_past_hostile_mail(served: Served) -> None:
     hostile, clean = hostile_corpus(), clean_corpus()
     sent = Sent()
     start = time.time() + 0.5
-    threads = [threading.Thread(target=send, args=(served.inbound, [item], sent, start, 0.0))
-               for item in hostile.items()]
+    threads = [threading.Thread(target=send, args=(served.inbound, [(sender, raw)], sent,
+                                                   start, 0.0))
+               for sender, (_kind, raw) in hostile.items()]
     # Client k sends clean messages k, k + 4, ...: together one every 0.1 s.
     items = list(clean.items())
     interval = CLEAN_CLIENTS / CLEAN_PER_SECOND
@@ -210,9 +218,11 @@ def test_clean_mail_flows_past_hostile_mail(served: Served) -> None:
             f"SELECT mail_from, state, reason, updated_at FROM messages WHERE {ours}"):
         states[str(sender)], reasons[str(sender)] = str(state), str(reason)
         settled[str(sender)] = _stamp(updated)
-    for sender in hostile:
+    for sender, (kind, _raw) in hostile.items():
         assert states[sender] == "quarantined", (sender, states[sender], reasons[sender])
         assert reasons[sender].startswith("unscannable: "), (sender, reasons[sender])
+        assert any(word in reasons[sender] for word in HOSTILE_REASONS[kind]), (
+            kind, reasons[sender])
     not_delivered = {s: (states[s], reasons[s]) for s in clean if states[s] != "delivered"}
     assert not not_delivered, not_delivered
 
