@@ -11,6 +11,8 @@ from asn1crypto import cms, core  # type: ignore[import-untyped]
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 
+from crypto.mime_base64 import decode_base64
+
 
 class GcmParameters(core.Sequence):  # type: ignore[misc]
     """RFC 5084 GCMParameters; asn1crypto leaves them as an opaque Any."""
@@ -145,7 +147,7 @@ def entity_body(raw_mime: bytes, headers: Message) -> bytes:
         # Non-strict: line breaks and other characters outside the alphabet are skipped,
         # as MIME requires of a decoder (RFC 2045 6.8).
         try:
-            return binascii.a2b_base64(body)
+            return decode_base64(body)
         except binascii.Error as exc:
             raise ValueError(f"bad base64 body: {exc}") from None
     if encoding in ("7bit", "8bit", "binary"):
