@@ -15,6 +15,7 @@ from gateway.delivery.journal import RelayJournal
 from gateway.delivery.transport import Transport
 from gateway.keydir.own_key_cache import OwnKeyLookup, PrivateKeyCache
 from gateway.portal.pickup.sender import CodeSender
+from gateway.queue import wake
 from gateway.scanner_health import ScannerHealth
 from gateway.settings import ScanningSettings, Settings
 from gateway.trust import TrustStore
@@ -74,9 +75,11 @@ def build_services(settings: Settings, *, transport: Transport | None = None,
 
         transport = SmtpRelayTransport(settings)
     engine = make_engine(settings)
+    sessions = make_session_factory(engine)
+    wake.install(sessions, settings)
     return Services(
         settings=settings,
-        sessions=make_session_factory(engine),
+        sessions=sessions,
         master_key=MasterKey.load(settings.resolve(settings.storage.master_key_file)),
         transport=transport,
         pgp=make_pgp_backend(settings),

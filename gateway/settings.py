@@ -102,6 +102,10 @@ class WorkerSettings(_Section):
     processes: int = Field(default=2, ge=1, le=64)
     # Worker threads in each worker process ("xgate serve worker").
     count: int = Field(default=1, ge=1, le=64)
+    # Whoever stores runnable mail wakes the workers (gateway.queue.wake: PostgreSQL NOTIFY,
+    # on SQLite a socket under data_dir); then the poll is only the fallback for a lost
+    # wake-up. Off: the workers find new mail by polling alone.
+    wake: bool = True
     poll_interval_seconds: float = Field(default=0.5, gt=0)
     # A message claimed by a worker that died is taken over once this much time has passed.
     lease_seconds: float = Field(default=120, gt=0)

@@ -32,7 +32,8 @@ from gateway.pipeline.driver import PipelineResult, StageTimer, run_pipeline
 from gateway.pipeline.pipelines import stages_for
 from gateway.queue.lease import LeaseKeeper
 from gateway.queue.spool import content_context
-from gateway.queue.store import Claim, claim_next, load, release
+from gateway.queue.store import Claim, claim_next, load, next_due, release
+from gateway.queue.wake import Doorbell
 from gateway.services import Services
 from mailboxes.directory import all_addresses
 from mailboxes.store import file_sealed
@@ -71,19 +72,47 @@ class Worker:
         self.timer = timer
         self._claimed_ahead: Claim | None = None
 
-    def run_forever(self, stop: threading.Event) -> None:
+    def run_forever(self, stop: threading.Event, doorbell: Doorbell | None = None) -> None:
+        """Process messages until ``stop``. With a ``doorbell`` (gateway.queue.wake) an idle
+        worker sleeps until it rings, until the next retry or lease end is due, or at most
+        the poll interval; without one it polls. Whoever sets ``stop`` rings the doorbell."""
         poll = self.services.settings.workers.poll_interval_seconds
         # A message claimed ahead is finished before stopping: it is this worker's already,
         # and left alone it would wait for its lease to run out.
         while not stop.is_set() or self._claimed_ahead is not None:
+            # Noted before looking for work: a ring while we look is not slept through.
+            seen = doorbell.rings if doorbell is not None else 0
             try:
                 busy = self.process_one(claim_ahead=not stop.is_set())
             except OperationalError as exc:
                 log.warning("%s: database unavailable (%s); retrying", self.name,
                             type(exc).__name__)
                 busy = False
-            if not busy:
+                if doorbell is not None:
+                    # No sleeping on a timer read from a database that is away.
+                    stop.wait(poll)
+                    continue
+            if busy:
+                continue
+            if doorbell is None:
                 stop.wait(poll)
+            elif not stop.is_set():
+                doorbell.wait(seen, self._idle_seconds(poll))
+
+    def _idle_seconds(self, poll: float) -> float:
+        """How long an idle worker may sleep: until the next message is due by time alone,
+        at most ``poll`` (the fallback for a ring that got lost)."""
+        try:
+            with read_scope(self.services.sessions) as session:
+                due = next_due(session)
+        except OperationalError:
+            return poll
+        if due is None:
+            return poll
+        # A little after the due moment, since claims compare with <=; and never 0, or a
+        # message another worker holds locked this instant would make us spin.
+        until = (due - self.services.clock()).total_seconds() + 0.005
+        return min(poll, max(0.01, until))
 
     def process_one(self, *, claim_ahead: bool = False) -> bool:
         """Process one message if one is runnable. True if one was processed.

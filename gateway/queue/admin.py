@@ -12,6 +12,7 @@ from gateway import audit
 from gateway.audit import AuditAction
 from gateway.errors import GatewayError
 from gateway.models import Message, MessageState, RecipientState
+from gateway.queue.wake import mark_runnable
 
 # States an operator may send back to the workers. Delivered and rejected messages are done
 # (a rejected one was bounced to its sender already); a processing one belongs to a worker.
@@ -55,6 +56,7 @@ def retry(session: Session, queue_id: str, *, operator: str, now: datetime) -> M
     message.next_attempt_at = now
     message.updated_at = now
     message.reason = f"retry requested by {operator}"
+    mark_runnable(session)
     audit.record(session, actor=operator, action=AuditAction.RETRY, queue_id=message.queue_id,
                  detail={"previous_state": previous.value,
                          "previous_reason": previous_reason,

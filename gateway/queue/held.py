@@ -30,6 +30,7 @@ from gateway.models import (
     Recipient,
     RecipientState,
 )
+from gateway.queue.wake import mark_runnable
 
 # How the reason of a message held for a missing key starts (gateway.policy.outbound writes
 # it), for the people reading it.
@@ -62,4 +63,6 @@ def requeue_held_for(session: Session, addresses: Iterable[str], *, actor: str,
                                 updated_at=now, reason=f"re-queued: {why}", hold_kind=None))
         audit.record(session, actor=actor, action=AuditAction.REQUEUED, queue_id=queue_id,
                      detail={"reason": why})
+    if rows:
+        mark_runnable(session)
     return [queue_id for _, queue_id in rows]

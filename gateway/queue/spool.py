@@ -26,6 +26,7 @@ from gateway.models import (
     RecipientState,
     SealedContent,
 )
+from gateway.queue.wake import mark_runnable
 
 
 @dataclass(frozen=True)
@@ -143,4 +144,5 @@ def store_batch(session: Session, batch: Sequence[Arrival]) -> list[Stored]:
         "auth_user": a.prepared.envelope.auth_user,
         **({"tls": a.prepared.envelope.tls} if a.prepared.envelope.tls is not None else {}),
     }) for a in batch])
+    mark_runnable(session)
     return [Stored(mid, p.queue_id) for mid, p in pairs]

@@ -67,6 +67,21 @@ _RELEASE = (update(_m).where(_HELD_BY)
 _RELEASE_RESCHEDULED = _RELEASE.values(next_attempt_at=bindparam("next_attempt"))
 
 
+# When the next message becomes claimable without anyone storing anything: a retry whose
+# time comes, or the lease of a worker that stopped running out.
+_NEXT_RUNNABLE = select(func.min(_m.c.next_attempt_at)).where(
+    _m.c.state.in_([s.value for s in RUNNABLE_STATES]))
+_NEXT_LEASE_END = select(func.min(_m.c.lease_until)).where(
+    _m.c.state == MessageState.PROCESSING.value)
+
+
+def next_due(session: Session) -> datetime | None:
+    """The earliest moment a message becomes claimable by time alone; None if none will."""
+    times = [t for t in (session.execute(_NEXT_RUNNABLE).scalar(),
+                         session.execute(_NEXT_LEASE_END).scalar()) if t is not None]
+    return min(times) if times else None
+
+
 def claim_next(session: Session, owner: str, now: datetime, lease_seconds: float) -> Claim | None:
     row = session.execute(_CLAIMABLE, {"now": now}).one_or_none()
     if row is None:

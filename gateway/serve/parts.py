@@ -61,6 +61,7 @@ def run_workers(settings: Settings) -> int:
     from gateway.consent.holds import HoldExpiry
     from gateway.metrics import StageMetrics
     from gateway.pipeline.worker import Worker, prune_relay_journal, worker_name
+    from gateway.queue.wake import Doorbell, listener_for
     from gateway.services import build_services
     from mailboxes.scheduler.runner import Scheduler
 
@@ -86,9 +87,9 @@ def run_workers(settings: Settings) -> int:
     stop_on_signals(stop)
     watch_parent(stop.set)
 
-    def _run(worker: Worker) -> None:
+    def _run(worker: Worker, doorbell: Doorbell | None) -> None:
         try:
-            worker.run_forever(stop)
+            worker.run_forever(stop, doorbell)
         except Exception:
             # Worker.run_forever survives database outages; anything else is a bug. The
             # process exits non-zero so the supervisor restarts it; the message the thread
@@ -97,8 +98,14 @@ def run_workers(settings: Settings) -> int:
             crashed.set()
             stop.set()
 
+    # Woken when mail is stored (gateway.queue.wake); without, the workers poll.
+    doorbell = Doorbell() if settings.workers.wake else None
+    listener = (listener_for(settings, services.sessions.kw["bind"], doorbell)
+                if doorbell is not None else None)
+    if listener is not None:
+        listener.start()
     threads = [threading.Thread(target=_run, name=f"worker-{i}",
-                                args=(Worker(services, worker_name(i), timer=timer),))
+                                args=(Worker(services, worker_name(i), timer=timer), doorbell))
                for i in range(settings.workers.count)]
     for thread in threads:
         thread.start()
@@ -106,8 +113,12 @@ def run_workers(settings: Settings) -> int:
     # A timed wait, so the signal handlers run promptly in this (the main) thread.
     while not stop.wait(0.5):
         pass
+    if doorbell is not None:
+        doorbell.ring()  # the idle workers see the stop now
     for thread in threads:
         thread.join()
+    if listener is not None:
+        listener.stop()
     checkpointer.stop()
     hold_expiry.stop()
     scheduler.stop()
