@@ -16,12 +16,14 @@ from typing import Any
 import pytest
 
 from gateway.db import session_scope
+from gateway.keydir.models import InvalidSignature
+from gateway.keydir.partners import add_partner, delete_partner, partner_for, update_partner
 from gateway.mime.parsed import FieldCachingMessage, parse_header_block, parse_message
 from gateway.models import MessageState
 from gateway.pipeline.stages import parse as parse_stage
 from gateway.pipeline.worker import Worker
 from gateway.services import Services
-from gateway.settings import Settings
+from gateway.settings import OutboundPolicy, Settings
 from mailboxes.directory import add_mailbox
 from tests.conftest import make_settings
 from tests.support import crypto_setup
@@ -246,3 +248,38 @@ def test_a_single_part_with_a_broken_header_block_is_quarantined(
     assert message.state == MessageState.QUARANTINED
     assert message.reason == "malformed MIME structure: MissingHeaderBodySeparatorDefect"
     assert filed_copies(gw, MAILBOX) == []
+
+
+# --- the partner's policy, read for every message -------------------------------------------
+
+
+def test_a_partner_change_holds_for_the_next_message(gw: Services) -> None:
+    """The clock stands still: a change at the same instant as the last one still counts."""
+    crypto_setup.partner(gw, "Partner", "partner.example")
+    first = enqueue(gw, [MAILBOX], PLAIN)
+    drain(gw)
+    assert load_message(gw, first).state == MessageState.DELIVERED
+    with session_scope(gw.sessions) as s:
+        update_partner(s, "Partner", actor="admin", now=gw.clock(),
+                       inbound_require_encryption=True)
+    second = enqueue(gw, [MAILBOX], PLAIN.replace(b"<1@", b"<2@"))
+    drain(gw)
+    message = load_message(gw, second)
+    assert message.state == MessageState.QUARANTINED
+    assert "encrypt" in (message.reason or "")
+    with session_scope(gw.sessions) as s:
+        found = partner_for(s, "A@Partner.Example")
+        assert found is not None and found.inbound_require_encryption
+        assert found.outbound_policy is OutboundPolicy.EITHER
+        assert found.inbound_invalid_signature is InvalidSignature.QUARANTINE
+        assert found.pattern == "partner.example"
+        add_partner(s, "Person", actor="admin", now=gw.clock(),
+                    patterns=["a@partner.example"], inbound_require_signature=True)
+    with session_scope(gw.sessions) as s:
+        exact = partner_for(s, "a@partner.example")
+        assert exact is not None and exact.name == "Person" and exact.pattern == "a@partner.example"
+        assert partner_for(s, "a@sub.partner.example") is None
+        delete_partner(s, "Person", actor="admin")
+    with session_scope(gw.sessions) as s:
+        again = partner_for(s, "a@partner.example")
+        assert again is not None and again.name == "Partner"

@@ -126,3 +126,5 @@ class MessageContext:
     # is another object, so an answer about other bytes is never handed out.
     _headers: tuple[bytes, Message] | None = field(default=None, repr=False)
     _structure: tuple[bytes, str | None] | None = field(default=None, repr=False)
+    # gateway.pipeline.stages.sender: the author's address, per header object it was read from.
+    sender_cache: tuple[Message, str] | None = field(default=None, repr=False)

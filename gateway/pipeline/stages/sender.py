@@ -14,8 +14,17 @@ def sender_address(ctx: MessageContext) -> str:
     that is what a signer must match. With no usable From (none, several, garbled) the
     envelope sender stands in; an empty result matches no key and no partner.
     """
-    values = ctx.headers().get_all("From") or []
+    headers = ctx.headers()
+    cached = ctx.sender_cache
+    # Several stages ask (decrypt, verify, scan, inbound policy), and parsing an address
+    # field is the dearest header read there is; asked again only when the headers changed
+    # (decryption can bring a protected From up from inside). policy.default's parse stays:
+    # it decodes RFC 2047 display names before the address is picked out.
+    if cached is not None and cached[0] is headers:
+        return cached[1]
+    values = headers.get_all("From") or []
     addresses = [addr for _, addr in getaddresses([str(v) for v in values]) if addr]
-    if len(addresses) == 1 and "@" in addresses[0]:
-        return addresses[0].lower()
-    return ctx.mail_from.lower()
+    found = addresses[0].lower() if len(addresses) == 1 and "@" in addresses[0] \
+        else ctx.mail_from.lower()
+    ctx.sender_cache = (headers, found)
+    return found
