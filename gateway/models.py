@@ -106,6 +106,8 @@ class Message(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Scans clamd took and then dropped or hung on (gateway.pipeline.stages.scan).
+    scan_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Why the message is in its state (the last outcome's reason); never message content.

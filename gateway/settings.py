@@ -165,6 +165,10 @@ class ScanningSettings(_Section):
     # message is then unscannable) instead of our timeout (the message would wait forever).
     timeout_seconds: float = Field(default=150, gt=0)
     max_concurrent_scans: int = Field(default=4, ge=1, le=64)
+    # A message on which clamd crashed or hung (it took the content, then gave no verdict)
+    # this many times is quarantined as unscannable, with a notice, instead of waiting until
+    # its lifetime ends. clamd unreachable for everyone (refused, no socket) does not count.
+    unscannable_after_failures: int = Field(default=5, ge=1)
     # Log an error and raise xgate_scanner_failing once clamd has failed this long.
     alert_after_seconds: float = Field(default=300, gt=0)
     # The managed clamd: its socket (under data_dir), where signatures come from, its limits.

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from scanning.errors import ScannerUnavailable
+from scanning.errors import ScanInterrupted, ScannerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,15 @@ def managed_socket_path(settings: ClientSettings) -> Path:
 
 class _ConnectionLost(Exception):
     """Connecting failed or clamd went away before answering: worth one retry."""
+
+    def __init__(self, message: str, *, after_connect: bool = False) -> None:
+        super().__init__(message)
+        # clamd had accepted the connection: it went away while it had our command.
+        self.after_connect = after_connect
+
+
+class _Stalled(TimeoutError):
+    """The deadline passed after clamd had accepted the connection (not while connecting)."""
 
 
 class _Deadline:
@@ -290,16 +299,22 @@ class ClamdClient:
         is the caller's whole budget.
         """
         name = command.strip(b"z\0").decode()
+        # A scan that clamd took and then dropped or hung on is ScanInterrupted, which the
+        # pipeline counts against the message; a clamd nobody can reach (refused, no socket,
+        # connect timeout, all slots busy) is plain ScannerUnavailable, nobody's fault.
+        interrupted = False
         for attempt in (1, 2):
             try:
                 return self._once(command, deadline, payload)
-            except TimeoutError:
-                raise ScannerUnavailable(
+            except TimeoutError as exc:
+                stalled = payload is not None and (interrupted or isinstance(exc, _Stalled))
+                raise (ScanInterrupted if stalled else ScannerUnavailable)(
                     f"clamd at {self.address} did not answer {name} within "
                     f"{deadline.seconds:g} s") from None
             except _ConnectionLost as exc:
+                interrupted = interrupted or (payload is not None and exc.after_connect)
                 if attempt == 2 or deadline.left() <= RETRY_PAUSE_SECONDS:
-                    raise ScannerUnavailable(
+                    raise (ScanInterrupted if interrupted else ScannerUnavailable)(
                         f"clamd at {self.address} unreachable for {name}: {exc}") from None
                 log.info("clamd at %s: %s; retrying once", self.address, exc)
                 time.sleep(RETRY_PAUSE_SECONDS)
@@ -318,10 +333,12 @@ class ClamdClient:
                 # clamd may have answered and closed (stream too long): read the answer.
                 pass
             return self._read_reply(sock, deadline)
-        except TimeoutError:
-            raise
+        except TimeoutError as exc:
+            raise _Stalled(str(exc)) from None
+        except _ConnectionLost as exc:
+            raise _ConnectionLost(str(exc), after_connect=True) from None
         except OSError as exc:
-            raise _ConnectionLost(str(exc) or type(exc).__name__) from None
+            raise _ConnectionLost(str(exc) or type(exc).__name__, after_connect=True) from None
         finally:
             sock.close()
 

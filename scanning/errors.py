@@ -14,6 +14,13 @@ class ScannerUnavailable(ScanningError):
     """
 
 
+class ScanInterrupted(ScannerUnavailable):
+    """clamd took the content and then gave no verdict: it went away or stopped answering
+    while scanning it. Unlike clamd being unreachable for everyone, this may be the content's
+    doing (a file that crashes or hangs clamd), so the pipeline counts it against the message
+    (gateway.pipeline.stages.scan)."""
+
+
 class ManagedClamdError(ScanningError):
     """The managed clamd cannot be set up or started: no signature database, clamd missing,
     a socket path too long, clamd exiting during start-up. Scanning is impossible, so

@@ -19,7 +19,7 @@ from gateway.delivery.dsn import Failure, build_notice
 from gateway.delivery.recipients import fail_recipients, failed_responses
 from gateway.models import Direction, HoldKind, MessageState, RecipientState
 from gateway.pipeline.context import MessageContext
-from gateway.pipeline.outcomes import Defer, Hold, Outcome, Quarantine, Reject
+from gateway.pipeline.outcomes import Defer, Hold, Outcome, Quarantine, Reject, ScanFailed
 from gateway.queue.spool import Envelope, store_received
 from gateway.services import Services
 
@@ -72,6 +72,8 @@ class Applied:
     audit_action: AuditAction
     next_attempt: datetime | None = None
     hold_kind: HoldKind | None = None  # what a held message waits for; None in other states
+    # clamd failed on this message's content: its count of such failures goes up by one.
+    scan_failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,8 @@ def apply(outcome: Outcome | None, at: Finishing) -> Applied:
     if tell_recipients:
         _notify_recipients(at, addresses, outcome.reason)
     return Applied(rule.state, outcome.reason, rule.audit_action, next_attempt,
-                   outcome.kind if isinstance(outcome, Hold) else None)
+                   outcome.kind if isinstance(outcome, Hold) else None,
+                   scan_failed=isinstance(outcome, ScanFailed))
 
 
 def _completed(at: Finishing) -> Applied:

@@ -59,3 +59,9 @@ class Defer(Outcome):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+class ScanFailed(Defer):
+    """clamd took the message's content and gave no verdict (it crashed or hung on it): a
+    retry like any deferral, but counted against the message, which the scan stage
+    quarantines as unscannable once the count reaches its limit."""

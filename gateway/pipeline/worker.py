@@ -219,7 +219,8 @@ class Worker:
             if not release(session, claim, state=state, reason=reason, now=now,
                            next_attempt_at=next_attempt,
                            facts=json.dumps(facts, sort_keys=True) if facts else None,
-                           hold_kind=applied.hold_kind, case_reference=ctx.case_reference):
+                           hold_kind=applied.hold_kind, case_reference=ctx.case_reference,
+                           scan_failed=applied.scan_failed):
                 # Another worker took over after our lease ran out; its result counts.
                 log.warning("%s: lease lost before finishing; result discarded", claim.queue_id)
                 session.rollback()

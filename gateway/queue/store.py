@@ -65,6 +65,8 @@ _RELEASE = (update(_m).where(_HELD_BY)
                     case_reference=func.coalesce(bindparam("case_reference"),
                                                  _m.c.case_reference)))
 _RELEASE_RESCHEDULED = _RELEASE.values(next_attempt_at=bindparam("next_attempt"))
+_RELEASE_SCAN_FAILED = _RELEASE_RESCHEDULED.values(scan_failures=_m.c.scan_failures + 1)
+_SCAN_FAILURES = select(_m.c.scan_failures).where(_m.c.id == bindparam("mid"))
 
 
 # When the next message becomes claimable without anyone storing anything: a retry whose
@@ -104,11 +106,12 @@ def renew_lease(session: Session, claim: Claim, now: datetime, lease_seconds: fl
 def release(session: Session, claim: Claim, *, state: MessageState, reason: str | None,
             now: datetime, next_attempt_at: datetime | None = None,
             facts: str | None = None, hold_kind: HoldKind | None = None,
-            case_reference: str | None = None) -> bool:
+            case_reference: str | None = None, scan_failed: bool = False) -> bool:
     """Move a claimed message to its next state. False if the lease was lost meanwhile.
 
     ``facts`` (JSON) replaces the message's recorded facts; None keeps them. ``hold_kind``
     is set as given (None unless it is held); ``case_reference`` None keeps the one known.
+    ``scan_failed`` (with a ``next_attempt_at``) counts one more scan clamd failed on.
     """
     params: dict[str, object] = {"mid": claim.message_id, "owner": claim.owner,
                                  "new_state": state.value, "reason": reason, "now": now,
@@ -117,10 +120,15 @@ def release(session: Session, claim: Claim, *, state: MessageState, reason: str 
                                  "case_reference": case_reference}
     statement = _RELEASE
     if next_attempt_at is not None:
-        statement = _RELEASE_RESCHEDULED
+        statement = _RELEASE_SCAN_FAILED if scan_failed else _RELEASE_RESCHEDULED
         params["next_attempt"] = next_attempt_at
     result = session.execute(statement, params)
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def scan_failures(session: Session, message_id: int) -> int:
+    """How often clamd has failed while scanning this message (see ScanFailed)."""
+    return int(session.execute(_SCAN_FAILURES, {"mid": message_id}).scalar_one())
 
 
 @dataclass(frozen=True)

@@ -3,22 +3,27 @@
 Inbound it runs on what decryption produced; outbound before the message is signed and
 encrypted, so the gateway never seals malware for a partner. A finding quarantines the
 message; the sender is told that it was not delivered, not which signature matched. With
-the scanner away, the message waits in the queue: it is never delivered unscanned.
+the scanner away, the message waits in the queue: it is never delivered unscanned. A message
+on which clamd itself fails again and again (it crashes or hangs on the content) is
+quarantined as unscannable after [scanning] unscannable_after_failures tries.
 """
 
 from __future__ import annotations
+
+from typing import NoReturn
 
 from gateway.db import read_scope
 from gateway.delivery.notices import Bilingual
 from gateway.models import Direction
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.opening import PipelineOpener
-from gateway.pipeline.outcomes import Defer, Quarantine
+from gateway.pipeline.outcomes import Defer, Quarantine, ScanFailed
 from gateway.pipeline.stages.parse import parse_checked
 from gateway.pipeline.stages.sender import sender_address
 from gateway.quarantine.records import is_released
+from gateway.queue.store import scan_failures
 from gateway.services import Services
-from scanning.errors import ScannerUnavailable
+from scanning.errors import ScanInterrupted, ScannerUnavailable
 from scanning.verdict import Verdict
 
 SENDER_NOTICE = Bilingual(
@@ -34,10 +39,16 @@ class ScanStage:
     def run(self, ctx: MessageContext, services: Services) -> None:
         with read_scope(services.sessions) as session:
             released = is_released(session, ctx.message_id)
+            failed_before = scan_failures(session, ctx.message_id)
         parsed = ctx.parsed if ctx.parsed is not None else parse_checked(ctx.body)
         try:
             result = services.scanner.scan(parsed, ctx.body, opener_for(ctx, services))
+        except ScanInterrupted as exc:
+            services.scanner_health.failed(str(exc))
+            _count_failure(ctx, services, failed_before + 1, exc)
         except ScannerUnavailable as exc:
+            # Unreachable for every message alike (refused, no socket, all slots busy): not
+            # this message's doing, so it waits uncounted for as long as clamd is away.
             services.scanner_health.failed(str(exc))
             raise Defer(f"virus scanner unavailable: {exc}") from None
         services.scanner_health.succeeded()
@@ -53,6 +64,24 @@ class ScanStage:
             return
         if not result.clean:
             raise Quarantine(result.detail, notice=SENDER_NOTICE)
+
+
+def _count_failure(ctx: MessageContext, services: Services, failures: int,
+                   exc: ScanInterrupted) -> NoReturn:
+    """clamd took this message's content and then crashed or hung: counted (the worker
+    records the count with the deferral, in one transaction), and at the limit the message
+    is quarantined as unscannable, fail closed, instead of waiting until its lifetime ends.
+
+    A message that was only scanning alongside the one that crashed clamd is counted too;
+    it passes on a later try, long before the limit.
+    """
+    limit = services.settings.scanning.unscannable_after_failures
+    if failures >= limit:
+        ctx.facts["scan"] = (f"unscannable: clamd failed on this message {failures} times "
+                             f"(last: {exc})")
+        raise Quarantine(ctx.facts["scan"], notice=SENDER_NOTICE) from None
+    raise ScanFailed(f"virus scan failed on this message ({failures} of {limit} tries "
+                     f"before it is quarantined as unscannable): {exc}") from None
 
 
 def opener_for(ctx: MessageContext, services: Services) -> PipelineOpener:
