@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.message import Message
 
 # asn1crypto ships no type information; its values are Any to mypy.
 from asn1crypto import cms, core  # type: ignore[import-untyped]
@@ -147,9 +148,11 @@ def decrypt_cms(der: bytes, recipients: Sequence[Recipient]) -> DecryptResult:
     raise DecryptionFailed(_DECRYPTION_FAILED)
 
 
-def decrypt_smime_message(raw_mime: bytes, recipients: Sequence[Recipient]) -> DecryptResult:
-    """Decrypt an RFC 8551 application/pkcs7-mime entity (headers plus encoded body)."""
-    entity = entity_headers(raw_mime)
+def decrypt_smime_message(raw_mime: bytes, recipients: Sequence[Recipient], *,
+                          headers: Message | None = None) -> DecryptResult:
+    """Decrypt an RFC 8551 application/pkcs7-mime entity (headers plus encoded body).
+    ``headers`` are its header fields if the caller read them already (``entity_headers``)."""
+    entity = headers if headers is not None else entity_headers(raw_mime)
     # x-pkcs7-mime is the pre-RFC 5751 spelling that OpenSSL's `smime` command still emits.
     if entity.get_content_type() not in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
         raise MalformedMessage(

@@ -31,6 +31,7 @@ import hmac
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from email.message import Message
 
 # asn1crypto ships no type information; its values are Any to mypy.
 from asn1crypto import cms, core  # type: ignore[import-untyped]
@@ -112,17 +113,20 @@ def verify_smime(
     now: datetime.datetime | None = None,
     pinned: Pinned = (),
     chain_cache: ChainCache | None = None,
+    headers: Message | None = None,
 ) -> VerifyResult:
     """Verify a signed S/MIME entity (headers plus body) against ``trust_anchors``, or
     against ``pinned`` signer certificates (see the module docstring). A ``chain_cache``
     spares the chain validation of a signer whose path validated before (crypto.chain_cache).
+    ``headers`` are the entity's header fields if the caller read them already.
 
     Raises ``MalformedMessage`` only for unparseable input; see the module docstring.
     """
     current = now if now is not None else datetime.datetime.now(datetime.UTC)
     if current.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    headers = entity_headers(raw_mime)
+    if headers is None:
+        headers = entity_headers(raw_mime)
     content_type = headers.get_content_type()
     if content_type == "multipart/signed":
         content, der = _detached_parts(raw_mime)

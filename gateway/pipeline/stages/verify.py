@@ -36,18 +36,12 @@ from gateway.keydir.keys import (
 )
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Defer, Quarantine
-from gateway.pipeline.stages.decrypt import record_pgp_signature, replace_content, smime_kind
+from gateway.pipeline.stages.decrypt import record_pgp_signature, replace_content, smime_signed
 from gateway.pipeline.stages.sender import sender_address
 from gateway.services import Services
 from gateway.trust import TrustError
 
 _PGP_SIGNED = (PgpKind.MIME_SIGNED, PgpKind.INLINE_SIGNED)
-
-
-def _smime_detached(headers: Message) -> bool:
-    return (headers.get_content_type() == "multipart/signed" and str(
-        headers.get_param("protocol", "") or "").lower() in (
-        "application/pkcs7-signature", "application/x-pkcs7-signature"))
 
 
 class VerifyStage:
@@ -56,15 +50,15 @@ class VerifyStage:
     def run(self, ctx: MessageContext, services: Services) -> None:
         # As in the decrypt stage: the header block as the crypto layer reads it (compat32).
         headers = entity_headers(ctx.body)
-        if _smime_detached(headers) or smime_kind(headers, ctx.body) == "signed":
-            entity = self._smime(ctx, services)
+        if smime_signed(headers, ctx.body):
+            entity = self._smime(ctx, services, headers)
         elif classify(ctx.body) in _PGP_SIGNED:
             entity = self._openpgp(ctx, services)
         else:
             return
         replace_content(ctx, entity)
 
-    def _smime(self, ctx: MessageContext, services: Services) -> bytes:
+    def _smime(self, ctx: MessageContext, services: Services, headers: Message) -> bytes:
         try:
             anchors, crls = services.trust.current()
         except TrustError as exc:
@@ -77,7 +71,7 @@ class VerifyStage:
             # chain that validated before is taken from the trust store's cache.
             result = verify_smime(ctx.body, anchors, crls=crls, now=services.clock(),
                                   pinned=lambda: pinned_for(services, sender),
-                                  chain_cache=services.trust.chain_cache)
+                                  chain_cache=services.trust.chain_cache, headers=headers)
         except MalformedMessage as exc:
             raise Quarantine(f"malformed S/MIME signature: {exc}") from None
         facts = ctx.inbound_crypto
