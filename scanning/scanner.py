@@ -39,6 +39,7 @@ from scanning.clamd_client import ClamdAnswer, ClamdClient
 from scanning.config import ScannerConfig
 from scanning.content_types import blocked_type
 from scanning.encrypted import Encrypted, encryption_of
+from scanning.errors import ScanInterrupted
 from scanning.opening import Accepted, CannotOpen, NoOpener, Opener
 from scanning.parts import (
     Leaf,
@@ -248,7 +249,11 @@ class MessageScanner:
             try:
                 answer = future.result()
             except BaseException as exc:  # noqa: BLE001 - re-raised below, after the rest
-                error = error or exc
+                # A scan clamd dropped or hung on outranks clamd being unreachable for the
+                # others: the message is counted for it (gateway.pipeline.stages.scan).
+                if error is None or (isinstance(exc, ScanInterrupted)
+                                     and not isinstance(error, ScanInterrupted)):
+                    error = exc
                 continue
             finding = _answer_finding(answer, where)
             if finding is not None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from email.parser import BytesParser
+from email.policy import compat32
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +29,9 @@ from gateway.pipeline.worker import Worker
 from gateway.queue.spool import Envelope, Stored, store_received
 from gateway.services import Services, build_services
 from mailboxes.directory import add_mailbox
-from scanning.clamd_client import ClamdClient
+from scanning.clamd_client import Chunk, ClamdAnswer, ClamdClient
 from scanning.errors import ScanInterrupted, ScannerUnavailable
+from scanning.scanner import MessageScanner
 from tests.conftest import make_settings
 from tests.support.clamd import short_temp_dir
 from tests.support.hostile_clamd import HostileClamd
@@ -163,3 +166,29 @@ def test_the_client_tells_a_dropped_scan_from_an_unreachable_clamd(clamd_dir: Pa
     with pytest.raises(ScannerUnavailable) as nobody:
         ClamdClient(socket_path=clamd_dir / "none.sock", timeout=5).instream(b"x")
     assert not isinstance(nobody.value, ScanInterrupted)
+
+
+class _OnePartDropsTheOthersFindNobody(ClamdClient):
+    """clamd as the parts of one message meet it when that message's part crashed it: the
+    part's own scan is dropped, the parts scanned after the crash find nobody listening."""
+
+    def instream(self, data: bytes | bytearray | memoryview) -> ClamdAnswer:
+        if b"crashes clamd" in bytes(data):
+            raise ScanInterrupted("clamd closed the connection without answering")
+        raise ScannerUnavailable("cannot connect: connection refused")
+
+    def instream_chunks(self, chunks: Callable[[], Iterable[Chunk]]) -> ClamdAnswer:
+        raise ScannerUnavailable("cannot connect: connection refused")
+
+
+def test_a_scan_dropped_by_clamd_counts_however_the_other_parts_fared(
+        clamd_dir: Path) -> None:
+    raw = (b"From: a@partner.example\r\nTo: kita@jugendamt.example\r\nSubject: x\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain\r\n\r\nfirst, scanned after the crash\r\n"
+           b"--b\r\nContent-Type: application/octet-stream\r\n\r\ncrashes clamd\r\n"
+           b"--b--\r\n")
+    scanner = MessageScanner(_OnePartDropsTheOthersFindNobody(
+        socket_path=clamd_dir / "unused.sock"))
+    with pytest.raises(ScanInterrupted):
+        scanner.scan(BytesParser(policy=compat32).parsebytes(raw), raw)
