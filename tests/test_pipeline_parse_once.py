@@ -19,7 +19,8 @@ from gateway.db import session_scope
 from gateway.keydir.models import InvalidSignature
 from gateway.keydir.partners import add_partner, delete_partner, partner_for, update_partner
 from gateway.mime.parsed import FieldCachingMessage, parse_header_block, parse_message
-from gateway.models import MessageState
+from gateway.models import Direction, MessageState
+from gateway.pipeline.context import MessageContext
 from gateway.pipeline.stages import parse as parse_stage
 from gateway.pipeline.worker import Worker
 from gateway.services import Services
@@ -127,7 +128,8 @@ def test_each_field_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_changed_field_is_read_again() -> None:
     message = parse_message(ENTITY)
-    part = message.get_payload()[1]  # type: ignore[index]
+    part = message.get_payload(1)
+    assert isinstance(part, Message)
     assert part.get_filename() == "plan.pdf"
     part.set_param("filename", "other.exe", header="Content-Disposition")
     assert part.get_filename() == "other.exe"
@@ -283,3 +285,19 @@ def test_a_partner_change_holds_for_the_next_message(gw: Services) -> None:
     with session_scope(gw.sessions) as s:
         again = partner_for(s, "a@partner.example")
         assert again is not None and again.name == "Partner"
+
+
+@pytest.mark.parametrize("direction", [Direction.INBOUND, Direction.OUTBOUND])
+def test_only_inbound_leaves_the_parse_to_the_reparse_stage(services: Services,
+                                                           direction: Direction) -> None:
+    """Outbound there is no reparse stage: the parse stage parses in full, and the scan and
+    consent stages use that parse instead of parsing again each."""
+    ctx = MessageContext(message_id=1, queue_id="Q", direction=direction,
+                         mail_from="a@partner.example", received_at=services.clock(),
+                         attempt=1, raw=PLAIN, pending=[MAILBOX])
+    parse_stage.ParseStage().run(ctx, services)
+    assert ctx.facts["mime_type"] == "text/plain"
+    assert (ctx.parsed is None) == (direction == Direction.INBOUND)
+    parse_stage.ReparseStage().run(ctx, services)
+    assert ctx.parsed is not None and ctx.parsed.get_content_type() == "text/plain"
+    assert "inner_mime_type" not in ctx.facts

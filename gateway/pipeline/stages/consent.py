@@ -8,8 +8,6 @@ internal mail server are inside.
 
 from __future__ import annotations
 
-from email import policy
-from email.parser import BytesParser
 from itertools import chain
 
 from sqlalchemy.orm import Session
@@ -23,6 +21,7 @@ from gateway.db import read_scope
 from gateway.delivery.notices import Bilingual
 from gateway.delivery.routes import Route
 from gateway.mime.headers import replace_header
+from gateway.mime.parsed import parse_message
 from gateway.models import HoldKind
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Hold, Reject
@@ -106,7 +105,7 @@ class ConsentStage:
     def _named_cases(ctx: MessageContext, subject: str | None, settings: ConsentSettings,
                      session: Session) -> list[str]:
         """The register's cases that the subject or the leading text names."""
-        parsed = ctx.parsed or BytesParser(policy=policy.default).parsebytes(ctx.body)
+        parsed = ctx.parsed or parse_message(ctx.body)
         texts = chain((subject or "",),
                       leading_texts(parsed, settings.case_reference_scan_bytes))
         return known_cases(session, case_references(texts, settings.case_reference_pattern))

@@ -3,10 +3,10 @@
 A structure the parser had to guess at could hide a part from the scanner, so guessing fails
 closed: the message is kept as it came and quarantined with the reason.
 
-One full parse per message where possible: a message whose top-level entity is a single
-part (an S/MIME envelope, a plain text mail) has no part boundaries the parser could guess
-at, so the parse stage reads only its header block, and the full parse is made once, of
-what the decrypt and verify stages leave, by the reparse stage. A multipart or an attached
+One full parse per message where possible: an inbound message whose top-level entity is a
+single part (an S/MIME envelope, a plain text mail) has no part boundaries the parser could
+guess at, so the parse stage reads only its header block, and the full parse is made once,
+of what the decrypt and verify stages leave, by the reparse stage. A multipart or an attached
 message at the top is parsed in full at once, as before: its boundaries are checked before
 any stage takes it apart.
 """
@@ -19,6 +19,7 @@ from email.message import EmailMessage, Message
 from crypto.canonical import encode_binary_bodies
 from gateway.delivery.notices import Bilingual
 from gateway.mime.parsed import parse_message
+from gateway.models import Direction
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Quarantine
 from gateway.services import Services
@@ -84,9 +85,11 @@ class ParseStage:
             single = _single_part(headers)
         except Exception as exc:  # noqa: BLE001 - as in parse_checked
             raise Quarantine(f"unparseable message: {type(exc).__name__}") from None
-        if single:
+        if single and ctx.direction == Direction.INBOUND:
             # The only structural defect such a message can have is in its header block,
-            # which the header-only parse reads exactly as the full parse would.
+            # which the header-only parse reads exactly as the full parse would. Inbound
+            # only: the inbound pipelines reparse after decryption; the outbound ones have
+            # no such stage, and its scan and consent stages share this parse.
             _refuse_defects([headers])
             ctx.facts["mime_type"] = headers.get_content_type()
             ctx.unparsed_body = ctx.body
