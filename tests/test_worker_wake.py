@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from gateway.db import is_sqlite, session_scope
 from gateway.delivery.transport import RecordingTransport
@@ -149,3 +149,35 @@ def test_a_bell_removes_the_socket_of_a_worker_that_died(settings: Settings) -> 
     finally:
         alive.stop()
     assert not alive.path.exists()
+
+
+def test_a_lost_listening_connection_is_listened_again(services: Services) -> None:
+    if is_sqlite(services.settings.database.url):
+        pytest.skip("LISTEN is PostgreSQL's")
+    engine = services.sessions.kw["bind"]
+
+    def listening() -> list[int]:
+        with engine.connect() as conn:
+            return list(conn.execute(text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query LIKE 'LISTEN%'")).scalars())
+
+    with running_worker(services):
+        wait_until(lambda: bool(listening()), timeout=PROMPTLY, what="the LISTEN connection")
+        old = listening()
+        with engine.connect() as conn:
+            for pid in old:
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        wait_until(lambda: not set(listening()) & set(old), timeout=PROMPTLY,
+                   what="the listening connection to end")
+        # Stored while nobody listens: its NOTIFY reaches no one; the listener, connected
+        # again, rings once for whatever was committed meanwhile.
+        with session_scope(services.sessions) as session:
+            stored = store_received(session, services.master_key, Envelope(
+                direction=Direction.INBOUND, mail_from="a@partner.example",
+                rcpt_tos=["nobody@jugendamt.example"], data=make_message()),
+                actor="test", now=services.clock())
+        wait_until(lambda: _state(services, stored.queue_id) != MessageState.RECEIVED,
+                   timeout=PROMPTLY, what="the worker woken after the listener came back")
+        wait_until(lambda: bool(set(listening()) - set(old)), timeout=PROMPTLY,
+                   what="LISTEN on a new connection")
