@@ -17,8 +17,12 @@ partner's software would, and then, in every round and on the same messages:
     baseline  one ``gpg --decrypt`` process per message, gpg-agent already running
 
 and prints per-message times and messages/s (medians over the rounds) and the throughput
-ratio baseline_time / stage_time. Goals from the issue: S/MIME stage >= 0.70 of the bare
-primitive; OpenPGP stage faster than one gpg process per message (ratio > 1).
+ratio baseline_time / stage_time. Each message goes through the stages and the baseline(s)
+back to back, in alternating order. Goals: S/MIME decrypt+verify >= 0.70 of
+``pkcs7_decrypt_smime`` on the same received message (issue 17); OpenPGP stage faster than
+one gpg process per message (ratio > 1). For S/MIME the stages also run once more per
+message with the trust store's chain validation cache emptied first (a signer's first
+message), reported beside.
 
     python benchmarks/crypto_throughput.py [--rounds N] [--messages M] [--sizes B,B] [--json]
     .venv/bin/py-spy record -o /tmp/smime.svg -- .venv/bin/python \
@@ -337,9 +341,14 @@ class StageTimes:
         return self.parse + self.decrypt + self.verify + self.reparse
 
 
-def run_stages(sample: Sample, services: Services, protocol: str) -> StageTimes:
+def run_stages(sample: Sample, services: Services, protocol: str, *,
+               cold_chain: bool = False) -> StageTimes:
     """The three stages on one message, exactly as the worker calls them, and checks that
-    the message was decrypted and a valid signature found (not a failure path)."""
+    the message was decrypted and a valid signature found (not a failure path).
+    ``cold_chain``: the trust store's chain validation cache is emptied first, as for the
+    first message of a signer after a worker starts or the trust files change."""
+    if cold_chain:
+        services.trust.chain_cache.clear()
     # As gateway.pipeline.worker.Worker._load builds it for a claimed inbound message.
     ctx = MessageContext(
         message_id=1, queue_id="BENCH", direction=Direction.INBOUND, mail_from=PARTNER,
@@ -438,6 +447,15 @@ class Case:
     baseline: Series
     # S/MIME only: the primitive on the same input the stage gets (the received message).
     baseline_message: Series | None = None
+    # S/MIME only: decrypt + verify with the chain validation cache emptied before each
+    # message (what the cache saves a signer's second and later messages).
+    decrypt_verify_cold: Series | None = None
+
+    def same_input_ratios(self) -> list[float]:
+        """pkcs7_decrypt_smime / (decrypt+verify), per round: the issue's S/MIME goal."""
+        assert self.baseline_message is not None
+        return [b / s for b, s in zip(self.baseline_message.per_round,
+                                      self.decrypt_verify.per_round, strict=True)]
 
     def ratios(self, series: Series) -> list[float]:
         return [b / s for b, s in zip(self.baseline.per_round, series.per_round, strict=True)]
@@ -448,27 +466,43 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def measure_round(case: Case, world: World, baseline_first: bool) -> None:
-    def stage() -> None:
-        gc.collect()  # garbage of the previous batch is not this batch's cost
-        times = [run_stages(s, world.services, case.protocol) for s in case.samples]
-        case.full.per_round.append(_mean([t.full for t in times]))
-        case.parse.per_round.append(_mean([t.parse for t in times]))
-        case.decrypt.per_round.append(_mean([t.decrypt for t in times]))
-        case.verify.per_round.append(_mean([t.verify for t in times]))
-        case.reparse.per_round.append(_mean([t.reparse for t in times]))
-        case.decrypt_verify.per_round.append(_mean([t.decrypt + t.verify for t in times]))
+    """Every message once through the stages and once through the baseline(s), back to back
+    and in alternating order, so that a moment of load on the shared machine falls on both
+    sides alike (timing all stage runs and then all baseline runs let one block of a round
+    catch a burst the other did not)."""
+    gc.collect()  # garbage of the previous round is not this round's cost
+    times: list[StageTimes] = []
+    base: list[float] = []
+    base_message: list[float] = []
+    cold: list[StageTimes] = []
+    for index, sample in enumerate(case.samples):
+        def baseline(sample: Sample = sample) -> None:
+            if case.protocol == "smime":
+                base.extend(smime_baseline([sample], world))
+                base_message.extend(smime_message_baseline([sample], world))
+            else:
+                base.extend(gpg_baseline([sample], world))
 
-    def baseline() -> None:
-        gc.collect()
-        run = smime_baseline if case.protocol == "smime" else gpg_baseline
-        case.baseline.per_round.append(_mean(run(case.samples, world)))
-        if case.baseline_message is not None:
-            case.baseline_message.per_round.append(
-                _mean(smime_message_baseline(case.samples, world)))
-
-    # Alternating which goes first cancels the advantage of a warm cache or a quiet moment.
-    for step in ((baseline, stage) if baseline_first else (stage, baseline)):
-        step()
+        first = (index + baseline_first) % 2 == 1
+        if first:
+            baseline()
+        times.append(run_stages(sample, world.services, case.protocol))
+        if not first:
+            baseline()
+        if case.decrypt_verify_cold is not None:
+            cold.append(run_stages(sample, world.services, case.protocol, cold_chain=True))
+    case.full.per_round.append(_mean([t.full for t in times]))
+    case.parse.per_round.append(_mean([t.parse for t in times]))
+    case.decrypt.per_round.append(_mean([t.decrypt for t in times]))
+    case.verify.per_round.append(_mean([t.verify for t in times]))
+    case.reparse.per_round.append(_mean([t.reparse for t in times]))
+    case.decrypt_verify.per_round.append(_mean([t.decrypt + t.verify for t in times]))
+    case.baseline.per_round.append(_mean(base))
+    if case.baseline_message is not None:
+        case.baseline_message.per_round.append(_mean(base_message))
+    if case.decrypt_verify_cold is not None:
+        case.decrypt_verify_cold.per_round.append(
+            _mean([t.decrypt + t.verify for t in cold]))
 
 
 def make_case(protocol: str, size: int, messages: int, world: World) -> Case:
@@ -491,7 +525,9 @@ def make_case(protocol: str, size: int, messages: int, world: World) -> Case:
         decrypt_verify=Series("stage: decrypt + verify"),
         baseline=Series(f"baseline: {base}"),
         baseline_message=(Series("baseline: pkcs7_decrypt_smime on the received message")
-                          if protocol == "smime" else None))
+                          if protocol == "smime" else None),
+        decrypt_verify_cold=(Series("stage: decrypt + verify, chain cache emptied first")
+                             if protocol == "smime" else None))
 
 
 def warm_up(case: Case, world: World) -> None:
@@ -517,6 +553,8 @@ def print_case(case: Case, rounds: int, messages: int) -> None:
     base = case.baseline.median
     rows = [case.decrypt_verify, case.decrypt, case.verify, case.full, case.parse,
             case.reparse, case.baseline]
+    if case.decrypt_verify_cold is not None:
+        rows.insert(3, case.decrypt_verify_cold)
     if case.baseline_message is not None:
         rows.append(case.baseline_message)
     for series in rows:
@@ -532,13 +570,25 @@ def print_case(case: Case, rounds: int, messages: int) -> None:
     ratio = base / case.decrypt_verify.median
     if case.baseline_message is not None:
         same = case.baseline_message.median / case.decrypt_verify.median
-        print(f"ratio pkcs7_decrypt_smime / (decrypt+verify): {_ratio(same)}")
+        same_rounds = ", ".join(_ratio(r) for r in case.same_input_ratios())
+        print(f"ratio pkcs7_decrypt_smime / (decrypt+verify): {_ratio(same)}; "
+              f"per round: {same_rounds}")
         only = case.baseline_message.median / case.decrypt.median
         print(f"ratio pkcs7_decrypt_smime / decrypt stage alone: {_ratio(only)}")
+        if case.decrypt_verify_cold is not None:
+            cold = case.baseline_message.median / case.decrypt_verify_cold.median
+            print(f"ratio pkcs7_decrypt_smime / (decrypt+verify, chain cache emptied): "
+                  f"{_ratio(cold)}")
     if case.protocol == "smime":
-        verdict = "met" if ratio >= S_MIME_GOAL else "MISSED"
-        print(f"goal: decrypt+verify >= {S_MIME_GOAL:.2f} x pkcs7_decrypt_der: {verdict} "
-              f"({_ratio(ratio)})")
+        # Issue 17's goal takes the primitive on the stages' own input (the received message,
+        # base64 and all); against pkcs7_decrypt_der (DER decoded beforehand, no signature
+        # check) the ratio is printed as before but is no goal.
+        same = (case.baseline_message.median if case.baseline_message else base) \
+            / case.decrypt_verify.median
+        verdict = "met" if same >= S_MIME_GOAL else "MISSED"
+        print(f"goal: decrypt+verify >= {S_MIME_GOAL:.2f} x pkcs7_decrypt_smime on the "
+              f"received message: {verdict} ({_ratio(same)}); x pkcs7_decrypt_der: "
+              f"{_ratio(ratio)}")
     else:
         verdict = "met" if ratio > 1 else "MISSED"
         print(f"goal: decrypt+verify faster than one gpg process per message: {verdict} "
@@ -553,18 +603,26 @@ def case_json(case: Case) -> dict[str, Any]:
                 "ratio_baseline_over_this": case.baseline.median / s.median}
 
     ratio = case.baseline.median / case.decrypt_verify.median
+    smime = case.baseline_message is not None
+    # S/MIME: the goal is against pkcs7_decrypt_smime on the received message (issue 17).
+    goal_ratio = (case.baseline_message.median / case.decrypt_verify.median
+                  if case.baseline_message is not None else ratio)
     return {
         "protocol": case.protocol, "size": case.size, "entity_bytes": case.entity_bytes,
         "wire_bytes": case.wire_bytes, "messages": len(case.samples),
         "stage_full": series(case.full), "stage_decrypt_verify": series(case.decrypt_verify),
+        "stage_decrypt_verify_cold_chain": (series(case.decrypt_verify_cold)
+                                            if case.decrypt_verify_cold else None),
         "parse": series(case.parse), "decrypt": series(case.decrypt),
         "verify": series(case.verify), "reparse": series(case.reparse),
         "baseline": series(case.baseline),
         "baseline_message": (series(case.baseline_message) if case.baseline_message
                              else None),
         "ratio": ratio, "round_ratios": case.ratios(case.decrypt_verify),
+        "same_input_ratio": goal_ratio if smime else None,
+        "same_input_round_ratios": case.same_input_ratios() if smime else None,
         "goal": (S_MIME_GOAL if case.protocol == "smime" else 1.0),
-        "goal_met": ratio >= S_MIME_GOAL if case.protocol == "smime" else ratio > 1,
+        "goal_met": goal_ratio >= S_MIME_GOAL if case.protocol == "smime" else ratio > 1,
     }
 
 
