@@ -24,6 +24,11 @@ from collections.abc import Iterable, Iterator
 _PROBE_BYTES = 256
 # Places where the probe matched but the body did not, before the body is left in.
 _MAX_TRIES = 4
+# How far after the previous body the next one may start: the next part's header block and
+# boundary lines (and a preamble or epilogue) lie between. A body further away (or none,
+# like the content of opaque-signed S/MIME, which is not in the raw bytes) stays in the
+# residue, and nobody can make the search read the message once per part.
+_MAX_GAP = 64 * 1024
 # Piece size for the comparison (the parser's text is encoded piece by piece).
 _STEP = 1 << 20
 
@@ -39,7 +44,7 @@ def body_spans(raw: bytes, bodies: Iterable[str | bytes | None]) -> list[tuple[i
     for body in bodies:
         if not body:
             continue
-        span = _locate(raw, body, cursor)
+        span = find_body(raw, body, cursor)
         if span is not None:
             spans.append(span)
             cursor = span[1]
@@ -62,13 +67,15 @@ def residue_size(raw: bytes, spans: list[tuple[int, int]]) -> int:
     return len(raw) - sum(end - start for start, end in spans)
 
 
-def _locate(raw: bytes, body: str | bytes, start: int) -> tuple[int, int] | None:
+def find_body(raw: bytes, body: str | bytes, start: int) -> tuple[int, int] | None:
+    """Where ``body`` (the parser's text of it, or its bytes) stands in ``raw`` from
+    ``start`` on, compared byte for byte; None if not found in a few tries."""
     probe = _encoded(body[:_PROBE_BYTES])
     if probe is None:
         return None
     at = start
     for _ in range(_MAX_TRIES):
-        at = raw.find(probe, at)
+        at = raw.find(probe, at, start + _MAX_GAP + len(probe))
         if at < 0:
             return None
         if _same(raw, at, body):

@@ -50,7 +50,7 @@ from scanning.parts import (
     leaf_parts,
     scan_leaves,
 )
-from scanning.residue import body_spans, residue_chunks
+from scanning.residue import residue_chunks
 from scanning.verdict import Finding, ScanResult, Verdict
 
 _SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
@@ -112,7 +112,7 @@ class MessageScanner:
         jobs: list[_Job] = []
         leaves: list[Leaf] = []
         try:
-            for leaf in scan_leaves(message, self.mime_limits):
+            for leaf in scan_leaves(message, self.mime_limits, raw):
                 # clamd starts on this part while the next one is decoded.
                 leaves.append(leaf)
                 jobs.append(self._submit(leaf.part))
@@ -122,7 +122,7 @@ class MessageScanner:
                 future.cancel()
             return self._verdict([self._whole(raw)],
                                  [Finding(Verdict.UNSCANNABLE, exc.reason)], [])
-        spans = body_spans(raw, (leaf.body for leaf in leaves))
+        spans = [leaf.span for leaf in leaves if leaf.span is not None]
         jobs.append((None, self._pool.submit(
             self.client.instream_chunks, lambda: residue_chunks(raw, spans))))
         parts = [leaf.part for leaf in leaves]
