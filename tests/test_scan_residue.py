@@ -239,3 +239,17 @@ def test_quoted_printable_decodes_as_the_email_package_does(
     assert leaf.part.data == last_part_decoded(message)
     if leaf.body:  # an empty body has nothing to leave out
         assert leaf.span is not None and body_spans(raw, [leaf.body]) == [leaf.span]
+
+
+def test_a_body_far_after_the_one_before_stays_in_the_residue() -> None:
+    # The search for a body reads at most 64 KiB past the previous one, so that no message
+    # can make it read the whole message once per part; what it does not find is sent.
+    preamble = b"Vorspann ohne Ende\r\n" * 5000  # 100 KB before the first part
+    raw = HEAD + b"\r\n" + preamble + TEXT + attachment(b64(b"Akte " * 100)) + b"--b--\r\n"
+    first, second = scan_leaves(parse(raw), MimeLimits(), raw)
+    assert first.body is not None and first.span is None
+    # The search goes on from the last body found (here none), so the second stays too.
+    assert second.body is not None and second.span is None
+    assert second.part.data == b"Akte " * 100
+    near = HEAD + b"\r\n" + TEXT + attachment(b64(b"Akte " * 100)) + b"--b--\r\n"
+    assert all(leaf.span is not None for leaf in scan_leaves(parse(near), MimeLimits(), near))
