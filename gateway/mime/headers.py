@@ -40,9 +40,17 @@ def field_name(field: bytes) -> str:
 
 
 def remove_fields(data: bytes, drop: Callable[[bytes], bool]) -> bytes:
-    """``data`` without the header fields (with their folding) for which ``drop`` is true."""
+    """``data`` without the header fields (with their folding) for which ``drop`` is true.
+
+    ``data`` itself when nothing is dropped and the header block ends in a blank line as
+    usual: every message passes here, mostly with nothing to remove, and a copy would cost
+    the size of the message (50 MB for a large attachment) for nothing.
+    """
     block, body = split_header_block(data)
-    kept = [f for f in header_fields(block) if not drop(f)]
+    fields = header_fields(block)
+    kept = [f for f in fields if not drop(f)]
+    if len(kept) == len(fields) and block and data.startswith(CRLF + CRLF, len(block)):
+        return data  # what the join below would give, byte for byte
     return CRLF.join(kept) + CRLF + CRLF + body
 
 
