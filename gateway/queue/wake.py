@@ -226,17 +226,22 @@ class PostgresListener:
 
     def _listen(self) -> None:
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql(f"LISTEN {CHANNEL}")
-            raw: Any = conn.connection.driver_connection
-            # Work committed while nobody listened was announced to nobody.
-            self.doorbell.ring()
-            while not self._stop.is_set():
-                rung = False
-                for _notice in raw.notifies(timeout=_LISTEN_SLICE_SECONDS):
-                    rung = True
-                    break
-                if rung:
-                    self.doorbell.ring()
+            try:
+                conn.exec_driver_sql(f"LISTEN {CHANNEL}")
+                raw: Any = conn.connection.driver_connection
+                # Work committed while nobody listened was announced to nobody.
+                self.doorbell.ring()
+                while not self._stop.is_set():
+                    rung = False
+                    for _notice in raw.notifies(timeout=_LISTEN_SLICE_SECONDS):
+                        rung = True
+                        break
+                    if rung:
+                        self.doorbell.ring()
+            finally:
+                # Closed, not returned to the pool: a pooled connection still listening
+                # would collect notifications nobody reads.
+                conn.invalidate()
 
 
 def listener_for(settings: Settings, engine: Engine, doorbell: Doorbell) -> WakeListener:
