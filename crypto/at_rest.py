@@ -11,12 +11,14 @@ Layout: MAGIC(4) | master key id(8) | wrapped data key(40) | nonce(12) | ciphert
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
@@ -26,6 +28,7 @@ MAGIC = b"XGS1"
 _KEY_ID_LEN = 8
 _WRAPPED_LEN = 40
 _NONCE_LEN = 12
+_TAG_LEN = 16
 _HEADER_LEN = len(MAGIC) + _KEY_ID_LEN + _WRAPPED_LEN + _NONCE_LEN
 KEY_BYTES = 32
 
@@ -81,18 +84,49 @@ class MasterKey:
             os.fsync(fh.fileno())
 
 
+# From this size on, content is sealed in pieces straight into the blob (see _seal_streamed).
+STREAM_SEAL_BYTES = 1 << 20
+_PIECE = 1 << 20
+
+
 def seal(master: MasterKey, plaintext: bytes | bytearray | memoryview, context: bytes) -> bytes:
     data_key = AESGCM.generate_key(bit_length=256)
     nonce = os.urandom(_NONCE_LEN)
     wrapped = aes_key_wrap(master.key, data_key)
     header = MAGIC + master.key_id + wrapped + nonce
     # The header is authenticated too, so the key id and wrapped key cannot be swapped.
+    if len(plaintext) >= STREAM_SEAL_BYTES:
+        return _seal_streamed(data_key, nonce, header, plaintext, header + context)
     return header + AESGCM(data_key).encrypt(nonce, plaintext, header + context)
+
+
+def _seal_streamed(data_key: bytes, nonce: bytes, header: bytes,
+                   plaintext: bytes | bytearray | memoryview, associated: bytes) -> bytes:
+    """The same blob as ``header + AESGCM.encrypt(...)`` (GCM, ciphertext then the 16-byte
+    tag), built without a second whole copy: AESGCM returns the ciphertext as one object,
+    and putting the header in front copies it again, so a 50 MB message briefly needed
+    twice its size on top of the plaintext. Here 1 MiB pieces are encrypted into one
+    buffer allocated at its final size; BytesIO hands that buffer out as the bytes object
+    without copying it (CPython does when it is exactly full; if it ever copied, the
+    result would be the same, only the peak higher)."""
+    encryptor = Cipher(algorithms.AES(data_key), modes.GCM(nonce)).encryptor()
+    encryptor.authenticate_additional_data(associated)
+    blob = io.BytesIO()
+    blob.seek(len(header) + len(plaintext) + _TAG_LEN - 1)
+    blob.write(b"\0")  # allocates the whole blob once
+    blob.seek(0)
+    blob.write(header)
+    with memoryview(plaintext) as view:
+        for start in range(0, len(view), _PIECE):
+            blob.write(encryptor.update(view[start : start + _PIECE]))
+    blob.write(encryptor.finalize())
+    blob.write(encryptor.tag)
+    return blob.getvalue()
 
 
 def open_sealed(master: MasterKey, blob: bytes | bytearray | memoryview,
                 context: bytes) -> bytes:
-    if len(blob) < _HEADER_LEN + 16 or bytes(blob[:len(MAGIC)]) != MAGIC:
+    if len(blob) < _HEADER_LEN + _TAG_LEN or bytes(blob[:len(MAGIC)]) != MAGIC:
         raise SealError("not a sealed blob or truncated")
     header = bytes(blob[:_HEADER_LEN])
     key_id = header[len(MAGIC) : len(MAGIC) + _KEY_ID_LEN]
