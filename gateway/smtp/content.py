@@ -12,7 +12,7 @@ from __future__ import annotations
 from gateway.smtp import codes
 
 
-def bare_line_end(data: bytes) -> str | None:
+def bare_line_end(data: bytes | bytearray) -> str | None:
     """The refusal for an LF not preceded by CR or a CR not followed by LF anywhere (bare
     LF named first: it is the usual one, from Unix line ends); None if every line ends in
     CRLF.

@@ -133,6 +133,10 @@ class EdgeHandler:
             auth_user=authenticated_user(session),
             tls=tls_description(session),
         )
+        # From here on the message is to_store.data; the content without the trace header
+        # would be one more whole copy held through sealing and the commit.
+        envelope.content = envelope.original_content = None
+        del data
         try:
             # Sealing a large message is CPU work for a thread; a small one costs less than
             # the hop. The commit is the committer's, and its future resolves only once the

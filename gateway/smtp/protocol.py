@@ -181,9 +181,11 @@ class GatewaySMTP(SMTP):
             await self.push(codes.MESSAGE_TOO_LARGE)
             self._set_post_data_state()  # type: ignore[no-untyped-call]
             return
-        # decode_data is off on our listeners: handlers get bytes.
-        self.envelope.content = result.content
-        self.envelope.original_content = result.content
+        # decode_data is off on our listeners: handlers get bytes. The envelope holds the
+        # only reference, so the handler can let go of the content once it has made its
+        # stored copy (a large message is not held twice through sealing and the commit).
+        self.envelope.content = self.envelope.original_content = result.content
+        del result
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push("250 OK" if status is MISSING else status)
