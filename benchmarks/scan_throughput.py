@@ -705,6 +705,9 @@ class Gateway:
             wait_for_port(self.inbound)
         except BaseException:
             self.stop()
+            # The output lives in the work directory, which goes when the run ends.
+            tail = self.output.read_bytes()[-3000:].decode("utf-8", "replace")
+            log(f"xgate serve did not come up; its output ended:\n{tail}")
             raise
 
     def stop(self) -> None:
