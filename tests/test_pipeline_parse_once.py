@@ -301,3 +301,10 @@ def test_only_inbound_leaves_the_parse_to_the_reparse_stage(services: Services,
     parse_stage.ReparseStage().run(ctx, services)
     assert ctx.parsed is not None and ctx.parsed.get_content_type() == "text/plain"
     assert "inner_mime_type" not in ctx.facts
+
+
+def test_another_policy_set_afterwards_reads_anew() -> None:
+    message = parse_message(HOSTILE)
+    assert str(message.get("subject")) == "Hölle und mehr"
+    message.policy = policy.compat32
+    assert message.get("subject") == "=?utf-8?b?SMO2bGxl?= und mehr"

@@ -26,8 +26,9 @@ class FieldCachingMessage(EmailMessage):
 
     def __init__(self, policy: Policy | None = None) -> None:
         super().__init__(policy)
-        # lower-cased name -> (the stored name, the stored raw value, the parsed header)
-        self._parsed_fields: dict[str, tuple[str, Any, Any]] = {}
+        # lower-cased name -> (the stored name, the stored raw value, the policy, the parsed
+        # header)
+        self._parsed_fields: dict[str, tuple[str, Any, Policy, Any]] = {}
 
     def get(self, name: str, failobj: Any = None) -> Any:
         wanted = name.lower()
@@ -38,11 +39,13 @@ class FieldCachingMessage(EmailMessage):
                 cached = self._parsed_fields.get(wanted)
                 # By identity of the stored value: any change to the header list (replace,
                 # set_param, del) stores a new value, and the entry holds the old one alive,
-                # so its id cannot be reused by the new one.
-                if cached is not None and cached[0] == stored_name and cached[1] is value:
-                    return cached[2]
+                # so its id cannot be reused by the new one. A policy set on the message
+                # afterwards parses anew, under that policy.
+                if (cached is not None and cached[0] == stored_name and cached[1] is value
+                        and cached[2] is self.policy):
+                    return cached[3]
                 parsed = self.policy.header_fetch_parse(stored_name, value)
-                self._parsed_fields[wanted] = (stored_name, value, parsed)
+                self._parsed_fields[wanted] = (stored_name, value, self.policy, parsed)
                 return parsed
         return failobj
 
