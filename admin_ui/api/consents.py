@@ -5,9 +5,9 @@ Caseworkers record the releases they obtained, so unlike the key directory this 
 admin-only; who reaches which release and held report is the console's rule
 (admin_ui.security.rights.consent_scope): leads and agents those of their own shared
 mailboxes, admins all, the auditor and the DPO none. Another team's release answers 404
-like one that does not exist. Route functions call the consent library in one transaction each and turn its
-errors into JSON answers; the JSON shapes come from gateway.consent.views, so the CLI's
-``--json`` and this API say the same thing.
+like one that does not exist. Route functions call the consent library in one transaction
+each and turn its errors into JSON answers; the JSON shapes come from gateway.consent.views,
+so the CLI's ``--json`` and this API say the same thing.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations at run
