@@ -31,6 +31,14 @@ from gateway.queue.spool import content_context
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.smtp.handler import ListenerKind
+from mailboxes.directory import mailbox_id_for
+from mailboxes.store import (
+    STREAMED_FILING_BYTES,
+    file_sealed,
+    messages_in,
+    read_message,
+    seal_for_mailbox,
+)
 from tests.conftest import make_settings
 from tests.support.clamd import RunningClamd
 from tests.support.pipeline import drain, enqueue, load_message
@@ -226,3 +234,31 @@ def test_the_smtp_edge_lets_go_of_a_large_message_after_the_250(
         kept = tracemalloc.get_traced_memory()[0]
     assert answer.startswith(b"250"), answer
     assert kept < len(message) / 4, f"kept {kept / len(message):.2f}x the message"
+
+
+@pytest.mark.parametrize("size", [100, 3 * STREAMED_FILING_BYTES + 5])
+def test_a_filed_copy_reads_back_whole_and_is_filed_once(
+        services: Services, mailbox: str, size: int) -> None:
+    """Large copies go into SQLite through the blob handle (small ones, and PostgreSQL, as
+    a bound parameter): what was sealed is what reads back, and a second filing of the same
+    message is refused as before."""
+    content = os.urandom(size)
+    queue_id = enqueue(services, [mailbox], b"Subject: x\r\n\r\nx\r\n")
+    with session_scope(services.sessions) as session:
+        found = mailbox_id_for(session, mailbox)
+        assert found is not None
+        message_id = session.scalars(select(Message.id).where(
+            Message.queue_id == queue_id)).one()
+        sealed = seal_for_mailbox(services.master_key, found[0], message_id, content)
+        filed = file_sealed(session, mailbox_id=found[0], message_id=message_id,
+                            mail_from="a@partner.example", size=size, sealed=sealed,
+                            now=services.clock(), queue_id=queue_id)
+        again = file_sealed(session, mailbox_id=found[0], message_id=message_id,
+                            mail_from="a@partner.example", size=size, sealed=sealed,
+                            now=services.clock(), queue_id=queue_id)
+    assert filed is not None and again is None
+    with session_scope(services.sessions) as session:
+        copies = messages_in(session, found[0])
+        assert [c.id for c in copies] == [filed]
+        assert copies[0].sealed == sealed
+        assert read_message(services.master_key, copies[0]) == content
