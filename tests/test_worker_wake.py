@@ -64,7 +64,8 @@ def running_worker(services: Services) -> Iterator[Doorbell]:
     thread.start()
     try:
         # Let it find nothing and fall asleep on the minute-long poll.
-        time.sleep(0.5)
+        wait_until(lambda: doorbell.sleepers == 1, timeout=PROMPTLY,
+                   what="the worker to fall asleep")
         yield doorbell
     finally:
         stop.set()

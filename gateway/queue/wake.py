@@ -122,10 +122,16 @@ class Doorbell:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._rings = 0
+        self._sleepers = 0
 
     @property
     def rings(self) -> int:
         return self._rings
+
+    @property
+    def sleepers(self) -> int:
+        """Threads asleep on it now (for health checks and tests)."""
+        return self._sleepers
 
     def ring(self) -> None:
         with self._cond:
@@ -135,7 +141,11 @@ class Doorbell:
     def wait(self, seen: int, timeout: float) -> bool:
         """Sleep until rung after ``seen`` or ``timeout`` seconds; True if rung."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._rings != seen, timeout)
+            self._sleepers += 1
+            try:
+                return self._cond.wait_for(lambda: self._rings != seen, timeout)
+            finally:
+                self._sleepers -= 1
 
 
 class WakeListener(Protocol):
