@@ -26,6 +26,7 @@ from sqlalchemy import select
 
 from crypto.at_rest import STREAM_SEAL_BYTES, MasterKey, open_sealed, seal
 from gateway.db import session_scope
+from gateway.memory_release import release_freed_memory
 from gateway.models import Message, MessageState, SealedContent
 from gateway.queue.spool import content_context
 from gateway.services import Services
@@ -262,3 +263,14 @@ def test_a_filed_copy_reads_back_whole_and_is_filed_once(
         assert [c.id for c in copies] == [filed]
         assert copies[0].sealed == sealed
         assert read_message(services.master_key, copies[0]) == content
+
+
+def test_freed_memory_goes_back_to_the_system_on_glibc() -> None:
+    """The SMTP edge trims the heap after a large message (gateway.memory_release); on this
+    platform (Linux with glibc, as the gateway is deployed) the call must be available."""
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("malloc_trim is glibc's")
+    assert release_freed_memory() is True
+    assert release_freed_memory() is True  # and harmless to repeat

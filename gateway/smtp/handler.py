@@ -15,6 +15,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.memory_release import RELEASE_AFTER_BYTES, release_freed_memory
 from gateway.models import Direction
 from gateway.queue import spool
 from gateway.queue.intake import IntakeCommitter
@@ -153,9 +154,14 @@ class EdgeHandler:
             # Database down, disk full, a bug: the sender keeps the message and retries.
             log.exception("storing a received message failed", extra=self._where(session))
             return codes.TEMPORARY_FAILURE
+        size = len(to_store.data)
         log.info("message queued", extra={
             **self._where(session), "queue_id": queue_id, "mail_from": to_store.mail_from,
-            "recipients": len(to_store.rcpt_tos), "size": len(to_store.data)})
+            "recipients": len(to_store.rcpt_tos), "size": size})
+        if size >= RELEASE_AFTER_BYTES:
+            del to_store, prepared
+            # A walk over the heap: off the loop, like the sealing of such a message.
+            await asyncio.to_thread(release_freed_memory)
         return codes.queued(queue_id)
 
     async def handle_exception(self, error: Exception) -> str:
