@@ -101,8 +101,10 @@ class WorkerProcess:
     # Logged by ``xgate serve worker`` (and by main() below) once its threads have started.
     READY_LINE = "worker(s) running"
 
-    def wait_ready(self, timeout: float = 15) -> None:
-        """Until the process has its threads and signal handlers; fails if it exits first."""
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until the process has its threads and signal handlers; fails if it exits first.
+        Generous: a fresh interpreter importing the gateway took over 15 s on a loaded
+        2-core machine; a process that fails exits and is reported at once anyway."""
         from tests.support.waiting import wait_until
 
         wait_until(lambda: self.READY_LINE in self.log_text() or not self.running,
