@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, insert, select
@@ -10,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey, open_sealed, seal
 from gateway.db import table_of
+from gateway.db_blobs import STREAMED_BLOB_BYTES, sqlite_for_large, write_blob
 from mailboxes.models import StoredMessage
 
 
@@ -21,14 +21,11 @@ _stored = table_of(StoredMessage)
 _FILED = select(_stored.c.id).where(_stored.c.mailbox_id == bindparam("box"),
                                     _stored.c.message_id == bindparam("mid"))
 _FILE = insert(_stored).returning(_stored.c.id)
-# On SQLite a large copy is inserted as zeros of its length and then written in pieces
-# through the blob handle: a bound blob is copied by SQLite twice (the parameter and the
-# record), and the cached statement keeps the parameter's copy until it runs again, so a
-# 50 MB message left about its size resident in the worker after filing.
+# On SQLite a large copy is inserted as zeros and written through the blob handle
+# (gateway.db_blobs: a 50 MB message otherwise stayed resident in the worker after filing).
 _FILE_ZEROS = insert(_stored).values(sealed=func.zeroblob(bindparam("length"))).returning(
     _stored.c.id)
-STREAMED_FILING_BYTES = 1 << 20
-_PIECE = 1 << 20
+STREAMED_FILING_BYTES = STREAMED_BLOB_BYTES
 
 
 def seal_for_mailbox(master: MasterKey, mailbox_id: int, message_id: int,
@@ -46,12 +43,10 @@ def file_sealed(session: Session, *, mailbox_id: int, message_id: int, mail_from
     row = {"mailbox_id": mailbox_id, "message_id": message_id, "seal_message_id": message_id,
            "queue_id": queue_id, "mail_from": mail_from, "size": size, "delivered_at": now,
            "seen": False}
-    raw = session.connection().connection.dbapi_connection
-    if isinstance(raw, sqlite3.Connection) and len(sealed) >= STREAMED_FILING_BYTES:
+    raw = sqlite_for_large(session, sealed)
+    if raw is not None:
         filed = int(session.execute(_FILE_ZEROS, {**row, "length": len(sealed)}).scalar_one())
-        with raw.blobopen(_stored.name, "sealed", filed) as blob, memoryview(sealed) as view:
-            for start in range(0, len(view), _PIECE):
-                blob.write(view[start : start + _PIECE])
+        write_blob(raw, _stored.name, "sealed", filed, sealed)
         return filed
     return int(session.execute(_FILE, {**row, "sealed": sealed}).scalar_one())
 

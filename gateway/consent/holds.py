@@ -31,6 +31,7 @@ from gateway.models import Direction, HoldKind, Message, MessageState, Recipient
 from gateway.periodic import PeriodicJob
 from gateway.policy.consent import JUSTIFICATION_MISSING, normalise_case
 from gateway.queue.spool import content_context
+from gateway.queue.wake import mark_runnable
 from gateway.settings import Settings
 from gateway.staff import users as staff
 
@@ -85,6 +86,8 @@ def recheck_case(session: Session, case: str, *, actor: str, now: datetime, why:
             woken.append(queue_id)
             audit.record(session, actor=actor, action=AuditAction.CONSENT_RECHECK,
                          queue_id=queue_id, detail={"reason": why})
+    if woken:
+        mark_runnable(session)
     return woken
 
 
@@ -196,6 +199,7 @@ def approve_statutory(session: Session, queue_id: str, *, approver: str, reason:
     session.execute(update(Message).where(Message.id == message.id).values(
         state=MessageState.DEFERRED, next_attempt_at=now, updated_at=now, hold_kind=None,
         reason=f"re-queued: statutory transfer approved by {approver}"))
+    mark_runnable(session)
     audit.record(session, actor=approver, action=AuditAction.STATUTORY_APPROVED, queue_id=queue_id,
                  detail={"reason": reason.strip()})
 

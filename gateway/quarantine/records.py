@@ -45,6 +45,7 @@ from gateway.quarantine.models import (
 )
 from gateway.queue.admin import QueueAdminError
 from gateway.queue.spool import content_context
+from gateway.queue.wake import mark_runnable
 from gateway.staff.users import find_user
 from scanning.verdict import SEVERITY
 
@@ -273,6 +274,7 @@ def approve_release(session: Session, queue_id: str, *, admin: str, reason: str,
     message.next_attempt_at = now
     message.updated_at = now
     message.reason = "released by " + " and ".join(approvals)
+    mark_runnable(session)
     audit.record(session, actor=actor, action=AuditAction.QUARANTINE_RELEASED,
                  queue_id=message.queue_id,
                  detail=_detail(operator, approvals=list(approvals), scan=detail,

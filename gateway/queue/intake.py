@@ -76,6 +76,10 @@ class IntakeCommitter:
                     break
                 batch.append(job)
             self._commit(batch)
+            # Let go of the batch now, not when the next message arrives: each job holds
+            # its message and the sealed copy (2x a 50 MB message, kept by an idle edge).
+            first = job = None
+            batch = []
             if stopping:
                 return
 

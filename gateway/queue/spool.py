@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import insert
+from sqlalchemy import bindparam, func, insert
 from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey, seal
 from gateway import audit
 from gateway.audit import AuditAction
 from gateway.db import table_of
+from gateway.db_blobs import sqlite_for_large, write_blob
 from gateway.models import (
     Direction,
     Message,
@@ -105,7 +106,10 @@ def store_received(session: Session, master: MasterKey, envelope: Envelope, *,
 _messages = table_of(Message)
 _INSERT_MESSAGES = insert(_messages).returning(_messages.c.id, sort_by_parameter_order=True)
 _INSERT_RECIPIENTS = insert(table_of(Recipient))
-_INSERT_CONTENT = insert(table_of(SealedContent))
+_content = table_of(SealedContent)
+_INSERT_CONTENT = insert(_content)
+# message_id is the table's INTEGER PRIMARY KEY, so on SQLite it is the rowid write_blob needs.
+_INSERT_CONTENT_ZEROS = insert(_content).values(sealed=func.zeroblob(bindparam("length")))
 
 
 def store_batch(session: Session, batch: Sequence[Arrival]) -> list[Stored]:
@@ -133,8 +137,17 @@ def store_batch(session: Session, batch: Sequence[Arrival]) -> list[Stored]:
         {"message_id": mid, "address": a, "state": RecipientState.PENDING}
         for mid, p in pairs for a in p.recipients
     ])
-    session.execute(_INSERT_CONTENT, [{"message_id": mid, "sealed": p.sealed}
-                                      for mid, p in pairs])
+    small = [{"message_id": mid, "sealed": p.sealed} for mid, p in pairs
+             if sqlite_for_large(session, p.sealed) is None]
+    if small:
+        session.execute(_INSERT_CONTENT, small)
+    for mid, p in pairs:
+        raw = sqlite_for_large(session, p.sealed)
+        if raw is not None:
+            # Zeros first, then the blob handle (gateway.db_blobs): SQLite would otherwise
+            # copy a large message twice and keep one copy in its cached statement.
+            session.execute(_INSERT_CONTENT_ZEROS, {"message_id": mid, "length": len(p.sealed)})
+            write_blob(raw, _content.name, "sealed", mid, p.sealed)
     audit.record_many(session, [audit.Event(a.actor, AuditAction.RECEIVED, a.prepared.queue_id, {
         "direction": a.prepared.envelope.direction.value,
         "mail_from": a.prepared.envelope.mail_from,

@@ -1,0 +1,36 @@
+"""Large blobs into SQLite without SQLite's copies.
+
+A bound blob parameter is copied by SQLite twice (the parameter and the record), and a cached
+statement keeps the parameter's copy until it runs again: a 50 MB message stayed resident in
+the process that stored it. On SQLite a large blob is therefore inserted as zeros of its
+length (``zeroblob``) and written in pieces through the blob handle. PostgreSQL (psycopg
+sends the buffer as it is) and small blobs take the plain bound parameter.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlalchemy.orm import Session
+
+# From this size on a blob is streamed; below it the two copies cost less than the extra
+# statement.
+STREAMED_BLOB_BYTES = 1 << 20
+_PIECE = 1 << 20
+
+
+def sqlite_for_large(session: Session, data: bytes | bytearray | memoryview) -> \
+        sqlite3.Connection | None:
+    """The session's SQLite connection if ``data`` is to be streamed into it, else None."""
+    if len(data) < STREAMED_BLOB_BYTES:
+        return None
+    raw = session.connection().connection.dbapi_connection
+    return raw if isinstance(raw, sqlite3.Connection) else None
+
+
+def write_blob(raw: sqlite3.Connection, table: str, column: str, rowid: int,
+               data: bytes | bytearray | memoryview) -> None:
+    """Write ``data`` over the zeros of the same length in ``table.column`` of ``rowid``."""
+    with raw.blobopen(table, column, rowid) as blob, memoryview(data) as view:
+        for start in range(0, len(view), _PIECE):
+            blob.write(view[start : start + _PIECE])
