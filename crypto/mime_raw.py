@@ -13,6 +13,7 @@ but not in a binary body.
 
 from __future__ import annotations
 
+import binascii
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,8 +70,14 @@ class RawEntity:
     def decoded(self, data: bytes, *, strip_eol: bool) -> bytes:
         """The body with the Content-Transfer-Encoding undone, as get_payload(decode=True)."""
         body = self.body(data, strip_eol=strip_eol)
-        if str(self.headers.get("content-transfer-encoding", "")).lower() not in _DECODED_CTES:
+        encoding = str(self.headers.get("content-transfer-encoding", "")).lower()
+        if encoding not in _DECODED_CTES:
             return body  # what get_payload(decode=True) returns for any other encoding
+        if encoding == "quoted-printable":
+            # get_payload's own decoder (quopri.decodestring is a2b_qp) on the bytes as
+            # they are: its way there turns the body into a str and back first, two whole
+            # copies more of a large text part.
+            return binascii.a2b_qp(body)
         self.headers.set_payload(body)
         decoded = self.headers.get_payload(decode=True)
         return decoded if isinstance(decoded, bytes) else b""

@@ -308,3 +308,20 @@ def test_another_policy_set_afterwards_reads_anew() -> None:
     assert str(message.get("subject")) == "Hölle und mehr"
     message.policy = policy.compat32
     assert message.get("subject") == "=?utf-8?b?SMO2bGxl?= und mehr"
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3, 7, 64, 1 << 16])
+@pytest.mark.parametrize("raw", [HOSTILE, PLAIN, ENTITY, HOSTILE.replace(b"\r\n", b"\n"),
+                                 HOSTILE.replace(b"\r\n", b"\r"), b"", b"no header\r\n"],
+                         ids=["hostile", "plain", "entity", "lf", "cr", "empty", "garbage"])
+def test_fed_in_pieces_it_parses_as_parsebytes(raw: bytes, piece: int,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parser is fed in pieces to bound its memory (gateway.mime.parsed._FEED_BYTES);
+    wherever a piece ends, inside a CRLF too, the result is the whole-message parse's."""
+    monkeypatch.setattr("gateway.mime.parsed._FEED_BYTES", piece)
+    reference = BytesParser(policy=policy.default).parsebytes(raw)
+    ours = parse_message(raw)
+    assert [_reads(p) for p in ours.walk()] == [_reads(p) for p in reference.walk()]
+    assert [p.get_payload(decode=True) for p in ours.walk() if not p.is_multipart()] == \
+        [p.get_payload(decode=True) for p in reference.walk() if not p.is_multipart()]
+    assert ours.as_bytes() == reference.as_bytes()

