@@ -22,9 +22,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email import policy as email_policy
-from email.message import Message
+from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
-from typing import Protocol
+from typing import Any, Protocol
 
 import pybase64
 from asn1crypto import cms  # type: ignore[import-untyped]
@@ -129,6 +129,38 @@ class _DashLines:
         return None if best >= size else best + 1
 
 
+_MISSING = object()
+
+
+class _FieldsOnce(EmailMessage):
+    """A header block read by ``check_raw_structure``: each field is parsed once. Under
+    ``policy.default`` every ``get()`` runs the header value parser again, and the check
+    asks for Content-Type three times a part (is there one, its type, its boundary); the
+    block never changes, so the first answer is every later one."""
+
+    def get(self, name: str, failobj: Any = None) -> Any:
+        fields: dict[str, Any] = self.__dict__.setdefault("_fields_once", {})
+        key = name.lower()
+        if key not in fields:
+            fields[key] = super().get(name, _MISSING)
+        value = fields[key]
+        return failobj if value is _MISSING else value
+
+    def set_raw(self, name: str, value: Any) -> None:
+        # The parser adds the fields before anyone asks; should that ever change, a field
+        # added later is read anew (and so below for every other change).
+        self.__dict__.pop("_fields_once", None)
+        super().set_raw(name, value)
+
+    def __setitem__(self, name: str, val: Any) -> None:
+        self.__dict__.pop("_fields_once", None)
+        super().__setitem__(name, val)
+
+    def __delitem__(self, name: str) -> None:
+        self.__dict__.pop("_fields_once", None)
+        super().__delitem__(name)
+
+
 @dataclass
 class _OpenMultipart:
     delimiter: bytes  # "--" + boundary
@@ -195,7 +227,8 @@ def check_raw_structure(raw: bytes, limits: MimeLimits) -> str | None:
             continue
         # The header block ended: what it declares decides what the body is.
         in_headers = False
-        entity = BytesHeaderParser(policy=email_policy.default).parsebytes(bytes(header))
+        entity = BytesHeaderParser(_FieldsOnce, policy=email_policy.default).parsebytes(
+            bytes(header))
         header.clear()
         content_type = entity.get_content_type() if entity.get("content-type") \
             else default_type

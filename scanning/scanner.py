@@ -98,13 +98,16 @@ class MessageScanner:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def scan(self, message: Message, raw: bytes, opener: Opener | None = None) -> ScanResult:
+    def scan(self, message: Message, raw: bytes, opener: Opener | None = None, *,
+             structure_checked: bool = False) -> ScanResult:
         """The verdict on ``message`` (parsed) whose bytes are ``raw``.
 
         ``opener`` decrypts what the gateway holds keys for; without one, every encrypted
-        part is UNSCANNABLE.
+        part is UNSCANNABLE. ``structure_checked``: the caller found ``raw`` within the
+        limits by ``check_raw_structure(raw, self.mime_limits)`` already (the pipeline's
+        parse stages do, before the parser sees it), so it is not read once more here.
         """
-        too_complex = check_raw_structure(raw, self.mime_limits)
+        too_complex = None if structure_checked else check_raw_structure(raw, self.mime_limits)
         if too_complex is not None:
             # No walk, but clamd still sees the whole: malware outranks "too complex".
             return self._verdict([self._whole(raw)],

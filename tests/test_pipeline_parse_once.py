@@ -22,10 +22,12 @@ from gateway.mime.parsed import FieldCachingMessage, parse_header_block, parse_m
 from gateway.models import Direction, MessageState
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.stages import parse as parse_stage
+from gateway.pipeline.stages import scan as scan_stage
 from gateway.pipeline.worker import Worker
 from gateway.services import Services
 from gateway.settings import OutboundPolicy, Settings
 from mailboxes.directory import add_mailbox
+from scanning import scanner as scanner_module
 from tests.conftest import make_settings
 from tests.support import crypto_setup
 from tests.support.openssl_partner import OpensslPartner, crlf, mail
@@ -169,23 +171,27 @@ def gw(services: Services, parties: tuple[Path, Party, Party, Party]) -> Service
 
 
 class Counted:
-    """Calls of a function, with the identity of their first argument."""
+    """Calls of a function, wherever the modules named call it, with the identity of their
+    first argument."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, module: Any, name: str) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, modules: list[Any], name: str) -> None:
         self.arguments: list[bytes] = []
-        original: Callable[..., Any] = getattr(module, name)
+        original: Callable[..., Any] = getattr(modules[0], name)
 
         def counting(data: bytes, *args: Any, **kwargs: Any) -> Any:
             self.arguments.append(data)
             return original(data, *args, **kwargs)
 
-        monkeypatch.setattr(module, name, counting)
+        for module in modules:
+            monkeypatch.setattr(module, name, counting)
 
 
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Counted, Counted]]:
-    yield (Counted(monkeypatch, parse_stage, "parse_message"),
-           Counted(monkeypatch, parse_stage, "check_raw_structure"))
+    # The structure check wherever it runs: the parse stages, the scan stage, the scanner.
+    yield (Counted(monkeypatch, [parse_stage], "parse_message"),
+           Counted(monkeypatch, [parse_stage, scan_stage, scanner_module],
+                   "check_raw_structure"))
 
 
 def _facts(gw: Services, qid: str) -> dict[str, str]:

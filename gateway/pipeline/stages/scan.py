@@ -24,6 +24,7 @@ from gateway.quarantine.records import is_released
 from gateway.queue.store import scan_failures
 from gateway.services import Services
 from scanning.errors import ScanInterrupted, ScannerUnavailable
+from scanning.parts import check_raw_structure
 from scanning.verdict import Verdict
 
 SENDER_NOTICE = Bilingual(
@@ -42,7 +43,12 @@ class ScanStage:
             failed_before = scan_failures(session, ctx.message_id)
         parsed = ctx.parsed if ctx.parsed is not None else parse_checked(ctx.body)
         try:
-            result = services.scanner.scan(parsed, ctx.body, opener_for(ctx, services))
+            # The parse stages checked these very bytes against the same limits (the answer
+            # is cached on the context); the scanner need not read them once more.
+            checked = ctx.structure_problem(
+                lambda data: check_raw_structure(data, services.scanner.mime_limits)) is None
+            result = services.scanner.scan(parsed, ctx.body, opener_for(ctx, services),
+                                           structure_checked=checked)
         except ScanInterrupted as exc:
             services.scanner_health.failed(str(exc))
             _count_failure(ctx, services, failed_before + 1, exc)
