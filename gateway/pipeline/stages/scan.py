@@ -40,7 +40,6 @@ class ScanStage:
     def run(self, ctx: MessageContext, services: Services) -> None:
         with read_scope(services.sessions) as session:
             released = is_released(session, ctx.message_id)
-            failed_before = scan_failures(session, ctx.message_id)
         parsed = ctx.parsed if ctx.parsed is not None else parse_checked(ctx.body)
         try:
             # The parse stages checked these very bytes against the same limits (the answer
@@ -51,6 +50,9 @@ class ScanStage:
                                            structure_checked=checked)
         except ScanInterrupted as exc:
             services.scanner_health.failed(str(exc))
+            # Read only now: the count matters on this rare path alone.
+            with read_scope(services.sessions) as session:
+                failed_before = scan_failures(session, ctx.message_id)
             _count_failure(ctx, services, failed_before + 1, exc)
         except ScannerUnavailable as exc:
             # Unreachable for every message alike (refused, no socket, all slots busy): not
