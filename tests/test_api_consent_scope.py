@@ -28,6 +28,7 @@ from gateway.staff import users as staff
 from mailboxes.directory import add_mailbox
 from mailboxes.members import add_member
 from mailboxes.models import MemberRole
+from tests.support.clamd import EICAR
 from tests.support.db import opened, store_held
 from tests.support.staff_web import add_tokens, bearer
 
@@ -158,3 +159,23 @@ def test_held_reports_are_the_teams_own(client: TestClient, settings: Settings) 
                        json=check).status_code == 403
     assert client.post("/api/v1/consents/check", headers=bearer("ohne"),
                        json=check).status_code == 200
+
+
+def test_the_scan_is_checked_as_in_the_console(client: TestClient) -> None:
+    """A PDF or an image by its first bytes, stored with that type whatever the client
+    said, and clean in clamd's eyes (gateway.consent.documents.checked_scan, the console's
+    check): nothing else is recorded."""
+    def record(data: bytes, content_type: str = "application/pdf") -> Any:
+        body = _release(NORTH)
+        body["document"] = {"filename": "scan.pdf", "content_type": content_type,
+                            "data_base64": base64.b64encode(data).decode()}
+        return client.post("/api/v1/consents", headers=bearer("nord"), json=body)
+
+    html = record(b"<html><script>alert(1)</script></html>")
+    assert html.status_code == 422 and "not a PDF or an image" in html.json()["message"]
+    infected = record(b"%PDF-1.4\n" + EICAR)  # a PDF by its first bytes, and malware
+    assert infected.status_code == 422 and "malware" in infected.json()["message"]
+    assert client.get("/api/v1/consents", headers=bearer("nord")).json()["releases"] == []
+    png = record(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, content_type="application/pdf")
+    assert png.status_code == 201, png.text
+    assert png.json()["release"]["document"]["content_type"] == "image/png"

@@ -43,6 +43,7 @@ from crypto.at_rest import MasterKey
 from crypto.errors import KeyFileError
 from gateway.clock import Clock
 from gateway.consent.actions import Recorded, record_change, record_release, record_revocation
+from gateway.consent.documents import checked_scan
 from gateway.consent.errors import ConsentConflict, ConsentError, ConsentNotFound
 from gateway.consent.gate import dry_run
 from gateway.consent.holds import approve_statutory, held_reports
@@ -252,6 +253,18 @@ def consents_router(auth: Authenticator, sessions: sessionmaker[Session], clock:
     api = ApiSessions(sessions, DomainErrors(ConsentNotFound, ConsentConflict, ConsentError, 422))
     writing, reading = api.writing, api.reading
 
+    def checked(document: Document | None) -> Document | None:
+        """The scan as the console takes it (gateway.consent.documents): a PDF or an image
+        by its first bytes, stored with that type whatever the client said, and clean in
+        clamd's eyes; before any transaction, so no write lock waits for clamd."""
+        if document is None or len(document.data) > limit:
+            return document  # too large: the library refuses it, clamd need not see it
+        try:
+            kind = checked_scan(settings, document.data)
+        except ConsentError as exc:
+            raise ApiError(422, "refused", str(exc)) from None
+        return Document(document.filename, kind, document.data)
+
     def recorded(result: Recorded, now: datetime) -> dict[str, Any]:
         return {"release": version_json(result.version, now, zone),
                 "rechecked": list(result.rechecked)}
@@ -274,7 +287,7 @@ def consents_router(auth: Authenticator, sessions: sessionmaker[Session], clock:
 
     @router.post("", status_code=201)
     def add_release(user: StaffUser, body: ReleaseBody) -> dict[str, Any]:
-        document = _document(body.document, limit)
+        document = checked(_document(body.document, limit))
         key = master_key()
         now = clock()
         with writing() as session:
@@ -326,7 +339,7 @@ def consents_router(auth: Authenticator, sessions: sessionmaker[Session], clock:
     @router.post("/{release_id:int}/versions", status_code=201)
     def change_release(user: StaffUser, release_id: ReleaseId,
                        body: ChangeBody) -> dict[str, Any]:
-        document = _document(body.document, limit)
+        document = checked(_document(body.document, limit))
         key = master_key()
         now = clock()
         with writing() as session:
