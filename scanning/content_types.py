@@ -51,12 +51,15 @@ SCRIPT_EXTENSIONS = frozenset({
 
 def blocked_type(data: bytes, filename: str | None, blocked: Collection[str]) -> str | None:
     """"blocked type: <kind> (<what>)" if ``data`` is of a type in ``blocked``, else None."""
+    # A zip's names serve both checks: its directory is read once (a 20,000-member zip cost
+    # about 0.35 s of CPU a reading).
+    names = _zip_names(data) if "executable" in blocked or "office-macro" in blocked else []
     if "executable" in blocked:
-        what = executable_kind(data)
+        what = executable_kind(data, zip_names=names)
         if what is not None:
             return f"blocked type: executable ({what})"
     if "office-macro" in blocked:
-        what = office_macro_kind(data)
+        what = office_macro_kind(data, zip_names=names)
         if what is not None:
             return f"blocked type: office-macro ({what})"
     if "script" in blocked:
@@ -89,7 +92,9 @@ _MSI_CLASSES = (bytes.fromhex("84100c0000000000c000000000000046"),
                 bytes.fromhex("86100c0000000000c000000000000046"))
 
 
-def executable_kind(data: bytes) -> str | None:
+def executable_kind(data: bytes, *, zip_names: list[str] | None = None) -> str | None:
+    """The kind of executable ``data`` is, if any; ``zip_names``: its zip directory's names,
+    if the caller read them already."""
     if data[:2] in (b"MZ", b"ZM") and len(data) >= 64:
         (pe_offset,) = struct.unpack_from("<L", data, 0x3C)
         if data[pe_offset:pe_offset + 4] == b"PE\x00\x00":
@@ -109,7 +114,7 @@ def executable_kind(data: bytes) -> str | None:
         return "Windows shortcut"
     if data.startswith(_OLE2) and _ole_root_class(data) in _MSI_CLASSES:
         return "Windows Installer"
-    names = _zip_names(data)
+    names = _zip_names(data) if zip_names is None else zip_names
     if any(name.endswith(".class") for name in names):
         return "Java archive"
     if "classes.dex" in names:
@@ -184,11 +189,12 @@ def _ole_name_pattern(name: str) -> re.Pattern[bytes]:
 _OLE_PATTERNS = tuple((name, _ole_name_pattern(name)) for name in _OLE_MACRO_NAMES)
 
 
-def office_macro_kind(data: bytes) -> str | None:
+def office_macro_kind(data: bytes, *, zip_names: list[str] | None = None) -> str | None:
+    """The kind of macro ``data`` carries, if any; ``zip_names`` as for executable_kind."""
     if data.startswith(_OLE2):
         name = _ole_macro_entry(data)
         return f"OLE2 {name} storage" if name is not None else None
-    for member in _zip_names(data):
+    for member in _zip_names(data) if zip_names is None else zip_names:
         lower = member.lower()
         if lower.rsplit("/", 1)[-1] == "vbaproject.bin":
             return "VBA project"
