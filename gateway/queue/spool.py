@@ -137,17 +137,17 @@ def store_batch(session: Session, batch: Sequence[Arrival]) -> list[Stored]:
         {"message_id": mid, "address": a, "state": RecipientState.PENDING}
         for mid, p in pairs for a in p.recipients
     ])
-    small = [{"message_id": mid, "sealed": p.sealed} for mid, p in pairs
-             if sqlite_for_large(session, p.sealed) is None]
+    streamed = [(mid, p, raw) for mid, p in pairs
+                if (raw := sqlite_for_large(session, p.sealed)) is not None]
+    large = {mid for mid, _, _ in streamed}
+    small = [{"message_id": mid, "sealed": p.sealed} for mid, p in pairs if mid not in large]
     if small:
         session.execute(_INSERT_CONTENT, small)
-    for mid, p in pairs:
-        raw = sqlite_for_large(session, p.sealed)
-        if raw is not None:
-            # Zeros first, then the blob handle (gateway.db_blobs): SQLite would otherwise
-            # copy a large message twice and keep one copy in its cached statement.
-            session.execute(_INSERT_CONTENT_ZEROS, {"message_id": mid, "length": len(p.sealed)})
-            write_blob(raw, _content.name, "sealed", mid, p.sealed)
+    for mid, p, raw in streamed:
+        # Zeros first, then the blob handle (gateway.db_blobs): SQLite would otherwise copy
+        # a large message twice and keep one copy in its cached statement.
+        session.execute(_INSERT_CONTENT_ZEROS, {"message_id": mid, "length": len(p.sealed)})
+        write_blob(raw, _content.name, "sealed", mid, p.sealed)
     audit.record_many(session, [audit.Event(a.actor, AuditAction.RECEIVED, a.prepared.queue_id, {
         "direction": a.prepared.envelope.direction.value,
         "mail_from": a.prepared.envelope.mail_from,
