@@ -11,6 +11,7 @@ stored: the request's one transaction is rolled back. An unknown mailbox id is 4
 
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations at run
 # time.
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -147,6 +148,22 @@ def shared_mailboxes_router(auth: Authenticator, sessions: sessionmaker[Session]
 
         return await run_in_threadpool(work)
 
+    def changed(request: Request, admin: Staff, box_id: int, typed: dict[str, Any],
+                change: Callable[[Session, Mailbox], object]) -> Response:
+        """One change to mailbox ``box_id`` (404 if there is none): back to its page with
+        "changed" or "unchanged", or the page again with the refusal and what was typed."""
+        try:
+            with session_scope(sessions) as session:
+                mailbox = session.get(Mailbox, box_id)
+                if mailbox is None:
+                    raise HTTPException(404)
+                changes = change(session, mailbox)
+        except MailboxError as exc:
+            error, status = refusal(request, exc)
+            return edit_page(request, admin, box_id, form=typed, error=error, status=status)
+        done = "changed" if changes else "unchanged"
+        return RedirectResponse(f"{BASE}/{box_id}?done={done}", status_code=303)
+
     @router.get(BASE + "/{mailbox_id}")
     async def mailbox_detail(request: Request, admin: AdminUser, mailbox_id: str) -> Response:
         return await run_in_threadpool(edit_page, request, admin, parse_id(mailbox_id))
@@ -158,22 +175,11 @@ def shared_mailboxes_router(auth: Authenticator, sessions: sessionmaker[Session]
         name, sensitive = _field(form, "name"), bool(_field(form, "sensitive"))
         typed: dict[str, Any] = {"name": name, "sensitive": sensitive}
 
-        def work() -> Response:
-            try:
-                with session_scope(sessions) as session:
-                    mailbox = session.get(Mailbox, box_id)
-                    if mailbox is None:
-                        raise HTTPException(404)
-                    changes = update_mailbox(session, mailbox.address, name=name,
-                                             sensitive=sensitive, actor=admin.username)
-            except MailboxError as exc:
-                error, status = refusal(request, exc)
-                return edit_page(request, admin, box_id, form=typed, error=error,
-                                 status=status)
-            done = "changed" if changes else "unchanged"
-            return RedirectResponse(f"{BASE}/{box_id}?done={done}", status_code=303)
+        def change(session: Session, mailbox: Mailbox) -> object:
+            return update_mailbox(session, mailbox.address, name=name, sensitive=sensitive,
+                                  actor=admin.username)
 
-        return await run_in_threadpool(work)
+        return await run_in_threadpool(changed, request, admin, box_id, typed, change)
 
     @router.post(BASE + "/{mailbox_id}/outreach")
     async def mailbox_outreach(request: Request, admin: AdminUser,
@@ -186,25 +192,13 @@ def shared_mailboxes_router(auth: Authenticator, sessions: sessionmaker[Session]
         typed: dict[str, Any] = {"receipt": receipt, "receipt_template": template,
                                  "signature": signature}
 
-        def work() -> Response:
-            try:
-                with session_scope(sessions) as session:
-                    mailbox = session.get(Mailbox, box_id)
-                    if mailbox is None:
-                        raise HTTPException(404)
-                    typed.update(name=mailbox.name, sensitive=mailbox.sensitive)
-                    changes = set_outreach(
-                        session, mailbox.address, actor=admin.username,
-                        receipt_enabled=receipt,
-                        receipt_template=template if template.strip() else None,
-                        reset_template=not template.strip(), signature=signature)
-            except MailboxError as exc:
-                error, status = refusal(request, exc)
-                return edit_page(request, admin, box_id, form=typed, error=error,
-                                 status=status)
-            done = "changed" if changes else "unchanged"
-            return RedirectResponse(f"{BASE}/{box_id}?done={done}", status_code=303)
+        def change(session: Session, mailbox: Mailbox) -> object:
+            typed.update(name=mailbox.name, sensitive=mailbox.sensitive)
+            return set_outreach(
+                session, mailbox.address, actor=admin.username, receipt_enabled=receipt,
+                receipt_template=template if template.strip() else None,
+                reset_template=not template.strip(), signature=signature)
 
-        return await run_in_threadpool(work)
+        return await run_in_threadpool(changed, request, admin, box_id, typed, change)
 
     return router
