@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey, open_sealed, seal
@@ -32,6 +32,8 @@ _articles = table_of(Article)
 _INSERT_TICKET = insert(_tickets).returning(_tickets.c.id)
 _INSERT_ARTICLE = insert(_articles).returning(_articles.c.id)
 _INSERT_TOKENS = insert(table_of(SubjectToken))
+_TOUCH = update(_tickets).where(_tickets.c.id == bindparam("tid")).values(
+    updated_at=bindparam("now"))
 
 
 def subject_context(number: str) -> bytes:
@@ -50,6 +52,18 @@ def create_ticket(session: Session, master: MasterKey, *, mailbox_id: int, reque
                   subject: str, actor: str, now: datetime,
                   linked_ticket_id: int | None = None) -> tuple[int, str]:
     """A new ticket; its id and number."""
+    ticket_id, number, created = open_ticket(
+        session, master, mailbox_id=mailbox_id, requester=requester, subject=subject,
+        actor=actor, now=now, linked_ticket_id=linked_ticket_id)
+    history.record_all(session, [created])
+    return ticket_id, number
+
+
+def open_ticket(session: Session, master: MasterKey, *, mailbox_id: int, requester: str,
+                subject: str, actor: str, now: datetime,
+                linked_ticket_id: int | None = None) -> tuple[int, str, history.HistoryRow]:
+    """``create_ticket`` with its history row ("created") returned for the caller to write
+    together with the rows that follow it (filing writes them in one statement)."""
     number = allocate_number(session, now.year)
     subject = " ".join(subject.split())[:MAX_SUBJECT]
     ticket_id = int(session.execute(_INSERT_TICKET, {
@@ -64,20 +78,24 @@ def create_ticket(session: Session, master: MasterKey, *, mailbox_id: int, reque
     detail: dict[str, object] = {"number": number}
     if linked_ticket_id is not None:
         detail["linked_ticket_id"] = linked_ticket_id
-    history.record(session, ticket_id, actor=actor, action="created", now=now, **detail)
-    return ticket_id, number
+    return ticket_id, number, history.entry(ticket_id, actor=actor, action="created", now=now,
+                                            **detail)
 
 
 def add_article(session: Session, ticket_id: int, kind: ArticleKind, *, author: str,
                 now: datetime, stored_message_id: int | None = None,
-                queue_id: str | None = None, rfc_message_id: str | None = None) -> int:
+                queue_id: str | None = None, rfc_message_id: str | None = None,
+                touch: bool = True) -> int:
+    """An article; the ticket's ``updated_at`` becomes ``now`` unless ``touch`` is False,
+    which a caller passes for a ticket it created at this same ``now`` (the update would
+    write the value the row has)."""
     article_id = int(session.execute(_INSERT_ARTICLE, {
         "ticket_id": ticket_id, "kind": kind.value, "created_at": now, "author": author[:320],
         "stored_message_id": stored_message_id, "queue_id": queue_id,
         "rfc_message_id": (rfc_message_id or None) and rfc_message_id[:255],
         "note_sealed": None}).scalar_one())
-    session.execute(update(_tickets).where(_tickets.c.id == ticket_id)
-                    .values(updated_at=now))
+    if touch:
+        session.execute(_TOUCH, {"tid": ticket_id, "now": now})
     return article_id
 
 

@@ -24,7 +24,7 @@ from mailboxes.models import Mailbox
 from mailboxes.tickets import history, receipts
 from mailboxes.tickets.models import Article, ArticleKind, Ticket
 from mailboxes.tickets.numbers import numbers_in
-from mailboxes.tickets.records import add_article, create_ticket, follow
+from mailboxes.tickets.records import add_article, follow, open_ticket
 from mailboxes.tickets.states import ON_MAIL_IN
 
 MAX_REFERENCES = 50
@@ -93,18 +93,22 @@ def thread_filed(session: Session, master: MasterKey, filed: Filed, *, own_addre
         follow(session, ticket, ON_MAIL_IN, actor=sender, now=now)
         return Threaded(ticket.id, ticket.number, new=False)
 
-    ticket_id, number = create_ticket(
+    ticket_id, number, created = open_ticket(
         session, master, mailbox_id=filed.mailbox_id, requester=sender, subject=subject,
         actor=sender, now=now, linked_ticket_id=None if linked is None else linked.id)
+    # The ticket was created at this ``now``: its updated_at needs no update.
     add_article(session, ticket_id, ArticleKind.INBOUND, author=sender, now=now,
-                stored_message_id=filed.stored_id, rfc_message_id=own_id)
+                stored_message_id=filed.stored_id, rfc_message_id=own_id, touch=False)
+    # The history rows in their order, written together at the end (one statement).
+    rows = [created]
     if linked is not None:
         # Told on the ticket named, too: someone quoted its number from another address.
-        history.record(session, linked.id, actor=sender, action="linked-from", now=now,
-                       ticket=number)
+        rows.append(history.entry(linked.id, actor=sender, action="linked-from", now=now,
+                                  ticket=number))
     refused, receipt_queue_id = _receipt(session, master, filed, ticket_id, number, own_id,
                                          own_addresses=own_addresses, hostname=hostname,
-                                         actor=actor, now=now)
+                                         actor=actor, now=now, history_rows=rows)
+    history.record_all(session, rows)
     return Threaded(ticket_id, number, new=True,
                     linked_to=None if linked is None else linked.number,
                     receipt_queue_id=receipt_queue_id, receipt_refused=refused)
@@ -130,7 +134,10 @@ def _by_number(session: Session, mailbox_id: int, numbers: list[str]) -> Ticket 
 
 def _receipt(session: Session, master: MasterKey, filed: Filed, ticket_id: int, number: str,
              own_id: str | None, *, own_addresses: frozenset[str], hostname: str, actor: str,
-             now: datetime) -> tuple[str | None, str | None]:
+             now: datetime, history_rows: list[history.HistoryRow]
+             ) -> tuple[str | None, str | None]:
+    """A receipt for the new ticket, or why none; its history row goes to ``history_rows``
+    (the caller writes them)."""
     mailbox = session.get(Mailbox, filed.mailbox_id)
     assert mailbox is not None  # the copy was just filed into it
     refused: str | None
@@ -146,14 +153,15 @@ def _receipt(session: Session, master: MasterKey, filed: Filed, ticket_id: int, 
             session, mailbox.id, to, now) >= receipts.RATE_LIMIT:
         refused = f"more than {receipts.RATE_LIMIT} receipts to this sender within the hour"
     if refused is not None:
-        history.record(session, ticket_id, actor=actor, action="receipt-skipped", now=now,
-                       reason=refused)
+        history_rows.append(history.entry(ticket_id, actor=actor, action="receipt-skipped",
+                                          now=now, reason=refused))
         return refused, None
     receipt = receipts.queue_receipt(session, master, mailbox, to=to, number=number,
                                      in_reply_to=own_id, hostname=hostname, actor=actor,
                                      now=now)
     add_article(session, ticket_id, ArticleKind.RECEIPT, author=to, now=now,
-                queue_id=receipt.stored.queue_id, rfc_message_id=receipt.message_id)
-    history.record(session, ticket_id, actor=actor, action="receipt-sent", now=now,
-                   queue_id=receipt.stored.queue_id)
+                queue_id=receipt.stored.queue_id, rfc_message_id=receipt.message_id,
+                touch=False)
+    history_rows.append(history.entry(ticket_id, actor=actor, action="receipt-sent", now=now,
+                                      queue_id=receipt.stored.queue_id))
     return None, receipt.stored.queue_id
