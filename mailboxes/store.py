@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import Insert, bindparam, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey, open_sealed, seal
@@ -18,14 +20,23 @@ def stored_context(mailbox_id: int, message_id: int) -> bytes:
 
 
 _stored = table_of(StoredMessage)
-_FILED = select(_stored.c.id).where(_stored.c.mailbox_id == bindparam("box"),
-                                    _stored.c.message_id == bindparam("mid"))
-_FILE = insert(_stored).returning(_stored.c.id)
-# On SQLite a large copy is inserted as zeros and written through the blob handle
-# (gateway.db_blobs: a 50 MB message otherwise stayed resident in the worker after filing).
-_FILE_ZEROS = insert(_stored).values(sealed=func.zeroblob(bindparam("length"))).returning(
-    _stored.c.id)
 STREAMED_FILING_BYTES = STREAMED_BLOB_BYTES
+
+
+@functools.cache
+def _filing(dialect: str, zeros: bool) -> Insert:
+    """The insert that files a copy and returns its id, or no row where the mailbox has this
+    message already (a retry after a crash): the unique (mailbox, message) decides, in the
+    same statement, instead of a SELECT before it. ``ON CONFLICT DO NOTHING`` rather than
+    catching the violation: a failed statement aborts the whole transaction on PostgreSQL."""
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = make(_stored)
+    if zeros:
+        # On SQLite a large copy is inserted as zeros and written through the blob handle
+        # (gateway.db_blobs: a 50 MB message otherwise stayed resident in the worker).
+        statement = statement.values(sealed=func.zeroblob(bindparam("length")))
+    return statement.on_conflict_do_nothing(
+        index_elements=[_stored.c.mailbox_id, _stored.c.message_id]).returning(_stored.c.id)
 
 
 def seal_for_mailbox(master: MasterKey, mailbox_id: int, message_id: int,
@@ -38,17 +49,19 @@ def file_sealed(session: Session, *, mailbox_id: int, message_id: int, mail_from
                 ) -> int | None:
     """File a sealed copy; its id, or None if it was filed already (a retry after a
     crash)."""
-    if session.execute(_FILED, {"box": mailbox_id, "mid": message_id}).first() is not None:
-        return None
     row = {"mailbox_id": mailbox_id, "message_id": message_id, "seal_message_id": message_id,
            "queue_id": queue_id, "mail_from": mail_from, "size": size, "delivered_at": now,
            "seen": False}
+    dialect = session.get_bind().dialect.name
     raw = sqlite_for_large(session, sealed)
     if raw is not None:
-        filed = int(session.execute(_FILE_ZEROS, {**row, "length": len(sealed)}).scalar_one())
-        write_blob(raw, _stored.name, "sealed", filed, sealed)
+        filed = session.execute(_filing(dialect, zeros=True),
+                                {**row, "length": len(sealed)}).scalar_one_or_none()
+        if filed is not None:
+            write_blob(raw, _stored.name, "sealed", filed, sealed)
         return filed
-    return int(session.execute(_FILE, {**row, "sealed": sealed}).scalar_one())
+    return session.execute(_filing(dialect, zeros=False),
+                           {**row, "sealed": sealed}).scalar_one_or_none()
 
 
 def read_message(master: MasterKey, stored: StoredMessage) -> bytes:
