@@ -168,30 +168,65 @@ class _OpenMultipart:
     digest: bool
 
 
+# A leaf body shorter than this is left to the parser: setting it aside saves less than it
+# costs.
+_MIN_LEAF_BODY = 512
+
+
+@dataclass(frozen=True)
+class RawStructure:
+    """What ``raw_structure`` learned from a message's bytes.
+
+    ``leaf_bodies``: where the bodies of leaf parts stand that a delimiter line ends, as
+    (start, end) in the raw bytes, in document order; ``end`` is where the line break before
+    the delimiter line starts (RFC 2046 5.1.1: it belongs to the delimiter), so a span is
+    exactly the text the parser holds as that part's payload. Only bodies of at least
+    ``_MIN_LEAF_BODY`` bytes of parts that are neither multipart nor message, whose header
+    block a blank line ended. ``gateway.mime.parsed.parse_message`` hands them to the parser
+    as one short line each, instead of line by line.
+    """
+
+    problem: str | None
+    leaf_bodies: tuple[tuple[int, int], ...] = ()
+
+
 def check_raw_structure(raw: bytes, limits: MimeLimits) -> str | None:
-    """Why the raw message ``raw`` breaks the MIME limits, or None; linear time.
+    """Why the raw message ``raw`` breaks the MIME limits, or None; linear time."""
+    return raw_structure(raw, limits).problem
+
+
+def raw_structure(raw: bytes, limits: MimeLimits) -> RawStructure:
+    """The MIME limits checked on ``raw`` (``problem``: why it breaks them, or None), and
+    where its leaf bodies stand; linear time.
 
     Follows boundaries as the stdlib parser does (lines split at CR, LF or CRLF; a boundary
     line closes every multipart opened inside it), so what it measures is what the parser
     would build.
     """
+    bodies: list[tuple[int, int]] = []
+
+    def answer(problem: str | None = None) -> RawStructure:
+        return RawStructure(problem, tuple(bodies) if problem is None else ())
+
     stack: list[_OpenMultipart] = []
     parts = 1
     depth = 0
     in_headers = True
     default_type = "text/plain"
     header = bytearray()
+    header_cut = False
+    leaf_start: int | None = None  # where the body of the leaf being read started
     pos = 0
     size = len(raw)
     dash_lines = _DashLines(raw)
     while pos < size:
         if not in_headers:
             if not stack:
-                return None  # a leaf body with nothing open around it: nothing more to find
+                return answer()  # a leaf body with nothing open around it: nothing more to find
             if not raw.startswith(b"--", pos):
                 found = dash_lines.after(pos)
                 if found is None:
-                    return None
+                    return answer()
                 pos = found
         match = _LINE.match(raw, pos)
         assert match is not None  # the pattern matches the empty string too
@@ -203,6 +238,12 @@ def check_raw_structure(raw: bytes, limits: MimeLimits) -> str | None:
             stripped = line.rstrip(b"\r\n").rstrip(b" \t")
             hit = _boundary_hit(stripped, stack)
             if hit is not None:
+                if leaf_start is not None:
+                    line_start = match.start()
+                    end = line_start - (2 if raw.startswith(b"\r\n", line_start - 2) else 1)
+                    if end - leaf_start >= _MIN_LEAF_BODY:
+                        bodies.append((leaf_start, end))
+                    leaf_start = None
                 index, closing = hit
                 opened = stack[index]
                 del stack[index + (0 if closing else 1):]
@@ -212,18 +253,21 @@ def check_raw_structure(raw: bytes, limits: MimeLimits) -> str | None:
                 parts += 1
                 depth = opened.depth + 1
                 if parts > limits.max_parts:
-                    return f"more than {limits.max_parts} MIME parts"
+                    return answer(f"more than {limits.max_parts} MIME parts")
                 if depth > limits.max_depth:
-                    return f"MIME nesting deeper than {limits.max_depth} levels"
+                    return answer(f"MIME nesting deeper than {limits.max_depth} levels")
                 in_headers = True
                 default_type = "message/rfc822" if opened.digest else "text/plain"
                 header.clear()
+                header_cut = False
                 continue
         if not in_headers:
             continue
         if line.strip(b"\r\n") and _HEADER_LINE.match(line):
             if len(header) < _MAX_RAW_HEADER:
                 header += line
+            else:
+                header_cut = True
             continue
         # The header block ended: what it declares decides what the body is.
         in_headers = False
@@ -248,16 +292,21 @@ def check_raw_structure(raw: bytes, limits: MimeLimits) -> str | None:
             parts += 1
             depth += 1
             if parts > limits.max_parts:
-                return f"more than {limits.max_parts} MIME parts"
+                return answer(f"more than {limits.max_parts} MIME parts")
             if depth > limits.max_depth:
-                return f"MIME nesting deeper than {limits.max_depth} levels"
+                return answer(f"MIME nesting deeper than {limits.max_depth} levels")
             in_headers = True
             default_type = "text/plain"
+            header_cut = False
+        elif (stack and not header_cut and not content_type.startswith("message/")
+              and not line.strip(b"\r\n")):
+            # A leaf whose header block a blank line ended: its body starts after it.
+            leaf_start = pos
         if line.strip(b"\r\n"):
             # A line that is no header ends the block and, as in the parser, is read again as
             # the first line of what follows (it may be the first boundary).
             pos = match.start()
-    return None
+    return answer()
 
 
 def _boundary_hit(stripped: bytes, stack: list[_OpenMultipart]) -> tuple[int, bool] | None:

@@ -171,27 +171,29 @@ def gw(services: Services, parties: tuple[Path, Party, Party, Party]) -> Service
 
 
 class Counted:
-    """Calls of a function, wherever the modules named call it, with the identity of their
-    first argument."""
+    """Calls of functions, wherever the modules named call them (a module and the name it
+    calls the function by), with the identity of their first argument."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, modules: list[Any], name: str) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, calls: list[tuple[Any, str]]) -> None:
         self.arguments: list[bytes] = []
-        original: Callable[..., Any] = getattr(modules[0], name)
+        for module, name in calls:
+            monkeypatch.setattr(module, name, self._counting(getattr(module, name)))
 
+    def _counting(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def counting(data: bytes, *args: Any, **kwargs: Any) -> Any:
             self.arguments.append(data)
             return original(data, *args, **kwargs)
 
-        for module in modules:
-            monkeypatch.setattr(module, name, counting)
+        return counting
 
 
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Counted, Counted]]:
-    # The structure check wherever it runs: the parse stages, the scan stage, the scanner.
-    yield (Counted(monkeypatch, [parse_stage], "parse_message"),
-           Counted(monkeypatch, [parse_stage, scan_stage, scanner_module],
-                   "check_raw_structure"))
+    # The structure check wherever it runs: the parse stages and the scan stage (which also
+    # learn where the leaf bodies stand from it), the scanner.
+    yield (Counted(monkeypatch, [(parse_stage, "parse_message")]),
+           Counted(monkeypatch, [(parse_stage, "raw_structure"), (scan_stage, "raw_structure"),
+                                 (scanner_module, "check_raw_structure")]))
 
 
 def _facts(gw: Services, qid: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ from gateway.mime.headers import prepend_headers
 from gateway.mime.parsed import parse_header_block
 from gateway.models import Direction
 from gateway.pipeline.crypto_state import InboundCrypto, OutboundCrypto
+from scanning.parts import RawStructure
 
 _BINARY_CTE = re.compile(rb"(?im)^content-transfer-encoding:[ \t]*binary")
 
@@ -110,21 +111,26 @@ class MessageContext:
         self._headers = (body, headers)
         return headers
 
-    def structure_problem(self, check: Callable[[bytes], str | None]) -> str | None:
+    def structure(self, check: Callable[[bytes], RawStructure]) -> RawStructure:
         """``check`` (the raw MIME structure check) on ``body``, run once per distinct byte
-        string: the parse and reparse stages ask about the same bytes when decryption left
-        the message as it was."""
+        string: the parse, reparse and scan stages ask about the same bytes when decryption
+        left the message as it was."""
         body = self.body
         cached = self._structure
         if cached is not None and cached[0] is body:
             return cached[1]
-        problem = check(body)
-        self._structure = (body, problem)
-        return problem
+        structure = check(body)
+        self._structure = (body, structure)
+        return structure
+
+    def known_structure(self) -> RawStructure | None:
+        """What the last ``structure`` call found, if it was about the current ``body``."""
+        cached = self._structure
+        return cached[1] if cached is not None and cached[0] is self.body else None
 
     # Keyed by the identity of the bytes looked at, and holding them: a later ``content``
     # is another object, so an answer about other bytes is never handed out.
     _headers: tuple[bytes, Message] | None = field(default=None, repr=False)
-    _structure: tuple[bytes, str | None] | None = field(default=None, repr=False)
+    _structure: tuple[bytes, RawStructure] | None = field(default=None, repr=False)
     # gateway.pipeline.stages.sender: the author's address, per header object it was read from.
     sender_cache: tuple[Message, str] | None = field(default=None, repr=False)

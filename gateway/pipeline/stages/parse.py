@@ -13,6 +13,7 @@ any stage takes it apart.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from email import errors
 from email.message import EmailMessage, Message
 
@@ -23,7 +24,7 @@ from gateway.models import Direction
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Quarantine
 from gateway.services import Services
-from scanning.parts import MimeLimits, check_raw_structure
+from scanning.parts import MimeLimits, raw_structure
 
 # Defects that mean the part boundaries are not what the sender's software meant.
 STRUCTURAL_DEFECTS: tuple[type[errors.MessageDefect], ...] = (
@@ -35,13 +36,15 @@ STRUCTURAL_DEFECTS: tuple[type[errors.MessageDefect], ...] = (
 )
 
 
-def parse_checked(data: bytes) -> EmailMessage:
+def parse_checked(data: bytes, leaf_bodies: Sequence[tuple[int, int]] = ()) -> EmailMessage:
     """Parse ``data``; raise Quarantine if the structure had to be guessed at.
 
     Used on what arrived and again on what decryption and signature unwrapping produce.
+    ``leaf_bodies``: where the raw structure check found leaf bodies in ``data``
+    (``gateway.mime.parsed.parse_message``).
     """
     try:
-        parsed = parse_message(data)
+        parsed = parse_message(data, leaf_bodies)
     except Exception as exc:  # noqa: BLE001 - any parser failure is a verdict, not a crash
         raise Quarantine(f"unparseable message: {type(exc).__name__}") from None
     _refuse_defects([part for part in parsed.walk()])
@@ -60,13 +63,20 @@ def check_structure(ctx: MessageContext, services: Services) -> None:
     takes time that grows with nesting depth times body size (minutes for a hostile 50 MB
     message), while this check reads the raw lines once (and once only per byte string)."""
     limits = MimeLimits.from_settings(services.settings.scanning)
-    problem = ctx.structure_problem(lambda data: check_raw_structure(data, limits))
+    problem = ctx.structure(lambda data: raw_structure(data, limits)).problem
     if problem is not None:
         raise Quarantine(f"unscannable: {problem}",
                          notice=Bilingual(
                              "Der Aufbau der Nachricht (MIME) ist zu verschachtelt, um "
                              "geprüft zu werden.",
                              "the message's MIME structure is too complex to be checked"))
+
+
+def _leaf_bodies(ctx: MessageContext) -> tuple[tuple[int, int], ...]:
+    """Where the structure check found the leaf bodies of ``ctx.body``; none if it looked at
+    other bytes (binary bodies re-encoded since)."""
+    structure = ctx.known_structure()
+    return structure.leaf_bodies if structure is not None else ()
 
 
 def _single_part(headers: Message) -> bool:
@@ -94,7 +104,7 @@ class ParseStage:
             ctx.facts["mime_type"] = headers.get_content_type()
             ctx.unparsed_body = ctx.body
             return
-        ctx.parsed = parse_checked(ctx.body)
+        ctx.parsed = parse_checked(ctx.body, _leaf_bodies(ctx))
         ctx.facts["mime_type"] = ctx.parsed.get_content_type()
 
 
@@ -116,9 +126,9 @@ class ReparseStage:
         if ctx.unparsed_body is ctx.body:
             # Nothing was opened: the message as it came, whose structure the parse stage
             # checked already; parsed in full here, once, as the parse stage would have.
-            ctx.parsed = parse_checked(ctx.body)
+            ctx.parsed = parse_checked(ctx.body, _leaf_bodies(ctx))
             return
         check_structure(ctx, services)
         ctx.content = encode_binary_bodies(ctx.body)
-        ctx.parsed = parse_checked(ctx.body)
+        ctx.parsed = parse_checked(ctx.body, _leaf_bodies(ctx))
         ctx.facts["inner_mime_type"] = ctx.parsed.get_content_type()

@@ -24,7 +24,7 @@ from gateway.quarantine.records import is_released
 from gateway.queue.store import scan_failures
 from gateway.services import Services
 from scanning.errors import ScanInterrupted, ScannerUnavailable
-from scanning.parts import check_raw_structure
+from scanning.parts import raw_structure
 from scanning.verdict import Verdict
 
 SENDER_NOTICE = Bilingual(
@@ -44,8 +44,8 @@ class ScanStage:
         try:
             # The parse stages checked these very bytes against the same limits (the answer
             # is cached on the context); the scanner need not read them once more.
-            checked = ctx.structure_problem(
-                lambda data: check_raw_structure(data, services.scanner.mime_limits)) is None
+            checked = ctx.structure(
+                lambda data: raw_structure(data, services.scanner.mime_limits)).problem is None
             result = services.scanner.scan(parsed, ctx.body, opener_for(ctx, services),
                                            structure_checked=checked)
         except ScanInterrupted as exc:
