@@ -26,7 +26,7 @@ from crypto.at_rest import MasterKey
 from gateway.audit import keys, personal
 from gateway.audit.actions import AuditAction
 from gateway.db import table_of
-from gateway.models import AuditEntry, AuditHead, utcnow
+from gateway.models import AuditEntry, AuditHead, AuditKey, utcnow
 
 GENESIS_HASH = "0" * 64
 
@@ -62,8 +62,13 @@ _head = table_of(AuditHead)
 # Taking the head row first serialises appenders: a row lock on PostgreSQL, the write lock on
 # SQLite (transactions there begin IMMEDIATE). Reserving n sequence numbers at once lets a
 # batch append with three statements however long it is.
+# The same statement reads the wrapped retention key of the month named (None if it has none
+# or it was destroyed): under the head, in this transaction, without a query of its own.
+_keys = table_of(AuditKey)
 _ADVANCE_HEAD = (update(_head).where(_head.c.id == 1).values(seq=_head.c.seq + bindparam("n"))
-                 .returning(_head.c.seq, _head.c.last_hash))
+                 .returning(_head.c.seq, _head.c.last_hash,
+                            select(_keys.c.wrapped)
+                            .where(_keys.c.period == bindparam("period")).scalar_subquery()))
 _CREATE_HEAD = insert(_head)
 _SET_HEAD_HASH = update(_head).where(_head.c.id == 1).values(last_hash=bindparam("digest"))
 _INSERT_ENTRY = insert(table_of(AuditEntry))
@@ -81,15 +86,23 @@ def record_many(session: Session, events: Sequence[Event]) -> list[str]:
         return []
     for event in events:
         _known(event.action)
-    head = session.execute(_ADVANCE_HEAD, {"n": len(events)}).one_or_none()
+    # The month the entries will most likely be dated in; checked against ``at`` below.
+    expected_period = keys.period_of(utcnow())
+    head = session.execute(_ADVANCE_HEAD, {"n": len(events), "period": expected_period}
+                           ).one_or_none()
+    wrapped: bytes | None = None
     if head is None:
         # Migration 0002 creates the head; a database without one starts the chain here.
         session.execute(_CREATE_HEAD, {"id": 1, "seq": len(events), "last_hash": GENESIS_HASH})
         last_seq, prev = len(events), GENESIS_HASH
     else:
-        last_seq, prev = head
+        last_seq, prev, wrapped = head
     # Microsecond precision survives every backend, so verification recomputes the same hash.
     at = utcnow()
+    period = keys.period_of(at)
+    if period != expected_period:
+        # A month began meanwhile: the key read was the previous month's.
+        wrapped = None
     rows = []
     digests = []
     key: MasterKey | None = None
@@ -98,7 +111,7 @@ def record_many(session: Session, events: Sequence[Event]) -> list[str]:
         text = canonical(part.detail)
         sealed = None
         if part.personal is not None:
-            key = key or keys.key_for_writing(session, keys.period_of(at), at)
+            key = key or keys.key_for_writing(session, period, at, wrapped=wrapped)
             sealed = keys.seal_personal(key, seq, part.personal)
         digest = entry_hash(prev, seq, at, part.actor, event.action, event.queue_id, text,
                             sealed)

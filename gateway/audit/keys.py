@@ -74,23 +74,36 @@ def _period_key(session: Session, period: str, master: MasterKey | None) -> Mast
         row = session.get(AuditKey, period)
         if row is None or row.wrapped is None:
             return None
-        if master is None:
-            master = master_key_of(session)
-        try:
-            cache[period] = open_period_key(master, period, row.wrapped)
-        except SealError as exc:
-            # Said plainly: the bare "sealed with another master key" from a command that
-            # only records (queue retry, mailbox add) does not tell the operator which key.
-            raise SealError(f"the audit trail's key of {period} does not open with this "
-                            f"master key ({exc}): is storage.master_key_file the "
-                            "installation's key?") from exc
+        _open_into(session, cache, period, row.wrapped, master)
     return cache[period]
 
 
+def _open_into(session: Session, cache: dict[str, MasterKey], period: str, wrapped: bytes,
+               master: MasterKey | None) -> None:
+    if master is None:
+        master = master_key_of(session)
+    try:
+        cache[period] = open_period_key(master, period, wrapped)
+    except SealError as exc:
+        # Said plainly: the bare "sealed with another master key" from a command that
+        # only records (queue retry, mailbox add) does not tell the operator which key.
+        raise SealError(f"the audit trail's key of {period} does not open with this "
+                        f"master key ({exc}): is storage.master_key_file the "
+                        "installation's key?") from exc
+
+
 def key_for_writing(session: Session, period: str, now: datetime,
-                    master: MasterKey | None = None) -> MasterKey:
+                    master: MasterKey | None = None, *,
+                    wrapped: bytes | None = None) -> MasterKey:
     """The month's key, created if it is the month's first entry. Called with the chain's
-    head taken, so two writers cannot both create one."""
+    head taken, so two writers cannot both create one.
+
+    ``wrapped``: the month's stored key as the caller read it in this transaction (the chain
+    reads it with the head); None reads it here, and also decides between a month without a
+    key yet and a destroyed one."""
+    cache = _cache(session)
+    if wrapped is not None and period not in cache:
+        _open_into(session, cache, period, wrapped, master)
     key = _period_key(session, period, master)
     if key is not None:
         return key
