@@ -36,7 +36,6 @@ from gateway.queue.spool import content_context
 from gateway.queue.store import Claim, claim_next, load, next_due, release
 from gateway.queue.wake import Doorbell
 from gateway.services import Services
-from mailboxes.directory import all_addresses
 from mailboxes.store import file_sealed
 from mailboxes.tickets.threading import Filed, thread_filed
 
@@ -266,12 +265,12 @@ class Worker:
         """The filed copy becomes a ticket or joins one (and a new one may send a receipt),
         in this same transaction; what happened, for the audit entry."""
         settings = self.services.settings
-        own = frozenset(all_addresses(session)) | {settings.delivery.postmaster.lower()}
         threaded = thread_filed(
             session, self.services.master_key,
             Filed(mailbox_id, stored_id, ctx.mail_from, ctx.headers(),
                   internal=ctx.direction == Direction.OUTBOUND),
-            own_addresses=own, hostname=settings.smtp.hostname, actor=self.name, now=now)
+            postmaster=settings.delivery.postmaster, hostname=settings.smtp.hostname,
+            actor=self.name, now=now)
         detail: dict[str, object] = {"ticket": threaded.number, "new_ticket": threaded.new}
         if threaded.linked_to:
             detail["linked_to"] = threaded.linked_to

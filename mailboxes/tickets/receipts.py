@@ -48,8 +48,10 @@ class Receipt:
     message_id: str
 
 
-def refusal(headers: Message, mail_from: str, own_addresses: frozenset[str]) -> str | None:
-    """Why no receipt goes to this message's sender; None if one may."""
+def refusal(headers: Message, mail_from: str, *, from_own_address: bool) -> str | None:
+    """Why no receipt goes to this message's sender; None if one may. ``from_own_address``:
+    the envelope sender is one of the gateway's own addresses (a shared mailbox, the
+    postmaster)."""
     if not mail_from:
         return "null sender"
     auto = str(headers.get("Auto-Submitted", "no")).split(";", 1)[0].strip().lower()
@@ -60,7 +62,7 @@ def refusal(headers: Message, mail_from: str, own_addresses: frozenset[str]) -> 
         return f"Precedence: {precedence}"
     if headers.get("List-Id") is not None:
         return "List-Id"
-    if mail_from.lower() in own_addresses:
+    if from_own_address:
         return "our own address"
     return None
 

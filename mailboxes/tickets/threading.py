@@ -15,8 +15,8 @@ from datetime import datetime
 from email.message import Message
 from email.utils import getaddresses
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, exists, select
+from sqlalchemy.orm import Session, aliased
 
 from crypto.at_rest import MasterKey
 from mailboxes.hotline.links import surviving
@@ -64,8 +64,10 @@ def sender_of(headers: Message, mail_from: str) -> str:
     return mail_from.lower()
 
 
-def thread_filed(session: Session, master: MasterKey, filed: Filed, *, own_addresses:
-                 frozenset[str], hostname: str, actor: str, now: datetime) -> Threaded:
+def thread_filed(session: Session, master: MasterKey, filed: Filed, *, postmaster: str,
+                 hostname: str, actor: str, now: datetime) -> Threaded:
+    """``postmaster``: the gateway's own address besides its shared mailboxes (no receipt
+    goes to any of them)."""
     headers = filed.headers
     sender = sender_of(headers, filed.mail_from)
     own_ids = message_ids(headers.get("Message-ID"))
@@ -106,7 +108,7 @@ def thread_filed(session: Session, master: MasterKey, filed: Filed, *, own_addre
         rows.append(history.entry(linked.id, actor=sender, action="linked-from", now=now,
                                   ticket=number))
     refused, receipt_queue_id = _receipt(session, master, filed, ticket_id, number, own_id,
-                                         own_addresses=own_addresses, hostname=hostname,
+                                         postmaster=postmaster, hostname=hostname,
                                          actor=actor, now=now, history_rows=rows)
     history.record_all(session, rows)
     return Threaded(ticket_id, number, new=True,
@@ -132,14 +134,22 @@ def _by_number(session: Session, mailbox_id: int, numbers: list[str]) -> Ticket 
         Ticket.mailbox_id == mailbox_id, Ticket.number.in_(numbers)).limit(1)).first()
 
 
+_other_box = aliased(Mailbox)
+_MAILBOX_AND_SENDER = select(
+    Mailbox, exists().where(_other_box.address == bindparam("sender"))).where(
+    Mailbox.id == bindparam("box"))
+
+
 def _receipt(session: Session, master: MasterKey, filed: Filed, ticket_id: int, number: str,
-             own_id: str | None, *, own_addresses: frozenset[str], hostname: str, actor: str,
+             own_id: str | None, *, postmaster: str, hostname: str, actor: str,
              now: datetime, history_rows: list[history.HistoryRow]
              ) -> tuple[str | None, str | None]:
     """A receipt for the new ticket, or why none; its history row goes to ``history_rows``
     (the caller writes them)."""
-    mailbox = session.get(Mailbox, filed.mailbox_id)
-    assert mailbox is not None  # the copy was just filed into it
+    to = filed.mail_from.lower()
+    # The mailbox and whether the sender is one of the shared mailboxes, in one query.
+    mailbox, from_mailbox = session.execute(
+        _MAILBOX_AND_SENDER, {"box": filed.mailbox_id, "sender": to}).one()
     refused: str | None
     if not mailbox.receipt_enabled:
         refused = "receipts are off for this mailbox"
@@ -147,8 +157,8 @@ def _receipt(session: Session, master: MasterKey, filed: Filed, ticket_id: int, 
         # Colleagues writing to a team's mailbox know it arrived; a receipt is noise.
         refused = "submitted by staff"
     else:
-        refused = receipts.refusal(filed.headers, filed.mail_from, own_addresses)
-    to = filed.mail_from.lower()
+        refused = receipts.refusal(filed.headers, filed.mail_from,
+                                   from_own_address=from_mailbox or to == postmaster.lower())
     if refused is None and receipts.recent_receipts(
             session, mailbox.id, to, now) >= receipts.RATE_LIMIT:
         refused = f"more than {receipts.RATE_LIMIT} receipts to this sender within the hour"
