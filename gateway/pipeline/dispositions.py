@@ -7,6 +7,7 @@ answered in one place and not in a ladder of ``isinstance`` checks in the worker
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from gateway.audit import AuditAction
 from gateway.delivery import notices
 from gateway.delivery.dsn import Failure, build_notice
-from gateway.delivery.recipients import fail_recipients, failed_responses
+from gateway.delivery.recipients import fail_recipients, failed_responses, recipient_states
 from gateway.models import Direction, HoldKind, MessageState, RecipientState
 from gateway.pipeline.context import MessageContext
 from gateway.pipeline.outcomes import Defer, Hold, Outcome, Quarantine, Reject, ScanFailed
@@ -86,7 +87,15 @@ class Finishing:
     ctx: MessageContext
     attempt: int
     now: datetime
-    recipients: list[tuple[str, RecipientState]]
+    # Some recipient was filed in a mailbox in this transaction, so it is delivered: a
+    # completed message needs no read of the recipients to know it.
+    filed: bool = False
+
+    @functools.cached_property
+    def recipients(self) -> list[tuple[str, RecipientState]]:
+        """Every recipient and its state, read in this transaction when first needed (most
+        messages complete with a copy filed and never need it)."""
+        return recipient_states(self.session, self.ctx.message_id)
 
 
 def retry_delay(settings_base: float, settings_max: float, attempt: int) -> float:
@@ -100,7 +109,6 @@ def apply(outcome: Outcome | None, at: Finishing) -> Applied:
         return _completed(at)
     rule = disposition_of(outcome)
     ctx, settings = at.ctx, at.services.settings
-    addresses = [a for a, _ in at.recipients]
     next_attempt = None
     if rule.retry:
         assert isinstance(outcome, Defer)
@@ -115,6 +123,7 @@ def apply(outcome: Outcome | None, at: Finishing) -> Applied:
                         original=ctx.raw, actor=at.actor, now=at.now, failures=[
                             Failure(a, "5.7.1", outcome.reason) for a in pending])
     tell_recipients = ctx.direction in rule.tell_recipients
+    addresses = [a for a, _ in at.recipients] if rule.tell_sender or tell_recipients else []
     if rule.tell_sender:
         _notify_sender(at, addresses, rule.state, outcome.notice,
                        recipients_told=tell_recipients)
@@ -131,7 +140,7 @@ def apply(outcome: Outcome | None, at: Finishing) -> Applied:
 
 def _completed(at: Finishing) -> Applied:
     """Every stage ran: the recipients' states decide delivered or rejected."""
-    if any(s == RecipientState.DELIVERED for _, s in at.recipients):
+    if at.filed or any(s == RecipientState.DELIVERED for _, s in at.recipients):
         state, reason = MessageState.DELIVERED, None
     elif at.ctx.direction == Direction.OUTBOUND and not at.ctx.mail_from:
         state, reason = MessageState.FAILED, _undeliverable_notice(at)

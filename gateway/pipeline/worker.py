@@ -23,7 +23,6 @@ from gateway.delivery.recipients import (
     mark_delivered,
     pending_pairs,
     pending_recipients,
-    recipient_states,
 )
 from gateway.memory_release import RELEASE_AFTER_BYTES, release_freed_memory
 from gateway.models import Direction, MessageState
@@ -215,8 +214,7 @@ class Worker:
             events = self._file_copies(session, ctx, now)
             applied = dispositions.apply(outcome, dispositions.Finishing(
                 session=session, services=services, actor=self.name, ctx=ctx,
-                attempt=claim.attempt, now=now,
-                recipients=recipient_states(session, claim.message_id)))
+                attempt=claim.attempt, now=now, filed=bool(ctx.filings)))
             state, reason, next_attempt = applied.state, applied.reason, applied.next_attempt
             facts = dict(ctx.facts)
             if ctx.direction == Direction.INBOUND:
