@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,18 +91,29 @@ _PIECE = 1 << 20
 
 
 def seal(master: MasterKey, plaintext: bytes | bytearray | memoryview, context: bytes) -> bytes:
+    return seal_pieces(master, (plaintext,), context)
+
+
+def seal_pieces(master: MasterKey, pieces: Sequence[bytes | bytearray | memoryview],
+                context: bytes) -> bytes:
+    """``seal`` of the pieces one after another, without joining them first: the blob is
+    the same as ``seal(master, b"".join(pieces), context)`` would make (a message with
+    header fields put in front is filed so without a whole copy of it)."""
     data_key = AESGCM.generate_key(bit_length=256)
     nonce = os.urandom(_NONCE_LEN)
     wrapped = aes_key_wrap(master.key, data_key)
     header = MAGIC + master.key_id + wrapped + nonce
+    size = sum(len(piece) for piece in pieces)
     # The header is authenticated too, so the key id and wrapped key cannot be swapped.
-    if len(plaintext) >= STREAM_SEAL_BYTES:
-        return _seal_streamed(data_key, nonce, header, plaintext, header + context)
+    if size >= STREAM_SEAL_BYTES:
+        return _seal_streamed(data_key, nonce, header, pieces, size, header + context)
+    plaintext = pieces[0] if len(pieces) == 1 else b"".join(pieces)
     return header + AESGCM(data_key).encrypt(nonce, plaintext, header + context)
 
 
 def _seal_streamed(data_key: bytes, nonce: bytes, header: bytes,
-                   plaintext: bytes | bytearray | memoryview, associated: bytes) -> bytes:
+                   pieces: Sequence[bytes | bytearray | memoryview], size: int,
+                   associated: bytes) -> bytes:
     """The same blob as ``header + AESGCM.encrypt(...)`` (GCM, ciphertext then the 16-byte
     tag), built without a second whole copy: AESGCM returns the ciphertext as one object,
     and putting the header in front copies it again, so a 50 MB message briefly needed
@@ -112,13 +124,14 @@ def _seal_streamed(data_key: bytes, nonce: bytes, header: bytes,
     encryptor = Cipher(algorithms.AES(data_key), modes.GCM(nonce)).encryptor()
     encryptor.authenticate_additional_data(associated)
     blob = io.BytesIO()
-    blob.seek(len(header) + len(plaintext) + _TAG_LEN - 1)
+    blob.seek(len(header) + size + _TAG_LEN - 1)
     blob.write(b"\0")  # allocates the whole blob once
     blob.seek(0)
     blob.write(header)
-    with memoryview(plaintext) as view:
-        for start in range(0, len(view), _PIECE):
-            blob.write(encryptor.update(view[start : start + _PIECE]))
+    for piece in pieces:
+        with memoryview(piece) as view:
+            for start in range(0, len(view), _PIECE):
+                blob.write(encryptor.update(view[start : start + _PIECE]))
     blob.write(encryptor.finalize())
     blob.write(encryptor.tag)
     return blob.getvalue()

@@ -67,17 +67,30 @@ class RawEntity:
                 body = body[: eol.start()]
         return body
 
+    def _body_end(self, data: bytes, *, strip_eol: bool) -> int:
+        """Where ``body`` ends in ``data``, for an entity without a lead."""
+        if strip_eol:
+            eol = _TRAILING_EOL.search(data, max(self.start, self.end - 2), self.end)
+            if eol:
+                return eol.start()
+        return self.end
+
     def decoded(self, data: bytes, *, strip_eol: bool) -> bytes:
         """The body with the Content-Transfer-Encoding undone, as get_payload(decode=True)."""
-        body = self.body(data, strip_eol=strip_eol)
         encoding = str(self.headers.get("content-transfer-encoding", "")).lower()
+        if encoding == "quoted-printable" and not self.lead:
+            end = self._body_end(data, strip_eol=strip_eol)
+            # get_payload's own decoder (quopri.decodestring is a2b_qp) on the bytes as
+            # they are, from a view: its way there turns the body into a str and back
+            # first, and a slice would copy it once more, three whole copies of a large
+            # text part for nothing.
+            with memoryview(data) as view:
+                return binascii.a2b_qp(view[self.start : end])
+        body = self.body(data, strip_eol=strip_eol)
         if encoding not in _DECODED_CTES:
             return body  # what get_payload(decode=True) returns for any other encoding
         if encoding == "quoted-printable":
-            # get_payload's own decoder (quopri.decodestring is a2b_qp) on the bytes as
-            # they are: its way there turns the body into a str and back first, two whole
-            # copies more of a large text part.
-            return binascii.a2b_qp(body)
+            return binascii.a2b_qp(body)  # with a lead: as above, from the joined bytes
         self.headers.set_payload(body)
         decoded = self.headers.get_payload(decode=True)
         return decoded if isinstance(decoded, bytes) else b""

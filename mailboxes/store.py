@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import Insert, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from crypto.at_rest import MasterKey, open_sealed, seal
+from crypto.at_rest import MasterKey, open_sealed, seal_pieces
 from gateway.db import table_of
 from gateway.db_blobs import STREAMED_BLOB_BYTES, sqlite_for_large, write_blob
 from mailboxes.models import StoredMessage
@@ -40,8 +41,10 @@ def _filing(dialect: str, zeros: bool) -> Insert:
 
 
 def seal_for_mailbox(master: MasterKey, mailbox_id: int, message_id: int,
-                     content: bytes) -> bytes:
-    return seal(master, content, stored_context(mailbox_id, message_id))
+                     content: bytes | Sequence[bytes]) -> bytes:
+    """The sealed copy of ``content``: the message, or its pieces one after another."""
+    pieces = (content,) if isinstance(content, bytes) else content
+    return seal_pieces(master, pieces, stored_context(mailbox_id, message_id))
 
 
 def file_sealed(session: Session, *, mailbox_id: int, message_id: int, mail_from: str,

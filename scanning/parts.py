@@ -477,8 +477,8 @@ def _decode_with_body(entity: Message, raw: bytes | None,
     that body stands in ``raw`` (looked for from ``cursor`` on) or None."""
     encoding = str(entity.get("content-transfer-encoding", "")).strip().lower()
     if encoding == "base64" and not entity.is_multipart() and _unambiguous(entity):
-        text = entity.get_payload()
-        if isinstance(text, str) and text.isascii():
+        text = _ascii_payload(entity)
+        if text is not None:
             span = find_body(raw, text, cursor) if raw is not None and text else None
             decoded = _pure_base64(text, raw if span is not None else None, span)
             if decoded is not None:
@@ -494,11 +494,11 @@ def _decode_covering(entity: Message, encoding: str) -> tuple[bytes, str | bytes
     if entity.is_multipart() or not _unambiguous(entity):
         return decode_body(entity), None
     if encoding == "quoted-printable":
-        text = entity.get_payload()
+        text = _ascii_payload(entity)
         # Every byte of quoted-printable comes out as itself or as the byte it escapes.
         # With 8-bit bytes in it the parser hands back a charset-decoded copy instead of
         # the text as it stands: then the body is not known here.
-        if isinstance(text, str) and text.isascii():
+        if text is not None:
             # What the stdlib does (quopri.decodestring is a2b_qp), without first copying
             # the text into bytes.
             return binascii.a2b_qp(text), text
@@ -507,6 +507,17 @@ def _decode_covering(entity: Message, encoding: str) -> tuple[bytes, str | bytes
     if encoding in _IDENTITY_ENCODINGS:
         return data, data  # the bytes as they arrived
     return data, None
+
+
+def _ascii_payload(entity: Message) -> str | None:
+    """The body of a leaf as the parser holds it, if that is ASCII text; else None.
+
+    What ``get_payload()`` returns then, the very object: it first encodes the whole text
+    to look for bytes that are not ASCII, a copy of the body for nothing (50 MB for a
+    large attachment).
+    """
+    payload = entity._payload  # type: ignore[attr-defined]
+    return payload if isinstance(payload, str) and payload.isascii() else None
 
 
 def _unambiguous(entity: Message) -> bool:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap
 from sqlalchemy import select
 
-from crypto.at_rest import STREAM_SEAL_BYTES, MasterKey, open_sealed, seal
+from crypto.at_rest import STREAM_SEAL_BYTES, MasterKey, open_sealed, seal, seal_pieces
 from gateway.db import session_scope
 from gateway.memory_release import release_freed_memory
 from gateway.models import Direction, Message, MessageState, SealedContent
@@ -124,6 +124,27 @@ def test_the_sealed_layout_is_the_same_for_small_and_large_content(size: int) ->
         open_sealed(master, blob, b"other")
 
 
+@pytest.mark.parametrize("sizes", [(0, 0), (40, 300), (300, STREAM_SEAL_BYTES),
+                                   (1, 2 * STREAM_SEAL_BYTES + 5, 0, 77)])
+def test_sealing_pieces_is_sealing_them_joined(sizes: tuple[int, ...]) -> None:
+    # A filed copy is sealed from the result header fields and the message, not joined.
+    master = MasterKey.generate()
+    pieces = [os.urandom(size) for size in sizes]
+    blob = seal_pieces(master, [pieces[0], *(memoryview(p) for p in pieces[1:])], b"ctx")
+    assert open_sealed(master, blob, b"ctx") == b"".join(pieces)
+    assert len(blob) == len(seal(master, b"".join(pieces), b"ctx"))
+
+
+def test_a_large_message_is_filed_from_its_pieces_without_joining_them() -> None:
+    master = MasterKey.generate()
+    head, message = b"X-Xgate-Queue-Id: Q\r\n", os.urandom(ATTACHMENT)
+    with traced() as peak:
+        blob = seal_pieces(master, (head, message), b"ctx")
+        sealing = peak()
+    assert sealing < 1.2 * len(message), f"{sealing / len(message):.2f}x"
+    assert open_sealed(master, blob, b"ctx") == head + message
+
+
 def _attachment_message(part: bytes) -> bytes:
     return (b"From: a@partner.example\r\nTo: " + MAILBOX.encode() + b"\r\nSubject: Akte\r\n"
             b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
@@ -203,13 +224,21 @@ def test_the_smtp_edge_takes_a_10_mb_attachment_in_3x_its_size(
     assert used < BOUND * len(message), f"peak {used / len(message):.2f}x the message"
 
 
-@pytest.mark.parametrize("build", [base64_message, quoted_printable_message, zip_message],
-                         ids=["base64", "quoted-printable", "zip"])
-@pytest.mark.xfail(strict=True, reason=(
-    "measured 4.1x (base64), 4.8x (quoted-printable), 4.3x (zip), from 8.75x: the message "
-    "and its parsed tree are held through the stages (2x), and the email package's feed "
-    "parser keeps a body's lines in a list until its boundary (parse stage peak 3.8x); "
-    "below 3x needs the parse of large bodies as offsets over the raw bytes"))
+# The message and its parsed tree (each body once, as text) are held through the stages:
+# 2x. Base64 adds the decoded attachment (0.75x) and stays under 3x. Quoted-printable and
+# zip do not yet: the inline-PGP check and the scanner each decode a quoted-printable text
+# part whole (a2b_qp first allocates the full encoded size), and a zip's member is read
+# whole beside the decoded archive for the archive limits.
+_NOT_YET_3X = pytest.mark.xfail(strict=True, reason=(
+    "measured 3.8x (quoted-printable) and 4.3x (zip), from 4.8x and 4.3x (base64 4.1x -> "
+    "2.8x): streaming these decodings is not done yet"))
+
+
+@pytest.mark.parametrize("build", [
+    base64_message,
+    pytest.param(quoted_printable_message, marks=_NOT_YET_3X),
+    pytest.param(zip_message, marks=_NOT_YET_3X),
+], ids=["base64", "quoted-printable", "zip"])
 def test_the_worker_processes_a_10_mb_attachment_in_3x_its_size(
         services: Services, mailbox: str, build: Callable[[], bytes]) -> None:
     message = build()

@@ -15,12 +15,18 @@ CRLF = b"\r\n"
 
 def split_header_block(data: bytes) -> tuple[bytes, bytes]:
     """Header block (without the blank line) and body."""
+    end, body = header_block_bounds(data)
+    return data[:end], data[body:]
+
+
+def header_block_bounds(data: bytes) -> tuple[int, int]:
+    """Where the header block (without the blank line) ends and the body starts."""
     if data.startswith(CRLF):
-        return b"", data[2:]
+        return 0, 2
     end = data.find(CRLF + CRLF)
     if end < 0:
-        return data, b""
-    return data[:end], data[end + 4 :]
+        return len(data), len(data)
+    return end, end + 4
 
 
 def header_fields(block: bytes) -> list[bytes]:
@@ -46,12 +52,14 @@ def remove_fields(data: bytes, drop: Callable[[bytes], bool]) -> bytes:
     usual: every message passes here, mostly with nothing to remove, and a copy would cost
     the size of the message (50 MB for a large attachment) for nothing.
     """
-    block, body = split_header_block(data)
+    end, body = header_block_bounds(data)
+    block = data[:end]
     fields = header_fields(block)
     kept = [f for f in fields if not drop(f)]
     if len(kept) == len(fields) and block and data.startswith(CRLF + CRLF, len(block)):
         return data  # what the join below would give, byte for byte
-    return CRLF.join(kept) + CRLF + CRLF + body
+    with memoryview(data) as view:  # the body is copied once, into the result
+        return b"".join((CRLF.join(kept), CRLF + CRLF, view[body:]))
 
 
 def remove_headers(data: bytes, drop: Callable[[str], bool]) -> bytes:
@@ -71,8 +79,13 @@ def header_field(name: str, value: str) -> bytes:
     return f"{name}: {clean}".encode("ascii") + CRLF
 
 
+def header_block(headers: Mapping[str, str]) -> bytes:
+    """The fields ``headers``, each CRLF-terminated, to be put in front of a message."""
+    return b"".join(header_field(n, v) for n, v in headers.items())
+
+
 def prepend_headers(data: bytes, headers: Mapping[str, str]) -> bytes:
-    return b"".join(header_field(n, v) for n, v in headers.items()) + data
+    return header_block(headers) + data
 
 
 def replace_header(data: bytes, name: str, value: str) -> bytes:

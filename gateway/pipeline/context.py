@@ -123,6 +123,12 @@ class MessageContext:
         self._structure = (body, structure)
         return structure
 
+    def let_go_of_the_tree(self) -> None:
+        """Drop the parse and everything that holds it: later header reads parse the header
+        block alone (``headers``)."""
+        self.parsed = None
+        self.sender_cache = None
+
     def known_structure(self) -> RawStructure | None:
         """What the last ``structure`` call found, if it was about the current ``body``."""
         cached = self._structure

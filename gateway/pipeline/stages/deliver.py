@@ -40,7 +40,8 @@ from gateway.delivery.portal_pickup import (
 from gateway.delivery.recipients import fail_recipients, mark_delivered, note_attempt
 from gateway.delivery.routes import LocalRoute
 from gateway.delivery.transport import Reply, TransportError
-from gateway.mime.headers import prepend_headers
+from gateway.memory_release import RELEASE_AFTER_BYTES
+from gateway.mime.headers import header_block
 from gateway.models import Direction
 from gateway.pipeline.context import Filing, MessageContext
 from gateway.pipeline.outcomes import Defer
@@ -68,15 +69,28 @@ class DeliverStage:
                 # rather than send on a release that may no longer cover the report.
                 raise Defer("a release this report relies on changed; checking again",
                             retry_after=0)
-        shared = prepend_headers(ctx.body, ctx.result_headers)
-        forms: dict[int, bytes] = {0: shared}
+        if len(ctx.body) >= RELEASE_AFTER_BYTES:
+            # No stage after this one reads the parsed tree (ctx.headers() reads the header
+            # block alone without it), and for a large message it holds about one more
+            # copy of the message while the delivered forms are made.
+            ctx.let_go_of_the_tree()
+        # Each form of the message as the result header fields and the message after them,
+        # joined only for a relay: a filed copy is sealed from the two pieces.
+        head = header_block(ctx.result_headers)
+        forms: dict[int, tuple[bytes, bytes]] = {0: (head, ctx.body)}
+        joined: dict[int, bytes] = {}
 
         def form_of(address: str) -> int:
             own = ctx.outgoing.get(address)
             if own is None:
                 return 0
-            forms.setdefault(id(own), prepend_headers(own, ctx.result_headers))
+            forms.setdefault(id(own), (head, own))
             return id(own)
+
+        def whole(form: int) -> bytes:
+            if form not in joined:
+                joined[form] = b"".join(forms[form])
+            return joined[form]
 
         failures: list[Failure] = []
         transient: dict[str, str] = {}
@@ -101,7 +115,7 @@ class DeliverStage:
         if ctx.direction == Direction.OUTBOUND:
             self._refuse_unprotected(ctx, by_hop)
         for key, addresses in by_hop.items():
-            self._relay(ctx, services, hops[key], addresses, forms[key[4]], failures,
+            self._relay(ctx, services, hops[key], addresses, whole(key[4]), failures,
                         transient)
 
         now = services.clock()
@@ -161,10 +175,10 @@ class DeliverStage:
                     raise RuntimeError(f"no protection decided for {address}; not relayed")
 
     def _file(self, ctx: MessageContext, services: Services, address: str, route: LocalRoute,
-              content: bytes) -> None:
+              content: tuple[bytes, bytes]) -> None:
         sealed = seal_for_mailbox(services.master_key, route.mailbox_id, ctx.message_id,
                                   content)
-        ctx.filings.append(Filing(address, route, sealed, len(content)))
+        ctx.filings.append(Filing(address, route, sealed, sum(map(len, content))))
         ctx.pending.remove(address)
 
     def _relay(self, ctx: MessageContext, services: Services, route: RelayRoute,
