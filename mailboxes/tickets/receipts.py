@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage, Message
 from email.policy import SMTP
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey
@@ -52,6 +52,15 @@ def refusal(headers: Message, mail_from: str, *, from_own_address: bool) -> str 
     """Why no receipt goes to this message's sender; None if one may. ``from_own_address``:
     the envelope sender is one of the gateway's own addresses (a shared mailbox, the
     postmaster)."""
+    found = message_refusal(headers, mail_from)
+    if found is None and from_own_address:
+        return "our own address"
+    return found
+
+
+def message_refusal(headers: Message, mail_from: str) -> str | None:
+    """What in the message itself forbids a receipt (checked before the sender's address,
+    which needs the database)."""
     if not mail_from:
         return "null sender"
     auto = str(headers.get("Auto-Submitted", "no")).split(";", 1)[0].strip().lower()
@@ -62,17 +71,25 @@ def refusal(headers: Message, mail_from: str, *, from_own_address: bool) -> str 
         return f"Precedence: {precedence}"
     if headers.get("List-Id") is not None:
         return "List-Id"
-    if from_own_address:
-        return "our own address"
     return None
 
 
+# How many receipts mailbox ``box`` sent to ``recipient`` since ``since`` (the rate limit's
+# count); a statement of its own, or a scalar subquery of the caller's query.
+RECENT_RECEIPTS = (
+    select(func.count()).select_from(Article)
+    .join(Ticket, Ticket.id == Article.ticket_id)
+    .where(Ticket.mailbox_id == bindparam("box"), Article.kind == ArticleKind.RECEIPT.value,
+           Article.author == bindparam("recipient"), Article.created_at >= bindparam("since")))
+
+
+def window_start(now: datetime) -> datetime:
+    return now - RATE_WINDOW
+
+
 def recent_receipts(session: Session, mailbox_id: int, recipient: str, now: datetime) -> int:
-    return session.scalar(
-        select(func.count()).select_from(Article)
-        .join(Ticket, Ticket.id == Article.ticket_id)
-        .where(Ticket.mailbox_id == mailbox_id, Article.kind == ArticleKind.RECEIPT.value,
-               Article.author == recipient, Article.created_at >= now - RATE_WINDOW)) or 0
+    return session.scalar(RECENT_RECEIPTS, {"box": mailbox_id, "recipient": recipient,
+                                            "since": window_start(now)}) or 0
 
 
 def build_receipt(mailbox: Mailbox, *, to: str, number: str, in_reply_to: str | None,

@@ -135,9 +135,11 @@ def _by_number(session: Session, mailbox_id: int, numbers: list[str]) -> Ticket 
 
 
 _other_box = aliased(Mailbox)
-_MAILBOX_AND_SENDER = select(
-    Mailbox, exists().where(_other_box.address == bindparam("sender"))).where(
-    Mailbox.id == bindparam("box"))
+# What deciding on a receipt reads, in one query: the mailbox, whether the sender is one of
+# the shared mailboxes, and how many receipts the mailbox sent the sender recently.
+_RECEIPT_FACTS = select(
+    Mailbox, exists().where(_other_box.address == bindparam("recipient")),
+    receipts.RECENT_RECEIPTS.scalar_subquery()).where(Mailbox.id == bindparam("box"))
 
 
 def _receipt(session: Session, master: MasterKey, filed: Filed, ticket_id: int, number: str,
@@ -147,9 +149,18 @@ def _receipt(session: Session, master: MasterKey, filed: Filed, ticket_id: int, 
     """A receipt for the new ticket, or why none; its history row goes to ``history_rows``
     (the caller writes them)."""
     to = filed.mail_from.lower()
-    # The mailbox and whether the sender is one of the shared mailboxes, in one query.
-    mailbox, from_mailbox = session.execute(
-        _MAILBOX_AND_SENDER, {"box": filed.mailbox_id, "sender": to}).one()
+    by_message = None if filed.internal else receipts.message_refusal(filed.headers,
+                                                                      filed.mail_from)
+    from_mailbox, recent = False, 0
+    if filed.internal or by_message is not None:
+        # No receipt whatever the database says; only the mailbox's setting is read (it
+        # decides which reason is recorded).
+        mailbox = session.get(Mailbox, filed.mailbox_id)
+    else:
+        mailbox, from_mailbox, recent = session.execute(_RECEIPT_FACTS, {
+            "box": filed.mailbox_id, "recipient": to, "since": receipts.window_start(now),
+        }).one()
+    assert mailbox is not None  # the copy was just filed into it
     refused: str | None
     if not mailbox.receipt_enabled:
         refused = "receipts are off for this mailbox"
@@ -159,8 +170,7 @@ def _receipt(session: Session, master: MasterKey, filed: Filed, ticket_id: int, 
     else:
         refused = receipts.refusal(filed.headers, filed.mail_from,
                                    from_own_address=from_mailbox or to == postmaster.lower())
-    if refused is None and receipts.recent_receipts(
-            session, mailbox.id, to, now) >= receipts.RATE_LIMIT:
+    if refused is None and recent >= receipts.RATE_LIMIT:
         refused = f"more than {receipts.RATE_LIMIT} receipts to this sender within the hour"
     if refused is not None:
         history_rows.append(history.entry(ticket_id, actor=actor, action="receipt-skipped",
