@@ -1,10 +1,14 @@
-"""Large blobs into SQLite without SQLite's copies.
+"""Large blobs into and out of SQLite without SQLite's copies.
 
 A bound blob parameter is copied by SQLite twice (the parameter and the record), and a cached
 statement keeps the parameter's copy until it runs again: a 50 MB message stayed resident in
 the process that stored it. On SQLite a large blob is therefore inserted as zeros of its
 length (``zeroblob``) and written in pieces through the blob handle. PostgreSQL (psycopg
 sends the buffer as it is) and small blobs take the plain bound parameter.
+
+Reading a large blob as a column value, SQLite assembles it from its overflow pages into a
+buffer of its own, which the driver then copies into the bytes object: twice the blob. The
+blob handle reads it straight into the bytes object instead.
 """
 
 from __future__ import annotations
@@ -24,8 +28,19 @@ def sqlite_for_large(session: Session, data: bytes | bytearray | memoryview) -> 
     """The session's SQLite connection if ``data`` is to be streamed into it, else None."""
     if len(data) < STREAMED_BLOB_BYTES:
         return None
+    return sqlite_connection(session)
+
+
+def sqlite_connection(session: Session) -> sqlite3.Connection | None:
+    """The session's SQLite connection, or None on another database."""
     raw = session.connection().connection.dbapi_connection
     return raw if isinstance(raw, sqlite3.Connection) else None
+
+
+def read_blob(raw: sqlite3.Connection, table: str, column: str, rowid: int) -> bytes:
+    """The whole blob in ``table.column`` of ``rowid``, read through the blob handle."""
+    with raw.blobopen(table, column, rowid, readonly=True) as blob:
+        return blob.read()
 
 
 def write_blob(raw: sqlite3.Connection, table: str, column: str, rowid: int,

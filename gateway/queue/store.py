@@ -8,15 +8,16 @@ expire, and the message is then claimed again: nothing is lost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import audit
 from gateway.audit import AuditAction
 from gateway.db import table_of
+from gateway.db_blobs import STREAMED_BLOB_BYTES, read_blob, sqlite_connection
 from gateway.models import (
     RUNNABLE_STATES,
     Direction,
@@ -149,8 +150,22 @@ _LOAD = (select(_m.c.id, _m.c.queue_id, _m.c.direction, _m.c.mail_from, _m.c.rec
                 _m.c.auth_user, _c.c.sealed)
          .join(_c, _c.c.message_id == _m.c.id)
          .where(_m.c.id == bindparam("mid")))
+# On SQLite: the content only if it is small (length() reads no content), else its length,
+# and the content is read through the blob handle (gateway.db_blobs).
+_LOAD_SQLITE = (select(_m.c.id, _m.c.queue_id, _m.c.direction, _m.c.mail_from,
+                       _m.c.received_at, _m.c.auth_user,
+                       case((func.length(_c.c.sealed) < STREAMED_BLOB_BYTES, _c.c.sealed),
+                            else_=None))
+                .join(_c, _c.c.message_id == _m.c.id)
+                .where(_m.c.id == bindparam("mid")))
 
 
 def load(session: Session, message_id: int) -> Loaded:
-    row = session.execute(_LOAD, {"mid": message_id}).one()
-    return Loaded(*row)
+    raw = sqlite_connection(session)
+    if raw is None:
+        return Loaded(*session.execute(_LOAD, {"mid": message_id}).one())
+    loaded = Loaded(*session.execute(_LOAD_SQLITE, {"mid": message_id}).one())
+    if loaded.sealed is not None:
+        return loaded
+    # message_id is the table's INTEGER PRIMARY KEY: the rowid.
+    return replace(loaded, sealed=read_blob(raw, _c.name, "sealed", message_id))
