@@ -242,8 +242,9 @@ class Worker:
 
     def _file_copies(self, session: Session, ctx: MessageContext,
                      now: datetime) -> list[audit.Event]:
-        """File the mailbox copies the deliver stage sealed; their audit entries."""
-        events = []
+        """File the mailbox copies the deliver stage sealed; their audit entries (and those
+        of the receipts their tickets sent), in order, for ``_finish`` to record."""
+        events: list[audit.Event] = []
         for filing in ctx.filings:
             filed = file_sealed(session, mailbox_id=filing.route.mailbox_id,
                                 message_id=ctx.message_id, mail_from=ctx.mail_from,
@@ -252,14 +253,15 @@ class Worker:
             mark_delivered(session, ctx.message_id, filing.recipient, "filed in mailbox", now)
             detail: dict[str, object] = {}
             if filed is not None:
-                detail = self._thread(session, ctx, filing.route.mailbox_id, filed, now)
+                detail = self._thread(session, ctx, filing.route.mailbox_id, filed, now,
+                                      events)
             events.append(audit.Event(self.name, AuditAction.DELIVERED, ctx.queue_id, {
                 "recipient": filing.recipient, "mailbox": filing.route.mailbox_address,
                 "already_filed": filed is None, **detail}))
         return events
 
     def _thread(self, session: Session, ctx: MessageContext, mailbox_id: int, stored_id: int,
-                now: datetime) -> dict[str, object]:
+                now: datetime, events: list[audit.Event]) -> dict[str, object]:
         """The filed copy becomes a ticket or joins one (and a new one may send a receipt),
         in this same transaction; what happened, for the audit entry."""
         settings = self.services.settings
@@ -268,7 +270,7 @@ class Worker:
             Filed(mailbox_id, stored_id, ctx.mail_from, ctx.headers(),
                   internal=ctx.direction == Direction.OUTBOUND),
             postmaster=settings.delivery.postmaster, hostname=settings.smtp.hostname,
-            actor=self.name, now=now)
+            actor=self.name, now=now, audit_to=events)
         detail: dict[str, object] = {"ticket": threaded.number, "new_ticket": threaded.new}
         if threaded.linked_to:
             detail["linked_to"] = threaded.linked_to

@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey
+from gateway import audit
 from gateway.models import Direction
 from gateway.queue.spool import Envelope, Stored, store_received
 from mailboxes.models import Mailbox
@@ -115,10 +116,12 @@ def build_receipt(mailbox: Mailbox, *, to: str, number: str, in_reply_to: str | 
 
 def queue_receipt(session: Session, master: MasterKey, mailbox: Mailbox, *, to: str,
                   number: str, in_reply_to: str | None, hostname: str, actor: str,
-                  now: datetime) -> Receipt:
+                  now: datetime, audit_to: list[audit.Event] | None = None) -> Receipt:
+    """The receipt queued; with ``audit_to`` its audit entry goes there for the caller to
+    record in this transaction (gateway.queue.spool.store_batch)."""
     data, message_id = build_receipt(mailbox, to=to, number=number, in_reply_to=in_reply_to,
                                      hostname=hostname, now=now)
     stored = store_received(session, master, Envelope(
         direction=Direction.OUTBOUND, mail_from="", rcpt_tos=[to], data=data),
-        actor=actor, now=now)
+        actor=actor, now=now, audit_to=audit_to)
     return Receipt(stored, message_id)

@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session, aliased
 
 from crypto.at_rest import MasterKey
+from gateway import audit
 from mailboxes.hotline.links import surviving
 from mailboxes.models import Mailbox
 from mailboxes.tickets import history, receipts
@@ -65,9 +66,11 @@ def sender_of(headers: Message, mail_from: str) -> str:
 
 
 def thread_filed(session: Session, master: MasterKey, filed: Filed, *, postmaster: str,
-                 hostname: str, actor: str, now: datetime) -> Threaded:
+                 hostname: str, actor: str, now: datetime,
+                 audit_to: list[audit.Event] | None = None) -> Threaded:
     """``postmaster``: the gateway's own address besides its shared mailboxes (no receipt
-    goes to any of them)."""
+    goes to any of them). With ``audit_to`` a receipt's audit entry goes there, for the
+    caller to record with its own in this transaction."""
     headers = filed.headers
     sender = sender_of(headers, filed.mail_from)
     own_ids = message_ids(headers.get("Message-ID"))
@@ -109,7 +112,8 @@ def thread_filed(session: Session, master: MasterKey, filed: Filed, *, postmaste
                                   ticket=number))
     refused, receipt_queue_id = _receipt(session, master, filed, ticket_id, number, own_id,
                                          postmaster=postmaster, hostname=hostname,
-                                         actor=actor, now=now, history_rows=rows)
+                                         actor=actor, now=now, history_rows=rows,
+                                         audit_to=audit_to)
     history.record_all(session, rows)
     return Threaded(ticket_id, number, new=True,
                     linked_to=None if linked is None else linked.number,
@@ -144,8 +148,8 @@ _RECEIPT_FACTS = select(
 
 def _receipt(session: Session, master: MasterKey, filed: Filed, ticket_id: int, number: str,
              own_id: str | None, *, postmaster: str, hostname: str, actor: str,
-             now: datetime, history_rows: list[history.HistoryRow]
-             ) -> tuple[str | None, str | None]:
+             now: datetime, history_rows: list[history.HistoryRow],
+             audit_to: list[audit.Event] | None) -> tuple[str | None, str | None]:
     """A receipt for the new ticket, or why none; its history row goes to ``history_rows``
     (the caller writes them)."""
     to = filed.mail_from.lower()
@@ -178,7 +182,7 @@ def _receipt(session: Session, master: MasterKey, filed: Filed, ticket_id: int, 
         return refused, None
     receipt = receipts.queue_receipt(session, master, mailbox, to=to, number=number,
                                      in_reply_to=own_id, hostname=hostname, actor=actor,
-                                     now=now)
+                                     now=now, audit_to=audit_to)
     add_article(session, ticket_id, ArticleKind.RECEIPT, author=to, now=now,
                 queue_id=receipt.stored.queue_id, rfc_message_id=receipt.message_id,
                 touch=False)
