@@ -21,7 +21,6 @@ import binascii
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email import policy as email_policy
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
 from typing import Any, Protocol
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 import pybase64
 from asn1crypto import cms  # type: ignore[import-untyped]
 
+from crypto.mime_policy import MIME_POLICY
 from scanning.residue import find_body
 
 _SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
@@ -271,7 +271,7 @@ def raw_structure(raw: bytes, limits: MimeLimits) -> RawStructure:
             continue
         # The header block ended: what it declares decides what the body is.
         in_headers = False
-        entity = BytesHeaderParser(_FieldsOnce, policy=email_policy.default).parsebytes(
+        entity = BytesHeaderParser(_FieldsOnce, policy=MIME_POLICY).parsebytes(
             bytes(header))
         header.clear()
         content_type = entity.get_content_type() if entity.get("content-type") \

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from email import policy
 from email.feedparser import BytesFeedParser
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser
 from email.policy import Policy
 from typing import Any
 
+from crypto.mime_policy import MIME_POLICY
 from gateway.mime.headers import CRLF, split_header_block
 
 
@@ -81,7 +81,7 @@ def parse_message(data: bytes | bytearray | memoryview,
 
 
 def _parse_fed(data: bytes | bytearray | memoryview) -> EmailMessage:
-    parser = BytesFeedParser(FieldCachingMessage, policy=policy.default)
+    parser = BytesFeedParser(FieldCachingMessage, policy=MIME_POLICY)
     with memoryview(data) as view:
         for start in range(0, len(view), _FEED_BYTES):
             parser.feed(view[start : start + _FEED_BYTES].tobytes())
@@ -129,7 +129,7 @@ def parse_header_block(data: bytes) -> EmailMessage:
     without reading a line of the body (defects of the header block are found the same way:
     the parser stops at the same blank line)."""
     block, _ = split_header_block(data)
-    headers = BytesHeaderParser(FieldCachingMessage, policy=policy.default).parsebytes(
+    headers = BytesHeaderParser(FieldCachingMessage, policy=MIME_POLICY).parsebytes(
         block + CRLF + CRLF)
     assert isinstance(headers, EmailMessage)
     return headers
