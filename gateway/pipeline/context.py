@@ -124,10 +124,8 @@ class MessageContext:
         return structure
 
     def let_go_of_the_tree(self) -> None:
-        """Drop the parse and everything that holds it: later header reads parse the header
-        block alone (``headers``)."""
+        """Drop the parse: later header reads parse the header block alone (``headers``)."""
         self.parsed = None
-        self.sender_cache = None
 
     def known_structure(self) -> RawStructure | None:
         """What the last ``structure`` call found, if it was about the current ``body``."""
@@ -138,5 +136,6 @@ class MessageContext:
     # is another object, so an answer about other bytes is never handed out.
     _headers: tuple[bytes, Message] | None = field(default=None, repr=False)
     _structure: tuple[bytes, RawStructure] | None = field(default=None, repr=False)
-    # gateway.pipeline.stages.sender: the author's address, per header object it was read from.
-    sender_cache: tuple[Message, str] | None = field(default=None, repr=False)
+    # gateway.pipeline.stages.sender: the author's address, per raw From fields it was read
+    # from.
+    sender_cache: tuple[tuple[str, ...], str] | None = field(default=None, repr=False)
