@@ -38,8 +38,12 @@ class ScanStage:
     name = "scan"
 
     def run(self, ctx: MessageContext, services: Services) -> None:
-        with read_scope(services.sessions) as session:
-            released = is_released(session, ctx.message_id)
+        released = False
+        if ctx.attempt > 1:
+            # Only a worker's outcome quarantines a message, and a release keeps its count
+            # of attempts: on its first attempt no message can have been released.
+            with read_scope(services.sessions) as session:
+                released = is_released(session, ctx.message_id)
         parsed = ctx.parsed if ctx.parsed is not None else parse_checked(ctx.body)
         try:
             # The parse stages checked these very bytes against the same limits (the answer
