@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey
 from gateway import audit
+from gateway.db import table_of
 from gateway.models import Direction
 from gateway.queue.spool import Envelope, Stored, store_received
 from mailboxes.models import Mailbox
@@ -41,6 +42,25 @@ DEFAULT_TEXT = (
     "Rückfragen im Betreff an; wenn Sie auf diese Nachricht antworten, bleibt sie "
     "erhalten.\n\n"
     "Dies ist eine automatisch erzeugte Nachricht.")
+
+
+@dataclass(frozen=True)
+class ReceiptSender:
+    """What of a mailbox its receipts need (the filing path reads these columns, not the
+    ORM entity)."""
+
+    id: int
+    address: str
+    name: str
+    receipt_enabled: bool
+    receipt_template: str | None
+    signature: str | None
+
+
+_boxes = table_of(Mailbox)
+# In ReceiptSender's order; a caller's query may add columns after them.
+SENDER_COLUMNS = (_boxes.c.id, _boxes.c.address, _boxes.c.name, _boxes.c.receipt_enabled,
+                  _boxes.c.receipt_template, _boxes.c.signature)
 
 
 @dataclass(frozen=True)
@@ -93,7 +113,7 @@ def recent_receipts(session: Session, mailbox_id: int, recipient: str, now: date
                                             "since": window_start(now)}) or 0
 
 
-def build_receipt(mailbox: Mailbox, *, to: str, number: str, in_reply_to: str | None,
+def build_receipt(mailbox: ReceiptSender, *, to: str, number: str, in_reply_to: str | None,
                   hostname: str, now: datetime) -> tuple[bytes, str]:
     """The receipt message and its Message-ID (without brackets)."""
     text = (mailbox.receipt_template or DEFAULT_TEXT).replace(TICKET_PLACEHOLDER, number)
@@ -114,7 +134,7 @@ def build_receipt(mailbox: Mailbox, *, to: str, number: str, in_reply_to: str | 
     return msg.as_bytes(), message_id.strip("<>")
 
 
-def queue_receipt(session: Session, master: MasterKey, mailbox: Mailbox, *, to: str,
+def queue_receipt(session: Session, master: MasterKey, mailbox: ReceiptSender, *, to: str,
                   number: str, in_reply_to: str | None, hostname: str, actor: str,
                   now: datetime, audit_to: list[audit.Event] | None = None) -> Receipt:
     """The receipt queued; with ``audit_to`` its audit entry goes there for the caller to

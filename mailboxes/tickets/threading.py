@@ -139,11 +139,12 @@ def _by_number(session: Session, mailbox_id: int, numbers: list[str]) -> Ticket 
 
 
 _other_box = aliased(Mailbox)
+_MAILBOX = select(*receipts.SENDER_COLUMNS).where(Mailbox.id == bindparam("box"))
 # What deciding on a receipt reads, in one query: the mailbox, whether the sender is one of
 # the shared mailboxes, and how many receipts the mailbox sent the sender recently.
-_RECEIPT_FACTS = select(
-    Mailbox, exists().where(_other_box.address == bindparam("recipient")),
-    receipts.RECENT_RECEIPTS.scalar_subquery()).where(Mailbox.id == bindparam("box"))
+_RECEIPT_FACTS = _MAILBOX.add_columns(
+    exists().where(_other_box.address == bindparam("recipient")),
+    receipts.RECENT_RECEIPTS.scalar_subquery())
 
 
 def _receipt(session: Session, master: MasterKey, filed: Filed, ticket_id: int, number: str,
@@ -159,12 +160,13 @@ def _receipt(session: Session, master: MasterKey, filed: Filed, ticket_id: int, 
     if filed.internal or by_message is not None:
         # No receipt whatever the database says; only the mailbox's setting is read (it
         # decides which reason is recorded).
-        mailbox = session.get(Mailbox, filed.mailbox_id)
+        row = session.execute(_MAILBOX, {"box": filed.mailbox_id}).one()
     else:
-        mailbox, from_mailbox, recent = session.execute(_RECEIPT_FACTS, {
+        row = session.execute(_RECEIPT_FACTS, {
             "box": filed.mailbox_id, "recipient": to, "since": receipts.window_start(now),
         }).one()
-    assert mailbox is not None  # the copy was just filed into it
+        from_mailbox, recent = bool(row[-2]), int(row[-1])
+    mailbox = receipts.ReceiptSender(*row[:len(receipts.SENDER_COLUMNS)])
     refused: str | None
     if not mailbox.receipt_enabled:
         refused = "receipts are off for this mailbox"
