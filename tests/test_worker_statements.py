@@ -40,11 +40,10 @@ OTHER_BOX = "adoption@jugendamt.example"
 
 # Reached by the worker for a message that opens a new ticket and gets a receipt: claim 2,
 # load 2, pipeline reads 2 (partner, route; a first attempt has no release to look up),
-# filing 2, the ticket 6
-# (number, ticket, subject tokens, article, receipt facts, history rows), the receipt 4 (its
-# queue rows 3, its article 1), the outcome 1 and the audit entries 3 (the receipt's with
-# the worker's, one append). (PostgreSQL adds the NOTIFY that wakes the workers for the
-# receipt.) Raise it only for a reason.
+# filing 2, the ticket 6 (number, ticket, subject tokens, article, receipt facts, history
+# rows), the receipt 4 (its queue rows 3, its article 1), the outcome 1 and the audit
+# entries 3 (the receipt's with the worker's, one append). (PostgreSQL adds the NOTIFY that
+# wakes the workers for the receipt.) Raise it only for a reason.
 NEW_TICKET_WITH_RECEIPT = 22
 # A reply that joins its ticket (In-Reply-To): no number, ticket or receipt; the lookup by
 # reference, the article, the ticket's updated_at and the history row instead.
