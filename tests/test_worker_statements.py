@@ -32,7 +32,8 @@ from gateway.pipeline.worker import Worker
 from gateway.services import Services
 from gateway.settings import RelayRoute
 from mailboxes.directory import add_mailbox
-from mailboxes.tickets.models import HistoryEntry, Ticket
+from mailboxes.tickets.models import HistoryEntry, Ticket, TicketState
+from mailboxes.tickets.records import change_state
 from tests.support.pipeline import drain, enqueue
 
 BOX = "kita@jugendamt.example"
@@ -141,6 +142,26 @@ def test_a_new_ticket_with_a_receipt_and_a_reply_cost_a_bounded_number_of_statem
         joined = s.get(Ticket, ticket_id)
         assert joined is not None and joined.updated_at > joined.created_at
     assert history_of(services)[-1][0] == "mail-in"
+    assert sum(found.values()) <= REPLY_TO_TICKET, found.most_common()
+
+    # Waiting for the requester, the ticket opens again with the next mail in: the move's
+    # update carries updated_at, and both history rows go in one statement.
+    with session_scope(services.sessions) as s:
+        waiting = s.get(Ticket, ticket_id)
+        assert waiting is not None
+        change_state(s, waiting, TicketState.WAITING, actor="anna", now=clock())
+    clock.advance(60)
+    again = enqueue(services, [BOX], mail("Re: Frage", sender="zwei@web.example", msgid="m4",
+                                          extra="In-Reply-To: <m2@web.example>\r\n"),
+                    mail_from="zwei@web.example")
+    found = process_one_counted(services)
+    assert state_of(services, again) == MessageState.DELIVERED
+    with read_scope(services.sessions) as s:
+        reopened = s.get(Ticket, ticket_id)
+        assert reopened is not None and reopened.state == TicketState.OPEN
+        assert reopened.updated_at == clock()
+    assert [a for a, _ in history_of(services)][-3:] == ["state", "mail-in", "state"]
+    assert history_of(services)[-1][1] == '{"from": "waiting", "to": "open"}'
     assert sum(found.values()) <= REPLY_TO_TICKET, found.most_common()
 
 

@@ -116,13 +116,20 @@ def find_ticket(session: Session, number: str) -> Ticket:
 
 def change_state(session: Session, ticket: Ticket, target: TicketState, *, actor: str,
                  now: datetime) -> None:
+    history.record_all(session, [moved(session, ticket, target, actor=actor, now=now)])
+
+
+def moved(session: Session, ticket: Ticket, target: TicketState, *, actor: str,
+          now: datetime) -> history.HistoryRow:
+    """``change_state`` with its history row returned for the caller to write (together
+    with rows of its own); the ticket's ``updated_at`` becomes ``now``."""
     current = TicketState(ticket.state)
     check_transition(current, target)
     ticket.state = target.value
     ticket.updated_at = now
     session.flush()
-    history.record(session, ticket.id, actor=actor, action="state", now=now,
-                   **{"from": current.value, "to": target.value})
+    return history.entry(ticket.id, actor=actor, action="state", now=now,
+                         **{"from": current.value, "to": target.value})
 
 
 def follow(session: Session, ticket: Ticket, moves: dict[TicketState, TicketState], *,

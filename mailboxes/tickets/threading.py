@@ -23,9 +23,9 @@ from gateway import audit
 from mailboxes.hotline.links import surviving
 from mailboxes.models import Mailbox
 from mailboxes.tickets import history, receipts
-from mailboxes.tickets.models import Article, ArticleKind, Ticket
+from mailboxes.tickets.models import Article, ArticleKind, Ticket, TicketState
 from mailboxes.tickets.numbers import numbers_in
-from mailboxes.tickets.records import add_article, follow, open_ticket
+from mailboxes.tickets.records import add_article, moved, open_ticket
 from mailboxes.tickets.states import ON_MAIL_IN
 
 MAX_REFERENCES = 50
@@ -91,11 +91,17 @@ def thread_filed(session: Session, master: MasterKey, filed: Filed, *, postmaste
         else:
             linked = None if named is None else surviving(session, named)
     if ticket is not None:
+        # A waiting or closed ticket opens again; the move sets its updated_at, so the
+        # article need not.
+        target = ON_MAIL_IN.get(TicketState(ticket.state))
         add_article(session, ticket.id, ArticleKind.INBOUND, author=sender, now=now,
-                    stored_message_id=filed.stored_id, rfc_message_id=own_id)
-        history.record(session, ticket.id, actor=sender, action="mail-in", now=now,
-                       stored_message_id=filed.stored_id)
-        follow(session, ticket, ON_MAIL_IN, actor=sender, now=now)
+                    stored_message_id=filed.stored_id, rfc_message_id=own_id,
+                    touch=target is None)
+        rows = [history.entry(ticket.id, actor=sender, action="mail-in", now=now,
+                              stored_message_id=filed.stored_id)]
+        if target is not None:
+            rows.append(moved(session, ticket, target, actor=sender, now=now))
+        history.record_all(session, rows)
         return Threaded(ticket.id, ticket.number, new=False)
 
     ticket_id, number, created = open_ticket(
