@@ -135,3 +135,29 @@ def test_long_line_found_across_window_boundaries() -> None:
         assert not _has_long_line(lines * where, 1001, window=64), where
     assert not _has_long_line(b"x" * 999, 1001)
     assert _has_long_line(b"x" * 1000, 1001)
+
+
+@settings(max_examples=400, deadline=None)
+@given(lengths=st.lists(st.integers(0, 1100), max_size=40),
+       breaks=st.lists(st.sampled_from([b"\r\n", b"\r\n", b"\n", b"\r", b"\n\r"]), min_size=1),
+       max_line=st.sampled_from([20, 40, 77, 1000, 1001]), tail=st.booleans())
+def test_the_long_line_probe_answers_as_splitting_every_line(
+        lengths: list[int], breaks: list[bytes], max_line: int, tail: bool) -> None:
+    from gateway.smtp.data_reader import _has_long_line
+
+    raw = b"".join(b"x" * n + breaks[i % len(breaks)] for i, n in enumerate(lengths))
+    if tail and lengths:
+        raw += b"y" * lengths[0]  # a last line without a line break
+    expected = max(map(len, raw.split(b"\r\n"))) > max_line - 2
+    assert _has_long_line(raw, max_line) == expected
+    assert _has_long_line(bytearray(raw), max_line, window=64) == expected
+
+
+@settings(max_examples=400, deadline=None)
+@given(pieces=st.lists(st.sampled_from([b".", b"\r\n", b"\r\n.", b"x", b"..", b"\r", b"\n",
+                                        b"a.b", b"\r\n..", b"." * 70]), max_size=120))
+def test_a_stuffed_line_is_found_as_by_searching_for_it(pieces: list[bytes]) -> None:
+    from gateway.smtp.data_reader import _has_stuffed_line
+
+    buffer = bytearray(b"\r\n" + b"".join(pieces))
+    assert _has_stuffed_line(buffer) == (buffer.find(b"\r\n.") >= 0)

@@ -104,6 +104,8 @@ def _has_long_line(raw: bytes | bytearray, max_line: int, window: int = 1 << 20)
     boundary), so a 50 MB message never becomes a million line objects at once.
     """
     longest = max_line - 2
+    if not _may_have_long_line(raw, longest):
+        return False
     start, size = 0, len(raw)
     while start < size:
         end = raw.find(b"\r\n", min(size, start + window))
@@ -115,6 +117,26 @@ def _has_long_line(raw: bytes | bytearray, max_line: int, window: int = 1 << 20)
     return False
 
 
+def _may_have_long_line(raw: bytes | bytearray, longest: int) -> bool:
+    """False only where no line is longer than ``longest``, found with a few hundred short
+    ``find`` calls per 200 KB instead of splitting every line (a fifth of the time).
+
+    Probes every ``step`` bytes whether the ``span`` bytes before hold a CRLF. A longer
+    line [a, b) holds no CRLF and at least ``longest`` + 1 = ``span`` + ``step`` bytes, so
+    among the ``step`` + 1 positions from a + ``span`` to b there is a probe (or b is the
+    end of the data, probed too) whose span lies inside the line: that probe finds none.
+    """
+    step = (longest + 1) // 2
+    span = longest + 1 - step
+    if step < 16:
+        return True  # a tiny limit: the exact check is as quick
+    size = len(raw)
+    for probe in range(span, size, step):
+        if raw.find(b"\r\n", probe - span, probe) < 0:
+            return True
+    return size >= span and raw.find(b"\r\n", size - span, size) < 0
+
+
 def _unstuff(buffer: bytearray, window: int = 1 << 20) -> None:
     """Transparency (RFC 5321 4.5.2): drop the first dot of every line that starts with
     one, in place. ``buffer`` starts with the CRLF before the first line.
@@ -122,7 +144,7 @@ def _unstuff(buffer: bytearray, window: int = 1 << 20) -> None:
     One ``replace`` per window of about 1 MiB that starts at a CRLF, so no "CRLF ." is split
     between two windows; the result never grows, so it is written back over what was read.
     """
-    if buffer.find(b"\r\n.") < 0:
+    if not _has_stuffed_line(buffer):
         return  # the usual case (base64 has no dots): nothing to move
     read = write = 0
     size = len(buffer)
@@ -135,6 +157,28 @@ def _unstuff(buffer: bytearray, window: int = 1 << 20) -> None:
         write += len(piece)
         read = stop
     del buffer[write:]
+
+
+# Dots looked at one by one before the three-byte search takes over.
+_DOT_PROBES = 64
+
+
+def _has_stuffed_line(buffer: bytearray) -> bool:
+    """Whether a line starts with a dot ("CRLF ." anywhere).
+
+    A search for the three bytes reads 200 KB in 120 µs (every CRLF is a partial match);
+    memchr finds a dot in a fraction of that. A message has a few dots in its header
+    block and mostly none in base64 bodies, so the dots are looked at one by one, and
+    only text with many of them is searched the slow way.
+    """
+    dot = buffer.find(b".")
+    for _ in range(_DOT_PROBES):
+        if dot < 0:
+            return False
+        if dot >= 2 and buffer[dot - 2] == 0x0D and buffer[dot - 1] == 0x0A:
+            return True
+        dot = buffer.find(b".", dot + 1)
+    return dot >= 0 and buffer.find(b"\r\n.", max(dot - 2, 0)) >= 0
 
 
 def _give_back(reader: asyncio.StreamReader, data: bytes) -> None:
