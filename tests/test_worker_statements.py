@@ -9,14 +9,17 @@ import collections
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, select, update
 
+import gateway.audit.chain
 from gateway import audit
 from gateway.audit import AuditAction
-from gateway.audit.keys import AuditKeyError, period_of
+from gateway.audit.chain import verify
+from gateway.audit.keys import AuditKeyError, open_personal, period_of
 from gateway.clock import FakeClock
 from gateway.db import read_scope, session_scope
 from gateway.models import (
@@ -203,3 +206,27 @@ def test_a_destroyed_key_of_the_current_month_is_never_written_with(
     with pytest.raises(AuditKeyError), session_scope(services.sessions) as s:
         audit.record(s, actor="t", action=AuditAction.DELIVERED, queue_id="Q2",
                      detail={"recipient": "b@web.example"})
+
+
+def test_an_entry_dated_in_a_month_that_began_meanwhile_is_sealed_under_its_own_key(
+        services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The head's statement reads the key of the month it expects; should the entry's own
+    time fall in the next month, that month's key is taken (created here), not the one read."""
+    january = datetime(2031, 1, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    february = datetime(2031, 2, 1, tzinfo=UTC)
+    monkeypatch.setattr(gateway.audit.chain, "utcnow", lambda: january)
+    with session_scope(services.sessions) as s:
+        audit.record(s, actor="t", action=AuditAction.DELIVERED, queue_id="Q1",
+                     detail={"recipient": "a@web.example"})
+    times = iter([january, february])
+    monkeypatch.setattr(gateway.audit.chain, "utcnow", lambda: next(times))
+    with session_scope(services.sessions) as s:
+        audit.record(s, actor="t", action=AuditAction.DELIVERED, queue_id="Q2",
+                     detail={"recipient": "b@web.example"})
+    with read_scope(services.sessions) as s:
+        assert set(s.scalars(select(AuditKey.period))) >= {"2031-01", "2031-02"}
+        last = s.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc())).first()
+        assert last is not None and last.at == february and last.sealed is not None
+        opened = open_personal(s, last.seq, last.at, last.sealed)
+        assert opened is not None and opened["detail"] == {"recipient": "b@web.example"}
+        assert verify(s).ok
