@@ -96,7 +96,7 @@ def message_refusal(headers: Message, mail_from: str) -> str | None:
 
 
 # How many receipts mailbox ``box`` sent to ``recipient`` since ``since`` (the rate limit's
-# count); a statement of its own, or a scalar subquery of the caller's query.
+# count), as a scalar subquery of the query that reads the mailbox (mailboxes.tickets.threading).
 RECENT_RECEIPTS = (
     select(func.count()).select_from(Article)
     .join(Ticket, Ticket.id == Article.ticket_id)
@@ -106,11 +106,6 @@ RECENT_RECEIPTS = (
 
 def window_start(now: datetime) -> datetime:
     return now - RATE_WINDOW
-
-
-def recent_receipts(session: Session, mailbox_id: int, recipient: str, now: datetime) -> int:
-    return session.scalar(RECENT_RECEIPTS, {"box": mailbox_id, "recipient": recipient,
-                                            "since": window_start(now)}) or 0
 
 
 def build_receipt(mailbox: ReceiptSender, *, to: str, number: str, in_reply_to: str | None,
