@@ -90,6 +90,17 @@ def process_one_counted(services: Services) -> collections.Counter[str]:
     return found
 
 
+def _reply_processed(services: Services, msgid: str) -> collections.Counter[str]:
+    """A reply to the first ticket's mail enqueued and processed: the statements counted."""
+    queue_id = enqueue(services, [BOX], mail("Re: Frage", sender="zwei@web.example",
+                                             msgid=msgid,
+                                             extra="In-Reply-To: <m2@web.example>\r\n"),
+                       mail_from="zwei@web.example")
+    found = process_one_counted(services)
+    assert state_of(services, queue_id) == MessageState.DELIVERED
+    return found
+
+
 def state_of(services: Services, queue_id: str) -> MessageState:
     with read_scope(services.sessions) as s:
         return s.scalars(select(Message.state).where(Message.queue_id == queue_id)).one()
@@ -136,11 +147,7 @@ def test_a_new_ticket_with_a_receipt_and_a_reply_cost_a_bounded_number_of_statem
     drain(services)  # the receipt
 
     clock.advance(60)
-    reply = enqueue(services, [BOX], mail("Re: Frage", sender="zwei@web.example", msgid="m3",
-                                          extra="In-Reply-To: <m2@web.example>\r\n"),
-                    mail_from="zwei@web.example")
-    found = process_one_counted(services)
-    assert state_of(services, reply) == MessageState.DELIVERED
+    found = _reply_processed(services, "m3")
     with read_scope(services.sessions) as s:
         joined = s.get(Ticket, ticket_id)
         assert joined is not None and joined.updated_at > joined.created_at
@@ -154,11 +161,7 @@ def test_a_new_ticket_with_a_receipt_and_a_reply_cost_a_bounded_number_of_statem
         assert waiting is not None
         change_state(s, waiting, TicketState.WAITING, actor="anna", now=clock())
     clock.advance(60)
-    again = enqueue(services, [BOX], mail("Re: Frage", sender="zwei@web.example", msgid="m4",
-                                          extra="In-Reply-To: <m2@web.example>\r\n"),
-                    mail_from="zwei@web.example")
-    found = process_one_counted(services)
-    assert state_of(services, again) == MessageState.DELIVERED
+    found = _reply_processed(services, "m4")
     with read_scope(services.sessions) as s:
         reopened = s.get(Ticket, ticket_id)
         assert reopened is not None and reopened.state == TicketState.OPEN
