@@ -13,7 +13,6 @@ but not in a binary body.
 
 from __future__ import annotations
 
-import binascii
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from enum import Enum
+
+from crypto.mime_qp import decode_qp
 
 _CRLF = b"\r\n"
 # email.feedparser's notion of lines and header lines (headerRE), on bytes.
@@ -81,16 +82,14 @@ class RawEntity:
         if encoding == "quoted-printable" and not self.lead:
             end = self._body_end(data, strip_eol=strip_eol)
             # get_payload's own decoder (quopri.decodestring is a2b_qp) on the bytes as
-            # they are, from a view: its way there turns the body into a str and back
-            # first, and a slice would copy it once more, three whole copies of a large
-            # text part for nothing.
-            with memoryview(data) as view:
-                return binascii.a2b_qp(view[self.start : end])
+            # they are, where they lie and in pieces (crypto.mime_qp): its way there turns
+            # the body into a str and back first, and a slice would copy it once more.
+            return decode_qp(data, self.start, end)
         body = self.body(data, strip_eol=strip_eol)
         if encoding not in _DECODED_CTES:
             return body  # what get_payload(decode=True) returns for any other encoding
         if encoding == "quoted-printable":
-            return binascii.a2b_qp(body)  # with a lead: as above, from the joined bytes
+            return decode_qp(body)  # with a lead: as above, from the joined bytes
         self.headers.set_payload(body)
         decoded = self.headers.get_payload(decode=True)
         return decoded if isinstance(decoded, bytes) else b""

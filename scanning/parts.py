@@ -29,6 +29,7 @@ import pybase64
 from asn1crypto import cms  # type: ignore[import-untyped]
 
 from crypto.mime_policy import MIME_POLICY
+from crypto.mime_qp import decode_qp
 from scanning.residue import find_body
 
 _SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
@@ -500,8 +501,8 @@ def _decode_covering(entity: Message, encoding: str) -> tuple[bytes, str | bytes
         # the text as it stands: then the body is not known here.
         if text is not None:
             # What the stdlib does (quopri.decodestring is a2b_qp), without first copying
-            # the text into bytes.
-            return binascii.a2b_qp(text), text
+            # the text into bytes, and in pieces (crypto.mime_qp).
+            return decode_qp(text), text
         return decode_body(entity), None
     data = decode_body(entity)
     if encoding in _IDENTITY_ENCODINGS:

@@ -30,7 +30,7 @@ _MAX_TRIES = 4
 # residue, and nobody can make the search read the message once per part.
 _MAX_GAP = 64 * 1024
 # Piece size for the comparison (the parser's text is encoded piece by piece).
-_STEP = 1 << 20
+_STEP = 1 << 18
 
 
 def body_spans(raw: bytes, bodies: Iterable[str | bytes | None]) -> list[tuple[int, int]]:
