@@ -4,6 +4,7 @@ wants the contents) and goes down, one level deeper each time."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
 
 from scanning.archives.cab import cab_problem
@@ -56,16 +57,21 @@ class Walker:
                 depth: int) -> Iterator[tuple[str, bytes]]:
         """Read one member: held in memory only if wanted or if it is an archive itself."""
         self._budget.count(where)
-        held = bytearray()
+        head = bytearray()
         stream = iter(chunks)
         for chunk in stream:
-            held += chunk
-            if len(held) >= SNIFF_BYTES:
+            head += chunk
+            if len(head) >= SNIFF_BYTES:
                 break
-        if self._keep or sniff(bytes(held[:SNIFF_BYTES]), top=False) is not None:
+        if self._keep or sniff(bytes(head[:SNIFF_BYTES]), top=False) is not None:
+            # Into a buffer whose bytes object is handed out as it is (shrunk in place),
+            # not a bytearray copied at the end: the member whole twice for a moment.
+            held = io.BytesIO()
+            held.write(head)
+            del head
             for chunk in stream:
-                held += chunk
-            content = bytes(held)
+                held.write(chunk)
+            content = held.getvalue()
             del held
             if self._keep:
                 yield where, content
