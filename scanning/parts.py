@@ -477,6 +477,11 @@ def _decode_with_body(entity: Message, raw: bytes | None,
     """The decoded body, the body it fully stands for (``Leaf.body``) or None, and where
     that body stands in ``raw`` (looked for from ``cursor`` on) or None."""
     encoding = str(entity.get("content-transfer-encoding", "")).strip().lower()
+    unread = _unread_span(entity, raw)
+    if unread is not None and raw is not None and _unambiguous(entity):
+        decoded = _decode_unread(raw, unread, encoding)
+        if decoded is not None:
+            return decoded, None, unread
     if encoding == "base64" and not entity.is_multipart() and _unambiguous(entity):
         text = _ascii_payload(entity)
         if text is not None:
@@ -508,6 +513,43 @@ def _decode_covering(entity: Message, encoding: str) -> tuple[bytes, str | bytes
     if encoding in _IDENTITY_ENCODINGS:
         return data, data  # the bytes as they arrived
     return data, None
+
+
+def _unread_span(entity: Message, raw: bytes | None) -> _Span | None:
+    """Where in ``raw`` the body of ``entity`` stands if the parser left it unread there
+    (``gateway.mime.parsed``: a large body is read when asked for), else None."""
+    unread = getattr(entity, "unread_body", None)
+    if unread is None or raw is None or unread[0] is not raw:
+        return None
+    return unread[1], unread[2]
+
+
+def _decode_unread(raw: bytes, span: _Span, encoding: str) -> bytes | None:
+    """The body at ``span`` decoded as ``_decode_with_body`` decodes the parser's text of
+    it, straight from the raw bytes; None where only the text's way gives the answer."""
+    start, end = span
+    if encoding == "base64":
+        # What _pure_base64 counts on the text, counted on the bytes it was made of (a byte
+        # outside the alphabet is skipped by the decoder, so the lengths disagree then).
+        line_breaks = raw.count(b"\r\n", start, end)
+        characters = end - start - (2 * line_breaks if line_breaks
+                                    else raw.count(b"\n", start, end))
+        tail = raw[max(start, end - 8):end].rstrip(b"\r\n")
+        padding = len(tail) - len(tail.rstrip(b"="))
+        if characters % 4 or padding > 2:
+            return None
+        try:
+            decoded = pybase64.b64decode(memoryview(raw)[start:end], validate=False)
+        except (binascii.Error, ValueError):
+            return None
+        return decoded if len(decoded) == characters // 4 * 3 - padding else None
+    if encoding == "quoted-printable" and _ascii_bytes(raw, start, end):
+        return decode_qp(raw, start, end)
+    return None
+
+
+def _ascii_bytes(raw: bytes, start: int, end: int, step: int = 1 << 18) -> bool:
+    return all(raw[at:min(end, at + step)].isascii() for at in range(start, end, step))
 
 
 def _ascii_payload(entity: Message) -> str | None:

@@ -18,7 +18,7 @@ import gateway.mime.parsed as parsed_module
 import scanning.parts as parts_module
 from gateway.mime.parsed import parse_message
 from gateway.pipeline.stages.parse import STRUCTURAL_DEFECTS
-from scanning.parts import MimeLimits, raw_structure
+from scanning.parts import MimeLimits, raw_structure, scan_leaves
 
 LIMITS = MimeLimits(max_parts=10_000, max_depth=200)
 
@@ -229,3 +229,51 @@ def test_the_structural_defects_are_the_same() -> None:
     message = parse_message(raw, raw_structure(raw, LIMITS).leaf_bodies)
     found = {type(d) for part in message.walk() for d in part.defects}
     assert found & set(STRUCTURAL_DEFECTS)
+
+
+def _large_report() -> bytes:
+    attachment = (b"JVBERi0xLjQK" * 6 + b"\r\n") * 30_000  # 2.2 MB of base64
+    return (b"From: a@partner.example\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n"
+            b"--m\r\nContent-Type: text/plain\r\n\r\nIm Anhang.\r\n"
+            b"--m\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + attachment + b"--m--\r\n")
+
+
+def test_a_large_body_is_read_only_when_asked_for() -> None:
+    raw = _large_report()
+    message = parse_message(raw, raw_structure(raw, LIMITS).leaf_bodies)
+    text, pdf = message.get_payload()
+    assert text.unread_body is None  # small: read at the parse
+    unread = pdf.unread_body
+    assert unread is not None and unread[0] is raw
+    # Walking the tree and reading its header fields leave it unread.
+    assert [p.get_content_type() for p in message.walk()] == [
+        "multipart/mixed", "text/plain", "application/pdf"]
+    assert not pdf.is_multipart() and pdf.unread_body is not None
+    # Asked for, it is the parser's text of it, byte for byte.
+    assert pdf.get_payload() == raw[unread[1]:unread[2]].decode("ascii")
+    assert pdf.unread_body is None
+    assert tree(message) == tree(parse_message(raw))
+
+
+def test_a_body_set_again_is_not_read_from_the_message() -> None:
+    raw = _large_report()
+    message = parse_message(raw, raw_structure(raw, LIMITS).leaf_bodies)
+    pdf = message.get_payload()[1]
+    pdf.set_payload("neu")
+    assert pdf.unread_body is None and pdf.get_payload() == "neu"
+
+
+def test_the_scanner_decodes_an_unread_body_from_the_message() -> None:
+    raw = _large_report()
+    unread = parse_message(raw, raw_structure(raw, LIMITS).leaf_bodies)
+    found = [(leaf.part.data, leaf.span) for leaf in scan_leaves(unread, LIMITS, raw)]
+    assert all(part.unread_body is None or part.unread_body[0] is raw
+               for part in unread.walk())
+    assert unread.get_payload()[1].unread_body is not None  # still not read as text
+    plain = [(leaf.part.data, leaf.span) for leaf in scan_leaves(parse_message(raw), LIMITS,
+                                                                  raw)]
+    assert found == plain and found[1][1] is not None
+    # Other bytes than the parse's: the body is read as text, same answer.
+    copy = bytes(bytearray(raw))
+    assert [(leaf.part.data, leaf.span) for leaf in scan_leaves(unread, LIMITS, copy)] == plain

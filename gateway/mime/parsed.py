@@ -52,6 +52,46 @@ class FieldCachingMessage(EmailMessage):
                 return parsed
         return failobj
 
+    # The body of a large leaf is read from the raw bytes when something asks for it, not
+    # at the parse (``parse_message``): the scanner decodes it from the raw bytes anyway
+    # (``unread_body``), so the text would be one more whole copy of the attachment held
+    # through the stages. Everything the email package does reads ``_payload``, which
+    # makes the text then, exactly as the parser would have.
+    @property
+    def _payload(self) -> Any:
+        state = self.__dict__
+        unread = state.get("_unread")
+        if unread is not None:
+            data, start, end = unread
+            with memoryview(data) as view:
+                state["_payload_value"] = str(view[start:end], "ascii", "surrogateescape")
+            state["_unread"] = None
+        return state.get("_payload_value")
+
+    @_payload.setter
+    def _payload(self, value: Any) -> None:
+        self.__dict__["_unread"] = None
+        self.__dict__["_payload_value"] = value
+
+    def is_multipart(self) -> bool:
+        # Without reading an unread body: only a list of parts is multipart.
+        if self.__dict__.get("_unread") is not None:
+            return False
+        return super().is_multipart()
+
+    @property
+    def unread_body(self) -> tuple[bytes, int, int] | None:
+        """(the raw bytes, start, end) of a body no one has read yet, else None."""
+        unread: tuple[bytes, int, int] | None = self.__dict__.get("_unread")
+        return unread
+
+    def leave_body_unread(self, data: bytes, start: int, end: int) -> None:
+        self.__dict__["_payload_value"] = None
+        self.__dict__["_unread"] = (data, start, end)
+
+
+# Leaf bodies from this size on stay unread until asked for (FieldCachingMessage._payload).
+UNREAD_BODY_BYTES = 1 << 20
 
 # The parser is fed in pieces of this size. ``BytesParser.parsebytes`` decodes the whole
 # message into one str and pushes it at once, so the parser's line list of every body and
@@ -118,6 +158,10 @@ def _parse_bodies_set_aside(data: bytes | bytearray | memoryview,
             return None
         for index, leaf in leaves.items():
             start, end = leaf_bodies[index]
+            if (end - start >= UNREAD_BODY_BYTES and isinstance(data, bytes)
+                    and isinstance(leaf, FieldCachingMessage)):
+                leaf.leave_body_unread(data, start, end)
+                continue
             # As the parser decodes what it is fed: bytes that are not ASCII as surrogates.
             leaf._payload = str(  # type: ignore[attr-defined]
                 view[start:end], "ascii", "surrogateescape")
