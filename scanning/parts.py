@@ -529,20 +529,11 @@ def _decode_unread(raw: bytes, span: _Span, encoding: str) -> bytes | None:
     it, straight from the raw bytes; None where only the text's way gives the answer."""
     start, end = span
     if encoding == "base64":
-        # What _pure_base64 counts on the text, counted on the bytes it was made of (a byte
-        # outside the alphabet is skipped by the decoder, so the lengths disagree then).
-        line_breaks = raw.count(b"\r\n", start, end)
-        characters = end - start - (2 * line_breaks if line_breaks
-                                    else raw.count(b"\n", start, end))
-        tail = raw[max(start, end - 8):end].rstrip(b"\r\n")
-        padding = len(tail) - len(tail.rstrip(b"="))
-        if characters % 4 or padding > 2:
-            return None
-        try:
-            decoded = pybase64.b64decode(memoryview(raw)[start:end], validate=False)
-        except (binascii.Error, ValueError):
-            return None
-        return decoded if len(decoded) == characters // 4 * 3 - padding else None
+        # What _pure_base64 counts on the text, counted on the bytes it was made of.
+        crlf = raw.count(b"\r\n", start, end)
+        size = _promised_size(end - start, crlf, 0 if crlf else raw.count(b"\n", start, end),
+                              raw[max(start, end - 8):end])
+        return None if size is None else _base64_from_raw(raw, span, size)
     if encoding == "quoted-printable" and _ascii_bytes(raw, start, end):
         return decode_qp(raw, start, end)
     return None
@@ -587,27 +578,45 @@ def _pure_base64(text: str, raw: bytes | None, span: _Span | None) -> bytes | No
     at (or skips) padding in the middle, and each makes the result shorter than the
     characters promise. Anything else (None) goes the stdlib's way.
     """
-    # Line breaks are CRLF or LF throughout in mail as written; one count finds them. A lone
-    # CR or LF among them is taken for a character, which the decoder does not count: the
-    # lengths then disagree, and the stdlib decodes.
-    line_breaks = text.count("\r\n")
-    characters = len(text) - 2 * line_breaks if line_breaks else len(text) - text.count("\n")
-    if characters % 4:
+    crlf = text.count("\r\n")
+    size = _promised_size(len(text), crlf, 0 if crlf else text.count("\n"),
+                          text[-8:].encode("ascii"))
+    if size is None:
         return None
-    tail = text[-8:].rstrip("\r\n")
-    padding = len(tail) - len(tail.rstrip("="))
-    if padding > 2:
-        return None
+    if span is not None and raw is not None:
+        return _base64_from_raw(raw, span, size)
     try:
-        if span is not None and raw is not None:
-            decoded = pybase64.b64decode(memoryview(raw)[span[0]:span[1]], validate=False)
-        else:
-            decoded = binascii.a2b_base64(text)
+        decoded = binascii.a2b_base64(text)
     except (binascii.Error, ValueError):
         return None
-    if len(decoded) != characters // 4 * 3 - padding:
+    return decoded if len(decoded) == size else None
+
+
+def _promised_size(length: int, crlf: int, lf: int, tail: bytes) -> int | None:
+    """The decoded size that base64 of ``length`` characters promises, with ``crlf`` CRLF
+    line breaks (or else ``lf`` LF ones) and the padding in ``tail`` (its last bytes); None
+    where it cannot be whole base64.
+
+    Line breaks are CRLF or LF throughout in mail as written; one count finds them. A lone
+    CR or LF among them is taken for a character, which the decoder does not count: the
+    lengths then disagree, and the stdlib decodes.
+    """
+    characters = length - (2 * crlf if crlf else lf)
+    tail = tail.rstrip(b"\r\n")
+    padding = len(tail) - len(tail.rstrip(b"="))
+    if characters % 4 or padding > 2:
         return None
-    return decoded
+    return characters // 4 * 3 - padding
+
+
+def _base64_from_raw(raw: bytes, span: _Span, size: int) -> bytes | None:
+    """The base64 at ``span`` of ``raw`` decoded by pybase64, if it gives ``size`` bytes (a
+    byte outside the alphabet is skipped, so the lengths disagree then)."""
+    try:
+        decoded = pybase64.b64decode(memoryview(raw)[span[0]:span[1]], validate=False)
+    except (binascii.Error, ValueError):
+        return None
+    return decoded if len(decoded) == size else None
 
 
 def decode_body(entity: Message) -> bytes:
