@@ -35,7 +35,9 @@ class Envelope:
     direction: Direction
     mail_from: str
     rcpt_tos: Sequence[str]
-    data: bytes
+    # The SMTP edge hands over its receive buffer itself (no copy of a large message);
+    # nothing writes to it once it is here.
+    data: bytes | bytearray
     peer: str = ""
     helo: str = ""
     auth_user: str | None = None
