@@ -32,7 +32,7 @@ def has_bare_cr_or_lf(data: bytes) -> bool:
     return bare_line_end(data) is not None
 
 
-def header_block_size(data: bytes, limit: int) -> int:
+def header_block_size(data: bytes | bytearray, limit: int) -> int:
     """Length of the header block (up to and including the CRLF that ends the last header).
 
     Only looks at the first ``limit`` + 4 bytes: an answer above ``limit`` is all the caller
@@ -48,7 +48,7 @@ def header_block_size(data: bytes, limit: int) -> int:
     return min(len(data), limit + 1)
 
 
-def content_problem(data: bytes, max_header_bytes: int) -> str | None:
+def content_problem(data: bytes | bytearray, max_header_bytes: int) -> str | None:
     """The reply refusing ``data``, or None if it may be stored."""
     bare = bare_line_end(data)
     if bare is not None:

@@ -3,8 +3,8 @@
 aiosmtpd reads DATA one line at a time in Python; for a 100 KB message that is about 1,300
 trips through its loop, and it was a quarter of the SMTP process's CPU. Here the terminator
 is found with ``bytes.find``, and the line length check and dot-unstuffing run over 1 MiB
-windows at C speed in the one buffer the data arrived in (a single copy leaves it: the
-message). The semantics stay aiosmtpd's (RFC 5321 4.5.2):
+windows at C speed in the one buffer the data arrived in, and that buffer is handed out as
+the message: no copy of it is made here. The semantics stay aiosmtpd's (RFC 5321 4.5.2):
 
 - only CRLF "." CRLF ends the data; a bare LF or CR never does (no SMTP smuggling);
 - a line starting with "." loses that dot;
@@ -25,11 +25,17 @@ from gateway.smtp.content import bare_line_end
 
 TERMINATOR = b"\r\n.\r\n"
 CHUNK = 64 * 1024
+# Room kept allocated behind the message handed out, so the edge's Received field (a few
+# hundred bytes: gateway.smtp.trace) goes in front of it within the same allocation. Had
+# the buffer to grow for it, CPython would copy a bytearray whose start was cut away into
+# a new one: two whole copies of a large message for a moment.
+HEAD_ROOM = 1024
 
 
 @dataclass(frozen=True)
 class DataResult:
-    content: bytes | None = None
+    # The receive buffer itself, trimmed to the message: the caller owns it from here.
+    content: bytearray | None = None
     too_long: bool = False
     too_much: bool = False
     # The refusal for bare LF or CR line ends, when those made a line too long.
@@ -93,8 +99,23 @@ async def _read(reader: asyncio.StreamReader, max_bytes: int | None, max_line: i
             return DataResult(bare_line_end=bare)
         return DataResult(too_long=True)
     _unstuff(buffer)
-    with memoryview(buffer) as view:
-        return DataResult(content=bytes(view[2:]))
+    _reserve(buffer, HEAD_ROOM + 2)
+    # CPython cuts bytes from the front of a bytearray by moving its start: no copy.
+    del buffer[:2]
+    return DataResult(content=buffer)
+
+
+def _reserve(buffer: bytearray, room: int) -> None:
+    """Let ``room`` more bytes fit in ``buffer``'s allocation without a new one.
+
+    Growing and shrinking back leaves the allocation as it is: CPython gives a bytearray's
+    allocation back only when it falls below half of it (so a message smaller than the
+    room may lose it: a copy of a few hundred bytes then). Growing a buffer whose start was
+    never cut reallocates it (mremap for a large one), never beside a copy.
+    """
+    size = len(buffer)
+    buffer.extend(bytes(room))
+    del buffer[size:]
 
 
 def _has_long_line(raw: bytes | bytearray, max_line: int, window: int = 1 << 20) -> bool:

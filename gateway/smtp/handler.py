@@ -24,7 +24,7 @@ from gateway.settings import ListenerSettings, Settings
 from gateway.smtp import codes
 from gateway.smtp.addresses import NULL_SENDER, is_valid_address
 from gateway.smtp.content import content_problem
-from gateway.smtp.protocol import format_peer
+from gateway.smtp.protocol import format_peer, take_message
 from gateway.smtp.recipients import RecipientCheck
 from gateway.smtp.trace import received_header, with_protocol
 
@@ -110,7 +110,7 @@ class EdgeHandler:
         return codes.RECIPIENT_OK
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        data = envelope.original_content
+        data = take_message(envelope)
         if data is None or envelope.mail_from is None:
             # aiosmtpd always sets both before calling us; if not, it is our bug.
             log.error("DATA without content or sender", extra=self._where(session))
@@ -122,21 +122,23 @@ class EdgeHandler:
                 "size": len(data)})
             return problem
         now = self.services.clock()
-        received = self._trace(session, now)
+        # In place: the receive buffer keeps room for the field behind the message
+        # (gateway.smtp.data_reader.HEAD_ROOM), so the message moves within its allocation
+        # instead of being copied beside itself.
+        data[:0] = self._trace(session, now)
         to_store = spool.Envelope(
             direction=self.kind.direction,
             mail_from="" if envelope.mail_from == NULL_SENDER else envelope.mail_from,
             # A repeated RCPT is one recipient.
             rcpt_tos=list(dict.fromkeys(envelope.rcpt_tos)),
-            data=received + data,
+            # Handed over, not shared: nothing here or in the protocol writes to it again.
+            data=data,
             peer=format_peer(session.peer),
             helo=session.host_name or "",
             auth_user=authenticated_user(session),
             tls=tls_description(session),
         )
-        # From here on the message is to_store.data; the content without the trace header
-        # would be one more whole copy held through sealing and the commit.
-        envelope.content = envelope.original_content = None
+        # From here on the message is to_store.data alone.
         del data
         try:
             # Sealing a large message is CPU work for a thread; a small one costs less than
