@@ -14,9 +14,10 @@ import hashlib
 import io
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -85,7 +86,7 @@ class MasterKey:
             os.fsync(fh.fileno())
 
 
-# From this size on, content is sealed in pieces straight into the blob (see _seal_streamed).
+# From this size on, content is sealed in pieces (SealedStream) and opened in pieces.
 STREAM_SEAL_BYTES = 1 << 20
 _PIECE = 1 << 20
 
@@ -99,59 +100,157 @@ def seal_pieces(master: MasterKey, pieces: Sequence[bytes | bytearray | memoryvi
     """``seal`` of the pieces one after another, without joining them first: the blob is
     the same as ``seal(master, b"".join(pieces), context)`` would make (a message with
     header fields put in front is filed so without a whole copy of it)."""
-    data_key = AESGCM.generate_key(bit_length=256)
-    nonce = os.urandom(_NONCE_LEN)
-    wrapped = aes_key_wrap(master.key, data_key)
-    header = MAGIC + master.key_id + wrapped + nonce
     size = sum(len(piece) for piece in pieces)
-    # The header is authenticated too, so the key id and wrapped key cannot be swapped.
     if size >= STREAM_SEAL_BYTES:
-        return _seal_streamed(data_key, nonce, header, pieces, size, header + context)
+        return SealedStream(master, pieces, context).whole()
+    data_key, nonce, header = _new_header(master)
     plaintext = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    # The header is authenticated too, so the key id and wrapped key cannot be swapped.
     return header + AESGCM(data_key).encrypt(nonce, plaintext, header + context)
 
 
-def _seal_streamed(data_key: bytes, nonce: bytes, header: bytes,
-                   pieces: Sequence[bytes | bytearray | memoryview], size: int,
-                   associated: bytes) -> bytes:
-    """The same blob as ``header + AESGCM.encrypt(...)`` (GCM, ciphertext then the 16-byte
-    tag), built without a second whole copy: AESGCM returns the ciphertext as one object,
-    and putting the header in front copies it again, so a 50 MB message briefly needed
-    twice its size on top of the plaintext. Here 1 MiB pieces are encrypted into one
-    buffer allocated at its final size; BytesIO hands that buffer out as the bytes object
-    without copying it (CPython does when it is exactly full; if it ever copied, the
-    result would be the same, only the peak higher)."""
-    encryptor = Cipher(algorithms.AES(data_key), modes.GCM(nonce)).encryptor()
-    encryptor.authenticate_additional_data(associated)
-    blob = io.BytesIO()
-    blob.seek(len(header) + size + _TAG_LEN - 1)
-    blob.write(b"\0")  # allocates the whole blob once
-    blob.seek(0)
-    blob.write(header)
-    for piece in pieces:
-        with memoryview(piece) as view:
-            for start in range(0, len(view), _PIECE):
-                blob.write(encryptor.update(view[start : start + _PIECE]))
-    blob.write(encryptor.finalize())
-    blob.write(encryptor.tag)
-    return blob.getvalue()
+def _new_header(master: MasterKey) -> tuple[bytes, bytes, bytes]:
+    """A fresh data key and nonce, and the blob's header that carries them."""
+    data_key = AESGCM.generate_key(bit_length=256)
+    nonce = os.urandom(_NONCE_LEN)
+    wrapped = aes_key_wrap(master.key, data_key)
+    return data_key, nonce, MAGIC + master.key_id + wrapped + nonce
+
+
+class SealedStream:
+    """A sealed blob that is made while it is written: the plaintext's pieces are encrypted
+    1 MiB at a time as ``chunks`` hands them out, so a large message never exists as
+    plaintext and ciphertext at once (a 50 MB message held the SMTP edge and the worker at
+    twice its size for that alone). Whoever stores it writes the chunks in order, e.g.
+    into a blob of ``len(stream)`` zeros (gateway.db_blobs).
+
+    The blob is the same layout as ``seal_pieces`` makes. Each ``chunks`` call seals afresh
+    (new data key and nonce): a store that fails halfway and tries again never writes two
+    different plaintexts under one nonce. The pieces must not change until it is stored.
+    """
+
+    def __init__(self, master: MasterKey,
+                 pieces: Sequence[bytes | bytearray | memoryview], context: bytes) -> None:
+        self._master = master
+        self._pieces = tuple(pieces)
+        self._context = context
+        self._size = _HEADER_LEN + sum(len(piece) for piece in self._pieces) + _TAG_LEN
+
+    def __len__(self) -> int:
+        return self._size
+
+    def chunks(self) -> Iterator[bytes]:
+        """The blob from its first byte to its last, in pieces of at most about 1 MiB."""
+        data_key, nonce, header = _new_header(master=self._master)
+        encryptor = Cipher(algorithms.AES(data_key), modes.GCM(nonce)).encryptor()
+        # The header is authenticated too, so the key id and wrapped key cannot be swapped.
+        encryptor.authenticate_additional_data(header + self._context)
+        yield header
+        for piece in self._pieces:
+            with memoryview(piece) as view:
+                for start in range(0, len(view), _PIECE):
+                    yield encryptor.update(view[start : start + _PIECE])
+        yield encryptor.finalize() + encryptor.tag
+
+    def whole(self) -> bytes:
+        """The blob as one bytes object, built without a second whole copy: the pieces are
+        encrypted into one buffer allocated at its final size; BytesIO hands that buffer
+        out as the bytes object without copying it (CPython does when it is exactly full;
+        if it ever copied, the result would be the same, only the peak higher)."""
+        blob = io.BytesIO()
+        blob.seek(self._size - 1)
+        blob.write(b"\0")  # allocates the whole blob once
+        blob.seek(0)
+        for chunk in self.chunks():
+            blob.write(chunk)
+            del chunk  # not held while the next one is encrypted
+        return blob.getvalue()
+
+
+Sealed = bytes | SealedStream
+
+
+def seal_later(master: MasterKey, pieces: Sequence[bytes | bytearray | memoryview],
+               context: bytes) -> Sealed:
+    """Small content sealed now; large content as a ``SealedStream`` for its store to write
+    piece by piece."""
+    if sum(len(piece) for piece in pieces) >= STREAM_SEAL_BYTES:
+        return SealedStream(master, pieces, context)
+    return seal_pieces(master, pieces, context)
+
+
+def sealed_bytes(sealed: Sealed) -> bytes:
+    """The whole blob, for a store that takes it only in one piece (PostgreSQL's bytea)."""
+    return sealed if isinstance(sealed, bytes) else sealed.whole()
 
 
 def open_sealed(master: MasterKey, blob: bytes | bytearray | memoryview,
                 context: bytes) -> bytes:
-    if len(blob) < _HEADER_LEN + _TAG_LEN or bytes(blob[:len(MAGIC)]) != MAGIC:
+    if len(blob) < _HEADER_LEN + _TAG_LEN:
         raise SealError("not a sealed blob or truncated")
     header = bytes(blob[:_HEADER_LEN])
-    key_id = header[len(MAGIC) : len(MAGIC) + _KEY_ID_LEN]
-    if key_id != master.key_id:
-        raise SealError("sealed with another master key")
-    wrapped = header[len(MAGIC) + _KEY_ID_LEN : len(MAGIC) + _KEY_ID_LEN + _WRAPPED_LEN]
-    nonce = header[-_NONCE_LEN:]
+    data_key, nonce = _data_key(master, header)
     try:
-        data_key = aes_key_unwrap(master.key, wrapped)
         # A view, not a slice: slicing a large blob would copy all of its ciphertext once
         # more just to hand it to OpenSSL.
         with memoryview(blob) as view:
             return AESGCM(data_key).decrypt(nonce, view[_HEADER_LEN:], header + context)
-    except (InvalidUnwrap, InvalidTag):
+    except InvalidTag:
+        raise SealError("sealed content failed authentication") from None
+
+
+class BlobFile(Protocol):
+    """Where a sealed blob is read from in pieces: SQLite's blob handle, a file."""
+
+    def read(self, length: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, origin: int = 0, /) -> object: ...
+
+
+def open_sealed_file(master: MasterKey, source: BlobFile, size: int, context: bytes) -> bytes:
+    """``open_sealed`` of the ``size`` bytes in ``source``, read 1 MiB at a time: the
+    ciphertext is never whole in memory beside the plaintext (a worker opening a 50 MB
+    message held both). The plaintext is written into one buffer of its final size; none
+    of it is returned unless the tag at the end authenticates all of it."""
+    if size < _HEADER_LEN + _TAG_LEN:
+        raise SealError("not a sealed blob or truncated")
+    header = source.read(_HEADER_LEN)
+    data_key, nonce = _data_key(master, header)
+    source.seek(size - _TAG_LEN)
+    tag = source.read(_TAG_LEN)
+    if len(tag) != _TAG_LEN:
+        raise SealError("not a sealed blob or truncated")
+    source.seek(_HEADER_LEN)
+    decryptor = Cipher(algorithms.AES(data_key), modes.GCM(nonce, tag)).decryptor()
+    decryptor.authenticate_additional_data(header + context)
+    left = size - _HEADER_LEN - _TAG_LEN
+    plaintext = io.BytesIO()
+    if left:
+        plaintext.seek(left - 1)
+        plaintext.write(b"\0")  # allocates the whole plaintext once
+        plaintext.seek(0)
+    while left:
+        chunk = source.read(min(_PIECE, left))
+        if not chunk:
+            raise SealError("not a sealed blob or truncated")
+        plaintext.write(decryptor.update(chunk))
+        left -= len(chunk)
+    try:
+        decryptor.finalize()
+    except InvalidTag:
+        raise SealError("sealed content failed authentication") from None
+    return plaintext.getvalue()
+
+
+def _data_key(master: MasterKey, header: bytes) -> tuple[bytes, bytes]:
+    """The data key and nonce a blob's header carries, unwrapped with ``master``."""
+    if len(header) < _HEADER_LEN or header[:len(MAGIC)] != MAGIC:
+        raise SealError("not a sealed blob or truncated")
+    key_id = header[len(MAGIC) : len(MAGIC) + _KEY_ID_LEN]
+    if key_id != master.key_id:
+        raise SealError("sealed with another master key")
+    wrapped = header[len(MAGIC) + _KEY_ID_LEN : len(MAGIC) + _KEY_ID_LEN + _WRAPPED_LEN]
+    try:
+        return aes_key_unwrap(master.key, wrapped), header[-_NONCE_LEN:]
+    except InvalidUnwrap:
         raise SealError("sealed content failed authentication") from None

@@ -17,13 +17,16 @@ import sqlite3
 
 from sqlalchemy.orm import Session
 
+from crypto.at_rest import MasterKey, SealedStream, open_sealed_file
+
 # From this size on a blob is streamed; below it the two copies cost less than the extra
 # statement.
 STREAMED_BLOB_BYTES = 1 << 20
 _PIECE = 1 << 20
 
 
-def sqlite_for_large(session: Session, data: bytes | bytearray | memoryview) -> \
+def sqlite_for_large(session: Session,
+                     data: bytes | bytearray | memoryview | SealedStream) -> \
         sqlite3.Connection | None:
     """The session's SQLite connection if ``data`` is to be streamed into it, else None."""
     if len(data) < STREAMED_BLOB_BYTES:
@@ -37,15 +40,24 @@ def sqlite_connection(session: Session) -> sqlite3.Connection | None:
     return raw if isinstance(raw, sqlite3.Connection) else None
 
 
-def read_blob(raw: sqlite3.Connection, table: str, column: str, rowid: int) -> bytes:
-    """The whole blob in ``table.column`` of ``rowid``, read through the blob handle."""
-    with raw.blobopen(table, column, rowid, readonly=True) as blob:
-        return blob.read()
-
-
 def write_blob(raw: sqlite3.Connection, table: str, column: str, rowid: int,
-               data: bytes | bytearray | memoryview) -> None:
-    """Write ``data`` over the zeros of the same length in ``table.column`` of ``rowid``."""
-    with raw.blobopen(table, column, rowid) as blob, memoryview(data) as view:
-        for start in range(0, len(view), _PIECE):
-            blob.write(view[start : start + _PIECE])
+               data: bytes | bytearray | memoryview | SealedStream) -> None:
+    """Write ``data`` over the zeros of the same length in ``table.column`` of ``rowid``; a
+    ``SealedStream`` is sealed while it is written, a chunk at a time."""
+    with raw.blobopen(table, column, rowid) as blob:
+        if isinstance(data, SealedStream):
+            for chunk in data.chunks():
+                blob.write(chunk)
+                del chunk  # not held while the next one is encrypted
+            return
+        with memoryview(data) as view:
+            for start in range(0, len(view), _PIECE):
+                blob.write(view[start : start + _PIECE])
+
+
+def open_sealed_blob(raw: sqlite3.Connection, table: str, column: str, rowid: int,
+                     master: MasterKey, context: bytes) -> bytes:
+    """The content sealed in ``table.column`` of ``rowid``, decrypted as it is read through
+    the blob handle (never the whole ciphertext and the plaintext at once)."""
+    with raw.blobopen(table, column, rowid, readonly=True) as blob:
+        return open_sealed_file(master, blob, len(blob), context)

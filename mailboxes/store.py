@@ -10,7 +10,7 @@ from sqlalchemy import Insert, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from crypto.at_rest import MasterKey, open_sealed, seal_pieces
+from crypto.at_rest import MasterKey, Sealed, open_sealed, seal_later, sealed_bytes
 from gateway.db import table_of
 from gateway.db_blobs import STREAMED_BLOB_BYTES, sqlite_for_large, write_blob
 from mailboxes.models import StoredMessage
@@ -41,14 +41,16 @@ def _filing(dialect: str, zeros: bool) -> Insert:
 
 
 def seal_for_mailbox(master: MasterKey, mailbox_id: int, message_id: int,
-                     content: bytes | Sequence[bytes]) -> bytes:
-    """The sealed copy of ``content``: the message, or its pieces one after another."""
+                     content: bytes | Sequence[bytes]) -> Sealed:
+    """The sealed copy of ``content``: the message, or its pieces one after another. A
+    large one is sealed only as ``file_sealed`` writes it (``SealedStream``): the worker
+    never holds a large message and its filed ciphertext at once."""
     pieces = (content,) if isinstance(content, bytes) else content
-    return seal_pieces(master, pieces, stored_context(mailbox_id, message_id))
+    return seal_later(master, pieces, stored_context(mailbox_id, message_id))
 
 
 def file_sealed(session: Session, *, mailbox_id: int, message_id: int, mail_from: str,
-                size: int, sealed: bytes, now: datetime, queue_id: str | None = None
+                size: int, sealed: Sealed, now: datetime, queue_id: str | None = None
                 ) -> int | None:
     """File a sealed copy; its id, or None if it was filed already (a retry after a
     crash)."""
@@ -64,7 +66,7 @@ def file_sealed(session: Session, *, mailbox_id: int, message_id: int, mail_from
             write_blob(raw, _stored.name, "sealed", filed, sealed)
         return filed
     return session.execute(_filing(dialect, zeros=False),
-                           {**row, "sealed": sealed}).scalar_one_or_none()
+                           {**row, "sealed": sealed_bytes(sealed)}).scalar_one_or_none()
 
 
 def read_message(master: MasterKey, stored: StoredMessage) -> bytes:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage, Message
 
+from crypto.at_rest import Sealed
 from crypto.canonical import encode_binary_bodies
 from gateway.consent.classify import ConsentRequest
 from gateway.delivery.recipients import MessageRef
@@ -28,7 +29,7 @@ class Filing:
 
     recipient: str
     route: LocalRoute
-    sealed: bytes
+    sealed: Sealed
     size: int
 
 

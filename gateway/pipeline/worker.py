@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from crypto.at_rest import open_sealed
 from crypto.errors import SealError
 from gateway import audit
 from gateway.audit import AuditAction
@@ -142,17 +141,17 @@ class Worker:
         return True
 
     def _load(self, claim: Claim) -> MessageContext | None:
-        with read_scope(self.services.sessions) as session:
-            message = load(session, claim.message_id)
-            pending = pending_recipients(session, message.id)
-        pending = self._recover_relayed(claim, pending)
         try:
-            raw = open_sealed(self.services.master_key, message.sealed,
-                              content_context(message.queue_id))
+            with read_scope(self.services.sessions) as session:
+                message = load(session, claim.message_id, self.services.master_key,
+                               content_context)
+                pending = pending_recipients(session, message.id)
         except SealError as exc:
             # Wrong master key or damaged storage: nothing a retry fixes by itself.
             self._fail_unreadable(claim, f"stored content cannot be opened: {exc}")
             return None
+        pending = self._recover_relayed(claim, pending)
+        raw = message.content
         return MessageContext(
             message_id=message.id, queue_id=message.queue_id, direction=message.direction,
             mail_from=message.mail_from, received_at=message.received_at,

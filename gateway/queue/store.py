@@ -8,16 +8,18 @@ expire, and the message is then claimed again: nothing is lost.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from crypto.at_rest import MasterKey, open_sealed
 from gateway import audit
 from gateway.audit import AuditAction
 from gateway.db import table_of
-from gateway.db_blobs import STREAMED_BLOB_BYTES, read_blob, sqlite_connection
+from gateway.db_blobs import STREAMED_BLOB_BYTES, open_sealed_blob, sqlite_connection
 from gateway.models import (
     RUNNABLE_STATES,
     Direction,
@@ -134,7 +136,7 @@ def scan_failures(session: Session, message_id: int) -> int:
 
 @dataclass(frozen=True)
 class Loaded:
-    """A claimed message as a worker needs it: envelope facts and the sealed content."""
+    """A claimed message as a worker needs it: envelope facts and the opened content."""
 
     id: int
     queue_id: str
@@ -142,7 +144,7 @@ class Loaded:
     mail_from: str
     received_at: datetime
     auth_user: str | None
-    sealed: bytes
+    content: bytes
 
 
 _c = table_of(SealedContent)
@@ -160,12 +162,22 @@ _LOAD_SQLITE = (select(_m.c.id, _m.c.queue_id, _m.c.direction, _m.c.mail_from,
                 .where(_m.c.id == bindparam("mid")))
 
 
-def load(session: Session, message_id: int) -> Loaded:
+def load(session: Session, message_id: int, master: MasterKey,
+         context: Callable[[str], bytes]) -> Loaded:
+    """The message with its content opened (``context`` of its queue id is the sealed
+    content's associated data). Raises ``SealError`` if the content does not open.
+
+    A large blob on SQLite is decrypted as it is read through the blob handle, inside this
+    read transaction: its ciphertext is never whole in memory beside the plaintext."""
     raw = sqlite_connection(session)
-    if raw is None:
-        return Loaded(*session.execute(_LOAD, {"mid": message_id}).one())
-    loaded = Loaded(*session.execute(_LOAD_SQLITE, {"mid": message_id}).one())
-    if loaded.sealed is not None:
-        return loaded
-    # message_id is the table's INTEGER PRIMARY KEY: the rowid.
-    return replace(loaded, sealed=read_blob(raw, _c.name, "sealed", message_id))
+    row = session.execute(_LOAD if raw is None else _LOAD_SQLITE, {"mid": message_id}).one()
+    message_id, queue_id, direction, mail_from, received_at, auth_user, sealed = row
+    if sealed is not None:
+        content = open_sealed(master, sealed, context(queue_id))
+    else:
+        assert raw is not None  # only the SQLite statement leaves the content unread
+        # message_id is the table's INTEGER PRIMARY KEY: the rowid.
+        content = open_sealed_blob(raw, _c.name, "sealed", message_id, master,
+                                   context(queue_id))
+    return Loaded(message_id, queue_id, direction, mail_from, received_at, auth_user,
+                  content)
