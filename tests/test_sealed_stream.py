@@ -29,6 +29,8 @@ from crypto.at_rest import (
 )
 from crypto.errors import SealError
 from gateway.db import session_scope
+from gateway.mime.headers import header_block_alone
+from gateway.mime.parsed import parse_header_block
 from gateway.models import Message, MessageState, SealedContent
 from gateway.queue.spool import content_context
 from gateway.queue.store import load
@@ -186,3 +188,15 @@ def test_a_large_message_is_filed_sealed_into_its_blob(services: Services,
         assert len(copies) == 1
         filed = read_message(services.master_key, copies[0])
     assert filed.endswith(data)
+
+
+def test_the_header_block_of_a_large_message_is_read_without_its_body() -> None:
+    # The worker's parse stage reads the header block alone of a single-part message; the
+    # body, thrown away, had been copied whole first (2x a 50 MB message in RSS).
+    message = b"Subject: gross\r\nFrom: a@partner.example\r\n\r\n" + os.urandom(SIZE)
+    with traced() as peak:
+        headers = parse_header_block(message)
+        block = header_block_alone(message)
+        used = peak()
+    assert headers["Subject"] == "gross" and block.endswith(b"partner.example")
+    assert used < len(message) / 10, f"{used / len(message):.2f}x"

@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 
 from gateway.delivery.notices import dsn_text
-from gateway.mime.headers import split_header_block
+from gateway.mime.headers import header_block_alone
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def build_dsn(*, reporting_mta: str, postmaster: str, to: str, queue_id: str,
         if f.remote_mta:
             status.append(f"Remote-MTA: dns; {f.remote_mta}")
         status.append(f"Diagnostic-Code: smtp; {_one_line(f.diagnostic)}")
-    header_block, _ = split_header_block(original)
+    header_block = header_block_alone(original)
     head = [
         f"From: Mail Delivery System <{postmaster}>",
         f"To: {to}",

@@ -11,7 +11,13 @@ nothing is re-wrapped or re-encoded on the way.
 
 from __future__ import annotations
 
-from gateway.mime.headers import CRLF, field_name, header_fields, split_header_block
+from gateway.mime.headers import (
+    CRLF,
+    field_name,
+    header_block_alone,
+    header_fields,
+    split_header_block,
+)
 
 DEFAULT_CONTENT_TYPE = b"Content-Type: text/plain; charset=us-ascii"
 
@@ -60,7 +66,7 @@ def join_entity(outer: list[bytes], entity: bytes) -> bytes:
 
 def header_value(message: bytes, name: str) -> str | None:
     """The first value of header ``name``, unfolded, or None."""
-    block, _ = split_header_block(message)
+    block = header_block_alone(message)
     wanted = name.lower()
     for field in header_fields(block):
         if field_name(field) == wanted:

@@ -19,6 +19,12 @@ def split_header_block(data: bytes) -> tuple[bytes, bytes]:
     return data[:end], data[body:]
 
 
+def header_block_alone(data: bytes) -> bytes:
+    """The header block (without the blank line), without copying the body: a caller that
+    throws the body away made a whole copy of a 50 MB message for nothing."""
+    return data[:header_block_bounds(data)[0]]
+
+
 def header_block_bounds(data: bytes) -> tuple[int, int]:
     """Where the header block (without the blank line) ends and the body starts."""
     if data.startswith(CRLF):

@@ -14,7 +14,7 @@ from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 
 from gateway.mime.entity import split_entity
-from gateway.mime.headers import CRLF, replace_header, split_header_block
+from gateway.mime.headers import CRLF, header_block_alone, replace_header
 
 
 def text_part(text: str) -> bytes:
@@ -47,7 +47,7 @@ def with_leading_text(message: bytes, text: str) -> bytes:
 
 def subject_of(message: bytes) -> str | None:
     """The Subject, decoded (RFC 2047), or None if there is none."""
-    block, _ = split_header_block(message)
+    block = header_block_alone(message)
     headers = BytesHeaderParser(policy=policy.default).parsebytes(block + CRLF + CRLF)
     value = headers.get("Subject")
     return None if value is None else str(value)

@@ -19,7 +19,7 @@ from email.policy import Policy
 from typing import Any
 
 from crypto.mime_policy import MIME_POLICY
-from gateway.mime.headers import CRLF, split_header_block
+from gateway.mime.headers import CRLF, header_block_alone
 
 
 class FieldCachingMessage(EmailMessage):
@@ -172,7 +172,7 @@ def parse_header_block(data: bytes) -> EmailMessage:
     """The top-level header fields of ``data`` alone, as ``parse_message`` would read them,
     without reading a line of the body (defects of the header block are found the same way:
     the parser stops at the same blank line)."""
-    block, _ = split_header_block(data)
+    block = header_block_alone(data)
     headers = BytesHeaderParser(FieldCachingMessage, policy=MIME_POLICY).parsebytes(
         block + CRLF + CRLF)
     assert isinstance(headers, EmailMessage)
