@@ -107,7 +107,9 @@ def _kind(pid: int, root: int) -> str:
     args = [a.decode(errors="replace") for a in argv if a]
     if args and Path(args[0]).name == "clamd":
         return "clamd"
-    if "serve" in args and args[-1] != "serve":
+    # A part started as "xgate serve PART" (older trees, e.g. --baseline-rev) or through the
+    # lean entry "python -m gateway.serve.part -c CONFIG PART".
+    if ("serve" in args or "gateway.serve.part" in args) and args[-1] != "serve":
         part = args[-1]
         # The managed clamd's Python part only waits on clamd; it is the gateway's own.
         return {"worker": "workers", "smtp": "smtp"}.get(part, "other")

@@ -8,12 +8,8 @@ queue id ...) ends as one line on stderr and a non-zero exit status, never as a 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
-
-from crypto.errors import CryptoError
 from gateway.cli import (
     audit,
     call,
@@ -32,13 +28,12 @@ from gateway.cli import (
     user,
 )
 from gateway.cli.common import CONFIG_ENV, DEFAULT_CONFIG, default_config_path
-from gateway.errors import GatewayError
-from scanning.errors import ScanningError
+
+# How an error ends (one line, no traceback) is shared with the parts xgate serve starts.
+from gateway.operator_errors import OPERATOR_ERRORS as OPERATOR_ERRORS
+from gateway.operator_errors import exit_status
 
 Handler = Callable[[argparse.Namespace], int]
-# Expected failures: the exception's message is the whole story. The gateway's own errors
-# share one root; crypto and scanning are leaf packages with their own (gateway.errors).
-OPERATOR_ERRORS = (GatewayError, CryptoError, ScanningError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,41 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _error(message: str) -> int:
-    for line in message.strip().splitlines() or ["unknown error"]:
-        print(f"xgate: error: {line}", file=sys.stderr)
-    return 1
-
-
-def _describe_db_error(exc: SQLAlchemyError) -> str:
-    original = getattr(exc, "orig", None)
-    detail = str(original or exc).strip().splitlines()
-    first = detail[0] if detail else type(exc).__name__
-    if isinstance(exc, OperationalError):
-        return f"database unavailable: {first}"
-    return f"database error: {first}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
-    try:
-        return handler(args)
-    except OPERATOR_ERRORS as exc:
-        return _error(str(exc))
-    except SQLAlchemyError as exc:
-        if args.debug:
-            raise
-        return _error(_describe_db_error(exc))
-    except OSError as exc:
-        if args.debug:
-            raise
-        where = f": {exc.filename}" if exc.filename else ""
-        return _error(f"{exc.strerror or exc}{where}")
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        if args.debug:
-            raise
-        return _error(f"internal error: {type(exc).__name__}: {exc} "
-                      "(run with --debug for the traceback)")
+    return exit_status(lambda: handler(args), debug=args.debug)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -14,59 +13,27 @@ from pathlib import Path
 
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from crypto.at_rest import MasterKey
-from gateway.db import (
-    is_sqlite,
-    make_engine,
-    make_session_factory,
-    read_scope,
-    session_scope,
-    sqlite_url_for,
-)
-from gateway.errors import GatewayError
-from gateway.logging_setup import configure_logging
+
+# The configuration file, the operator's errors and the database checks live in modules of
+# their own, which the parts xgate serve starts (gateway.serve.part) import without the CLI.
+from gateway.config_file import CONFIG_ENV as CONFIG_ENV
+from gateway.config_file import DEFAULT_CONFIG as DEFAULT_CONFIG
+from gateway.config_file import default_config_path as default_config_path
+from gateway.config_file import load_config as load_config
+from gateway.db import make_engine, make_session_factory, read_scope, session_scope
 from gateway.migrate import alembic_config, current_revision
-from gateway.settings import Settings, load_settings
+from gateway.operator_errors import CliError as CliError
+from gateway.schema_check import refuse_missing_database, refuse_other_revision
+from gateway.schema_check import sqlite_path as sqlite_path
+from gateway.settings import Settings
 from gateway.staff.users import find_user, password_matches
-
-DEFAULT_CONFIG = Path("var/xgate.toml")
-CONFIG_ENV = "XGATE_CONFIG"
-
-
-class CliError(GatewayError):
-    """A problem the operator can fix; printed as one line, without a traceback."""
-
-
-def default_config_path() -> Path:
-    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
 
 
 def settings_from_args(args: argparse.Namespace, *, serving: bool = False) -> Settings:
     return load_config(Path(args.config), serving=serving)
-
-
-def load_config(path: Path, *, serving: bool = False) -> Settings:
-    """Load the configuration and set up this process's logging from it (once)."""
-    if not path.exists():
-        raise CliError(f"configuration file not found: {path} (create one with "
-                       f"'xgate init {path.parent}', or pass -c/--config or set {CONFIG_ENV})")
-    settings = load_settings(path)
-    # One-shot commands print their results; their logs show only what went wrong.
-    configure_logging(settings.logging, floor=logging.NOTSET if serving else logging.WARNING)
-    return settings
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a SQLite URL; None for other backends or in-memory databases."""
-    if not is_sqlite(url):
-        return None
-    database = make_url(url).database
-    if not database or database == ":memory:":
-        return None
-    return Path(database)
 
 
 def head_revision(engine: Engine) -> str | None:
@@ -80,23 +47,15 @@ def open_database(settings: Settings, *, need_schema: bool = True,
     SQLite would silently create an empty file for a mistyped path, and every command would
     then fail with a puzzling "no such table".
     """
-    path = sqlite_path(sqlite_url_for(settings)) if is_sqlite(settings.database.url) else None
-    if path is not None:
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        elif not path.exists():
-            raise CliError(f"database not found: {path} (run 'xgate db upgrade' to create it)")
+    refuse_missing_database(settings, create=create)
     engine = make_engine(settings)
     if need_schema:
-        current = current_revision(engine)
         head = head_revision(engine)
-        if current is None:
-            engine.dispose()
-            raise CliError("the database has no xgate schema yet (run 'xgate db upgrade')")
+        # alembic's own reading here; the parts xgate serve starts read it without alembic.
+        current = current_revision(engine)
         if current != head:
             engine.dispose()
-            raise CliError(f"the database schema is at revision {current} but this version "
-                           f"needs {head} (run 'xgate db upgrade')")
+            refuse_other_revision(current, head or "")
     return engine
 
 

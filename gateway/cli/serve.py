@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-from gateway.cli.common import open_database, settings_from_args
+from gateway.cli.common import head_revision, open_database, settings_from_args
+from gateway.serve.part import (
+    PARTS,
+    PARTS_NEEDING_THE_SCHEMA,
+    SCHEMA_HEAD_ENV,
+    child_argv,
+    run_part,
+)
 from gateway.settings import Settings
-
-PARTS = ("clamd", "smtp", "worker", "web", "portal", "catcher")
 
 
 def managed_clamd_wanted(settings: Settings) -> bool:
@@ -42,25 +46,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, serving=True)
     # Refuse to start on a missing or outdated database: better than workers that fail on
     # every poll. (The web part starts anyway and reports it on /healthz.)
-    if args.part not in ("web", "clamd", "catcher"):
-        open_database(settings).dispose()
     if args.part is None:
-        return _serve_all(Path(args.config), settings)
-    from gateway.demo import catcher as demo_catcher
-    from gateway.serve import parts as serve_parts
-    from gateway.serve.checks import check_before_serving
-
-    # Alone, or as a child of xgate serve (then with the sockets it bound for us).
-    bound = check_before_serving(settings, [args.part])
-    if args.part == "smtp":
-        return serve_parts.run_smtp(settings, bound)
-    if args.part == "web":
-        return serve_parts.run_web(settings, bound.get("web", []))
-    if args.part == "portal":
-        return serve_parts.run_portal(settings, bound.get("portal", []))
-    runner = {"clamd": serve_parts.run_clamd, "worker": serve_parts.run_workers,
-              "catcher": demo_catcher.run_catcher}[args.part]
-    return runner(settings)
+        engine = open_database(settings)
+        # The parts check their database against this without alembic (gateway.serve.part).
+        head = head_revision(engine)
+        engine.dispose()
+        assert head is not None  # the migrations have one head (tests/test_migrations.py)
+        return _serve_all(Path(args.config), settings, head)
+    if args.part in PARTS_NEEDING_THE_SCHEMA:
+        open_database(settings).dispose()
+    # Alone (e.g. under systemd), or as a child of an older xgate serve (then with the
+    # sockets it bound for us).
+    return run_part(settings, args.part)
 
 
 def web_url(settings: Settings) -> str:
@@ -108,7 +105,7 @@ def listener_lines(settings: Settings) -> list[str]:
     return lines
 
 
-def _serve_all(config: Path, settings: Settings) -> int:
+def _serve_all(config: Path, settings: Settings, schema_head: str) -> int:
     from gateway.delivery.staff_routes import warn_unrouted_staff
     from gateway.metrics import MULTIPROC_ENV, metrics_dir, part_status_file, reset_metrics_dir
     from gateway.serve.checks import check_before_serving
@@ -136,17 +133,19 @@ def _serve_all(config: Path, settings: Settings) -> int:
     env = dict(os.environ)
     env[MULTIPROC_ENV] = str(samples)
     env[FDS_ENV] = fds_env(bound)
+    env[SCHEMA_HEAD_ENV] = schema_head
     handed = {"smtp": fds_of({k: v for k, v in bound.items() if k.startswith("smtp.")}),
               "web": fds_of({k: v for k, v in bound.items() if k == "web"}),
               "portal": fds_of({k: v for k, v in bound.items() if k == "portal"})}
-    base = [sys.executable, "-m", "gateway.cli", "-c", str(config.resolve()), "serve"]
+    # Each part through its lean entry, not the whole xgate command (gateway.serve.part).
     children = []
     for part in parts:
         if part == "worker":
-            children += [Child(f"worker-{n}", [*base, part])
+            children += [Child(f"worker-{n}", child_argv(config, part))
                          for n in range(1, settings.workers.processes + 1)]
         else:
-            children.append(Child(part, [*base, part], pass_fds=handed.get(part, [])))
+            children.append(Child(part, child_argv(config, part),
+                                  pass_fds=handed.get(part, [])))
     supervisor = Supervisor(children, env, status_file=part_status_file(settings))
     supervisor.install_signal_handlers()
     print(f"xgate serving (pid {os.getpid()}); stop with Ctrl-C or SIGTERM", flush=True)

@@ -8,7 +8,8 @@ serving. Each problem is one line naming the configuration key, e.g.
     xgate: error: tls.cert_file /etc/xgate/tls/cert.pem: no such file
 
 The database (``open_database``) and the managed clamd's signatures are checked by
-gateway.cli.serve before this runs.
+gateway.cli.serve before this runs (the database's revision, in a part that xgate serve
+started, by gateway.serve.part).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from collections.abc import Collection
 
 from crypto.at_rest import MasterKey
 from crypto.errors import CryptoError
-from gateway.cli.common import CliError, open_database
-from gateway.db import make_session_factory, session_scope
+from gateway.db import make_engine, make_session_factory, session_scope
+from gateway.operator_errors import CliError
 from gateway.serve.listen import (
     Endpoint,
     ListenError,
@@ -90,7 +91,9 @@ def check_before_serving(settings: Settings, parts: Collection[str]) -> Bound:
 def _check_portal_topics(settings: Settings) -> None:
     """Every topic files into an existing shared mailbox: a submission to one that does not
     exist would be refused only later, by the worker, after the citizen saw a receipt."""
-    engine = open_database(settings)
+    # The schema was checked before (see above); gateway.cli.common's open_database would
+    # import alembic into the parts xgate serve starts (gateway.serve.part), which do without.
+    engine = make_engine(settings)
     try:
         with session_scope(make_session_factory(engine)) as session:
             for topic in settings.portal.topics:

@@ -1,0 +1,277 @@
+"""The lean entry ``xgate serve`` starts its parts with (gateway.serve.part): real processes.
+
+A worker or SMTP process started through it holds only what its part uses (not alembic, not
+the web app, not pyotp; a worker not aiosmtpd), and it refuses a database at another schema
+revision than the one the supervisor was started for, with the CLI's one line.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from gateway.cli.common import head_revision
+from gateway.db import make_engine
+from gateway.migrate import downgrade
+from gateway.serve.part import SCHEMA_HEAD_ENV, child_argv
+from tests.support.clamd import shared_clamd
+from tests.support.cli import clean_env, init_installation, installation_settings
+from tests.support.postgres import free_port
+
+pytestmark = pytest.mark.slow
+
+# Imported by the whole xgate command, never needed by these parts.
+NOT_IN_ANY_PART = ("alembic", "mako", "pyotp", "fastapi", "starlette", "jinja2",
+                   "uvicorn", "admin_ui", "gateway.cli", "gateway.portal.app")
+NOT_IN_THE_WORKER = ("aiosmtpd", "gateway.smtp.server", "gateway.demo.catcher")
+
+# Runs the entry exactly as the supervisor does (python -m gateway.serve.part ...), and on the
+# way out writes the names of every module the process imported.
+RECORDING_ENTRY = """
+import atexit, runpy, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write("\\n".join(sorted(sys.modules))))
+sys.argv[0] = "gateway.serve.part"
+runpy.run_module("gateway.serve.part", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def installation(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An installation made by xgate init --demo (SQLite at the head revision, a TLS
+    certificate for the SMTP part, demo mail for the worker); its config file."""
+    return init_installation(tmp_path_factory.mktemp("part") / "inst", "--demo")
+
+
+def copy_of(config: Path, tmp_path: Path) -> Path:
+    """A copy of the installation, to change (init writes the database's absolute path)."""
+    copy = shutil.copytree(config.parent, tmp_path / "inst") / config.name
+    copy.write_text(copy.read_text().replace(str(config.parent), str(copy.parent)))
+    assert str(config.parent) not in copy.read_text()
+    return copy
+
+
+def schema_head(config: Path) -> str:
+    engine = make_engine(installation_settings(config))
+    try:
+        head = head_revision(engine)
+    finally:
+        engine.dispose()
+    assert head is not None
+    return head
+
+
+def part_env(config: Path, **overrides: str) -> dict[str, str]:
+    return clean_env({
+        SCHEMA_HEAD_ENV: schema_head(config),
+        "XGATE_SCANNING__CLAMD_SOCKET": str(shared_clamd().socket_path),
+        "XGATE_SMTP__INBOUND__PORT": str(free_port()),
+        "XGATE_SMTP__SUBMISSION__PORT": str(free_port()),
+        # init --demo switches the portal and the demo catcher on: free ports for them too.
+        "XGATE_PORTAL__PORT": str(free_port()),
+        "XGATE_DEMO__CATCHER__PORT": str(free_port()),
+        **overrides})
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def greets(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+            return conn.recv(100).startswith(b"220 ")
+    except OSError:
+        return False
+
+
+def modules_of_running_part(config: Path, part: str, ready: Callable[[list[str]], bool],
+                            env: dict[str, str], tmp_path: Path) -> set[str]:
+    """Start ``part`` through the lean entry, wait until ``ready(stderr lines)``, stop it with
+    SIGTERM as the supervisor does; the modules it had imported."""
+    out = tmp_path / f"{part}.modules"
+    argv = child_argv(config, part)
+    assert argv[:3] == [sys.executable, "-m", "gateway.serve.part"]
+    process = subprocess.Popen([sys.executable, "-c", RECORDING_ENTRY, str(out), *argv[3:]],
+                               env=env, text=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stderr is not None
+        lines.extend(process.stderr)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: ready(lines) or process.poll() is not None, f"the {part} part")
+        assert process.poll() is None, "".join(lines)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, "".join(lines)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    reader.join(timeout=5)
+    return set(out.read_text().split("\n"))
+
+
+def imported(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` (packages or modules) are among ``modules``."""
+    return [n for n in names if any(m == n or m.startswith(n + ".") for m in modules)]
+
+
+def test_a_worker_started_through_the_entry_imports_only_what_it_uses(
+        installation: Path, tmp_path: Path) -> None:
+    modules = modules_of_running_part(
+        installation, "worker", lambda lines: any("worker(s) running" in li for li in lines),
+        part_env(installation), tmp_path)
+    # It really ran the worker part (so the check below can fail)...
+    assert {"gateway.pipeline.worker", "gateway.services", "gateway.serve.parts"} <= modules
+    # ... without what only the xgate command or other parts need.
+    assert imported(modules, NOT_IN_ANY_PART + NOT_IN_THE_WORKER) == []
+
+
+def test_an_smtp_part_started_through_the_entry_imports_only_what_it_uses(
+        installation: Path, tmp_path: Path) -> None:
+    env = part_env(installation)
+    port = int(env["XGATE_SMTP__INBOUND__PORT"])
+    modules = modules_of_running_part(installation, "smtp", lambda _: greets(port), env,
+                                      tmp_path)
+    assert {"gateway.smtp.server", "aiosmtpd", "gateway.serve.parts"} <= modules
+    assert imported(modules, NOT_IN_ANY_PART) == []
+
+
+def run_entry(config: Path, part: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(child_argv(config, part), env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("part", ["worker", "smtp"])
+def test_a_part_refuses_a_database_at_an_older_revision(installation: Path, tmp_path: Path,
+                                                        part: str) -> None:
+    config = copy_of(installation, tmp_path)
+    env = part_env(config)  # the head the supervisor was started for
+    settings = installation_settings(config)
+    engine = make_engine(settings)
+    try:
+        # Someone ran "xgate db downgrade -1" under a running serve.
+        downgrade(engine, "-1")
+        with engine.connect() as connection:
+            older = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    finally:
+        engine.dispose()
+    assert older is not None and older != env[SCHEMA_HEAD_ENV]
+
+    result = run_entry(config, part, env)
+    assert result.returncode == 1
+    assert result.stderr == (f"xgate: error: the database schema is at revision {older} but "
+                             f"this version needs {env[SCHEMA_HEAD_ENV]} (run 'xgate db "
+                             "upgrade')\n")
+
+
+def test_a_part_refuses_a_database_without_the_schema(installation: Path,
+                                                      tmp_path: Path) -> None:
+    config = copy_of(installation, tmp_path)
+    env = part_env(config)
+    engine = make_engine(installation_settings(config))
+    try:
+        downgrade(engine, "base")
+    finally:
+        engine.dispose()
+    result = run_entry(config, "worker", env)
+    assert result.returncode == 1
+    assert result.stderr == ("xgate: error: the database has no xgate schema yet (run 'xgate "
+                             "db upgrade')\n")
+
+
+def test_a_part_refuses_a_missing_database_and_a_missing_config(installation: Path,
+                                                               tmp_path: Path) -> None:
+    config = copy_of(installation, tmp_path)
+    env = part_env(config)
+    database = tmp_path / "inst" / "xgate.db"
+    assert database.exists()
+    database.rename(tmp_path / "moved.db")
+    result = run_entry(config, "worker", env)
+    assert (result.returncode, result.stderr) == (
+        1, f"xgate: error: database not found: {database} (run 'xgate db upgrade' to create "
+           "it)\n")
+    # Not created by the attempt (SQLite would make an empty file).
+    assert not database.exists()
+
+    missing = tmp_path / "nowhere" / "xgate.toml"
+    result = run_entry(missing, "worker", env)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"xgate: error: configuration file not found: {missing}")
+
+
+def test_the_entry_is_for_the_supervisor_only(installation: Path) -> None:
+    """Without the head revision the supervisor passes, a part cannot check its database
+    without alembic; run alone, it is started as ``xgate serve PART``."""
+    env = part_env(installation)
+    del env[SCHEMA_HEAD_ENV]
+    result = run_entry(installation, "worker", env)
+    assert result.returncode == 1
+    assert f"{SCHEMA_HEAD_ENV} is not set" in result.stderr
+    assert "xgate serve worker" in result.stderr
+
+
+def children_of(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The command name (field 2) may hold spaces: the parent pid follows its ")".
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == parent:
+                found.append(int(entry.name))
+    return found
+
+
+def test_xgate_serve_passes_the_head_and_starts_its_parts_through_the_entry(
+        installation: Path, tmp_path: Path) -> None:
+    """The supervisor's children run the lean entry with the head it checked (read from the
+    children's own command lines and environments in /proc)."""
+    config = copy_of(installation, tmp_path)
+    env = part_env(config, XGATE_WEB__PORT=str(free_port()),
+                   XGATE_WORKERS__PROCESSES="1")
+    head = env.pop(SCHEMA_HEAD_ENV)
+    xgate = Path(sys.executable).with_name("xgate")
+    process = subprocess.Popen([str(xgate), "-c", str(config), "serve"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: greets(int(env["XGATE_SMTP__INBOUND__PORT"])), "the SMTP part")
+        wait_for(lambda: len(children_of(process.pid)) == 5, "every part")
+        children = {}
+        for pid in children_of(process.pid):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            children[argv[-1].decode()] = (argv, environ)
+        assert set(children) == {"smtp", "worker", "web", "portal", "catcher"}
+        for part in children:
+            argv, environ = children[part]
+            assert argv[1:3] == [b"-m", b"gateway.serve.part"]
+            assert f"{SCHEMA_HEAD_ENV}={head}".encode() in environ
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            assert process.wait(timeout=30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
