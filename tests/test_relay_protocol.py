@@ -6,12 +6,15 @@ No database here: these talk to SmtpRelayTransport directly. The pipeline-level 
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.delivery.smtp_relay import SmtpRelayTransport, encode_data
 from gateway.delivery.transport import Reply, TransportError
@@ -91,6 +94,12 @@ def test_envelope_and_ehlo(sink: SmtpSink) -> None:
     # smtplib writes EHLO and QUIT in lower case; SMTP verbs are case-insensitive.
     assert transcript.upper().startswith(b"EHLO RELAY.XGATE.TEST\r\n")
     assert transcript.upper().endswith(b"QUIT\r\n")
+
+
+def test_seven_bit_mail_is_not_declared_8bitmime(sink: SmtpSink) -> None:
+    _send(sink, [RCPT_A], b"Subject: plain\r\n\r\n" + (b"x" * 76 + b"\r\n") * 1000)
+    [got] = sink.deliveries
+    assert not any(o.startswith("BODY=") for o in got.mail_options)
 
 
 def test_null_sender_is_sent_as_empty_path(sink: SmtpSink) -> None:
@@ -228,3 +237,15 @@ def test_refused_greeting_is_transient(raw_server: Callable[[bytes, bool], int])
         SmtpRelayTransport(_settings()).send(_route(port), "a@x.example", [RCPT_A], b"x\r\n")
     assert "554 5.3.2 go away" in err.value.reason
     assert not err.value.permanent
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"\r\n.", b"x" * 50,
+                                 b"\xc3\xa4"]), max_size=30).map(b"".join))
+def test_encode_data_is_the_plain_rule_for_any_text(data: bytes) -> None:
+    # The fast path for a message with CRLF line ends only and no leading dot gives what
+    # the rule gives: CRLF line ends, dot-stuffed, terminated.
+    normalised = re.sub(rb"\r\n|\r|\n", b"\r\n", data)
+    if not normalised.endswith(b"\r\n"):
+        normalised += b"\r\n"
+    assert encode_data(data) == re.sub(rb"(?m)^\.", b"..", normalised) + b".\r\n"

@@ -41,11 +41,22 @@ def encode_data(data: bytes) -> bytes:
     because a server would read it as a line end (or not) at its own discretion, and
     dot-stuffing is only correct when every line end is CRLF.
     """
+    if _only_crlf(data) and not data.startswith(b".") and b"\r\n." not in data:
+        # The usual stored message: nothing to change, one copy with the terminator. The
+        # regular expressions below took about 150 ms for a 13.7 MB base64 message (a
+        # replacement for every one of its 180,000 line ends).
+        return data + (b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n")
     normalised = _LINE_BREAK.sub(b"\r\n", data)
     if not normalised.endswith(b"\r\n"):
         normalised += b"\r\n"
     # RFC 5321 4.5.2: a line that starts with "." gets one more "." in front.
     return _LEADING_DOT.sub(b"..", normalised) + b".\r\n"
+
+
+def _only_crlf(data: bytes) -> bool:
+    """Whether every CR and every LF in ``data`` is part of a CRLF (counted at C speed)."""
+    pairs = data.count(b"\r\n")
+    return data.count(b"\n") == pairs and data.count(b"\r") == pairs
 
 
 class SmtpRelayTransport:
@@ -213,7 +224,9 @@ class _Transaction:
             options.append(f"SIZE={len(self.payload)}")
         # Without 8BITMIME an 8-bit body is sent as it is: re-encoding would break
         # signatures, and nearly every server accepts it.
-        if self.client.has_extn("8bitmime") and any(b > 127 for b in self.payload):
+        # isascii, not a Python loop over the bytes: that took about half a second for a
+        # 13.7 MB message, the longest part of relaying it.
+        if self.client.has_extn("8bitmime") and not self.payload.isascii():
             options.append("BODY=8BITMIME")
         if not all(a.isascii() for a in (mail_from, *recipients)):
             options.append("SMTPUTF8")
