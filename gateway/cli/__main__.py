@@ -1,4 +1,5 @@
-"""``python -m gateway.cli``: how ``xgate serve`` starts its parts."""
+"""``python -m gateway.cli``: the ``xgate`` command without its script (some benchmarks start
+it so). ``xgate serve`` starts its parts through gateway.serve.part instead."""
 
 import sys
 
