@@ -275,3 +275,18 @@ def test_xgate_serve_passes_the_head_and_starts_its_parts_through_the_entry(
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_the_sla_passes_import_the_holiday_calendars_only_for_a_deadline() -> None:
+    """Every worker's scheduler imports the SLA passes; the ``holidays`` package (about 3 MiB,
+    and 8 more once asked) only comes with the first deadline computed."""
+    script = (
+        "import sys\n"
+        "import mailboxes.scheduler.runner, mailboxes.service_levels.jobs\n"
+        "print('holidays' in sys.modules)\n"
+        "from datetime import date\n"
+        "from mailboxes.service_levels.business_hours import _is_holiday\n"
+        "print(_is_holiday('BY', date(2026, 12, 25)), 'holidays' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.split() == ["False", "True", "True"]

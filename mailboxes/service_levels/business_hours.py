@@ -19,8 +19,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-import holidays
-
 OFFICE_TIME = ZoneInfo("Europe/Berlin")
 LÄNDER = ("BB", "BE", "BW", "BY", "HB", "HE", "HH", "MV", "NI", "NW", "RP", "SH", "SL", "SN",
           "ST", "TH")
@@ -59,6 +57,12 @@ class Week:
 
 @lru_cache(maxsize=64)
 def _holidays_of(land: str, year: int) -> frozenset[date]:
+    # Imported at the first deadline, not with this module: every worker process's scheduler
+    # imports the SLA passes, and the package costs about 3 MiB there (and another 8 once
+    # asked, as it loads every country's calendar for one) in workers that never compute a
+    # deadline.
+    import holidays
+
     return frozenset(holidays.country_holidays("DE", subdiv=land, years=year))
 
 
