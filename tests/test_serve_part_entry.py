@@ -22,8 +22,11 @@ from sqlalchemy import text
 
 from gateway.cli.common import head_revision
 from gateway.db import make_engine
-from gateway.migrate import downgrade
-from gateway.serve.part import SCHEMA_HEAD_ENV, child_argv
+from gateway.migrate import current_revision, downgrade
+from gateway.operator_errors import CliError
+from gateway.schema_check import stored_revision
+from gateway.serve.part import SCHEMA_HEAD_ENV, check_schema, child_argv
+from gateway.settings import Settings
 from tests.support.clamd import shared_clamd
 from tests.support.cli import clean_env, init_installation, installation_settings
 from tests.support.postgres import free_port
@@ -290,3 +293,28 @@ def test_the_sla_passes_import_the_holiday_calendars_only_for_a_deadline() -> No
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120, check=True)
     assert result.stdout.split() == ["False", "True", "True"]
+
+
+def test_the_revision_read_without_alembic_is_alembics(settings: Settings) -> None:
+    """On both backends: at the head, one revision down, and without alembic's table."""
+    engine = make_engine(settings)
+    try:
+        head = head_revision(engine)
+        assert head is not None
+        assert stored_revision(engine) == current_revision(engine) == head
+        check_schema(settings, head)
+
+        downgrade(engine, "-1")
+        older = current_revision(engine)
+        assert older is not None and older != head
+        assert stored_revision(engine) == older
+        with pytest.raises(CliError, match=f"at revision {older} but this version needs {head}"):
+            check_schema(settings, head)
+
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE alembic_version"))
+        assert stored_revision(engine) is None
+        with pytest.raises(CliError, match="has no xgate schema yet"):
+            check_schema(settings, head)
+    finally:
+        engine.dispose()
