@@ -55,6 +55,29 @@ def refuse_other_revision(current: str | None, head: str) -> None:
                        f"needs {head} (run 'xgate db upgrade')")
 
 
+# The migrations shipped with this code: revision "NNNN" lives in versions/NNNN_*.py, one
+# after the other (tests/test_migrations.py holds every file to that).
+_VERSIONS = Path(__file__).resolve().parent / "migrations" / "versions"
+
+
+def shipped_head() -> str | None:
+    """The newest revision among the migrations shipped with this code, read from their file
+    names (alembic would cost the part's process its 11 MiB)."""
+    found = sorted(p.name[:4] for p in _VERSIONS.glob("[0-9][0-9][0-9][0-9]_*.py"))
+    return found[-1] if found else None
+
+
+def refuse_other_code(head: str) -> None:
+    """A part restarted after xgate was upgraded on disk under a running serve would run the
+    new code against the head its supervisor was started for: refuse, the supervisor must
+    be restarted (and the database upgraded) first."""
+    shipped = shipped_head()
+    if shipped != head:
+        raise CliError(f"this xgate's code needs schema revision {shipped} but xgate serve "
+                       f"was started for {head}: xgate was upgraded under a running serve; "
+                       "restart it (after 'xgate db upgrade')")
+
+
 def stored_revision(engine: Engine) -> str | None:
     """The revision the database is at, read without alembic; None without one (no table, or
     downgraded to the base). Several rows (branches, which xgate's migrations never have)

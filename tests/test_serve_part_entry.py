@@ -7,6 +7,7 @@ revision than the one the supervisor was started for, with the CLI's one line.
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import socket
@@ -20,11 +21,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+import gateway.schema_check
 from gateway.cli.common import head_revision
 from gateway.db import make_engine
 from gateway.migrate import current_revision, downgrade
 from gateway.operator_errors import CliError
-from gateway.schema_check import stored_revision
+from gateway.schema_check import shipped_head, stored_revision
 from gateway.serve.part import SCHEMA_HEAD_ENV, check_schema, child_argv
 from gateway.settings import Settings
 from tests.support.clamd import shared_clamd
@@ -318,3 +320,31 @@ def test_the_revision_read_without_alembic_is_alembics(settings: Settings) -> No
             check_schema(settings, head)
     finally:
         engine.dispose()
+
+
+def test_the_head_read_from_the_file_names_is_alembics(installation: Path) -> None:
+    # The part compares its supervisor's head with the migrations shipped beside its code,
+    # read from their file names: revision "NNNN" in versions/NNNN_*.py, each one's.
+    engine = make_engine(installation_settings(installation))
+    try:
+        assert shipped_head() == head_revision(engine)
+    finally:
+        engine.dispose()
+    versions = Path(gateway.schema_check.__file__).parent / "migrations" / "versions"
+    for path in versions.glob("[0-9][0-9][0-9][0-9]_*.py"):
+        assert re.search(rf"^revision = [\"']{path.name[:4]}[\"']$", path.read_text(),
+                         re.MULTILINE), path.name
+
+
+def test_a_part_of_newer_code_than_its_supervisor_refuses(installation: Path) -> None:
+    """xgate upgraded on disk under a running serve: a restarted part would run the new code
+    against the old head it was given; it refuses until serve is restarted."""
+    env = part_env(installation)
+    head = env[SCHEMA_HEAD_ENV]
+    env[SCHEMA_HEAD_ENV] = f"{int(head) - 1:04d}"
+    result = run_entry(installation, "worker", env)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"xgate: error: this xgate's code needs schema revision {head} but xgate serve was "
+        f"started for {env[SCHEMA_HEAD_ENV]}: xgate was upgraded under a running serve; "
+        "restart it (after 'xgate db upgrade')\n")

@@ -26,7 +26,12 @@ from pathlib import Path
 from gateway.config_file import load_config
 from gateway.db import make_engine
 from gateway.operator_errors import CliError, exit_status
-from gateway.schema_check import refuse_missing_database, refuse_other_revision, stored_revision
+from gateway.schema_check import (
+    refuse_missing_database,
+    refuse_other_code,
+    refuse_other_revision,
+    stored_revision,
+)
 from gateway.settings import Settings
 
 PARTS = ("clamd", "smtp", "worker", "web", "portal", "catcher")
@@ -65,7 +70,9 @@ def run_part(settings: Settings, part: str) -> int:
 
 
 def check_schema(settings: Settings, head: str) -> None:
-    """Refuse (CliError) a database that is missing or not at ``head``."""
+    """Refuse (CliError) code that needs another head, and a database that is missing or not
+    at ``head``."""
+    refuse_other_code(head)
     refuse_missing_database(settings)
     engine = make_engine(settings)
     try:
