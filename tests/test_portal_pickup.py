@@ -12,7 +12,6 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import select
 
-from crypto.at_rest import open_sealed
 from gateway.clock import FakeClock
 from gateway.db import read_scope, session_scope
 from gateway.models import AuditEntry, Message, StaffAddress
@@ -231,8 +230,7 @@ def test_expiry_tells_the_caseworker_without_content(services: Services,
         assert all(i.content_sealed == b"" and i.expired_at == later for i in items.values())
         notices = list(s.scalars(select(Message).order_by(Message.id)))
         assert len(notices) == 1  # only the unread one is told, to its assignee
-        loaded = load(s, notices[0].id)
-        raw = open_sealed(services.master_key, loaded.sealed, content_context(loaded.queue_id))
+        raw = load(s, notices[0].id, services.master_key, content_context).content
     mail = email.message_from_bytes(raw, policy=policy.default)
     assert mail["To"] == "anna@jugendamt.example"
     body = mail.get_body(preferencelist=("plain",))

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from starlette.requests import Request
 
-from crypto.at_rest import MasterKey, open_sealed
+from crypto.at_rest import MasterKey
 from gateway.clock import FakeClock
 from gateway.db import make_engine, make_session_factory, read_scope, session_scope
 from gateway.models import Direction, Message, Recipient
@@ -93,8 +93,7 @@ def _queued(settings: Settings) -> list[tuple[Message, list[str], EmailMessage]]
             for message in session.scalars(select(Message).order_by(Message.id)):
                 rcpts = list(session.scalars(select(Recipient.address).where(
                     Recipient.message_id == message.id)))
-                sealed = load(session, message.id).sealed
-                data = open_sealed(master, sealed, content_context(message.queue_id))
+                data = load(session, message.id, master, content_context).content
                 parsed = email.message_from_bytes(data, policy=policy.default)
                 assert isinstance(parsed, EmailMessage)
                 session.expunge(message)

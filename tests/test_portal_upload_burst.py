@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from crypto.at_rest import MasterKey, open_sealed
+from crypto.at_rest import MasterKey
 from gateway.db import make_engine, make_session_factory, read_scope
 from gateway.models import Message
 from gateway.portal.models import PortalRateHit, PortalSubmission
@@ -103,8 +103,9 @@ def test_a_burst_of_uploads_is_limited_and_nothing_accepted_is_lost(
             assert session.scalar(select(func.count()).select_from(Message)) == OVERALL
             assert session.scalar(select(func.count()).select_from(PortalRateHit)) == OVERALL
             for reference, message_id, queue_id in rows:
-                data = open_sealed(master, load(session, message_id).sealed,
-                                   content_context(queue_id))
+                loaded = load(session, message_id, master, content_context)
+                assert loaded.queue_id == queue_id
+                data = loaded.content
                 mail = email.message_from_bytes(data, policy=policy.default)
                 assert mail["X-Xgate-Portal-Reference"] == reference
                 [attachment] = mail.iter_attachments()
