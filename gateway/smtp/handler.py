@@ -15,6 +15,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session, TLSSetupException
 from sqlalchemy.exc import SQLAlchemyError
 
+from crypto.at_rest import STREAM_SEAL_BYTES
 from gateway.memory_release import RELEASE_AFTER_BYTES, release_freed_memory
 from gateway.models import Direction
 from gateway.queue import spool
@@ -141,10 +142,13 @@ class EdgeHandler:
         # From here on the message is to_store.data alone.
         del data
         try:
-            # Sealing a large message is CPU work for a thread; a small one costs less than
-            # the hop. The commit is the committer's, and its future resolves only once the
-            # transaction holding this message committed.
-            if len(to_store.data) <= INLINE_SEAL_BYTES:
+            # Sealing a message of some hundred KB is CPU work for a thread; a small one
+            # costs less than the hop, and a large one (STREAM_SEAL_BYTES and up) is sealed
+            # by the committer as it writes it (crypto.at_rest.SealedStream). The commit is
+            # the committer's, and its future resolves only once the transaction holding
+            # this message committed.
+            size = len(to_store.data)
+            if size <= INLINE_SEAL_BYTES or size >= STREAM_SEAL_BYTES:
                 prepared = spool.prepare(self.services.master_key, to_store)
             else:
                 prepared = await asyncio.to_thread(spool.prepare, self.services.master_key,
@@ -156,7 +160,6 @@ class EdgeHandler:
             # Database down, disk full, a bug: the sender keeps the message and retries.
             log.exception("storing a received message failed", extra=self._where(session))
             return codes.TEMPORARY_FAILURE
-        size = len(to_store.data)
         log.info("message queued", extra={
             **self._where(session), "queue_id": queue_id, "mail_from": to_store.mail_from,
             "recipients": len(to_store.rcpt_tos), "size": size})
