@@ -31,8 +31,8 @@ from crypto.errors import SealError
 from gateway.db import session_scope
 from gateway.mime.headers import header_block_alone
 from gateway.mime.parsed import parse_header_block
-from gateway.models import Message, MessageState, SealedContent
-from gateway.queue.spool import content_context
+from gateway.models import Direction, Message, MessageState, SealedContent
+from gateway.queue.spool import Arrival, Envelope, content_context, prepare, store_batch
 from gateway.queue.store import load
 from gateway.services import Services
 from mailboxes.directory import mailbox_id_for
@@ -200,3 +200,26 @@ def test_the_header_block_of_a_large_message_is_read_without_its_body() -> None:
         used = peak()
     assert headers["Subject"] == "gross" and block.endswith(b"partner.example")
     assert used < len(message) / 10, f"{used / len(message):.2f}x"
+
+
+def test_a_large_message_stored_again_after_a_failed_transaction_opens(
+        services: Services) -> None:
+    """The intake committer stores a failed batch again one by one: the same prepared
+    message, sealed afresh on the second pass, is stored whole."""
+    data = b"Subject: gross\r\n\r\n" + os.urandom(SIZE)
+    prepared = prepare(services.master_key, Envelope(Direction.INBOUND, "a@partner.example",
+                                                      [MAILBOX], data))
+    assert isinstance(prepared.sealed, SealedStream)
+    arrival = Arrival(prepared, "test", services.clock())
+
+    class Failed(Exception):
+        pass
+
+    with pytest.raises(Failed), session_scope(services.sessions) as session:
+        store_batch(session, [arrival])
+        raise Failed  # rolled back after the content was written
+    with session_scope(services.sessions) as session:
+        [stored] = store_batch(session, [arrival])
+    assert stored.queue_id == prepared.queue_id
+    blob = _stored_blob(services, prepared.queue_id)
+    assert open_sealed(services.master_key, blob, content_context(prepared.queue_id)) == data
