@@ -16,7 +16,6 @@ import socket
 import tracemalloc
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -49,6 +48,7 @@ from mailboxes.store import (
 )
 from tests.conftest import make_settings
 from tests.support.clamd import RunningClamd
+from tests.support.memory import traced
 from tests.support.pipeline import drain, enqueue, load_message
 from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
     MAILBOX,
@@ -87,16 +87,6 @@ def sealed_content(services: Services, queue_id: str) -> bytes:
         return session.scalars(select(SealedContent.sealed).join(
             Message, Message.id == SealedContent.message_id)
             .where(Message.queue_id == queue_id)).one()
-
-
-@contextmanager
-def traced() -> Iterator[Callable[[], int]]:
-    """Trace allocations inside the block; yields a function giving the peak so far."""
-    tracemalloc.start()
-    try:
-        yield lambda: tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def test_a_large_blob_is_sealed_without_a_second_copy_and_opens() -> None:

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import tracemalloc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import select, update
@@ -37,19 +34,11 @@ from gateway.queue.store import load
 from gateway.services import Services
 from mailboxes.directory import mailbox_id_for
 from mailboxes.store import messages_in, read_message
+from tests.support.memory import traced
 from tests.support.pipeline import drain, enqueue, load_message
 from tests.support.smtp_fixtures import MAILBOX, mailbox_fixture  # noqa: F401 - fixture
 
 SIZE = 3 * STREAM_SEAL_BYTES + 17
-
-
-@contextmanager
-def traced() -> Iterator[Callable[[], int]]:
-    tracemalloc.start()
-    try:
-        yield lambda: tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def test_a_sealed_stream_is_the_blob_seal_makes_and_opens() -> None:
