@@ -157,10 +157,7 @@ class SealedStream:
         encrypted into one buffer allocated at its final size; BytesIO hands that buffer
         out as the bytes object without copying it (CPython does when it is exactly full;
         if it ever copied, the result would be the same, only the peak higher)."""
-        blob = io.BytesIO()
-        blob.seek(self._size - 1)
-        blob.write(b"\0")  # allocates the whole blob once
-        blob.seek(0)
+        blob = _presized(self._size)
         for chunk in self.chunks():
             blob.write(chunk)
             del chunk  # not held while the next one is encrypted
@@ -224,11 +221,7 @@ def open_sealed_file(master: MasterKey, source: BlobFile, size: int, context: by
     decryptor = Cipher(algorithms.AES(data_key), modes.GCM(nonce, tag)).decryptor()
     decryptor.authenticate_additional_data(header + context)
     left = size - _HEADER_LEN - _TAG_LEN
-    plaintext = io.BytesIO()
-    if left:
-        plaintext.seek(left - 1)
-        plaintext.write(b"\0")  # allocates the whole plaintext once
-        plaintext.seek(0)
+    plaintext = _presized(left)
     while left:
         chunk = source.read(min(_PIECE, left))
         if not chunk:
@@ -240,6 +233,17 @@ def open_sealed_file(master: MasterKey, source: BlobFile, size: int, context: by
     except InvalidTag:
         raise SealError("sealed content failed authentication") from None
     return plaintext.getvalue()
+
+
+def _presized(size: int) -> io.BytesIO:
+    """A buffer allocated once at ``size`` bytes, positioned at its start: written through
+    to its end, ``getvalue`` hands the buffer out without copying it."""
+    buffer = io.BytesIO()
+    if size:
+        buffer.seek(size - 1)
+        buffer.write(b"\0")
+        buffer.seek(0)
+    return buffer
 
 
 def _data_key(master: MasterKey, header: bytes) -> tuple[bytes, bytes]:

@@ -33,6 +33,7 @@ from tests.support.cli import (
     run_xgate,
 )
 from tests.support.postgres import free_port
+from tests.support.sockets import greets
 
 # The children of "xgate serve" with the default of two worker processes.
 PARTS = ("smtp", "worker-1", "worker-2", "web")
@@ -53,16 +54,6 @@ def listening(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
         return True
-    except OSError:
-        return False
-
-
-def greets(port: int) -> bool:
-    """An SMTP part answers on the port (``xgate serve`` binds the socket before its SMTP
-    part runs, so a connection alone proves nothing)."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
-            return conn.recv(100).startswith(b"220 ")
     except OSError:
         return False
 

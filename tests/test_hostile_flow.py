@@ -17,7 +17,6 @@ import base64
 import math
 import os
 import smtplib
-import socket
 import sqlite3
 import subprocess
 import threading
@@ -33,6 +32,7 @@ from gateway.cli.demo import DEMO_MAILBOX
 from tests.support.clamd import shared_clamd
 from tests.support.cli import XGATE, clean_env, init_installation
 from tests.support.postgres import free_port
+from tests.support.sockets import greets
 from tests.support.waiting import wait_until
 from tests.test_scan_limits import make_zip, nested_bomb
 
@@ -112,14 +112,6 @@ class Served:
 
     def log_tail(self) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
-
-
-def greets(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
-            return conn.recv(100).startswith(b"220 ")
-    except OSError:
-        return False
 
 
 @pytest.fixture

@@ -10,11 +10,9 @@ from __future__ import annotations
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +30,8 @@ from gateway.settings import Settings
 from tests.support.clamd import shared_clamd
 from tests.support.cli import clean_env, init_installation, installation_settings
 from tests.support.postgres import free_port
+from tests.support.sockets import greets
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -88,21 +88,6 @@ def part_env(config: Path, **overrides: str) -> dict[str, str]:
         **overrides})
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
-def greets(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
-            return conn.recv(100).startswith(b"220 ")
-    except OSError:
-        return False
-
-
 def modules_of_running_part(config: Path, part: str, ready: Callable[[list[str]], bool],
                             env: dict[str, str], tmp_path: Path) -> set[str]:
     """Start ``part`` through the lean entry, wait until ``ready(stderr lines)``, stop it with
@@ -122,7 +107,8 @@ def modules_of_running_part(config: Path, part: str, ready: Callable[[list[str]]
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        wait_for(lambda: ready(lines) or process.poll() is not None, f"the {part} part")
+        wait_until(lambda: ready(lines) or process.poll() is not None, timeout=60,
+                   what=f"the {part} part")
         assert process.poll() is None, "".join(lines)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0, "".join(lines)
@@ -260,8 +246,9 @@ def test_xgate_serve_passes_the_head_and_starts_its_parts_through_the_entry(
     process = subprocess.Popen([str(xgate), "-c", str(config), "serve"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: greets(int(env["XGATE_SMTP__INBOUND__PORT"])), "the SMTP part")
-        wait_for(lambda: len(children_of(process.pid)) == 5, "every part")
+        wait_until(lambda: greets(int(env["XGATE_SMTP__INBOUND__PORT"])), timeout=60,
+                   what="the SMTP part")
+        wait_until(lambda: len(children_of(process.pid)) == 5, timeout=60, what="every part")
         children = {}
         for pid in children_of(process.pid):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]

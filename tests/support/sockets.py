@@ -70,3 +70,14 @@ def pipe(source: socket.socket, sink: socket.socket,
             sink.shutdown(socket.SHUT_WR)
         except OSError:
             pass
+
+
+def greets(port: int) -> bool:
+    """Whether an SMTP server on 127.0.0.1:``port`` answers with its 220 greeting (``xgate
+    serve`` binds the socket before its SMTP part runs, so a connection alone proves
+    nothing)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+            return conn.recv(100).startswith(b"220 ")
+    except OSError:
+        return False
