@@ -30,6 +30,7 @@ from tests.support.clamd import (
     shared_clamd,
     short_temp_dir,
 )
+from tests.support.ports import free_port
 from tests.support.waiting import wait_until
 
 
@@ -375,9 +376,6 @@ def test_from_settings_picks_external_or_managed(clamd: RunningClamd) -> None:
 
 
 def test_tcp_connection_refused_is_unavailable() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client = ClamdClient(host="127.0.0.1", port=port, timeout=2)
+    client = ClamdClient(host="127.0.0.1", port=free_port(), timeout=2)
     with pytest.raises(ScannerUnavailable, match="unreachable"):
         client.instream(EICAR)

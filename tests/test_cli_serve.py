@@ -32,7 +32,7 @@ from tests.support.cli import (
     installation_settings,
     run_xgate,
 )
-from tests.support.postgres import free_port
+from tests.support.ports import free_port
 from tests.support.sockets import greets
 
 # The children of "xgate serve" with the default of two worker processes.

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.cli.demo import DEMO_MAILBOX
 from tests.support.cli import XGATE, clean_env, init_installation, run_xgate
-from tests.support.postgres import free_port
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.slow
 

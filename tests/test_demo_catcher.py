@@ -30,7 +30,7 @@ from gateway.settings import OutboundPolicy, RelayRoute, Settings, TlsPolicy, lo
 from tests.support.clamd import shared_clamd
 from tests.support.cli import XGATE, Cli, clean_env, run_xgate
 from tests.support.pipeline import bounces, drain, enqueue, load_message
-from tests.support.postgres import free_port
+from tests.support.ports import free_port
 
 STAFF = "sb@jugendamt.example"
 PARTNER = "fachdienst@partner.example"

@@ -31,7 +31,7 @@ import pytest
 from gateway.cli.demo import DEMO_MAILBOX
 from tests.support.clamd import shared_clamd
 from tests.support.cli import XGATE, clean_env, init_installation
-from tests.support.postgres import free_port
+from tests.support.ports import free_port
 from tests.support.sockets import greets
 from tests.support.waiting import wait_until
 from tests.test_scan_limits import make_zip, nested_bomb

@@ -25,7 +25,7 @@ from gateway.settings import (
     SmtpSettings,
     TlsPolicy,
 )
-from tests.support.postgres import free_port
+from tests.support.ports import free_port
 from tests.support.sink import SmtpSink
 
 RCPT_A = "a@partner.example"

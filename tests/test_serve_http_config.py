@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from gateway.serve.parts import http_config
 from gateway.settings import Settings
-from tests.support.postgres import free_port
+from tests.support.ports import free_port
 from tests.support.web import serving
 
 

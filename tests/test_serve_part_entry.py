@@ -29,7 +29,7 @@ from gateway.serve.part import SCHEMA_HEAD_ENV, check_schema, child_argv
 from gateway.settings import Settings
 from tests.support.clamd import shared_clamd
 from tests.support.cli import clean_env, init_installation, installation_settings
-from tests.support.postgres import free_port
+from tests.support.ports import free_port
 from tests.support.sockets import greets
 from tests.support.waiting import wait_until
 
@@ -243,18 +243,25 @@ def test_xgate_serve_passes_the_head_and_starts_its_parts_through_the_entry(
                    XGATE_WORKERS__PROCESSES="1")
     head = env.pop(SCHEMA_HEAD_ENV)
     xgate = Path(sys.executable).with_name("xgate")
-    process = subprocess.Popen([str(xgate), "-c", str(config), "serve"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    output = tmp_path / "serve.out"
+    with output.open("wb") as sink:
+        process = subprocess.Popen([str(xgate), "-c", str(config), "serve"], env=env,
+                                   stdout=sink, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: greets(int(env["XGATE_SMTP__INBOUND__PORT"])), timeout=60,
-                   what="the SMTP part")
-        wait_until(lambda: len(children_of(process.pid)) == 5, timeout=60, what="every part")
+        # Fails at once, with what serve said, if it exits instead of serving.
+        wait_until(lambda: process.poll() is not None
+                   or greets(int(env["XGATE_SMTP__INBOUND__PORT"])),
+                   timeout=60, what="the SMTP part", detail=output.read_text)
+        assert process.poll() is None, output.read_text()
+        wait_until(lambda: len(children_of(process.pid)) == 5, timeout=60, what="every part",
+                   detail=output.read_text)
         children = {}
         for pid in children_of(process.pid):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             children[argv[-1].decode()] = (argv, environ)
-        assert set(children) == {"smtp", "worker", "web", "portal", "catcher"}
+        assert set(children) == {"smtp", "worker", "web", "portal", "catcher"}, \
+            output.read_text()
         for part in children:
             argv, environ = children[part]
             assert argv[1:3] == [b"-m", b"gateway.serve.part"]
@@ -262,7 +269,7 @@ def test_xgate_serve_passes_the_head_and_starts_its_parts_through_the_entry(
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            assert process.wait(timeout=30) == 0
+            assert process.wait(timeout=30) == 0, output.read_text()
         finally:
             if process.poll() is None:
                 process.kill()

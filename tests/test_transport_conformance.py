@@ -15,7 +15,7 @@ import pytest
 from gateway.delivery.smtp_relay import SmtpRelayTransport
 from gateway.delivery.transport import RecordingTransport, Reply, Transport, TransportError
 from gateway.settings import DeliverySettings, RelayRoute, Settings, SmtpSettings
-from tests.support.postgres import free_port
+from tests.support.ports import free_port
 from tests.support.sink import SmtpSink
 
 MakeSink = Callable[..., SmtpSink]

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.cli import XGATE, clean_env, init_installation
-from tests.support.postgres import free_port
+from tests.support.ports import free_port
 
 
 def test_the_web_app_serves_https_with_the_tls_certificate(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ from tests.browser.pages import no_serious_violations
 from tests.conftest import make_settings
 from tests.support.clamd import EICAR
 from tests.support.pipeline import drain
-from tests.support.postgres import free_port
+from tests.support.ports import free_port
 from tests.support.sink import SmtpSink
 from tests.support.smtp_fixtures import relaying_services
 from tests.support.staff_web import enrol

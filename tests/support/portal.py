@@ -13,7 +13,7 @@ import uvicorn
 from gateway.clock import Clock, system_clock
 from gateway.portal.app import create_portal_app
 from gateway.settings import Settings
-from tests.support.postgres import free_port
+from tests.support.ports import free_port
 from tests.support.web import serving
 
 

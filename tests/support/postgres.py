@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.ports import free_port
+
 
 class PostgresUnavailable(RuntimeError):
     pass
@@ -27,12 +29,6 @@ def _bin_dir() -> Path:
             "run 'make test' (it installs Debian's postgresql package)"
         )
     return Path(found[-1]).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

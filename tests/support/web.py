@@ -13,7 +13,7 @@ import uvicorn
 from admin_ui.app import create_app
 from gateway.clock import Clock, system_clock
 from gateway.settings import Settings
-from tests.support.postgres import free_port
+from tests.support.ports import free_port
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from tests.support.pki import CertPair
+from tests.support.ports import free_port
 from tests.support.sockets import LoopbackListener
 
 
@@ -186,8 +187,5 @@ class BlackHole(LoopbackListener):
 
 
 def closed_port() -> int:
-    """A loopback port nothing listens on (just released by the OS), for "refused" tests."""
-    probe = socket.create_server(("127.0.0.1", 0))
-    port: int = probe.getsockname()[1]
-    probe.close()
-    return port
+    """A loopback port nothing listens on, for "refused" tests."""
+    return free_port()
