@@ -90,6 +90,35 @@ def encryption_of(data: bytes) -> Encrypted | None:
     return None
 
 
+ARMOR = _ARMOR  # what encryption_of looks for anywhere in the data (scanning.deferred)
+# First packet tags _binary_kind goes on to look at; any other tag makes it answer None.
+_TELLING_FIRST_TAGS = frozenset({_TAG_PKESK, _TAG_SKESK, _TAG_ONE_PASS, _TAG_COMPRESSED,
+                                 _TAG_MARKER})
+
+
+def head_may_show_encryption(head: bytes) -> bool:
+    """False only if ``encryption_of`` answers None for *any* data that starts with ``head``
+    (at least 1 KiB of it) and holds no ``ARMOR`` anywhere: then the rest of the data need
+    not be read (scanning.deferred). Each line below is one place where encryption_of
+    reads beyond the first kilobyte or could answer something; tests/test_scan_deferred.py
+    checks the contract on generated data.
+    """
+    if len(head) < 1024:
+        return True
+    first = head[0]
+    if first & 0x80:
+        # _packets always keeps the first packet's tag (the header of a packet that starts
+        # a long data is complete), and _binary_kind answers None unless it is one of these.
+        tag = first & 0x3F if first & 0x40 else (first >> 2) & 0x0F
+        if tag in _TELLING_FIRST_TAGS:
+            return True
+    return (b"%PDF-" in head[:1024]  # the PDF check reads the whole file
+            or head.startswith(_OLE2)  # OLE directory entries anywhere
+            or first == 0x30  # DER EnvelopedData
+            or head[:64].lstrip().startswith(b"-----BEGIN ")  # PEM
+            or _BASE64_HEAD.match(head[:256]) is not None)  # a .p7m as base64 text
+
+
 # --- CMS --------------------------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ from asn1crypto import cms  # type: ignore[import-untyped]
 
 from crypto.mime_policy import MIME_POLICY
 from crypto.mime_qp import decode_qp
+from scanning.deferred import DEFER_FROM, Base64Body, DeferredPart, deferred
 from scanning.residue import find_body
 
 _SMIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
@@ -341,7 +342,10 @@ def leaf_parts(message: Message, limits: MimeLimits) -> Iterator[Part]:
     later, so a caller that gets TooComplex must discard what it scanned so far.
     """
     for leaf in scan_leaves(message, limits):
-        yield leaf.part
+        part = leaf.part
+        # Without the raw message nothing is deferred; whole all the same if it were.
+        yield part if isinstance(part, Part) else Part(
+            part.path, part.content_type, part.filename, part.data, part.section)
 
 
 @dataclass(frozen=True)
@@ -361,7 +365,7 @@ class Leaf:
     (``scanning.residue``).
     """
 
-    part: Part
+    part: Part | DeferredPart
     body: str | bytes | None = None
     # Where ``body`` stands in the raw message, if it was given and the body found in it.
     span: tuple[int, int] | None = None
@@ -452,12 +456,20 @@ def _decoded_leaves(message: Message, counter: _Counter,
         section = _leaf_section(node)
         content_type = entity.get_content_type()
         filename = entity.get_filename()
+        label = " ".join(filter(None, (section, entity.get_content_disposition(), filename)))
+        path = label if filename else f"{label} {content_type}"
+        large = _large_base64(entity, raw, content_type)
+        late = None if large is None else deferred(path, content_type, filename, section,
+                                                   large)
+        if late is not None:
+            # clamd reads it decoded piece by piece; its span is left out of the residue.
+            cursor = late.body.end
+            yield Leaf(late, None, (late.body.start, late.body.end))
+            continue
         data, body, span = _decode_with_body(entity, raw, cursor)
         if span is not None:
             cursor = span[1]
-        label = " ".join(filter(None, (section, entity.get_content_disposition(), filename)))
-        yield Leaf(Part(label if filename else f"{label} {content_type}", content_type,
-                        filename, data, section), body, span)
+        yield Leaf(Part(path, content_type, filename, data, section), body, span)
         if content_type == "text/plain":
             for number, (name, block) in enumerate(uuencoded_blocks(data), 1):
                 counter.add(node.depth + 1)
@@ -524,15 +536,34 @@ def _unread_span(entity: Message, raw: bytes | None) -> _Span | None:
     return unread[1], unread[2]
 
 
+def _large_base64(entity: Message, raw: bytes | None, content_type: str) -> Base64Body | None:
+    """A base64 body the parser left unread in ``raw``, too large to decode whole without
+    need (scanning.deferred); None for anything else."""
+    if raw is None or content_type == "text/plain":
+        return None  # uuencoded blocks are looked for in a plain text's decoded whole
+    encoding = str(entity.get("content-transfer-encoding", "")).strip().lower()
+    span = _unread_span(entity, raw)
+    if encoding != "base64" or span is None or span[1] - span[0] < DEFER_FROM \
+            or not _unambiguous(entity):
+        return None
+    size = _promised_base64_size(raw, span)
+    return None if size is None else Base64Body(raw, span[0], span[1], size)
+
+
+def _promised_base64_size(raw: bytes, span: _Span) -> int | None:
+    """What _pure_base64 counts on the text, counted on the bytes it was made of."""
+    start, end = span
+    crlf = raw.count(b"\r\n", start, end)
+    return _promised_size(end - start, crlf, 0 if crlf else raw.count(b"\n", start, end),
+                          raw[max(start, end - 8):end])
+
+
 def _decode_unread(raw: bytes, span: _Span, encoding: str) -> bytes | None:
     """The body at ``span`` decoded as ``_decode_with_body`` decodes the parser's text of
     it, straight from the raw bytes; None where only the text's way gives the answer."""
     start, end = span
     if encoding == "base64":
-        # What _pure_base64 counts on the text, counted on the bytes it was made of.
-        crlf = raw.count(b"\r\n", start, end)
-        size = _promised_size(end - start, crlf, 0 if crlf else raw.count(b"\n", start, end),
-                              raw[max(start, end - 8):end])
+        size = _promised_base64_size(raw, span)
         return None if size is None else _base64_from_raw(raw, span, size)
     if encoding == "quoted-printable" and _ascii_bytes(raw, start, end):
         return decode_qp(raw, start, end)

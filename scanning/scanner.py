@@ -38,6 +38,7 @@ from scanning.archives import ArchiveLimits, ArchiveRejected, iter_members
 from scanning.clamd_client import ClamdAnswer, ClamdClient
 from scanning.config import ScannerConfig
 from scanning.content_types import blocked_type
+from scanning.deferred import DeferredPart
 from scanning.encrypted import Encrypted, encryption_of
 from scanning.errors import ScanInterrupted
 from scanning.opening import Accepted, CannotOpen, NoOpener, Opener
@@ -145,13 +146,16 @@ class MessageScanner:
 
     # --- the gateway's own look at one part --------------------------------------------------
 
-    def _examine(self, part: Part,
+    def _examine(self, part: Part | DeferredPart,
                  walk: _Walk) -> Iterator[tuple[str, bytes, str | None, Encrypted]]:
         """Type policy, archive limits and encryption for ``part`` and its archive members.
 
         Findings go to ``walk``; what is encrypted is yielded (label, data, file name, kind)
         for the caller to open.
         """
+        if isinstance(part, DeferredPart):
+            # Surveyed: none of the checks below can find anything in it (scanning.deferred).
+            return
         found: list[Finding] = []
         blocked = blocked_type(part.data, part.filename, self.config.blocked_types)
         if blocked is not None:
@@ -187,7 +191,7 @@ class MessageScanner:
         walk.findings.extend(found)
 
     def _open(self, label: str, data: bytes, name: str | None, found: Encrypted, level: int,
-              whole: bool, part: Part, walk: _Walk) -> list[Part]:
+              whole: bool, part: Part | DeferredPart, walk: _Walk) -> list[Part]:
         """The parts inside ``data`` once opened; [] with a finding if it cannot be opened."""
         def unscannable(reason: str) -> list[Part]:
             walk.findings.append(Finding(Verdict.UNSCANNABLE, reason, label))
@@ -238,7 +242,9 @@ class MessageScanner:
 
     # --- clamd -------------------------------------------------------------------------------
 
-    def _submit(self, part: Part) -> _Job:
+    def _submit(self, part: Part | DeferredPart) -> _Job:
+        if isinstance(part, DeferredPart):
+            return part.path, self._pool.submit(self.client.instream_chunks, part.body.pieces)
         return part.path, self._pool.submit(self.client.instream, part.data)
 
     def _whole(self, raw: bytes) -> _Job:
