@@ -13,9 +13,9 @@ Anything else (an archive, a PDF, an Office file, an executable, encryption, a s
 on text, armor anywhere, base64 that is not pure) is decoded whole as before.
 
 The two passes cost more CPU than one whole decode (for 50 MB here, about 75 ms for the
-survey and 80 ms for clamd's pieces against 60 ms whole; clamd itself takes seconds on it)
-and save the decoded size in memory. Only parts of ``DEFER_FROM`` decoded bytes and more are surveyed:
-below it the copy is cheap and the second pass is not.
+survey and 80 ms for clamd's pieces against 60 ms whole; clamd's own scan takes far
+longer) and save the decoded size in memory. Only parts of ``DEFER_FROM`` decoded bytes
+and more are surveyed: below it the copy is cheap and the second pass is not.
 """
 
 from __future__ import annotations
