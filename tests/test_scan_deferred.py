@@ -216,6 +216,8 @@ CASES: dict[str, tuple[Callable[[], bytes], bool, Verdict]] = {
     # name: (attachment, deferred?, verdict)
     "random": (lambda: b"\x01" + os.urandom(DEFER_FROM), True, Verdict.CLEAN),
     "malware": (lambda: EICAR + b"\n" + bytes(DEFER_FROM), True, Verdict.INFECTED),
+    "photo": (lambda: b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + os.urandom(DEFER_FROM), True,
+              Verdict.CLEAN),
     "armor-inside": (lambda: b"\x01" + os.urandom(DEFER_FROM // 2) + b"\r\n" + ARMOR
                      + b"\r\n\r\nhQEMA1234\r\n-----END PGP MESSAGE-----\r\n"
                      + os.urandom(DEFER_FROM // 2), False, Verdict.UNSCANNABLE),
