@@ -140,10 +140,10 @@ def lines(encoded: bytes, width: int, brk: bytes) -> bytes:
 @pytest.mark.parametrize("extra", [0, 1, 2])
 def test_pieces_are_the_decoded_body_for_every_line_layout(width: int, brk: bytes,
                                                            extra: int) -> None:
-    data = os.urandom(3 * MiB + extra)
+    data = b"\x01" + os.urandom(3 * MiB + extra)  # a start that needs no whole look
     body = body_of(lines(base64.b64encode(data), width, brk), len(data))
     assert b"".join(body.pieces()) == data == body.whole()
-    found = survey(body)
+    found = survey(body, "akte.bin")
     assert found is not None
     assert (found.head, found.tail, found.armor) == (data[:HEAD], data[-TAIL:], False)
 
@@ -157,18 +157,40 @@ def test_pieces_are_the_decoded_body_for_every_line_layout(width: int, brk: byte
 ], ids=["junk", "padding-inside", "padding-3", "short", "padded-block-inside"])
 def test_what_is_not_pure_base64_of_the_promised_size_is_not_surveyed(
         spoil: Callable[[bytes], bytes]) -> None:
-    data = os.urandom(3 * MiB)
+    data = b"\x01" + os.urandom(3 * MiB)  # so that only the spoiling makes it refused
     body = body_of(spoil(lines(base64.b64encode(data), 76, b"\r\n")), len(data))
-    assert survey(body) is None
+    assert survey(body, "akte.bin") is None
+
+
+def test_the_survey_stops_as_soon_as_the_head_needs_the_whole_look(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large PDF or zip (most large attachments) is not decoded twice: the survey ends
+    after the first piece."""
+    read: list[int] = []
+    pieces = Base64Body.pieces
+
+    def counted(self: Base64Body) -> Iterator[bytes]:
+        for piece in pieces(self):
+            read.append(len(piece))
+            yield piece
+
+    monkeypatch.setattr(Base64Body, "pieces", counted)
+    for start, whole in ((b"%PDF-1.7\n", True), (b"\x01", False)):
+        data = start + os.urandom(3 * MiB)
+        read.clear()
+        found = survey(body_of(lines(base64.b64encode(data), 76, b"\r\n"), len(data)),
+                       "akte.bin")
+        assert (found is None) == whole
+        assert (len(read) == 1) if whole else (sum(read) == len(data)), read
 
 
 def test_armor_across_two_pieces_is_found() -> None:
     for shift in range(-len(ARMOR), 1, 7):
-        data = bytearray(os.urandom(3 * MiB))
+        data = bytearray(b"\x01" + os.urandom(3 * MiB))  # a start that needs no whole look
         at = 3 * (1 << 20) // 4 + shift  # where the first piece of base64 text ends
         data[at:at + len(ARMOR)] = ARMOR
         encoded = base64.b64encode(bytes(data))  # no line breaks: pieces cut at 1 MiB
-        found = survey(body_of(encoded, len(data)))
+        found = survey(body_of(encoded, len(data)), "akte.bin")
         assert found is not None and found.armor, shift
 
 
