@@ -2,9 +2,10 @@
 
 Starts ``xgate serve`` on the embedded default (SQLite, the managed clamd, ``--workers``
 worker processes) with the SMTP size limit raised to take the message, sends one message
-with a ``--attachment-mb`` MB attachment of random bytes (nothing to compress, nothing
-clamd could cache) as base64 over SMTP into a shared mailbox, waits until it is filed, and
-reads from ``/proc/<pid>/status``:
+with a ``--attachment-mb`` MB attachment over SMTP into a shared mailbox (``--kind``: random
+bytes as base64, the default, with nothing to compress and nothing clamd could cache; text
+as quoted-printable; random bytes stored in a zip), waits until it is filed, and reads from
+``/proc/<pid>/status``:
 
 - the SMTP process's and each worker process's RSS before the first message (idle), the
   peak while the message passed (VmHWM, reset with ``/proc/<pid>/clear_refs`` before each
@@ -16,7 +17,8 @@ attachment): the absolute peak RSS (what the README's "11x" counted) and the pea
 the process's idle RSS (what the message itself cost). Medians over ``--rounds`` rounds, a
 fresh message each round, in the same running gateway.
 
-    python -m benchmarks.memory_peak [--attachment-mb 50] [--rounds 3] [--workers 2]
+    python -m benchmarks.memory_peak [--attachment-mb 50] [--kind base64|quoted-printable|zip]
+                                     [--rounds 3] [--workers 2]
 
 Everything it starts it stops again; all files live in a temporary directory that is
 removed at the end.
@@ -26,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import os
+import quopri
 import re
 import smtplib
 import sqlite3
@@ -36,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,15 +53,36 @@ SENDER = "memory@partner.example"
 MiB = 2**20
 
 
-def big_message(attachment_bytes: int, index: int) -> bytes:
-    data = os.urandom(attachment_bytes)
-    body = base64.encodebytes(data).replace(b"\n", b"\r\n")
+KINDS = ("base64", "quoted-printable", "zip")
+
+
+def big_message(attachment_bytes: int, index: int, kind: str = "base64") -> bytes:
+    """One message with an attachment of ``attachment_bytes``: random bytes as base64
+    (nothing to compress, nothing clamd could cache), text as quoted-printable (German with
+    umlauts and long lines, as a mail program writes it), or random bytes stored in a zip
+    sent as base64 (the archive checks read the member)."""
+    if kind == "quoted-printable":
+        words = [b"Hilfeplan", b"Gespr\xc3\xa4ch", b"Jugendamt", b"f\xc3\xbcr", b"Kind", b"="]
+        text = b" ".join(words[i % len(words)] for i in range(attachment_bytes // 8))
+        body = quopri.encodestring(text[:attachment_bytes]).replace(b"\n", b"\r\n")
+        part = (b"Content-Type: text/plain; charset=utf-8; name=\"bericht.txt\"\r\n"
+                b"Content-Transfer-Encoding: quoted-printable\r\n\r\n") + body
+    else:
+        data = os.urandom(attachment_bytes)
+        name, content_type = "akte.bin", "application/octet-stream"
+        if kind == "zip":
+            archive = io.BytesIO()
+            with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+                zf.writestr("akte.bin", data)
+            data, name, content_type = archive.getvalue(), "akte.zip", "application/zip"
+        body = base64.encodebytes(data).replace(b"\n", b"\r\n")
+        part = (f"Content-Type: {content_type}; name=\"{name}\"\r\n"
+                "Content-Transfer-Encoding: base64\r\n\r\n").encode() + body
     return (f"From: {SENDER}\r\nTo: {MAILBOX}\r\nSubject: Akte {index}\r\n"
             f"Message-ID: <memory-{index}@partner.example>\r\nMIME-Version: 1.0\r\n"
             "Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
             "--b\r\nContent-Type: text/plain\r\n\r\nDie Akte im Anhang.\r\n"
-            "--b\r\nContent-Type: application/octet-stream; name=\"akte.bin\"\r\n"
-            "Content-Transfer-Encoding: base64\r\n\r\n").encode() + body + b"\r\n--b--\r\n"
+            "--b\r\n").encode() + part + b"\r\n--b--\r\n"
 
 
 def status_bytes(pid: int, field: str) -> int:
@@ -141,8 +167,8 @@ def idle_rss(serve: Serve) -> dict[int, int]:
 
 
 def one_round(serve: Serve, attachment: int, index: int, settle: float,
-              idle: dict[int, int]) -> Round:
-    message = big_message(attachment, index)
+              idle: dict[int, int], kind: str = "base64") -> Round:
+    message = big_message(attachment, index, kind)
     pids = serve.pids()
     smtp = pids["smtp"]
     workers = {name: pid for name, pid in pids.items() if name.startswith("worker")}
@@ -189,6 +215,8 @@ def report(rounds: Sequence[Round]) -> dict[str, float]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attachment-mb", type=float, default=50)
+    parser.add_argument("--kind", choices=KINDS, default="base64",
+                        help="how the attachment is sent (default: random bytes as base64)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--settle", type=float, default=3.0,
@@ -205,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Let the parts finish starting (imports, clamd's signatures) before the baseline.
             time.sleep(args.settle)
             idle = idle_rss(serve)
-            rounds = [one_round(serve, attachment, i, args.settle, idle)
+            rounds = [one_round(serve, attachment, i, args.settle, idle, args.kind)
                       for i in range(args.rounds)]
         finally:
             serve.stop()
@@ -216,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{r.worker_peak / MiB:.0f} after {r.worker_after / MiB:.0f} MiB",
               file=sys.stderr)
     figures = report(rounds)
-    print(f"\n## Peak RSS, {args.attachment_mb:g} MB attachment as base64 "
+    print(f"\n## Peak RSS, {args.attachment_mb:g} MB attachment as {args.kind} "
           f"({figures['message_mib']:.1f} MiB message), {args.workers} workers, "
           f"median of {args.rounds} rounds")
     print("| process | idle MiB | peak RSS / message | peak above idle / message | "

@@ -13,6 +13,8 @@ import io
 import os
 import quopri
 import socket
+import subprocess
+import sys
 import tracemalloc
 import zipfile
 from collections.abc import Callable, Iterator
@@ -293,6 +295,56 @@ def test_freed_memory_goes_back_to_the_system_on_glibc() -> None:
         pytest.skip("malloc_trim is glibc's")
     assert release_freed_memory() is True
     assert release_freed_memory() is True  # and harmless to repeat
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# In a process of its own: the thresholds hold for the rest of a process's life.
+_THREAD_ARENA = """
+import re, sys, threading
+from pathlib import Path
+from gateway.memory_release import fix_allocation_thresholds, release_freed_memory
+
+def private_mib():
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(r"RssAnon:\\s+(\\d+)", status).group(1)) // 1024
+
+if sys.argv[1] == "fixed":
+    assert fix_allocation_thresholds()
+
+def message_sized_blocks():
+    # The first block is a mapping of its own and raises glibc's threshold past the
+    # next ones, which then come from the thread's arena, as in a worker.
+    for mib in (13, 12, 12):
+        block = bytearray(mib << 20)
+        del block
+    release_freed_memory()
+
+before = private_mib()
+thread = threading.Thread(target=message_sized_blocks)
+thread.start()
+thread.join()
+print(private_mib() - before)
+"""
+
+
+@pytest.mark.parametrize("thresholds", ["fixed", "glibc's own"])
+def test_a_thread_gives_large_blocks_back_once_the_thresholds_are_fixed(
+        thresholds: str) -> None:
+    """What ``xgate serve``'s parts do first (gateway.memory_release.fix_allocation_thresholds):
+    without it a thread's arena keeps a freed 12 MiB block resident even after the trim,
+    with it nothing stays. Both cases are run, so the test shows the difference it relies
+    on is still there."""
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt's thresholds are glibc's")
+    result = subprocess.run([sys.executable, "-c", _THREAD_ARENA, thresholds],
+                            capture_output=True, text=True, check=True, cwd=ROOT)
+    kept_mib = int(result.stdout)
+    if thresholds == "fixed":
+        assert kept_mib < 4, f"{kept_mib} MiB kept"
+    else:
+        assert kept_mib >= 10, f"only {kept_mib} MiB kept: glibc no longer keeps it"
 
 
 def test_a_batch_of_small_and_large_messages_is_stored_whole(services: Services) -> None:

@@ -50,9 +50,13 @@ def run_part(settings: Settings, part: str) -> int:
     """Check what ``part`` needs and bind its listeners (or take those the supervisor bound
     for it), then run it until it stops; its exit status."""
     # Here, not at the top: the xgate command imports this module for every command.
+    from gateway.memory_release import fix_allocation_thresholds
     from gateway.serve import parts as serve_parts
     from gateway.serve.checks import check_before_serving
 
+    # Before the part allocates anything large: what a large message took goes back to
+    # the system afterwards (gateway.memory_release).
+    fix_allocation_thresholds()
     bound = check_before_serving(settings, [part])
     if part == "smtp":
         return serve_parts.run_smtp(settings, bound)
