@@ -11,14 +11,23 @@ from __future__ import annotations
 import base64
 import itertools
 import random
+import re
 from email import message_from_bytes
 from email.message import Message
 from email.policy import compat32
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import crypto.mime_raw
-from crypto.canonical import canonicalize, canonicalize_entity, encode_binary_bodies
+from crypto.canonical import (
+    bare_line_end,
+    canonicalize,
+    canonicalize_entity,
+    encode_binary_bodies,
+    is_canonical,
+)
 from crypto.mime_raw import MAX_SPAN_DEPTH, SpanKind, spans
 
 NOISE = b"\r\n\x00\xffab. "  # no dash: random binary never holds a delimiter line
@@ -198,3 +207,14 @@ def test_find_dashed_is_find(monkeypatch: pytest.MonkeyPatch) -> None:
         end = rng.randint(pos, len(data))
         assert crypto.mime_raw.find_dashed(data, needle, pos, end) == data.find(
             needle, pos, end), (data, needle, pos, end)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"\n\r", b"x" * 20]),
+                max_size=30).map(b"".join))
+def test_bare_line_end_is_the_rule_with_lookarounds(data: bytes) -> None:
+    # The counting shortcut against the rule spelt out: a bare LF named before a bare CR.
+    expected = ("LF" if re.search(rb"(?<!\r)\n", data)
+                else "CR" if re.search(rb"\r(?!\n)", data) else None)
+    assert bare_line_end(data) == expected
+    assert is_canonical(data) is (expected is None)

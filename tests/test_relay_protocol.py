@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.delivery.smtp_relay import SmtpRelayTransport, encode_data
+from gateway.delivery.smtp_relay import SmtpRelayTransport, encode_data, wire_pieces
 from gateway.delivery.transport import Reply, TransportError
 from gateway.settings import (
     DeliverySettings,
@@ -249,3 +249,15 @@ def test_encode_data_is_the_plain_rule_for_any_text(data: bytes) -> None:
     if not normalised.endswith(b"\r\n"):
         normalised += b"\r\n"
     assert encode_data(data) == re.sub(rb"(?m)^\.", b"..", normalised) + b".\r\n"
+
+
+def test_the_usual_message_goes_on_the_wire_without_a_copy() -> None:
+    # CRLF throughout and no line starting with a dot: the stored bytes themselves are sent,
+    # then the terminator (a 13.7 MB message copied only to append five bytes, before).
+    data = b"Subject: x\r\n\r\nein Punkt. mitten in der Zeile\r\nzwei\r\n"
+    content, terminator = wire_pieces(data)
+    assert content is data and terminator == b".\r\n"
+    content, terminator = wire_pieces(b"Subject: x\r\n\r\nohne Zeilenende")
+    assert terminator == b"\r\n.\r\n"
+    content, _ = wire_pieces(b"Subject: x\r\n\r\n.Punkt am Anfang\r\n")
+    assert content == b"Subject: x\r\n\r\n..Punkt am Anfang\r\n"

@@ -11,6 +11,12 @@ from hypothesis import strategies as st
 from gateway.smtp import codes
 from gateway.smtp.data_reader import DataResult, read_data
 from gateway.smtp.protocol import _PLAIN_ANGLE_ADDR
+from gateway.smtp.transparency import (
+    DOT_PROBES,
+    find_dot_line,
+    find_terminator,
+    has_dot_line,
+)
 
 ATEXT = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
 pieces = st.text(alphabet=ATEXT + ".@<>()\" []:\\", min_size=0, max_size=12)
@@ -157,7 +163,18 @@ def test_the_long_line_probe_answers_as_splitting_every_line(
 @given(pieces=st.lists(st.sampled_from([b".", b"\r\n", b"\r\n.", b"x", b"..", b"\r", b"\n",
                                         b"a.b", b"\r\n..", b"." * 70]), max_size=120))
 def test_a_stuffed_line_is_found_as_by_searching_for_it(pieces: list[bytes]) -> None:
-    from gateway.smtp.data_reader import _has_stuffed_line
-
     buffer = bytearray(b"\r\n" + b"".join(pieces))
-    assert _has_stuffed_line(buffer) == (buffer.find(b"\r\n.") >= 0)
+    assert has_dot_line(buffer) == (buffer.find(b"\r\n.") >= 0)
+    assert has_dot_line(bytes(buffer[2:])) == (buffer.find(b"\r\n.", 2) >= 0)
+    for start in range(min(len(buffer), 40)):
+        assert find_dot_line(buffer, start) == buffer.find(b"\r\n.", start)
+        assert find_terminator(buffer, start) == buffer.find(b"\r\n.\r\n", start)
+
+
+def test_many_dots_fall_back_to_the_search_and_still_find_it() -> None:
+    # More dots than are probed one by one, none at a line start, then the terminator.
+    for dots in (DOT_PROBES - 1, DOT_PROBES, DOT_PROBES + 1, 5 * DOT_PROBES):
+        data = b"\r\nText" + b"x." * dots + b"\r\n..gestopft\r\n.\r\n"
+        assert find_dot_line(data) == data.index(b"\r\n..")
+        assert find_terminator(data) == len(data) - 5
+        assert find_terminator(data[:-1]) == -1

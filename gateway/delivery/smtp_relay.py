@@ -19,11 +19,14 @@ from __future__ import annotations
 import logging
 import re
 import smtplib
+import socket
 import ssl
 from collections.abc import Sequence
 
+from crypto.canonical import is_canonical
 from gateway.delivery.transport import RepliesHook, Reply, TransportError
 from gateway.settings import RelayRoute, Settings, TlsPolicy
+from gateway.smtp.transparency import has_dot_line
 
 log = logging.getLogger(__name__)
 
@@ -35,28 +38,28 @@ _QUIT_TIMEOUT_SECONDS = 5.0
 
 
 def encode_data(data: bytes) -> bytes:
-    """The DATA payload as it goes on the wire: CRLF lines, dot-stuffed, terminated.
+    """The DATA payload as it goes on the wire: CRLF lines, dot-stuffed, terminated."""
+    return b"".join(wire_pieces(data))
+
+
+def wire_pieces(data: bytes) -> tuple[bytes, bytes]:
+    """``encode_data``'s payload in two pieces, sent one after the other: the content and the
+    terminator, so that the usual message goes out without a copy of it.
 
     Stored messages should be CRLF already; a bare CR or LF is still turned into CRLF,
     because a server would read it as a line end (or not) at its own discretion, and
     dot-stuffing is only correct when every line end is CRLF.
     """
-    if _only_crlf(data) and not data.startswith(b".") and b"\r\n." not in data:
-        # The usual stored message: nothing to change, one copy with the terminator. The
-        # regular expressions below took about 150 ms for a 13.7 MB base64 message (a
-        # replacement for every one of its 180,000 line ends).
-        return data + (b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n")
+    if is_canonical(data) and not data.startswith(b".") and not has_dot_line(data):
+        # The usual stored message: nothing to change. The regular expressions below took
+        # about 150 ms for a 13.7 MB base64 message (a replacement for every one of its
+        # 180,000 line ends), and a search for "CRLF ." 11 ms.
+        return data, b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n"
     normalised = _LINE_BREAK.sub(b"\r\n", data)
     if not normalised.endswith(b"\r\n"):
         normalised += b"\r\n"
     # RFC 5321 4.5.2: a line that starts with "." gets one more "." in front.
-    return _LEADING_DOT.sub(b"..", normalised) + b".\r\n"
-
-
-def _only_crlf(data: bytes) -> bool:
-    """Whether every CR and every LF in ``data`` is part of a CRLF (counted at C speed)."""
-    pairs = data.count(b"\r\n")
-    return data.count(b"\n") == pairs and data.count(b"\r") == pairs
+    return _LEADING_DOT.sub(b"..", normalised), b".\r\n"
 
 
 class SmtpRelayTransport:
@@ -82,7 +85,7 @@ class SmtpRelayTransport:
         """Connect, EHLO, STARTTLS as the policy says, the transaction; the open session and
         the replies. On any error the session is dropped and TransportError raised."""
         hop = f"{route.host}:{route.port}"
-        payload = encode_data(data)
+        payload = wire_pieces(data)
         client: smtplib.SMTP | None = None
         finished = False
         try:
@@ -91,6 +94,11 @@ class SmtpRelayTransport:
             client = smtplib.SMTP(route.host, route.port,
                                   local_hostname=self._settings.smtp.hostname,
                                   timeout=self._settings.delivery.connect_timeout_seconds)
+            # The terminator follows the content in a send of its own: with Nagle's
+            # algorithm it would wait for the next hop's acknowledgement of the content (up
+            # to 40 ms of delayed ACK on Linux).
+            if client.sock is not None:
+                client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._start(client, route, hop)
             replies = _Transaction(client, hop, payload).run(mail_from, recipients)
             finished = True
@@ -172,7 +180,7 @@ class SmtpRelayTransport:
 class _Transaction:
     """MAIL, RCPT each, DATA: replies mapped to recipients."""
 
-    def __init__(self, client: smtplib.SMTP, hop: str, payload: bytes) -> None:
+    def __init__(self, client: smtplib.SMTP, hop: str, payload: tuple[bytes, bytes]) -> None:
         self.client = client
         self.hop = hop
         self.payload = payload
@@ -213,7 +221,8 @@ class _Transaction:
 
         reply = self._command("DATA", "")
         if reply.code == 354:
-            self.client.send(self.payload)
+            for piece in self.payload:
+                self.client.send(piece)
             reply = self._reply(*self.client.getreply())
         replies.update(dict.fromkeys(accepted, reply))
         return replies
@@ -221,12 +230,12 @@ class _Transaction:
     def _mail_options(self, mail_from: str, recipients: Sequence[str]) -> str:
         options: list[str] = []
         if self.client.has_extn("size"):
-            options.append(f"SIZE={len(self.payload)}")
+            options.append(f"SIZE={sum(map(len, self.payload))}")
         # Without 8BITMIME an 8-bit body is sent as it is: re-encoding would break
         # signatures, and nearly every server accepts it.
         # isascii, not a Python loop over the bytes: that took about half a second for a
         # 13.7 MB message, the longest part of relaying it.
-        if self.client.has_extn("8bitmime") and not self.payload.isascii():
+        if self.client.has_extn("8bitmime") and not self.payload[0].isascii():
             options.append("BODY=8BITMIME")
         if not all(a.isascii() for a in (mail_from, *recipients)):
             options.append("SMTPUTF8")

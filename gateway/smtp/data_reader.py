@@ -2,9 +2,10 @@
 
 aiosmtpd reads DATA one line at a time in Python; for a 100 KB message that is about 1,300
 trips through its loop, and it was a quarter of the SMTP process's CPU. Here the terminator
-is found with ``bytes.find``, and the line length check and dot-unstuffing run over 1 MiB
-windows at C speed in the one buffer the data arrived in, and that buffer is handed out as
-the message: no copy of it is made here. The semantics stay aiosmtpd's (RFC 5321 4.5.2):
+is found by its dot (gateway.smtp.transparency), and the line length check and
+dot-unstuffing run over 1 MiB windows at C speed in the one buffer the data arrived in, and
+that buffer is handed out as the message: no copy of it is made here. The semantics stay
+aiosmtpd's (RFC 5321 4.5.2):
 
 - only CRLF "." CRLF ends the data; a bare LF or CR never does (no SMTP smuggling);
 - a line starting with "." loses that dot;
@@ -22,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.smtp.content import bare_line_end
+from gateway.smtp.transparency import TERMINATOR, find_terminator, has_dot_line
 
-TERMINATOR = b"\r\n.\r\n"
 CHUNK = 64 * 1024
 # Room kept allocated behind the message handed out, so the edge's Received field (a few
 # hundred bytes: gateway.smtp.trace) goes in front of it within the same allocation. Had
@@ -67,7 +68,7 @@ async def _read(reader: asyncio.StreamReader, max_bytes: int | None, max_line: i
     search_from = 0
     dropped = 0  # bytes thrown away once the message is known to be too large
     while True:
-        end = buffer.find(TERMINATOR, search_from)
+        end = find_terminator(buffer, search_from)
         if end >= 0:
             break
         # Keep what could be the start of a terminator split across two reads.
@@ -165,7 +166,7 @@ def _unstuff(buffer: bytearray, window: int = 1 << 20) -> None:
     One ``replace`` per window of about 1 MiB that starts at a CRLF, so no "CRLF ." is split
     between two windows; the result never grows, so it is written back over what was read.
     """
-    if not _has_stuffed_line(buffer):
+    if not has_dot_line(buffer):
         return  # the usual case (base64 has no dots): nothing to move
     read = write = 0
     size = len(buffer)
@@ -178,28 +179,6 @@ def _unstuff(buffer: bytearray, window: int = 1 << 20) -> None:
         write += len(piece)
         read = stop
     del buffer[write:]
-
-
-# Dots looked at one by one before the three-byte search takes over.
-_DOT_PROBES = 64
-
-
-def _has_stuffed_line(buffer: bytearray) -> bool:
-    """Whether a line starts with a dot ("CRLF ." anywhere).
-
-    A search for the three bytes reads 200 KB in 120 µs (every CRLF is a partial match);
-    memchr finds a dot in a fraction of that. A message has a few dots in its header
-    block and mostly none in base64 bodies, so the dots are looked at one by one, and
-    only text with many of them is searched the slow way.
-    """
-    dot = buffer.find(b".")
-    for _ in range(_DOT_PROBES):
-        if dot < 0:
-            return False
-        if dot >= 2 and buffer[dot - 2] == 0x0D and buffer[dot - 1] == 0x0A:
-            return True
-        dot = buffer.find(b".", dot + 1)
-    return dot >= 0 and buffer.find(b"\r\n.", max(dot - 2, 0)) >= 0
 
 
 def _give_back(reader: asyncio.StreamReader, data: bytes) -> None:
