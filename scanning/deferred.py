@@ -165,3 +165,25 @@ def deferred(path: str, content_type: str, filename: str | None, section: str,
     if found is None or needs_whole_look(found, filename):
         return None
     return DeferredPart(path, content_type, filename, body, section)
+
+
+class _MemberSurvey:
+    """The survey above for archive members (``scanning.archives.Surveyor``): the scanner
+    holds a member only for ``blocked_type`` and ``encryption_of``, which answer from the
+    same head, tail and armor as for a part. A member of ``DEFER_FROM`` bytes and more that
+    needs no whole look is not held (a small zip of compressible text inflates to up to
+    ``max_uncompressed_bytes``); clamd reads the archive itself."""
+
+    from_bytes = DEFER_FROM
+    head_bytes = HEAD
+    tail_bytes = TAIL
+    armor = ARMOR
+
+    def head_needs_whole_look(self, head: bytes, name: str) -> bool:
+        return head_needs_whole_look(head, name)
+
+    def needs_whole_look(self, head: bytes, tail: bytes, armor: bool, name: str) -> bool:
+        return needs_whole_look(Survey(head, tail, armor), name)
+
+
+MEMBER_SURVEY = _MemberSurvey()

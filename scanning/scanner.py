@@ -38,7 +38,7 @@ from scanning.archives import ArchiveLimits, ArchiveRejected, iter_members
 from scanning.clamd_client import ClamdAnswer, ClamdClient
 from scanning.config import ScannerConfig
 from scanning.content_types import blocked_type
-from scanning.deferred import DeferredPart
+from scanning.deferred import MEMBER_SURVEY, DeferredPart
 from scanning.encrypted import Encrypted, encryption_of
 from scanning.errors import ScanInterrupted
 from scanning.opening import Accepted, CannotOpen, NoOpener, Opener
@@ -171,7 +171,8 @@ class MessageScanner:
         members_found: list[Finding] = []
         encrypted_members: list[tuple[str, bytes, str | None, Encrypted]] = []
         try:
-            for path, content in iter_members(part.data, name, self.archive_limits):
+            for path, content in iter_members(part.data, name, self.archive_limits,
+                                              surveyor=MEMBER_SURVEY):
                 if len(found) + len(members_found) >= _MAX_FINDINGS_PER_PART:
                     continue  # enough to tell; the walk goes on for the limits
                 member_name = path.rsplit("/", 1)[-1]

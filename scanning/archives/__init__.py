@@ -47,9 +47,10 @@ from collections.abc import Iterator
 
 from scanning.archives.limits import ArchiveLimits, ArchiveRejected
 from scanning.archives.sniff import sniff
-from scanning.archives.walker import Walker
+from scanning.archives.walker import Surveyor, Walker
 
-__all__ = ["ArchiveLimits", "ArchiveRejected", "archive_kind", "check_archive", "iter_members"]
+__all__ = ["ArchiveLimits", "ArchiveRejected", "Surveyor", "archive_kind", "check_archive",
+           "iter_members"]
 
 
 def check_archive(data: bytes, name: str, limits: ArchiveLimits) -> str | None:
@@ -65,14 +66,18 @@ def check_archive(data: bytes, name: str, limits: ArchiveLimits) -> str | None:
     return None
 
 
-def iter_members(data: bytes, name: str, limits: ArchiveLimits) -> Iterator[tuple[str, bytes]]:
+def iter_members(data: bytes, name: str, limits: ArchiveLimits, *,
+                 surveyor: Surveyor | None = None) -> Iterator[tuple[str, bytes]]:
     """Every member of the archive ``data`` with its decompressed content, nested ones too.
 
     Paths are joined with ``/`` below ``name``. A member that is an archive itself is yielded
     before its own members. Raises ``ArchiveRejected`` where ``check_archive`` gives a reason;
-    what was yielded before that is no verdict on the rest.
+    what was yielded before that is no verdict on the rest. With a ``surveyor``, a large
+    member in which its checks could find nothing is walked past (counted against the
+    limits, not held) and not yielded.
     """
-    yield from Walker(limits, len(data), keep=True).walk(data, name, 1, top=True)
+    yield from Walker(limits, len(data), keep=True, surveyor=surveyor).walk(data, name, 1,
+                                                                            top=True)
 
 
 def archive_kind(data: bytes) -> str | None:

@@ -9,14 +9,14 @@ import zlib
 from collections.abc import Iterator
 
 from scanning.archives.decompress import XZ_MEMLIMIT, decompress_stream, inflate
-from scanning.archives.limits import Budget
+from scanning.archives.limits import Budget, MemberSource
 from scanning.archives.sniff import sniff
 
 COMPRESSED_KINDS = ("gzip", "bzip2", "xz")
 
 
 def single_stream(kind: str, data: bytes, where: str,
-                  budget: Budget) -> Iterator[tuple[str, Iterator[bytes]]]:
+                  budget: Budget) -> Iterator[tuple[str, MemberSource]]:
     """The one file inside the gzip, bzip2 or xz ``data``: its name and its content."""
     inner = f"{where}/{_inner_name(where, kind)}"
 
@@ -37,7 +37,7 @@ def single_stream(kind: str, data: bytes, where: str,
             if used <= 0 or sniff(bytes(rest[:16]), top=False) != kind:
                 return
 
-    yield inner, chunks()
+    yield inner, chunks
 
 
 _SUFFIXES = {"gzip": (".gz", ".gzip", ".z"), "bzip2": (".bz2", ".bz"), "xz": (".xz",)}

@@ -3,8 +3,14 @@ the refusal when one is broken."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
+
+# A member's content in chunks, read from the start on each call (the walker reads a large
+# member a second time only if its survey asks for the whole: scanning.deferred).
+MemberSource = Callable[[], Iterator[bytes]]
 
 
 class _ScanningLimits(Protocol):
@@ -53,9 +59,12 @@ class Budget:
         self._input_size = max(input_size, 1)
         self._produced = 0
         self._members = 0
+        self._paused = False
 
     def charge(self, count: int, where: str) -> None:
         """Count ``count`` bytes that decompression produced."""
+        if self._paused:
+            return
         self._produced += count
         limits = self._limits
         if self._produced > limits.max_uncompressed_bytes:
@@ -72,3 +81,13 @@ class Budget:
         if self._members > self._limits.max_members:
             raise ArchiveRejected(
                 f"{where}: more than {self._limits.max_members} archive members in all")
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Read a member a second time without counting it again: its bytes were counted,
+        and passed every limit, the first time."""
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import tarfile
@@ -9,14 +10,14 @@ from collections.abc import Iterator
 from typing import IO
 
 from scanning.archives.decompress import OUT_STEP
-from scanning.archives.limits import ArchiveRejected, Budget
+from scanning.archives.limits import ArchiveRejected, Budget, MemberSource
 from scanning.archives.names import unsafe_name
 
 _NONZERO = re.compile(rb"[^\x00]")
 
 
 def tar_members(data: bytes, where: str, max_members: int,
-                budget: Budget) -> Iterator[tuple[str, Iterator[bytes]]]:
+                budget: Budget) -> Iterator[tuple[str, MemberSource]]:
     """Every regular file of the tar ``data``: its path and its content in chunks.
 
     Other members (directories, links) are counted, not yielded.
@@ -48,14 +49,20 @@ def tar_members(data: bytes, where: str, max_members: int,
         if not member.isreg():
             budget.count(f"{where}/{member.name}")
             continue
-        reader = archive.extractfile(member)
-        if reader is None:
+        if archive.extractfile(member) is None:
             continue
         path = f"{where}/{member.name}"
-        yield path, _read_chunks(reader, path)
+        yield path, functools.partial(_read_member, archive, member, path)
     # tarfile stops at the first bad block; GNU tar skips it and reads on.
     if _NONZERO.search(data, archive.offset) is not None:
         raise ArchiveRejected(f"{where}: data after the end of the tar archive")
+
+
+def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo,
+                 where: str) -> Iterator[bytes]:
+    reader = archive.extractfile(member)
+    if reader is not None:
+        yield from _read_chunks(reader, where)
 
 
 def _read_chunks(reader: IO[bytes], where: str) -> Iterator[bytes]:

@@ -5,11 +5,12 @@ wants the contents) and goes down, one level deeper each time."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from typing import Protocol
 
 from scanning.archives.cab import cab_problem
 from scanning.archives.compressed import COMPRESSED_KINDS, single_stream
-from scanning.archives.limits import ArchiveLimits, ArchiveRejected, Budget
+from scanning.archives.limits import ArchiveLimits, ArchiveRejected, Budget, MemberSource
 from scanning.archives.rar import rar_problem
 from scanning.archives.seven_zip import seven_zip_problem
 from scanning.archives.sniff import SNIFF_BYTES, sniff
@@ -17,13 +18,30 @@ from scanning.archives.tar import tar_members
 from scanning.archives.zip import UnreadableZip, read_zip_directory, zip_members
 
 
+class Surveyor(Protocol):
+    """How a large member is looked at without holding it whole (``scanning.deferred``):
+    only its head, its tail and whether ``armor`` occurs anywhere in it are kept, and from
+    those the checks that want the members tell whether they could find anything in it."""
+
+    from_bytes: int  # members smaller than this are held whole, as any other
+    head_bytes: int
+    tail_bytes: int
+    armor: bytes
+
+    def head_needs_whole_look(self, head: bytes, name: str) -> bool: ...
+
+    def needs_whole_look(self, head: bytes, tail: bytes, armor: bool, name: str) -> bool: ...
+
+
 class Walker:
     """One walk over an archive tree, with the byte and member budget of the whole walk."""
 
-    def __init__(self, limits: ArchiveLimits, input_size: int, *, keep: bool) -> None:
+    def __init__(self, limits: ArchiveLimits, input_size: int, *, keep: bool,
+                 surveyor: Surveyor | None = None) -> None:
         self._limits = limits
         self._budget = Budget(limits, input_size)
         self._keep = keep
+        self._surveyor = surveyor if keep else None
 
     def walk(self, data: bytes, where: str, depth: int, *,
              top: bool = False) -> Iterator[tuple[str, bytes]]:
@@ -50,35 +68,92 @@ class Walker:
             if reason is not None:
                 raise ArchiveRejected(f"{where}: {reason}")
             return
-        for path, chunks in members:
-            yield from self._member(path, chunks, depth)
+        for path, source in members:
+            yield from self._member(path, source, depth)
 
-    def _member(self, where: str, chunks: Iterable[bytes],
+    def _member(self, where: str, source: MemberSource,
                 depth: int) -> Iterator[tuple[str, bytes]]:
-        """Read one member: held in memory only if wanted or if it is an archive itself."""
+        """Read one member: held in memory only if wanted or if it is an archive itself; a
+        large one that is wanted only for the checks is surveyed instead (``Surveyor``)."""
         self._budget.count(where)
         head = bytearray()
-        stream = iter(chunks)
+        stream = iter(source())
         for chunk in stream:
             head += chunk
             if len(head) >= SNIFF_BYTES:
                 break
-        if self._keep or sniff(bytes(head[:SNIFF_BYTES]), top=False) is not None:
-            # Into a buffer whose bytes object is handed out as it is (shrunk in place),
-            # not a bytearray copied at the end: the member whole twice for a moment.
-            held = io.BytesIO()
-            held.write(head)
-            del head
-            for chunk in stream:
-                held.write(chunk)
-            content = held.getvalue()
-            del held
-            if self._keep:
-                yield where, content
-            yield from self.walk(content, where, depth + 1)
-        else:
+        nested = sniff(bytes(head[:SNIFF_BYTES]), top=False) is not None
+        if not self._keep and not nested:
             for _ in stream:
                 pass  # decompressed and counted, then dropped
+            return
+        if self._surveyor is not None and not nested:
+            content = self._surveyed(where, head, stream, source, self._surveyor)
+            if content is None:
+                return  # surveyed: the checks have nothing to find in it
+        else:
+            content = _gathered(head, stream)
+        del head
+        if self._keep:
+            yield where, content
+        yield from self.walk(content, where, depth + 1)
+
+    def _surveyed(self, where: str, head: bytearray, stream: Iterator[bytes],
+                  source: MemberSource, surveyor: Surveyor) -> bytes | None:
+        """The member whole, or None if it is large and its survey shows the checks could
+        find nothing in it. Held up to ``from_bytes`` (or whole, if its head already needs
+        the whole look); past that, only its head, tail and armor are kept, and if those
+        ask for the whole after all, it is read once more from the start, not counted
+        again against the limits."""
+        name = where.rsplit("/", 1)[-1]
+        held = io.BytesIO()
+        held.write(head)
+        looked = False
+        for chunk in stream:
+            held.write(chunk)
+            if not looked and held.tell() >= surveyor.head_bytes:
+                looked = True
+                if surveyor.head_needs_whole_look(
+                        bytes(held.getbuffer()[:surveyor.head_bytes]), name):
+                    return _gathered(held, stream)
+            if held.tell() >= surveyor.from_bytes:
+                break
+        else:
+            content = held.getvalue()
+            del held
+            return content
+        # Large, and nothing in the head asks for the whole: surveyed from here on.
+        so_far = held.getvalue()
+        del held
+        first, tail = so_far[:surveyor.head_bytes], so_far[-surveyor.tail_bytes:]
+        armor = surveyor.armor in so_far
+        overlap = so_far[-(len(surveyor.armor) - 1):]
+        del so_far
+        for chunk in stream:
+            armor = armor or surveyor.armor in overlap + chunk[:len(surveyor.armor)] \
+                or surveyor.armor in chunk
+            overlap = chunk[-(len(surveyor.armor) - 1):]
+            tail = (tail + chunk)[-surveyor.tail_bytes:]
+        if not surveyor.needs_whole_look(first, tail, armor, name):
+            return None
+        with self._budget.paused():
+            return _gathered(io.BytesIO(), iter(source()))
+
+
+def _gathered(start: bytes | bytearray | io.BytesIO, stream: Iterator[bytes]) -> bytes:
+    """``start`` and the rest of ``stream`` in one bytes object. Into a buffer whose bytes
+    object is handed out as it is (shrunk in place), not a bytearray copied at the end: the
+    member whole twice for a moment."""
+    if isinstance(start, io.BytesIO):
+        held = start
+    else:
+        held = io.BytesIO()
+        held.write(start)
+    for chunk in stream:
+        held.write(chunk)
+    content = held.getvalue()
+    del held
+    return content
 
 
 def _directory_only(kind: str, data: bytes, limits: ArchiveLimits) -> str | None:

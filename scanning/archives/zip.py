@@ -4,13 +4,14 @@ headers checked against it, members inflated in bounded steps."""
 from __future__ import annotations
 
 import bz2
+import functools
 import itertools
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from scanning.archives.decompress import copy_chunks, decompress_stream, inflate, lzma1_raw
-from scanning.archives.limits import ArchiveRejected, Budget
+from scanning.archives.limits import ArchiveRejected, Budget, MemberSource
 from scanning.archives.names import unsafe_name
 
 _EOCD = b"PK\x05\x06"
@@ -123,8 +124,9 @@ def _has_extra(extra: bytes, wanted: int) -> bool:
 
 
 def zip_members(data: bytes, where: str, max_members: int,
-                budget: Budget) -> Iterator[tuple[str, Iterator[bytes]]]:
-    """Every member of the zip ``data``: its path and its content as it is inflated.
+                budget: Budget) -> Iterator[tuple[str, MemberSource]]:
+    """Every member of the zip ``data``: its path and its content as it is inflated (each
+    call of the source inflates it from the start).
 
     The whole directory and every local header are checked before the first member.
     """
@@ -148,7 +150,7 @@ def zip_members(data: bytes, where: str, max_members: int,
     for start, entry in spans:
         src = view[start:start + entry.compressed_size]
         member = f"{where}/{entry.name}"
-        yield member, _member_chunks(entry, src, member, budget)
+        yield member, functools.partial(_member_chunks, entry, src, member, budget)
 
 
 def _data_start(data: bytes, entry: ZipEntry, where: str) -> int:
