@@ -106,34 +106,35 @@ class Walker:
         ask for the whole after all, it is read once more from the start, not counted
         again against the limits."""
         name = where.rsplit("/", 1)[-1]
-        held = io.BytesIO()
-        held.write(head)
-        looked = False
+        armor_line = surveyor.armor
+        # Tail and armor are followed from the first byte, so that nothing held has to be
+        # read again (or copied) when the member turns out large.
+        armor = armor_line in head
+        overlap, tail = bytes(head[-(len(armor_line) - 1):]), bytes(head[-surveyor.tail_bytes:])
+        buffer = io.BytesIO(head)
+        buffer.seek(0, io.SEEK_END)
+        held: io.BytesIO | None = buffer
+        del buffer
+        first = b""
         for chunk in stream:
+            armor = armor or armor_line in overlap + chunk[:len(armor_line)] \
+                or armor_line in chunk
+            overlap = chunk[-(len(armor_line) - 1):]
+            tail = (tail + chunk)[-surveyor.tail_bytes:]
+            if held is None:
+                continue
             held.write(chunk)
-            if not looked and held.tell() >= surveyor.head_bytes:
-                looked = True
-                if surveyor.head_needs_whole_look(
-                        bytes(held.getbuffer()[:surveyor.head_bytes]), name):
+            if not first and held.tell() >= surveyor.head_bytes:
+                with held.getbuffer() as view:
+                    first = bytes(view[:surveyor.head_bytes])
+                if surveyor.head_needs_whole_look(first, name):
                     return _gathered(held, stream)
             if held.tell() >= surveyor.from_bytes:
-                break
-        else:
+                held = None  # large, and nothing in the head asks for the whole: surveyed
+        if held is not None:
             content = held.getvalue()
             del held
             return content
-        # Large, and nothing in the head asks for the whole: surveyed from here on.
-        so_far = held.getvalue()
-        del held
-        first, tail = so_far[:surveyor.head_bytes], so_far[-surveyor.tail_bytes:]
-        armor = surveyor.armor in so_far
-        overlap = so_far[-(len(surveyor.armor) - 1):]
-        del so_far
-        for chunk in stream:
-            armor = armor or surveyor.armor in overlap + chunk[:len(surveyor.armor)] \
-                or surveyor.armor in chunk
-            overlap = chunk[-(len(surveyor.armor) - 1):]
-            tail = (tail + chunk)[-surveyor.tail_bytes:]
         if not surveyor.needs_whole_look(first, tail, armor, name):
             return None
         with self._budget.paused():
