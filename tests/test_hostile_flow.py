@@ -17,8 +17,6 @@ import base64
 import math
 import os
 import smtplib
-import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -30,9 +28,7 @@ import pytest
 
 from gateway.cli.demo import DEMO_MAILBOX
 from tests.support.clamd import shared_clamd
-from tests.support.cli import XGATE, clean_env, init_installation
-from tests.support.ports import free_port
-from tests.support.sockets import greets
+from tests.support.served import Served, running_serve
 from tests.support.waiting import wait_until
 from tests.test_scan_limits import make_zip, nested_bomb
 
@@ -99,53 +95,14 @@ def clean_corpus() -> dict[str, bytes]:
     return corpus
 
 
-@dataclass
-class Served:
-    process: subprocess.Popen[bytes]
-    inbound: int
-    db: Path
-    log: Path
-
-    def rows(self, query: str) -> list[tuple[object, ...]]:
-        with sqlite3.connect(self.db, timeout=30) as conn:
-            return conn.execute(query).fetchall()
-
-    def log_tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    config = init_installation(tmp_path / "inst", "--demo")
-    inbound = free_port()
-    env = clean_env({
-        "XGATE_SMTP__INBOUND__PORT": str(inbound),
-        "XGATE_SMTP__SUBMISSION__PORT": str(free_port()),
-        "XGATE_WEB__PORT": str(free_port()),
-        "XGATE_PORTAL__PORT": str(free_port()),
-        "XGATE_DEMO__CATCHER__PORT": str(free_port()),
+    with running_serve(tmp_path, {
         "XGATE_WORKERS__PROCESSES": "2",
         # The session's real clamd (an installation's managed one would start per test).
         "XGATE_SCANNING__CLAMD_SOCKET": str(shared_clamd().socket_path),
-    })
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([str(XGATE), "-c", str(config), "serve"], env=env,
-                                   stdout=out, stderr=subprocess.STDOUT)
-    served = Served(process, inbound, config.parent / "xgate.db", log)
-    try:
-        wait_until(lambda: greets(inbound) or process.poll() is not None, timeout=60,
-                   what="xgate serve's SMTP listener", detail=served.log_tail)
-        assert process.poll() is None, served.log_tail()
+    }) as served:
         yield served
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @dataclass

@@ -19,7 +19,7 @@ from gateway.services import Services, build_services
 from gateway.settings import Settings
 from mailboxes.directory import add_mailbox
 from tests.conftest import make_settings
-from tests.support.clamd import RunningClamd
+from tests.support.clamd import RunningClamd, large_message_clamd
 from tests.support.pipeline import drain, enqueue, load_message
 from tests.support.smtp_fixtures import (  # noqa: F401 - fixtures
     Edge,
@@ -35,8 +35,7 @@ LIMIT = 80 * 1024 * 1024  # the 50 MB attachment is about 68 MB as base64 mail
 @pytest.fixture(scope="module")
 def big_clamd() -> Iterator[RunningClamd]:
     """A clamd of its own whose stream limit takes the whole message."""
-    clamd = RunningClamd.start(max_message_bytes=LIMIT, clamd_max_file_size_mb=100,
-                               clamd_max_scan_size_mb=400)
+    clamd = large_message_clamd(LIMIT)
     yield clamd
     clamd.close()
 

@@ -17,25 +17,19 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 import quopri
 import re
 import smtplib
-import sqlite3
-import subprocess
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from gateway.cli.demo import DEMO_MAILBOX
-from tests.support.clamd import RunningClamd
-from tests.support.cli import XGATE, clean_env, init_installation
-from tests.support.ports import free_port
-from tests.support.sockets import greets
+from tests.support.clamd import RunningClamd, large_message_clamd
+from tests.support.served import Served, running_serve
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -54,80 +48,43 @@ FLOOR = 8 * MiB
 
 @pytest.fixture(scope="module")
 def big_clamd() -> Iterator[RunningClamd]:
-    clamd = RunningClamd.start(max_message_bytes=LIMIT, clamd_max_file_size_mb=100,
-                               clamd_max_scan_size_mb=400)
+    clamd = large_message_clamd(LIMIT)
     yield clamd
     clamd.close()
-
-
-@dataclass
-class Served:
-    process: subprocess.Popen[bytes]
-    inbound: int
-    var: Path
-    log: Path
-    # Private memory (RssAnon) after the warm-up, by part: RSS also counts the pages of
-    # libraries and modules mapped from files, and a part touches more of those the first
-    # time it meets a kind of message (12-15 MiB of them, shared and not the message's).
-    idle: dict[str, int] = field(default_factory=dict)
-
-    def log_tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
-
-    def pid(self, part: str) -> int:
-        parts = json.loads((self.var / "metrics" / "parts.json").read_text())["parts"]
-        return int(parts[part]["pid"])
-
-    def state(self, sender: str) -> str | None:
-        with sqlite3.connect(self.var / "xgate.db", timeout=30) as conn:
-            row = conn.execute("SELECT state, reason FROM messages WHERE mail_from = ?",
-                               (sender,)).fetchone()
-        if row is not None and row[0] in ("quarantined", "failed", "rejected"):
-            pytest.fail(f"{sender}: {row[0]}: {row[1]}")
-        return None if row is None else str(row[0])
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory,
            big_clamd: RunningClamd) -> Iterator[Served]:
-    base = tmp_path_factory.mktemp("serve-rss")
-    config = init_installation(base / "inst", "--demo")
-    inbound = free_port()
-    env = clean_env({
-        "XGATE_SMTP__INBOUND__PORT": str(inbound),
-        "XGATE_SMTP__SUBMISSION__PORT": str(free_port()),
-        "XGATE_WEB__PORT": str(free_port()),
-        "XGATE_PORTAL__PORT": str(free_port()),
-        "XGATE_DEMO__CATCHER__PORT": str(free_port()),
+    with running_serve(tmp_path_factory.mktemp("serve-rss"), {
         "XGATE_WORKERS__PROCESSES": "1",
         "XGATE_SMTP__MAX_MESSAGE_BYTES": str(LIMIT),
         "XGATE_SCANNING__CLAMD_SOCKET": str(big_clamd.socket_path),
-    })
-    log = base / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([str(XGATE), "-c", str(config), "serve"], env=env,
-                                   stdout=out, stderr=subprocess.STDOUT)
-    served = Served(process, inbound, config.parent, log)
-    try:
-        wait_until(lambda: greets(inbound) or process.poll() is not None, timeout=60,
-                   what="xgate serve's SMTP listener", detail=served.log_tail)
-        assert process.poll() is None, served.log_tail()
+    }) as served:
         # A first small message: the worker has imported and warmed up all it needs, so
         # what the large ones cost is not mixed with that.
         sender = "rss-warm-up@partner.example"
-        with smtplib.SMTP("127.0.0.1", inbound, timeout=60) as client:
+        with smtplib.SMTP("127.0.0.1", served.inbound, timeout=60) as client:
             client.sendmail(sender, [DEMO_MAILBOX], _message(sender, base64_part(1000)))
-        wait_until(lambda: served.state(sender) == "delivered", timeout=120,
+        wait_until(lambda: _state(served, sender) == "delivered", timeout=120,
                    what="the warm-up message filed", detail=served.log_tail, poll=0.1)
-        served.idle = {part: _status(served.pid(part), "RssAnon") for part in PARTS}
         yield served
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+
+
+def _state(served: Served, sender: str) -> str | None:
+    rows = served.rows("SELECT state, reason FROM messages WHERE mail_from = ?", sender)
+    if rows and rows[0][0] in ("quarantined", "failed", "rejected"):
+        pytest.fail(f"{sender}: {rows[0][0]}: {rows[0][1]}")
+    return str(rows[0][0]) if rows else None
+
+
+@pytest.fixture(scope="module")
+def idle(served: Served) -> dict[str, int]:
+    """Private memory (RssAnon) by part after the warm-up, before the first large message:
+    RSS also counts the pages of libraries and modules mapped from files, and a part touches
+    more of those the first time it meets a kind of message (12-15 MiB of them, shared and
+    not the message's)."""
+    return {part: _status(served.pid(part), "RssAnon") for part in PARTS}
 
 
 def _message(sender: str, part: bytes) -> bytes:
@@ -176,7 +133,8 @@ def _reset_peak(pid: int) -> None:
 @pytest.mark.parametrize("build", [base64_part, quoted_printable_part, zip_part],
                          ids=["base64", "quoted-printable", "zip"])
 def test_a_large_attachment_costs_each_part_at_most_3x_the_message_in_rss(
-        served: Served, build: Callable[[int], bytes], mb: int) -> None:
+        served: Served, idle: dict[str, int], build: Callable[[int], bytes], mb: int
+) -> None:
     sender = f"rss-{build.__name__}-{mb}@partner.example"
     message = _message(sender, build(mb * MiB))
     pids = {part: served.pid(part) for part in PARTS}
@@ -185,7 +143,7 @@ def test_a_large_attachment_costs_each_part_at_most_3x_the_message_in_rss(
         _reset_peak(pid)
     with smtplib.SMTP("127.0.0.1", served.inbound, timeout=300) as client:
         client.sendmail(sender, [DEMO_MAILBOX], message)
-    wait_until(lambda: served.state(sender) == "delivered", timeout=300,
+    wait_until(lambda: _state(served, sender) == "delivered", timeout=300,
                what=f"{sender} filed", detail=served.log_tail, poll=0.1)
     for name, pid in pids.items():
         cost = (_status(pid, "VmHWM") - before[name]) / len(message)
@@ -194,10 +152,10 @@ def test_a_large_attachment_costs_each_part_at_most_3x_the_message_in_rss(
     allowed = max(KEPT * len(message), FLOOR)
 
     def given_back() -> bool:
-        return all(_status(pid, "RssAnon") - served.idle[name] < allowed
+        return all(_status(pid, "RssAnon") - idle[name] < allowed
                    for name, pid in pids.items())
 
     wait_until(given_back, timeout=30, what="the message's memory given back",
                detail=lambda: ", ".join(
-                   f"{name} {(_status(pid, 'RssAnon') - served.idle[name]) / MiB:.0f} MiB "
+                   f"{name} {(_status(pid, 'RssAnon') - idle[name]) / MiB:.0f} MiB "
                    f"private above idle" for name, pid in pids.items()))

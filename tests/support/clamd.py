@@ -252,3 +252,11 @@ def encrypted_zip(name: str, content: bytes, password: bytes = b"secret") -> byt
     offset = len(local) + len(body)
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), offset, 0)
     return local + body + central + end
+
+
+def large_message_clamd(max_message_bytes: int) -> RunningClamd:
+    """A clamd of its own for tests of 50 MB attachments: its stream limit takes
+    ``max_message_bytes``, and its file and scan limits the decoded attachment and what it
+    inflates to (the session's clamd stops at 8 MiB, which would make these unscannable)."""
+    return RunningClamd.start(max_message_bytes=max_message_bytes, clamd_max_file_size_mb=100,
+                              clamd_max_scan_size_mb=400)
