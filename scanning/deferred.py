@@ -30,6 +30,7 @@ import pybase64
 from scanning.archives.sniff import sniff
 from scanning.content_types import blocked_type
 from scanning.encrypted import ARMOR, head_may_show_encryption
+from scanning.trail import Trail
 
 DEFER_FROM = 16 * 2**20  # decoded bytes
 HEAD = 1 << 16
@@ -102,21 +103,17 @@ def survey(body: Base64Body, filename: str | None) -> Survey | None:
     of its promised size, or as soon as its head alone needs the whole look (a PDF, a zip,
     an Office file: most large attachments, which need not be read twice)."""
     head = bytearray()
-    tail = b""
-    armor = False
-    overlap = b""  # the end of the piece before: the armor line may span two pieces
+    trail = Trail(ARMOR, TAIL)
     try:
         for piece in body.pieces():
             if len(head) < HEAD:
                 head += piece[:HEAD - len(head)]
                 if len(head) == HEAD and head_needs_whole_look(bytes(head), filename):
                     return None
-            armor = armor or ARMOR in overlap + piece[:len(ARMOR)] or ARMOR in piece
-            overlap = piece[-(len(ARMOR) - 1):]
-            tail = (tail + piece)[-TAIL:] if len(piece) < TAIL else piece[-TAIL:]
+            trail.feed(piece)
     except _NotPure:
         return None
-    return Survey(bytes(head), tail, armor)
+    return Survey(bytes(head), trail.tail, trail.found)
 
 
 def needs_whole_look(found: Survey, filename: str | None) -> bool:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import io
 import random
-import tracemalloc
 import zipfile
 from collections.abc import Iterator
 from email import policy
@@ -32,6 +31,8 @@ from scanning.encrypted import ARMOR, encryption_of
 from scanning.scanner import MessageScanner
 from scanning.verdict import Verdict
 from tests.support.clamd import RunningClamd
+from tests.support.memory import traced
+from tests.test_scan_limits import make_zip
 
 MiB = 1024 * 1024
 SMALL_FROM = 256 * 1024
@@ -44,14 +45,6 @@ class _SmallSurvey(_MemberSurvey):
 
 SMALL = _SmallSurvey()
 LIMITS = ArchiveLimits(max_uncompressed_bytes=400 * MiB)
-
-
-def zipped(members: dict[str, bytes], method: int = zipfile.ZIP_STORED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", method) as archive:
-        for name, content in members.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
 
 
 def noise(size: int, seed: int) -> bytes:
@@ -94,7 +87,7 @@ def checks_find_nothing(content: bytes, name: str) -> bool:
                          ids=["stored", "deflated"])
 def test_a_member_left_out_is_one_the_checks_find_nothing_in(size: int, method: int) -> None:
     members = shapes(size)
-    data = zipped(members, method)
+    data = make_zip(members, method)
     whole = dict(iter_members(data, "a.zip", LIMITS))
     surveyed = dict(iter_members(data, "a.zip", LIMITS, surveyor=SMALL))
     assert set(whole) == {f"a.zip/{name}" for name in members}
@@ -120,7 +113,7 @@ def test_a_member_read_twice_is_counted_once_against_the_limit() -> None:
     # break a limit it keeps.
     size = 3 * MiB
     content = armored_at(size, size - 100, 9)
-    data = zipped({"akte.bin": content}, zipfile.ZIP_DEFLATED)
+    data = make_zip({"akte.bin": content}, zipfile.ZIP_DEFLATED)
     limits = ArchiveLimits(max_uncompressed_bytes=size + MiB)
     assert dict(iter_members(data, "a.zip", limits, surveyor=SMALL)) == {
         "a.zip/akte.bin": content}
@@ -130,8 +123,10 @@ def test_a_member_read_twice_is_counted_once_against_the_limit() -> None:
 
 
 def test_nested_archives_are_still_opened_and_their_members_surveyed() -> None:
-    inner = zipped({"drin.bin": noise(SMALL_FROM * 2, 10), "drin.exe": b"MZ" + bytes(100)})
-    data = zipped({"inner.zip": inner, "daneben.bin": noise(SMALL_FROM * 2, 11)})
+    inner = make_zip({"drin.bin": noise(SMALL_FROM * 2, 10), "drin.exe": b"MZ" + bytes(100)},
+                     zipfile.ZIP_STORED)
+    data = make_zip({"inner.zip": inner, "daneben.bin": noise(SMALL_FROM * 2, 11)},
+                    zipfile.ZIP_STORED)
     paths = [path for path, _ in iter_members(data, "a.zip", LIMITS, surveyor=SMALL)]
     assert paths == ["a.zip/inner.zip", "a.zip/inner.zip/drin.exe"]
 
@@ -158,8 +153,8 @@ def test_members_of_a_tar_and_a_gzip_are_surveyed_alike() -> None:
 def test_the_real_threshold() -> None:
     size = MEMBER_SURVEY.from_bytes + HEAD
     plain, armored = noise(size, 14), armored_at(size, size - 200, 15)
-    data = zipped({"plain.bin": plain, "armored.bin": armored})
-    small = zipped({"small.bin": noise(MEMBER_SURVEY.from_bytes - 1, 16)})
+    data = make_zip({"plain.bin": plain, "armored.bin": armored}, zipfile.ZIP_STORED)
+    small = make_zip({"small.bin": noise(MEMBER_SURVEY.from_bytes - 1, 16)}, zipfile.ZIP_STORED)
     assert dict(iter_members(data, "a.zip", LIMITS, surveyor=MEMBER_SURVEY)) == {
         "a.zip/armored.bin": armored}
     assert len(dict(iter_members(small, "b.zip", LIMITS, surveyor=MEMBER_SURVEY))) == 1
@@ -200,24 +195,21 @@ def _message(name: str, data: bytes) -> bytes:
 @pytest.mark.slow
 def test_a_small_zip_of_text_is_scanned_without_holding_its_64_mib_member(
         scanner: MessageScanner) -> None:
-    data = zipped({"protokoll.txt": words_text(64 * MiB)}, zipfile.ZIP_DEFLATED)
+    data = make_zip({"protokoll.txt": words_text(64 * MiB)}, zipfile.ZIP_DEFLATED)
     assert len(data) < 8 * MiB
     raw = _message("protokolle.zip", data)
     parsed = BytesParser(policy=policy.default).parsebytes(raw)
-    tracemalloc.start()
-    try:
+    with traced() as peak:
         result = scanner.scan(parsed, raw)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+        used = peak()
     assert result.verdict is Verdict.CLEAN, result.findings
     # Held whole, the member alone was 64 MiB; the survey holds at most 16 MiB of it.
-    assert peak < 40 * MiB, f"peak {peak / MiB:.0f} MiB"
+    assert used < 40 * MiB, f"peak {used / MiB:.0f} MiB"
 
 
 @pytest.mark.slow
 def test_the_same_zip_with_a_program_is_still_blocked(scanner: MessageScanner) -> None:
-    data = zipped({"protokoll.txt": words_text(20 * MiB),
+    data = make_zip({"protokoll.txt": words_text(20 * MiB),
                    "setup.exe": b"MZ" + bytes(62) + b"PE\x00\x00" + bytes(200)},
                   zipfile.ZIP_DEFLATED)
     raw = _message("protokolle.zip", data)

@@ -16,6 +16,7 @@ from scanning.archives.seven_zip import seven_zip_problem
 from scanning.archives.sniff import SNIFF_BYTES, sniff
 from scanning.archives.tar import tar_members
 from scanning.archives.zip import UnreadableZip, read_zip_directory, zip_members
+from scanning.trail import Trail
 
 
 class Surveyor(Protocol):
@@ -106,22 +107,17 @@ class Walker:
         ask for the whole after all, it is read once more from the start, not counted
         again against the limits."""
         name = where.rsplit("/", 1)[-1]
-        armor_line = surveyor.armor
         # Tail and armor are followed from the first byte, so that nothing held has to be
         # read again (or copied) when the member turns out large.
-        armor = armor_line in head
-        overlap, tail = bytes(head[-(len(armor_line) - 1):]), bytes(head[-surveyor.tail_bytes:])
-        buffer = io.BytesIO(head)
-        buffer.seek(0, io.SEEK_END)
-        held: io.BytesIO | None = buffer
-        del buffer
+        trail = Trail(surveyor.armor, surveyor.tail_bytes)
+        trail.feed(head)
+        held = io.BytesIO()
+        held.write(head)
         first = b""
+        surveying = False
         for chunk in stream:
-            armor = armor or armor_line in overlap + chunk[:len(armor_line)] \
-                or armor_line in chunk
-            overlap = chunk[-(len(armor_line) - 1):]
-            tail = (tail + chunk)[-surveyor.tail_bytes:]
-            if held is None:
+            trail.feed(chunk)
+            if surveying:
                 continue
             held.write(chunk)
             if not first and held.tell() >= surveyor.head_bytes:
@@ -130,12 +126,13 @@ class Walker:
                 if surveyor.head_needs_whole_look(first, name):
                     return _gathered(held, stream)
             if held.tell() >= surveyor.from_bytes:
-                held = None  # large, and nothing in the head asks for the whole: surveyed
-        if held is not None:
+                # Large, and nothing in the head asks for the whole: surveyed from here on.
+                surveying, held = True, io.BytesIO()
+        if not surveying:
             content = held.getvalue()
             del held
             return content
-        if not surveyor.needs_whole_look(first, tail, armor, name):
+        if not surveyor.needs_whole_look(first, trail.tail, trail.found, name):
             return None
         with self._budget.paused():
             return _gathered(io.BytesIO(), iter(source()))
